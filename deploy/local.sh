@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# opsloop's one entry point on a fresh Debian machine.
+#   deploy/local.sh demo [demo options]   run the whole loop locally
+#   deploy/local.sh test [pytest options] lint and run the test suite against real servers
+# Installs what is missing: Debian packages (redis-server, prometheus, prometheus-alertmanager,
+# prometheus-redis-exporter, PostgreSQL 15) and a virtualenv in .venv with the project and its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'opsloop: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@";
+  else log "need root to run: $*"; exit 1; fi
+}
+
+ensure_debian_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  command -v prometheus-redis-exporter >/dev/null || missing+=(prometheus-redis-exporter)
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+  id postgres >/dev/null 2>&1 || missing+=(postgresql-15)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+  # Debian's packages try to start their daemons; opsloop starts its own on free ports.
+  if command -v service >/dev/null; then
+    for svc in redis-server prometheus prometheus-alertmanager prometheus-redis-exporter postgresql; do
+      as_root service "$svc" stop >/dev/null 2>&1 || true
+    done
+  fi
+}
+
+ensure_venv() {
+  local stamp=.venv/.opsloop-installed
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    log "installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  demo)
+    ensure_debian_packages
+    ensure_venv
+    exec .venv/bin/python -m demo "$@"
+    ;;
+  test)
+    ensure_debian_packages
+    ensure_venv
+    .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: $0 demo|test [options]" >&2
+    exit 2
+    ;;
+esac
