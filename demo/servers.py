@@ -210,7 +210,9 @@ def _postgres_user() -> pwd.struct_passwd | None:
 class PostgresServer(Server):
     name = "postgres"
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None, database: str = "opsloop") -> None:
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, database: str = "opsloop"
+    ) -> None:
         super().__init__(workdir, port)
         self.database = database
         self.datadir = self.workdir / "data"
