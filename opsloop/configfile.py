@@ -62,9 +62,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         # Union members and function validators add synthetic parts to the location; drop them.
-        loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-        )
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         message = _TYPE_MESSAGES.get(err["type"], err["msg"])
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")

@@ -14,9 +14,7 @@ class SecretError(ValueError):
     """A secret is configured but cannot be read; the message names where it was looked for."""
 
 
-def read_secret(
-    *, value: str | None = None, env: str | None = None, file: str | Path | None = None
-) -> str | None:
+def read_secret(*, value: str | None = None, env: str | None = None, file: str | Path | None = None) -> str | None:
     """Resolve one secret; ``None`` when none of the three is set. Files lose one trailing newline."""
     given = [name for name, v in (("value", value), ("env", env), ("file", file)) if v is not None]
     if len(given) > 1:

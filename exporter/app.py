@@ -1,0 +1,102 @@
+"""The exporter's aiohttp application: /metrics, health endpoints and the landing page."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+
+from exporter.collector import Collector, Snapshot
+from exporter.config import ExporterConfig
+from exporter.sources import build_sources
+from opsloop import __version__
+
+CONFIG = web.AppKey("config", ExporterConfig)
+COLLECTOR = web.AppKey("collector", Collector)
+PROCESS = web.AppKey("process", CollectorRegistry)
+MIN_DEADLINE = 0.1
+
+
+def scrape_deadline(request: web.Request, config: ExporterConfig) -> float:
+    """Prometheus' scrape timeout minus the margin, or the configured default."""
+    header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+    try:
+        timeout = float(header) if header else config.scrape.default_timeout
+    except ValueError:
+        timeout = config.scrape.default_timeout
+    return max(MIN_DEADLINE, timeout - config.scrape.timeout_margin)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    families = await app[COLLECTOR].collect(scrape_deadline(request, app[CONFIG]))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = web.Response(body=encoder(Snapshot(families, app[PROCESS])), headers={"Content-Type": content_type})
+    response.enable_compression()  # gzip only when the client accepts it
+    return response
+
+
+async def healthy(_: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    # Ready once the sources are built: a down Redis or PostgreSQL is reported in metrics, not here.
+    if COLLECTOR not in request.app:
+        return web.Response(status=503, text="starting\n")
+    return web.Response(text="OK\n")
+
+
+def config_summary(config: ExporterConfig) -> list[str]:
+    """One line per configured item, with no URL credentials and no secrets."""
+    lines = [f"redis {r.name}: {_redact_url(r.url)}" for r in config.redis]
+    for section, entries in (("queue", config.queues), ("dlq", config.dlqs)):
+        lines += [f"{section} on {e.redis}: {e.key or e.pattern}" for e in entries]
+    lines += [f"workers {w.name} on {w.redis}: {w.set or w.heartbeat_pattern}" for w in config.workers]
+    lines += [f"cache on {c.redis}" + (f": {c.app_stats_pattern}" if c.app_stats_pattern else "") for c in config.cache]
+    if config.business is not None:
+        lines += [f"business query {q.name} every {q.interval:g}s" for q in config.business.queries]
+    return lines
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
+
+
+async def landing(request: web.Request) -> web.Response:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in config_summary(request.app[CONFIG]))
+    body = (
+        "<!doctype html><html><head><title>opsloop exporter</title></head><body>"
+        f"<h1>opsloop exporter {html.escape(__version__)}</h1>"
+        '<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> · <a href="-/ready">Ready</a></p>'
+        f"<h2>Configuration</h2><ul>{items}</ul></body></html>"
+    )
+    return web.Response(text=body, content_type="text/html")
+
+
+async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
+    collector = Collector(build_sources(app[CONFIG]), app[CONFIG].scrape)
+    app[COLLECTOR] = collector
+    yield
+    await collector.close()
+
+
+def create_app(config: ExporterConfig) -> web.Application:
+    app = web.Application()
+    app[CONFIG] = config
+    process = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=process)
+    PlatformCollector(registry=process)
+    app[PROCESS] = process
+    app.cleanup_ctx.append(collector_ctx)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", landing)
+    return app

@@ -1,0 +1,144 @@
+"""Scrape-time collection: every source concurrently, under one deadline, one read in flight per source.
+
+A source that fails or misses the deadline is reported with ``opsloop_source_up`` 0 and its other
+series are left out (Prometheus then marks them stale); the scrape still answers with everything
+else. Concurrent scrapes share the read already in flight instead of starting another, and a source
+whose circuit breaker is open costs nothing until its pause is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import Metric as MetricFamily
+from prometheus_client.registry import Collector as RegistryCollector
+
+from exporter.config import ScrapeConfig
+from exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
+from opsloop import __version__
+
+log = logging.getLogger(__name__)
+
+_S = ("source",)
+SOURCE_UP = Metric("opsloop_source_up", "gauge", "1 when the last read of the source succeeded in time.", _S)
+SOURCE_DURATION = Metric(
+    "opsloop_source_scrape_duration_seconds", "gauge", "Duration of the source's last completed read.", _S
+)
+SOURCE_LAST_SUCCESS = Metric(
+    "opsloop_source_last_success_timestamp_seconds", "gauge", "Unix time of the source's last good read.", _S
+)
+SOURCE_ERRORS = Metric("opsloop_source_errors", "counter", "Failed or timed-out reads of the source.", _S)
+BREAKER_OPEN = Metric("opsloop_source_breaker_open", "gauge", "1 while the source's circuit breaker skips reads.", _S)
+BUILD_INFO = Metric("opsloop_exporter_build_info", "gauge", "Always 1; the version is a label.", ("version",))
+
+
+@dataclass
+class SourceState:
+    source: Source
+    breaker: CircuitBreaker
+    in_flight: asyncio.Task[tuple[list[Sample], bool]] | None = None
+    last_duration: float | None = None
+    last_success: float | None = None
+    errors: int = 0
+
+
+class Collector:
+    def __init__(self, sources: Sequence[Source], scrape: ScrapeConfig) -> None:
+        self.states = [
+            SourceState(s, CircuitBreaker(scrape.breaker_failures, scrape.breaker_max_backoff)) for s in sources
+        ]
+
+    async def collect(self, budget: float) -> list[MetricFamily]:
+        """Read every source within ``budget`` seconds and build the metric families."""
+        results = await asyncio.gather(*(self._read(state, budget) for state in self.states))
+        samples: list[Sample] = [Sample(BUILD_INFO, (__version__,), 1.0)]
+        for state, (source_samples, ok) in zip(self.states, results, strict=True):
+            name = (state.source.name,)
+            samples.extend(source_samples)
+            samples.append(Sample(SOURCE_UP, name, 1.0 if ok else 0.0))
+            samples.append(Sample(SOURCE_ERRORS, name, float(state.errors)))
+            samples.append(Sample(BREAKER_OPEN, name, 1.0 if state.breaker.is_open else 0.0))
+            if state.last_duration is not None:
+                samples.append(Sample(SOURCE_DURATION, name, state.last_duration))
+            if state.last_success is not None:
+                samples.append(Sample(SOURCE_LAST_SUCCESS, name, state.last_success))
+        return build_families(samples)
+
+    async def _read(self, state: SourceState, budget: float) -> tuple[list[Sample], bool]:
+        if state.in_flight is None or state.in_flight.done():
+            if state.breaker.is_open:
+                return [], False
+            state.in_flight = asyncio.create_task(self._timed_read(state, budget))
+        try:
+            # shield: a scrape that gives up does not cancel the read another scrape may share
+            return await asyncio.wait_for(asyncio.shield(state.in_flight), budget)
+        except TimeoutError:
+            return [], False
+
+    async def _timed_read(self, state: SourceState, budget: float) -> tuple[list[Sample], bool]:
+        source = state.source
+        started = time.perf_counter()
+        samples: list[Sample] = []
+        error = ""
+        try:
+            async with asyncio.timeout(budget):
+                samples = await source.read()
+        except PartialFailure as exc:
+            samples, error = exc.samples, str(exc)
+        except TimeoutError:
+            error = f"no answer within {budget:.2f}s"
+        except Exception as exc:  # any failure of one source is reported, never raised into the scrape
+            error = str(exc) or type(exc).__name__
+        state.last_duration = time.perf_counter() - started
+        if error:
+            state.errors += 1
+            state.breaker.record_failure()
+            log.warning("source read failed", extra={"source": source.name, "error": error})
+            return samples, False
+        state.breaker.record_success()
+        state.last_success = time.time()
+        return samples, True
+
+    async def close(self) -> None:
+        for state in self.states:
+            if state.in_flight is not None:
+                state.in_flight.cancel()
+        await asyncio.gather(*(s.in_flight for s in self.states if s.in_flight), return_exceptions=True)
+        for state in self.states:
+            await state.source.close()
+
+
+def build_families(samples: Iterable[Sample]) -> list[MetricFamily]:
+    """Group samples by metric name; a repeated label set keeps its first value (and is logged)."""
+    families: dict[str, MetricFamily] = {}
+    seen: dict[str, set[tuple[str, ...]]] = {}
+    for sample in samples:
+        m = sample.metric
+        family = families.get(m.name)
+        if family is None:
+            cls = CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily
+            family = families[m.name] = cls(m.name, m.help, labels=m.labels)
+            seen[m.name] = set()
+        if sample.labels in seen[m.name]:
+            log.warning("duplicate series dropped", extra={"metric": m.name, "labels": list(sample.labels)})
+            continue
+        seen[m.name].add(sample.labels)
+        family.add_metric(list(sample.labels), sample.value)
+    return list(families.values())
+
+
+class Snapshot(RegistryCollector):
+    """One scrape's families plus the process metrics, in the shape prometheus-client's encoders take."""
+
+    def __init__(self, families: list[MetricFamily], extra: RegistryCollector) -> None:
+        self.families = families
+        self.extra = extra
+
+    def collect(self) -> Iterator[MetricFamily]:
+        yield from self.families
+        yield from self.extra.collect()

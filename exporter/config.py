@@ -1,0 +1,221 @@
+"""The exporter's configuration: pydantic models, cross-reference checks and ``load_config``.
+
+Each top-level section maps to one module: ``queues``/``dlqs`` to ``sources/redis_keys.py``, ``workers``
+to ``sources/redis_workers.py``, ``cache`` to ``sources/redis_cache.py``, ``business`` to
+``sources/postgres_sql.py``. Unknown keys are errors; every problem is reported with its key path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from opsloop.configfile import ConfigError, StrictModel, load_model
+from opsloop.durations import Duration
+from opsloop.secrets import SecretError, exactly_one, read_secret
+
+DEFAULT_LISTEN = "127.0.0.1:9817"
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _metric_part(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid metric name part (letters, digits, underscore)")
+    return value
+
+
+class ScrapeConfig(StrictModel):
+    default_timeout: Duration = 10.0
+    """Deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header."""
+    timeout_margin: Duration = 0.5
+    """Subtracted from Prometheus' timeout so the answer arrives before Prometheus gives up."""
+    breaker_failures: int = Field(3, ge=1)
+    """Consecutive failures that open a source's circuit breaker."""
+    breaker_max_backoff: Duration = 30.0
+    """Longest pause of an open breaker (exponential with jitter from 1 s)."""
+
+
+class RedisConfig(StrictModel):
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    password: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    connect_timeout: Duration = 2.0
+    discovery_interval: Duration = 30.0
+    """How often SCAN discovery of patterns runs; scrapes in between use the cached key list."""
+    max_keys_per_pattern: int = Field(10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Self:
+        given = [v for v in (self.password, self.password_env, self.password_file) if v is not None]
+        if len(given) > 1:
+            raise ValueError("set at most one of password, password_env, password_file")
+        return self
+
+    def resolve_password(self) -> str | None:
+        return read_secret(value=self.password, env=self.password_env, file=self.password_file)
+
+
+class OldestAgeConfig(StrictModel):
+    field: str = Field(min_length=1)
+    """JSON field holding the enqueue time: unix seconds or milliseconds, or an ISO 8601 string."""
+    end: Literal["right", "left"] = "right"
+    """Where the oldest item sits: "right" when producers LPUSH and consumers RPOP (the default)."""
+
+
+class KeyConfig(StrictModel):
+    """One queue or DLQ: a fixed ``key`` or a SCAN ``pattern``."""
+
+    name: str | None = None
+    redis: str
+    key: str | None = None
+    pattern: str | None = None
+    oldest_age: OldestAgeConfig | None = None
+
+    @model_validator(mode="after")
+    def _key_or_pattern(self) -> Self:
+        exactly_one(key=self.key, pattern=self.pattern)
+        if self.pattern is not None and self.name is not None:
+            raise ValueError("name applies to a fixed key; a pattern labels each key with the key itself")
+        return self
+
+
+class CacheConfig(StrictModel):
+    redis: str
+    app_stats_pattern: str | None = None
+    """Hashes of counters the application writes (hits, misses, l1_hits, ...)."""
+
+
+class WorkersConfig(StrictModel):
+    redis: str
+    name: str = Field(min_length=1)
+    set: str | None = None
+    heartbeat_pattern: str | None = None
+    queues: list[str] = []
+    """Queue labels this worker group serves: adds opsloop_queue_workers{queue} for each."""
+
+    @model_validator(mode="after")
+    def _set_or_heartbeat(self) -> Self:
+        exactly_one(set=self.set, heartbeat_pattern=self.heartbeat_pattern)
+        return self
+
+
+class ValueConfig(StrictModel):
+    type: Literal["gauge", "counter"] = "gauge"
+    help: str = Field(min_length=1)
+
+
+class QueryConfig(StrictModel):
+    name: str
+    sql: str = Field(min_length=1)
+    labels: list[str] = []
+    values: dict[str, ValueConfig] = Field(min_length=1)
+    interval: Duration = 60.0
+    timeout: Duration = 5.0
+
+    @field_validator("name")
+    @classmethod
+    def _query_name(cls, name: str) -> str:
+        return _metric_part(name)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            if not _LABEL.match(label) or label.startswith("__"):
+                raise ValueError(f"{label!r} is not a valid label name")
+        if len(set(labels)) != len(labels):
+            raise ValueError("label columns must be unique")
+        return labels
+
+    @field_validator("values")
+    @classmethod
+    def _value_names(cls, values: dict[str, ValueConfig]) -> dict[str, ValueConfig]:
+        for name in values:
+            _metric_part(name)
+        return values
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Self:
+        overlap = set(self.labels) & set(self.values)
+        if overlap:
+            raise ValueError(f"columns cannot be both label and value: {', '.join(sorted(overlap))}")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return self
+
+
+class BusinessConfig(StrictModel):
+    dsn: str | None = None
+    dsn_env: str | None = None
+    dsn_file: Path | None = None
+    pool_size: int = Field(2, ge=1, le=20)
+    connect_timeout: Duration = 3.0
+    queries: list[QueryConfig] = []
+
+    @model_validator(mode="after")
+    def _one_dsn(self) -> Self:
+        exactly_one(dsn=self.dsn, dsn_env=self.dsn_env, dsn_file=self.dsn_file)
+        names = [q.name for q in self.queries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"query names must be unique: {', '.join(dupes)}")
+        return self
+
+    def resolve_dsn(self) -> str:
+        dsn = read_secret(value=self.dsn, env=self.dsn_env, file=self.dsn_file)
+        assert dsn is not None  # guaranteed by _one_dsn
+        return dsn
+
+
+class ExporterConfig(StrictModel):
+    scrape: ScrapeConfig = ScrapeConfig()
+    redis: list[RedisConfig] = []
+    queues: list[KeyConfig] = []
+    dlqs: list[KeyConfig] = []
+    cache: list[CacheConfig] = []
+    workers: list[WorkersConfig] = []
+    business: BusinessConfig | None = None
+
+    def redis_by_name(self, name: str) -> RedisConfig:
+        return next(r for r in self.redis if r.name == name)
+
+
+def _cross_reference_problems(config: ExporterConfig) -> list[str]:
+    """Checks that span sections: names that must exist, be unique, and secrets that must be readable."""
+    problems: list[str] = []
+    names = [r.name for r in config.redis]
+    for dupe in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"redis: name {dupe!r} is used more than once")
+    sections: list[tuple[str, list[KeyConfig] | list[CacheConfig] | list[WorkersConfig]]] = [
+        ("queues", config.queues), ("dlqs", config.dlqs), ("cache", config.cache), ("workers", config.workers),
+    ]  # fmt: skip
+    for section, entries in sections:
+        for i, entry in enumerate(entries):
+            if entry.redis not in names:
+                problems.append(f"{section}[{i}].redis: no redis entry is named {entry.redis!r}")
+    for i, redis in enumerate(config.redis):
+        try:
+            redis.resolve_password()
+        except SecretError as exc:
+            problems.append(f"redis[{i}].password: {exc}")
+    if config.business is not None:
+        try:
+            config.business.resolve_dsn()
+        except SecretError as exc:
+            problems.append(f"business.dsn: {exc}")
+    return problems
+
+
+def load_config(path: str | Path) -> ExporterConfig:
+    """Read, validate and cross-check the YAML file; raise ConfigError listing every problem."""
+    config = load_model(path, ExporterConfig)
+    problems = _cross_reference_problems(config)
+    if problems:
+        raise ConfigError(path, problems)
+    return config

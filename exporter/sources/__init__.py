@@ -1,0 +1,30 @@
+"""Sources the exporter reads: one per Redis server and one for PostgreSQL."""
+
+from __future__ import annotations
+
+from exporter.config import ExporterConfig
+from exporter.sources.base import Source
+from exporter.sources.postgres_sql import PostgresSource
+from exporter.sources.redis_cache import CacheReader
+from exporter.sources.redis_dlq import dlq_reader
+from exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
+from exporter.sources.redis_source import RedisReader, RedisSource
+from exporter.sources.redis_workers import WorkersReader
+
+
+def build_sources(config: ExporterConfig) -> list[Source]:
+    """One RedisSource per configured Redis that something reads, then PostgreSQL if configured."""
+    sources: list[Source] = []
+    for redis in config.redis:
+        readers: list[RedisReader] = []
+        readers += [KeyReader(q, redis, QUEUE_METRICS) for q in config.queues if q.redis == redis.name]
+        readers += [dlq_reader(d, redis) for d in config.dlqs if d.redis == redis.name]
+        workers = [w for w in config.workers if w.redis == redis.name]
+        if workers:
+            readers.append(WorkersReader(workers, redis))
+        readers += [CacheReader(c, redis) for c in config.cache if c.redis == redis.name]
+        if readers:
+            sources.append(RedisSource(redis, readers))
+    if config.business is not None:
+        sources.append(PostgresSource(config.business))
+    return sources

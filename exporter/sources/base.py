@@ -1,0 +1,78 @@
+"""What every source shares: metric declarations, samples, the Source protocol and the circuit breaker."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A metric a source declares: name (without ``_total`` for counters), type, help and label names."""
+
+    name: str
+    kind: Literal["gauge", "counter"]
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    metric: Metric
+    labels: tuple[str, ...]
+    value: float
+
+
+class PartialFailure(Exception):
+    """A source failed but still has samples worth serving (for example cached query results)."""
+
+    def __init__(self, samples: list[Sample], message: str) -> None:
+        super().__init__(message)
+        self.samples = samples
+
+
+class Source(Protocol):
+    """One thing the exporter reads. ``name`` becomes the ``source`` label of the self metrics."""
+
+    name: str
+
+    async def read(self) -> list[Sample]:
+        """Read everything this source publishes; raise on failure (the collector reports it).
+
+        Raise PartialFailure to report the source down while still publishing some samples.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class CircuitBreaker:
+    """Stops calling a dead source on every scrape.
+
+    After ``failures`` consecutive errors the breaker opens for an exponentially growing, jittered
+    pause (1 s, 2 s, 4 s, ... up to ``max_backoff``); while open the source is reported down at once
+    instead of costing a timeout. The first call after the pause is the trial: success closes it.
+    """
+
+    def __init__(self, failures: int = 3, max_backoff: float = 30.0) -> None:
+        self.threshold = failures
+        self.max_backoff = max_backoff
+        self.consecutive_failures = 0
+        self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+        self.open_until = 0.0
+
+    def record_failure(self) -> None:
+        self.consecutive_failures += 1
+        excess = self.consecutive_failures - self.threshold
+        if excess >= 0:
+            pause = min(self.max_backoff, 2.0**excess) * random.uniform(0.5, 1.0)
+            self.open_until = time.monotonic() + pause

@@ -1,0 +1,74 @@
+"""SCAN discovery of key patterns, cached and refreshed on an interval instead of on every scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from redis.asyncio import Redis
+
+from exporter.sources.base import Metric, Sample
+
+log = logging.getLogger(__name__)
+
+KEYS_TRUNCATED = Metric(
+    "opsloop_keys_truncated",
+    "gauge",
+    "1 when SCAN discovery of the pattern stopped at max_keys_per_pattern, else 0.",
+    ("redis", "pattern"),
+)
+SCAN_COUNT = 1000
+
+
+class KeyDiscovery:
+    """The keys matching ``pattern``, at most ``max_keys``, rescanned every ``interval`` seconds.
+
+    The first call waits for a scan; later calls return the cached list at once and start a
+    background rescan when it is older than ``interval``. A failed rescan keeps the previous list.
+    """
+
+    def __init__(self, redis_name: str, pattern: str, max_keys: int, interval: float) -> None:
+        self.redis_name = redis_name
+        self.pattern = pattern
+        self.max_keys = max_keys
+        self.interval = interval
+        self.keys: list[str] = []
+        self.truncated = False
+        self.scanned_at: float | None = None
+        self.generation = 0
+        self.last_error = ""
+        self._refresh: asyncio.Task[None] | None = None
+
+    async def current(self, client: Redis) -> list[str]:
+        due = self.scanned_at is None or time.monotonic() - self.scanned_at >= self.interval
+        if due and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self._scan(client))
+        if self.scanned_at is None:
+            assert self._refresh is not None
+            await asyncio.shield(self._refresh)
+            if self.scanned_at is None:
+                raise ConnectionError(f"discovery of {self.pattern!r} failed: {self.last_error}")
+        return self.keys
+
+    async def _scan(self, client: Redis) -> None:
+        found: set[str] = set()  # SCAN may return a key more than once
+        truncated = False
+        try:
+            async for key in client.scan_iter(match=self.pattern, count=SCAN_COUNT):
+                if key not in found and len(found) >= self.max_keys:
+                    truncated = True
+                    break
+                found.add(key)
+        except Exception as exc:  # a failed rescan keeps the previous list; the error is reported
+            self.last_error = str(exc) or type(exc).__name__
+            log.warning("key discovery failed", extra={"pattern": self.pattern, "error": self.last_error})
+            return
+        if truncated:
+            log.warning("key discovery truncated", extra={"pattern": self.pattern, "max_keys": self.max_keys})
+        self.keys, self.truncated = sorted(found), truncated
+        self.scanned_at = time.monotonic()
+        self.generation += 1
+
+    def samples(self) -> list[Sample]:
+        return [Sample(KEYS_TRUNCATED, (self.redis_name, self.pattern), 1.0 if self.truncated else 0.0)]

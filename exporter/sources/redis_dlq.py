@@ -1,0 +1,12 @@
+"""Dead-letter queues: the queue reader under DLQ metric names (no stream group metrics)."""
+
+from __future__ import annotations
+
+from exporter.config import KeyConfig, RedisConfig
+from exporter.sources.redis_queues import KeyMetrics, KeyReader, key_metrics
+
+DLQ_METRICS: KeyMetrics = key_metrics("dlq", "opsloop_dlq", "dead-letter queue", groups=False)
+
+
+def dlq_reader(entry: KeyConfig, redis: RedisConfig) -> KeyReader:
+    return KeyReader(entry, redis, DLQ_METRICS)

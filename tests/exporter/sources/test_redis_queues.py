@@ -1,0 +1,157 @@
+"""Queue metrics equal what a real Redis holds, for lists, sorted sets and streams."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from demo.servers import RedisServer
+from exporter.sources.redis_queues import parse_timestamp
+from tests.exporter.scrapes import scrape, value
+
+
+@pytest.fixture
+def r(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+
+def config(url: str, queues: list[dict[str, object]], **redis_extra: object) -> dict[str, object]:
+    return {"redis": [{"name": "main", "url": url, **redis_extra}], "queues": queues}
+
+
+async def test_list_length_and_oldest_age_from_json_field(redis_server, r, write_config, exporter_client):
+    now = time.time()
+    r.lpush("queue:emails", json.dumps({"enqueued_at": now - 120}))  # oldest, right end
+    r.lpush("queue:emails", json.dumps({"enqueued_at": now - 5}), json.dumps({"enqueued_at": now}))
+    cfg = write_config(
+        config(redis_server.url, [{"name": "emails", "redis": "main", "key": "queue:emails",
+                                   "oldest_age": {"field": "enqueued_at"}}])
+    )  # fmt: skip
+    series = await scrape(await exporter_client(cfg))
+    assert value(series, "opsloop_queue_length", redis="main", queue="emails") == 3
+    age = value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="emails")
+    assert age is not None
+    assert 119 <= age <= 125
+    assert value(series, "opsloop_source_up", source="redis/main") == 1
+
+
+async def test_oldest_at_left_end_and_iso_and_millisecond_timestamps(redis_server, r, write_config, exporter_client):
+    now = time.time()
+    r.rpush("left", json.dumps({"t": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600))}))
+    r.rpush("left", json.dumps({"t": now}))
+    r.lpush("millis", json.dumps({"t": int((now - 60) * 1000)}))
+    cfg = write_config(
+        config(redis_server.url, [
+            {"redis": "main", "key": "left", "oldest_age": {"field": "t", "end": "left"}},
+            {"redis": "main", "key": "millis", "oldest_age": {"field": "t"}},
+        ])
+    )  # fmt: skip
+    series = await scrape(await exporter_client(cfg))
+    assert 599 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="left") <= 605
+    assert 59 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="millis") <= 65
+
+
+async def test_configured_key_that_redis_deleted_reads_zero(redis_server, r, write_config, exporter_client):
+    r.lpush("queue:gone", json.dumps({"enqueued_at": time.time()}))
+    cfg = write_config(
+        config(redis_server.url, [{"name": "gone", "redis": "main", "key": "queue:gone",
+                                   "oldest_age": {"field": "enqueued_at"}}])
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="gone") == 1
+    r.rpop("queue:gone")  # Redis deletes the now-empty list
+    assert r.exists("queue:gone") == 0
+    series = await scrape(client)
+    assert value(series, "opsloop_queue_length", redis="main", queue="gone") == 0
+    assert value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="gone") == 0
+
+
+async def test_sorted_set_length_and_age_from_lowest_score(redis_server, r, write_config, exporter_client):
+    now = time.time()
+    r.zadd("delayed", {"a": now - 300, "b": now - 10, "c": now})
+    cfg = write_config(config(redis_server.url, [{"name": "delayed", "redis": "main", "key": "delayed"}]))
+    series = await scrape(await exporter_client(cfg))
+    assert value(series, "opsloop_queue_length", redis="main", queue="delayed") == 3
+    assert 299 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="delayed") <= 305
+
+
+async def test_stream_length_age_and_group_pending_and_lag(redis_server, r, write_config, exporter_client):
+    first_ms = int((time.time() - 42) * 1000)
+    r.xadd("events", {"n": 0}, id=f"{first_ms}-0")
+    for n in range(1, 5):
+        r.xadd("events", {"n": n})
+    r.xgroup_create("events", "billing", id="0")
+    r.xreadgroup("billing", "c1", {"events": ">"}, count=2)  # 2 pending, 3 not delivered
+    cfg = write_config(config(redis_server.url, [{"name": "events", "redis": "main", "key": "events"}]))
+    series = await scrape(await exporter_client(cfg))
+    assert value(series, "opsloop_queue_length", redis="main", queue="events") == 5
+    assert 41 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="events") <= 47
+    assert value(series, "opsloop_stream_group_pending", redis="main", queue="events", group="billing") == 2
+    assert value(series, "opsloop_stream_group_lag", redis="main", queue="events", group="billing") == 3
+
+
+async def test_pattern_discovers_every_type_and_labels_by_key(redis_server, r, write_config, exporter_client):
+    r.lpush("jobs:a", "x", "y")
+    r.zadd("jobs:b", {"m": time.time()})
+    r.xadd("jobs:c", {"k": "v"})
+    r.set("other", "1")
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}]))
+    series = await scrape(await exporter_client(cfg))
+    lengths = {dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_length"}
+    assert lengths == {"jobs:a": 2, "jobs:b": 1, "jobs:c": 1}
+    assert value(series, "opsloop_keys_truncated", redis="main", pattern="jobs:*") == 0
+
+
+async def test_discovery_is_cached_between_scrapes_and_capped(redis_server, r, write_config, exporter_client):
+    for n in range(5):
+        r.lpush(f"jobs:{n}", "x")
+    cfg = write_config(
+        config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}],
+               max_keys_per_pattern=3, discovery_interval="1h")
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    series = await scrape(client)
+    assert sum(1 for (name, _) in series if name == "opsloop_queue_length") == 3
+    assert value(series, "opsloop_keys_truncated", redis="main", pattern="jobs:*") == 1
+    scans_before = r.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+    await scrape(client)
+    await scrape(client)
+    assert r.info("commandstats").get("cmdstat_scan", {}).get("calls", 0) == scans_before
+
+
+async def test_key_recreated_with_another_type_is_detected_again(redis_server, r, write_config, exporter_client):
+    r.lpush("q", "a")
+    cfg = write_config(config(redis_server.url, [{"name": "q", "redis": "main", "key": "q"}]))
+    client = await exporter_client(cfg)
+    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="q") == 1
+    r.delete("q")
+    r.zadd("q", {"a": 1, "b": 2, "c": 3})
+    await scrape(client)  # WRONGTYPE for the cached list type: re-detected on the next scrape
+    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="q") == 3
+
+
+async def test_steady_scrape_sends_only_the_per_key_reads(redis_server, r, write_config, exporter_client):
+    for n in range(50):
+        r.lpush(f"jobs:{n}", "x")
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}], discovery_interval="1h"))
+    client = await exporter_client(cfg)
+    await scrape(client)  # discovery and TYPE detection happen here
+    before = r.info("stats")
+    series = await scrape(client)
+    after = r.info("stats")
+    assert sum(1 for (name, _) in series if name == "opsloop_queue_length") == 50
+    # 50 LLEN plus the test's own INFO: no SCAN, no TYPE, and no new connection
+    assert after["total_commands_processed"] - before["total_commands_processed"] == 51
+    assert after["total_connections_received"] == before["total_connections_received"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(1700000000, 1700000000.0), (1700000000123, 1700000000.123), ("1700000000.5", 1700000000.5),
+     ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20", None), ("soon", None), (True, None)],
+)  # fmt: skip
+def test_parse_timestamp(raw: object, expected: float | None) -> None:
+    assert parse_timestamp(raw) == expected

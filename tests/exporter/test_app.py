@@ -1,0 +1,49 @@
+"""HTTP endpoints: metrics negotiation, health, readiness and the landing page."""
+
+from __future__ import annotations
+
+import gzip
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from exporter.config import load_config
+from tests.exporter.scrapes import parse_metrics, value
+
+
+async def test_metrics_text_gzip_and_openmetrics(redis_server, write_config, exporter_client):
+    client = await exporter_client(write_config({"redis": [{"name": "main", "url": redis_server.url}],
+                                                 "queues": [{"name": "e", "redis": "main", "key": "q"}]}))  # fmt: skip
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    series = parse_metrics(await plain.text())
+    assert value(series, "opsloop_queue_length", redis="main", queue="e") == 0
+    assert value(series, "process_resident_memory_bytes") > 0
+
+    zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert b"opsloop_queue_length" in gzip.decompress(await zipped.read())
+
+    om = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    families = {f.name: f for f in text_string_to_metric_families(await om.text())}
+    assert families["opsloop_source_errors"].type == "counter"
+    assert families["opsloop_queue_length"].samples[0].value == 0
+
+
+async def test_health_ready_and_landing_page_without_secrets(redis_server, tmp_path, exporter_client):
+    (tmp_path / "c.yml").write_text(
+        f"redis: [{{name: main, url: '{redis_server.url.replace('redis://', 'redis://user:hunter2@')}'}}]\n"
+        "queues: [{name: emails, redis: main, key: 'queue:emails'}]\n"
+        "business: {dsn: 'postgresql://app:s3cret@127.0.0.1:1/db', queries: []}\n"
+    )
+    client = await exporter_client(load_config(tmp_path / "c.yml"))
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/-/ready")).status == 200
+    page = await client.get("/")
+    text = await page.text()
+    assert page.status == 200
+    assert 'href="metrics"' in text
+    assert "queue:emails" in text
+    assert "hunter2" not in text
+    assert "s3cret" not in text
+    assert "redis://***@127.0.0.1" in text

@@ -1,0 +1,112 @@
+"""The scrape deadline, dead and blackholed sources, single-flight and the circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+
+from demo.servers import RedisServer
+from exporter.sources.base import CircuitBreaker
+from tests.exporter.scrapes import scrape, value
+
+
+def two_redis_config(good: str, bad: str, **scrape_cfg: object) -> dict[str, object]:
+    return {
+        "scrape": scrape_cfg,
+        "redis": [{"name": "good", "url": good}, {"name": "bad", "url": bad}],
+        "queues": [
+            {"name": "emails", "redis": "good", "key": "queue:emails"},
+            {"name": "stuck", "redis": "bad", "key": "queue:stuck"},
+        ],
+    }
+
+
+async def test_blackholed_redis_costs_the_deadline_not_the_scrape(write_config, exporter_client):
+    with RedisServer() as good, RedisServer() as bad:
+        redis.Redis.from_url(good.url).lpush("queue:emails", "a", "b")
+        client = await exporter_client(write_config(two_redis_config(good.url, bad.url)))
+        assert value(await scrape(client), "opsloop_source_up", source="redis/bad") == 1
+        bad.pause()  # SIGSTOP: the socket stays open but nothing answers
+        try:
+            started = time.monotonic()
+            series = await scrape(client, timeout=2)
+            elapsed = time.monotonic() - started
+        finally:
+            bad.resume()
+    assert elapsed < 2.0  # 2 s Prometheus timeout minus the 0.5 s margin, plus rendering
+    assert elapsed >= 1.4
+    assert value(series, "opsloop_source_up", source="redis/bad") == 0
+    assert value(series, "opsloop_queue_length", redis="bad", queue="stuck") is None
+    assert value(series, "opsloop_source_up", source="redis/good") == 1
+    assert value(series, "opsloop_queue_length", redis="good", queue="emails") == 2
+    assert value(series, "opsloop_source_errors_total", source="redis/bad") == 1
+
+
+async def test_redis_killed_then_restarted_comes_back(write_config, exporter_client):
+    with RedisServer() as server:
+        redis.Redis.from_url(server.url).lpush("queue:emails", "a")
+        cfg = write_config(
+            {"scrape": {"breaker_failures": 1, "breaker_max_backoff": "1s"},
+             "redis": [{"name": "main", "url": server.url}],
+             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+        )  # fmt: skip
+        client = await exporter_client(cfg)
+        assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="emails") == 1
+        server.kill()
+        started = time.monotonic()
+        series = await scrape(client, timeout=5)
+        assert time.monotonic() - started < 1.0  # connection refused is fast: no waiting for the deadline
+        assert value(series, "opsloop_source_up", source="redis/main") == 0
+        assert value(series, "opsloop_queue_length", redis="main", queue="emails") is None
+        # the breaker is open now: the next scrape does not even try
+        series = await scrape(client, timeout=5)
+        assert value(series, "opsloop_source_breaker_open", source="redis/main") == 1
+        server.start()
+        redis.Redis.from_url(server.url).lpush("queue:emails", "x", "y", "z")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            series = await scrape(client, timeout=5)
+            if value(series, "opsloop_source_up", source="redis/main") == 1:
+                break
+            await asyncio.sleep(0.2)
+    assert value(series, "opsloop_source_up", source="redis/main") == 1
+    assert value(series, "opsloop_queue_length", redis="main", queue="emails") == 3
+    assert value(series, "opsloop_source_breaker_open", source="redis/main") == 0
+
+
+async def test_concurrent_scrapes_share_one_read(redis_server, write_config, exporter_client):
+    r = redis.Redis.from_url(redis_server.url)
+    r.lpush("queue:emails", "a")
+    cfg = write_config(
+        {"redis": [{"name": "main", "url": redis_server.url}],
+         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    await scrape(client)
+    llen_before = r.info("commandstats")["cmdstat_llen"]["calls"]
+    redis_server.pause()  # hold the read in flight while ten scrapes arrive
+    scrapes = [asyncio.create_task(scrape(client, timeout=3)) for _ in range(10)]
+    await asyncio.sleep(0.3)
+    redis_server.resume()
+    results = await asyncio.gather(*scrapes)
+    assert all(value(s, "opsloop_queue_length", redis="main", queue="emails") == 1 for s in results)
+    assert r.info("commandstats")["cmdstat_llen"]["calls"] - llen_before == 1
+
+
+def test_breaker_opens_after_threshold_and_closes_on_success():
+    breaker = CircuitBreaker(failures=2, max_backoff=30)
+    breaker.record_failure()
+    assert not breaker.is_open
+    breaker.record_failure()
+    assert breaker.is_open
+    assert 0.5 <= breaker.open_until - time.monotonic() <= 1.0  # first pause: 1 s with jitter
+    breaker.record_failure()
+    assert 1.0 <= breaker.open_until - time.monotonic() <= 2.0  # doubled
+    for _ in range(20):
+        breaker.record_failure()
+    assert breaker.open_until - time.monotonic() <= 30.0  # capped
+    breaker.record_success()
+    assert not breaker.is_open
+    assert breaker.consecutive_failures == 0
