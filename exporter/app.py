@@ -9,8 +9,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from exporter.collector import Collector, Snapshot
+from exporter.collector import Collector
 from exporter.config import ExporterConfig
+from exporter.exposition import render
 from exporter.sources import build_sources
 from opsloop import __version__
 
@@ -30,12 +31,19 @@ def scrape_deadline(request: web.Request, config: ExporterConfig) -> float:
     return max(MIN_DEADLINE, timeout - config.scrape.timeout_margin)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     families = await app[COLLECTOR].collect(scrape_deadline(request, app[CONFIG]))
+    # prometheus-client negotiates the format and renders the process metrics; we render the rest.
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    response = web.Response(body=encoder(Snapshot(families, app[PROCESS])), headers={"Content-Type": content_type})
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    response = web.StreamResponse(headers={"Content-Type": content_type})
     response.enable_compression()  # gzip only when the client accepts it
+    await response.prepare(request)
+    for chunk in render(families, openmetrics):
+        await response.write(chunk)
+    await response.write(encoder(app[PROCESS]))
+    await response.write_eof()
     return response
 
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.core import Metric as MetricFamily
-from prometheus_client.registry import Collector as RegistryCollector
-
 from exporter.config import ScrapeConfig
+from exporter.exposition import Family, group
 from exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
 from opsloop import __version__
 
@@ -53,7 +50,7 @@ class Collector:
             SourceState(s, CircuitBreaker(scrape.breaker_failures, scrape.breaker_max_backoff)) for s in sources
         ]
 
-    async def collect(self, budget: float) -> list[MetricFamily]:
+    async def collect(self, budget: float) -> list[Family]:
         """Read every source within ``budget`` seconds and build the metric families."""
         results = await asyncio.gather(*(self._read(state, budget) for state in self.states))
         samples: list[Sample] = [Sample(BUILD_INFO, (__version__,), 1.0)]
@@ -67,7 +64,10 @@ class Collector:
                 samples.append(Sample(SOURCE_DURATION, name, state.last_duration))
             if state.last_success is not None:
                 samples.append(Sample(SOURCE_LAST_SUCCESS, name, state.last_success))
-        return build_families(samples)
+        families, dropped = group(samples)
+        if dropped:
+            log.warning("duplicate series dropped; check for keys configured twice", extra={"series": dropped})
+        return families
 
     async def _read(self, state: SourceState, budget: float) -> tuple[list[Sample], bool]:
         if state.in_flight is None or state.in_flight.done():
@@ -111,34 +111,3 @@ class Collector:
         await asyncio.gather(*(s.in_flight for s in self.states if s.in_flight), return_exceptions=True)
         for state in self.states:
             await state.source.close()
-
-
-def build_families(samples: Iterable[Sample]) -> list[MetricFamily]:
-    """Group samples by metric name; a repeated label set keeps its first value (and is logged)."""
-    families: dict[str, MetricFamily] = {}
-    seen: dict[str, set[tuple[str, ...]]] = {}
-    for sample in samples:
-        m = sample.metric
-        family = families.get(m.name)
-        if family is None:
-            cls = CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily
-            family = families[m.name] = cls(m.name, m.help, labels=m.labels)
-            seen[m.name] = set()
-        if sample.labels in seen[m.name]:
-            log.warning("duplicate series dropped", extra={"metric": m.name, "labels": list(sample.labels)})
-            continue
-        seen[m.name].add(sample.labels)
-        family.add_metric(list(sample.labels), sample.value)
-    return list(families.values())
-
-
-class Snapshot(RegistryCollector):
-    """One scrape's families plus the process metrics, in the shape prometheus-client's encoders take."""
-
-    def __init__(self, families: list[MetricFamily], extra: RegistryCollector) -> None:
-        self.families = families
-        self.extra = extra
-
-    def collect(self) -> Iterator[MetricFamily]:
-        yield from self.families
-        yield from self.extra.collect()

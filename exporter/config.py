@@ -1,8 +1,8 @@
 """The exporter's configuration: pydantic models, cross-reference checks and ``load_config``.
 
-Each top-level section maps to one module: ``queues``/``dlqs`` to ``sources/redis_keys.py``, ``workers``
-to ``sources/redis_workers.py``, ``cache`` to ``sources/redis_cache.py``, ``business`` to
-``sources/postgres_sql.py``. Unknown keys are errors; every problem is reported with its key path.
+Each top-level section maps to one module under ``sources/``: ``queues`` to ``redis_queues.py``,
+``dlqs`` to ``redis_dlq.py``, ``workers`` to ``redis_workers.py``, ``cache`` to ``redis_cache.py``,
+``business`` to ``postgres_sql.py``. Unknown keys are errors; every problem is reported with its key path.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from exporter.config import ExporterConfig
 from exporter.sources.base import Source
-from exporter.sources.postgres_sql import PostgresSource
 from exporter.sources.redis_cache import CacheReader
 from exporter.sources.redis_dlq import dlq_reader
 from exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
@@ -26,5 +25,8 @@ def build_sources(config: ExporterConfig) -> list[Source]:
         if readers:
             sources.append(RedisSource(redis, readers))
     if config.business is not None:
+        # Imported only when used: psycopg and libpq add several MiB to a Redis-only exporter.
+        from exporter.sources.postgres_sql import PostgresSource
+
         sources.append(PostgresSource(config.business))
     return sources

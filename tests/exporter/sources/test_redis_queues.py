@@ -133,19 +133,44 @@ async def test_key_recreated_with_another_type_is_detected_again(redis_server, r
     assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="q") == 3
 
 
-async def test_steady_scrape_sends_only_the_per_key_reads(redis_server, r, write_config, exporter_client):
+async def test_steady_scrape_reads_all_keys_in_one_script_call(redis_server, r, write_config, exporter_client):
     for n in range(50):
         r.lpush(f"jobs:{n}", "x")
     cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}], discovery_interval="1h"))
     client = await exporter_client(cfg)
-    await scrape(client)  # discovery and TYPE detection happen here
-    before = r.info("stats")
+    await scrape(client)  # discovery happens here
+    before = r.info("commandstats")
+    connections = r.info("stats")["total_connections_received"]
     series = await scrape(client)
-    after = r.info("stats")
+    after = r.info("commandstats")
     assert sum(1 for (name, _) in series if name == "opsloop_queue_length") == 50
-    # 50 LLEN plus the test's own INFO: no SCAN, no TYPE, and no new connection
-    assert after["total_commands_processed"] - before["total_commands_processed"] == 51
-    assert after["total_connections_received"] == before["total_connections_received"]
+    assert after["cmdstat_eval"]["calls"] - before["cmdstat_eval"]["calls"] == 1  # 50 keys, one call
+    assert after["cmdstat_scan"]["calls"] == before["cmdstat_scan"]["calls"]  # discovery is cached
+    assert r.info("stats")["total_connections_received"] == connections  # the connection is reused
+
+
+async def test_large_pattern_is_read_in_batches(redis_server, r, write_config, exporter_client):
+    pipe = r.pipeline(transaction=False)
+    for n in range(2500):
+        pipe.lpush(f"jobs:{n}", *(["x"] * (n % 7 + 1)))
+    pipe.execute()
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}]))
+    client = await exporter_client(cfg)
+    before = r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0)
+    series = await scrape(client)
+    assert r.info("commandstats")["cmdstat_eval"]["calls"] - before == 3  # batches of 1,000 keys
+    lengths = {dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_length"}
+    assert lengths == {f"jobs:{n}": n % 7 + 1 for n in range(2500)}
+
+
+async def test_keys_of_other_types_are_skipped(redis_server, r, write_config, exporter_client):
+    r.set("jobs:string", "v")
+    r.hset("jobs:hash", "f", "v")
+    r.lpush("jobs:list", "a")
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}]))
+    series = await scrape(await exporter_client(cfg))
+    lengths = {dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_length"}
+    assert lengths == {"jobs:list": 1}
 
 
 @pytest.mark.parametrize(
