@@ -1,0 +1,173 @@
+"""Grafana building blocks: panels, variables and annotations that follow the dashboard-linter rules.
+
+Every query goes through the ``$datasource`` variable and carries ``job``/``instance`` matchers, so one
+file works for UI import and for file provisioning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+GRID_WIDTH = 24
+
+
+def query(metric: str, *matchers: str) -> str:
+    """``metric`` filtered by the dashboard's job and instance variables (and ``matchers``)."""
+    return metric + "{" + ",".join(('job=~"$job"', 'instance=~"$instance"', *matchers)) + "}"
+
+
+def steps(base: str, *levels: tuple[float, str]) -> dict[str, Any]:
+    """Absolute threshold steps: ``base`` colour from null, then each (value, colour) upwards."""
+    return {
+        "mode": "absolute",
+        "steps": [{"color": base, "value": None}] + [{"color": c, "value": v} for v, c in levels],
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel; ``width``/``height`` in grid units, placed left to right by ``layout``."""
+
+    kind: str
+    title: str
+    description: str
+    unit: str
+    targets: list[Target]
+    thresholds: dict[str, Any] = field(default_factory=lambda: steps("green"))
+    width: int = 8
+    height: int = 8
+
+    def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
+        defaults: dict[str, Any] = {
+            "unit": self.unit,
+            "thresholds": self.thresholds,
+            "color": {"mode": "thresholds" if self.kind == "stat" else "palette-classic"},
+        }
+        if self.kind == "timeseries":
+            defaults["custom"] = {"thresholdsStyle": {"mode": "dashed"}, "fillOpacity": 10}
+        return {
+            "id": panel_id,
+            "type": self.kind,
+            "title": self.title,
+            "description": self.description,
+            "datasource": DATASOURCE,
+            "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": _OPTIONS[self.kind],
+            "targets": [
+                {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend}
+                for i, t in enumerate(self.targets)
+            ],
+        }
+
+
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "stat": {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "background",
+        "graphMode": "none",
+        "textMode": "value_and_name",
+    },
+    "timeseries": {
+        "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    },
+}
+
+
+def layout(panels: list[Panel]) -> list[dict[str, Any]]:
+    """Place panels in rows of GRID_WIDTH, numbering them from 1 (ids are unique per dashboard)."""
+    out, x, y, row_height = [], 0, 0, 0
+    for panel_id, panel in enumerate(panels, start=1):
+        if x + panel.width > GRID_WIDTH:
+            x, y, row_height = 0, y + row_height, 0
+        out.append(panel.to_json(panel_id, x, y))
+        x += panel.width
+        row_height = max(row_height, panel.height)
+    return out
+
+
+def _query_variable(name: str, definition: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": name,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": definition,
+        "definition": definition,
+        "refresh": 2,
+        "includeAll": True,
+        "allValue": ".+",
+        "multi": True,
+        "sort": 1,
+        "current": {},
+        "options": [],
+        "hide": 0,
+        "regex": "",
+    }
+
+
+def variables() -> list[dict[str, Any]]:
+    """``datasource``, then ``job``, ``instance`` and ``queue``, each narrowed by the ones before."""
+    return [
+        {
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "options": [],
+            "hide": 0,
+            "refresh": 1,
+            "regex": "",
+        },
+        _query_variable("job", "label_values(opsloop_exporter_build_info, job)"),
+        _query_variable("instance", 'label_values(opsloop_exporter_build_info{job=~"$job"}, instance)'),
+        _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
+    ]
+
+
+def alerts_annotation() -> dict[str, Any]:
+    """Firing opsloop alerts drawn on every time series panel."""
+    return {
+        "name": "Firing alerts",
+        "datasource": DATASOURCE,
+        "enable": True,
+        "iconColor": "red",
+        "expr": 'ALERTS{alertstate="firing",job=~"$job"}',
+        "step": "60s",
+        "titleFormat": "{{alertname}}",
+        "textFormat": "{{severity}} {{instance}}",
+        "tagKeys": "severity",
+        "useValueForTime": False,
+    }
+
+
+def dashboard(
+    uid: str, title: str, description: str, panels: list[Panel], links: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["opsloop"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-3h", "to": "now"},
+        "timezone": "browser",
+        "links": links,
+        "annotations": {"list": [alerts_annotation()]},
+        "templating": {"list": variables()},
+        "panels": layout(panels),
+    }
