@@ -1,0 +1,36 @@
+"""Built-in recovery actions: Redis DLQ requeue, cache clear, flags, HTTP hooks, commands and SQL.
+
+The core builds each configured action once (``build_action``) and runs it with label values it has
+already validated against the plan's regexes; ``template_fields`` tells it which names an action needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from receiver.actions.base import Action, ActionResult
+from receiver.actions.cache_clear import CacheClearAction
+from receiver.actions.command import CommandAction
+from receiver.actions.config import ActionConfig
+from receiver.actions.dlq_requeue import DlqRequeueAction
+from receiver.actions.http import HttpAction
+from receiver.actions.redis_set import RedisSetAction
+from receiver.actions.sql import SqlAction
+
+_ACTIONS: dict[str, Callable[..., Action]] = {
+    cls.type: cls for cls in (DlqRequeueAction, CacheClearAction, RedisSetAction, HttpAction, CommandAction, SqlAction)
+}
+
+
+def build_action(config: ActionConfig) -> Action:
+    """The action for one config entry. Secrets are read now, so a missing one fails at startup
+    (``opsloop.secrets.SecretError``, a ValueError), as does a malformed Redis URL (ValueError)."""
+    return _ACTIONS[config.type](config)
+
+
+def template_fields(config: ActionConfig) -> set[str]:
+    """Every ``{name}`` (or SQL ``%(name)s``) an action's templates use."""
+    return config.template_fields()
+
+
+__all__ = ["Action", "ActionConfig", "ActionResult", "build_action", "template_fields"]

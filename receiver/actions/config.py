@@ -1,0 +1,268 @@
+"""Config models of the built-in recovery actions, one per ``type``, all checked when the config loads.
+
+Templates (``{name}`` placeholders) are validated here, so a plan cannot load with a malformed one, and
+each model reports the placeholders it uses (``template_fields``) so the core can check that every name
+comes from a validated label or a named group of the plan's regex.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from opsloop.configfile import StrictModel
+from opsloop.durations import Duration
+from opsloop.secrets import exactly_one, read_secret
+from receiver.actions.placeholders import Template, check_template, placeholder_names
+
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+
+def secret_options(model: StrictModel, name: str) -> dict[str, str | None]:
+    """The ``x`` / ``x_env`` / ``x_file`` trio of a model, keyed by config key."""
+    return {key: getattr(model, key) for key in (name, f"{name}_env", f"{name}_file")}
+
+
+def resolve_secret(model: StrictModel, name: str) -> str | None:
+    """Read the secret ``name`` of a model (inline, from the environment or a file); None when unset."""
+    inline, env, file = secret_options(model, name).values()
+    return read_secret(value=inline, env=env, file=file)
+
+
+class ActionBaseConfig(StrictModel, abc.ABC):
+    """Keys every action has: a hard time limit and a dry-run switch."""
+
+    timeout: PositiveDuration = 10.0
+    dry_run: bool = False
+
+    @abc.abstractmethod
+    def template_fields(self) -> set[str]:
+        """Every ``{name}`` this action's templates use."""
+
+
+class SecretValue(StrictModel):
+    """A value given inline, by environment variable or by file (exactly one)."""
+
+    value: str | None = None
+    value_env: str | None = None
+    value_file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretValue:
+        exactly_one(**secret_options(self, "value"))
+        return self
+
+
+class RedisActionConfig(ActionBaseConfig):
+    """Where a Redis action connects: a URL (which may carry credentials) and an optional password."""
+
+    redis: str | None = None
+    redis_env: str | None = None
+    redis_file: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _secrets(self) -> RedisActionConfig:
+        exactly_one(**secret_options(self, "redis"))
+        password = secret_options(self, "password")
+        if any(v is not None for v in password.values()):
+            exactly_one(**password)
+        return self
+
+
+class DlqRequeueConfig(RedisActionConfig):
+    """Move items from a dead-letter list (or sorted set) back to the queue they came from."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    type: Literal["dlq_requeue"]
+    from_: Template = Field(alias="from")
+    to: Template
+    max_items: int = Field(default=100, ge=1)
+    batch: int = Field(default=100, ge=1, le=10_000)
+    rate: float | None = Field(default=None, gt=0)
+    position: Literal["consumer_end", "producer_end"] = "consumer_end"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DlqRequeueConfig:
+        if self.from_ == self.to:
+            raise ValueError("from and to must name different keys")
+        return self
+
+    def template_fields(self) -> set[str]:
+        return placeholder_names(self.from_) | placeholder_names(self.to)
+
+
+GLOB_SPECIAL = frozenset("*?[]\\")
+"""Characters with a meaning in a Redis MATCH pattern."""
+
+
+class CacheClearConfig(RedisActionConfig):
+    """Delete keys matching a glob pattern with SCAN + UNLINK, capped at ``max_keys``."""
+
+    type: Literal["cache_clear"]
+    pattern: Template
+    max_keys: int = Field(default=10_000, ge=1)
+    batch: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("pattern")
+    @classmethod
+    def _literal_prefix(cls, pattern: str) -> str:
+        if not pattern or pattern[0] in GLOB_SPECIAL | {"{"}:
+            raise ValueError("the pattern must start with a literal key prefix such as cache:")
+        return pattern
+
+    def template_fields(self) -> set[str]:
+        return placeholder_names(self.pattern)
+
+
+class RedisSetConfig(RedisActionConfig):
+    """SET a key (a feature flag or maintenance switch) that expires after ``ttl``."""
+
+    type: Literal["redis_set"]
+    key: Template
+    value: Template
+    ttl: PositiveDuration
+
+    def template_fields(self) -> set[str]:
+        return placeholder_names(self.key) | placeholder_names(self.value)
+
+
+def json_strings(value: JsonValue) -> Iterator[str]:
+    """Every string value (not key) inside a JSON-like structure."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from json_strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from json_strings(item)
+
+
+class HttpConfig(ActionBaseConfig):
+    """Call a hook (restart, scale, failover) and check the status code."""
+
+    type: Literal["http"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: Template
+    headers: dict[str, str | SecretValue] = Field(default_factory=dict)
+    body: JsonValue = None
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        if "{" in parts.netloc:
+            raise ValueError("placeholders may appear in the path and query, not in the host")
+        return url
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, body: JsonValue) -> JsonValue:
+        for text in json_strings(body):
+            check_template(text)
+        return body
+
+    def template_fields(self) -> set[str]:
+        names = placeholder_names(self.url)
+        for text in json_strings(self.body):
+            names |= placeholder_names(text)
+        return names
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class CommandConfig(ActionBaseConfig):
+    """Run a program from an argv list, never through a shell."""
+
+    type: Literal["command"]
+    argv: list[Template] = Field(min_length=1)
+    env: dict[str, Template] = Field(default_factory=dict)
+    pass_env: list[str] = Field(default_factory=lambda: ["PATH", "HOME", "LANG"])
+    cwd: str | None = None
+
+    @field_validator("argv")
+    @classmethod
+    def _fixed_program(cls, argv: list[str]) -> list[str]:
+        if placeholder_names(argv[0]):
+            raise ValueError("the program (argv[0]) cannot contain placeholders")
+        return argv
+
+    @field_validator("env", "pass_env")
+    @classmethod
+    def _env_names(cls, names: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+        bad = [name for name in names if not _ENV_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"invalid environment variable name(s): {', '.join(bad)}")
+        return names
+
+    def template_fields(self) -> set[str]:
+        names: set[str] = set()
+        for template in [*self.argv, *self.env.values()]:
+            names |= placeholder_names(template)
+        return names
+
+
+_SQL_PERCENT = re.compile(r"%%|%\((\w+)\)[sbt]|%")
+
+
+def bind_names(statement: str) -> set[str]:
+    """Names of the ``%(name)s`` bind parameters of a statement; any other ``%`` use is an error."""
+    names: set[str] = set()
+    for match in _SQL_PERCENT.finditer(statement):
+        if match.group(0) == "%":
+            raise ValueError("use %(name)s bind parameters; write %% for a literal %")
+        if match.group(1):
+            names.add(match.group(1))
+    return names
+
+
+class SqlConfig(ActionBaseConfig):
+    """Run one statement from config, label values bound as parameters."""
+
+    type: Literal["sql"]
+    name: str = "statement"
+    dsn: str | None = None
+    dsn_env: str | None = None
+    dsn_file: str | None = None
+    statement: str = Field(min_length=1)
+
+    @field_validator("statement")
+    @classmethod
+    def _statement(cls, statement: str) -> str:
+        bind_names(statement)
+        return statement
+
+    @model_validator(mode="after")
+    def _dsn(self) -> SqlConfig:
+        exactly_one(**secret_options(self, "dsn"))
+        return self
+
+    def template_fields(self) -> set[str]:
+        return bind_names(self.statement)
+
+
+ActionConfig = Annotated[
+    DlqRequeueConfig | CacheClearConfig | RedisSetConfig | HttpConfig | CommandConfig | SqlConfig,
+    Field(discriminator="type"),
+]
+"""One entry of a recovery plan's ``actions`` list, chosen by its ``type`` key."""

@@ -1,0 +1,55 @@
+"""Notifiers: Slack incoming webhooks and SMTP email, built from the ``notifiers:`` config section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from receiver.notify.base import (
+    HistoryEntry,
+    Notification,
+    Notifier,
+    PermanentError,
+    TransientError,
+)
+from receiver.notify.config import NotifiersConfig
+from receiver.notify.email import EmailNotifier
+from receiver.notify.slack import Pacer, SlackNotifier
+
+__all__ = [
+    "HistoryEntry",
+    "Notification",
+    "Notifier",
+    "NotifierSetupError",
+    "NotifiersConfig",
+    "PermanentError",
+    "TransientError",
+    "build_notifiers",
+]
+
+
+class NotifierSetupError(ValueError):
+    """A notifier cannot be built: unreadable secret, bad webhook URL or a template that won't compile."""
+
+
+def build_notifiers(config: NotifiersConfig, templates_dir: Path | None = None) -> dict[str, Notifier]:
+    """Every configured notifier by key (``slack/<name>``, ``email/<name>``).
+
+    ``templates_dir`` holds templates that replace the built-in ones of the same file name. Notifiers
+    posting to the same Slack webhook URL share one pacer, so together they stay at one message a second.
+    """
+    notifiers: dict[str, Notifier] = {}
+    pacers: dict[str, Pacer] = {}
+    for slack in config.slack:
+        key = f"slack/{slack.name}"
+        try:
+            pacer = pacers.setdefault(slack.resolve_url(), Pacer())
+            notifiers[key] = SlackNotifier.from_config(slack, pacer, templates_dir)
+        except ValueError as exc:
+            raise NotifierSetupError(f"{key}: {exc}") from None
+    for email in config.email:
+        key = f"email/{email.name}"
+        try:
+            notifiers[key] = EmailNotifier.from_config(email, templates_dir)
+        except ValueError as exc:
+            raise NotifierSetupError(f"{key}: {exc}") from None
+    return notifiers

@@ -1,0 +1,131 @@
+"""The ``notifiers:`` config section: Slack incoming webhooks and SMTP email, each with a name.
+
+Secrets (webhook URLs, SMTP passwords) follow the ``x`` / ``x_env`` / ``x_file`` convention and are
+resolved when the notifiers are built, so a missing secret fails at startup, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from opsloop.configfile import StrictModel
+from opsloop.durations import Duration
+from opsloop.secrets import exactly_one, read_secret
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class SlackTemplates(StrictModel):
+    """User template files replacing the built-in ones (rendered in a sandbox)."""
+
+    title: Path | None = None
+    text: Path | None = None
+
+
+class EmailTemplates(StrictModel):
+    text: Path | None = None
+    html: Path | None = None
+
+
+class SlackConfig(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    webhook_url: str | None = None
+    webhook_url_env: str | None = None
+    webhook_url_file: Path | None = None
+    timeout: Duration = 10.0
+    channel: str | None = None
+    username: str | None = None
+    templates: SlackTemplates = SlackTemplates()
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SlackConfig:
+        exactly_one(
+            webhook_url=self.webhook_url, webhook_url_env=self.webhook_url_env,
+            webhook_url_file=self.webhook_url_file,
+        )  # fmt: skip
+        return self
+
+    def resolve_url(self) -> str:
+        url = read_secret(value=self.webhook_url, env=self.webhook_url_env, file=self.webhook_url_file)
+        if not url or not url.startswith(("https://", "http://")):
+            raise ValueError("the webhook URL must start with https:// or http://")
+        return url.strip()
+
+
+class SmtpConfig(StrictModel):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: Literal["required", "opportunistic", "off"] = "required"
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmtpConfig:
+        if self.tls and self.starttls != "off":
+            raise ValueError("tls: true (implicit TLS) needs starttls: off")
+        secrets = (self.password, self.password_env, self.password_file)
+        if self.username is not None:
+            exactly_one(password=self.password, password_env=self.password_env, password_file=self.password_file)
+        elif any(s is not None for s in secrets):
+            raise ValueError("a password needs a username")
+        return self
+
+    def resolve_password(self) -> str | None:
+        return read_secret(value=self.password, env=self.password_env, file=self.password_file)
+
+
+def _check_address(value: str) -> str:
+    _, addr = parseaddr(value)
+    if "@" not in addr or not addr.split("@", 1)[1]:
+        raise ValueError(f"expected an email address, got {value!r}")
+    Address(addr_spec=addr)  # rejects characters an address cannot hold
+    return value
+
+
+class EmailConfig(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    smtp: SmtpConfig
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    subject: str | None = None
+    templates: EmailTemplates = EmailTemplates()
+
+    model_config = StrictModel.model_config | {"populate_by_name": True}
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return _check_address(value)
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        return [_check_address(v) for v in value]
+
+
+class NotifiersConfig(StrictModel):
+    slack: list[SlackConfig] = []
+    email: list[EmailConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifiersConfig:
+        for kind, entries in (("slack", self.slack), ("email", self.email)):
+            names = [e.name for e in entries]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: duplicate notifier names: {', '.join(duplicates)}")
+        return self
+
+    def names(self) -> list[str]:
+        """Every notifier's key, as routes and plans refer to it: ``slack/oncall``, ``email/oncall``."""
+        return [f"slack/{s.name}" for s in self.slack] + [f"email/{e.name}" for e in self.email]

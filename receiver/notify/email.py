@@ -1,0 +1,123 @@
+"""Email through SMTP: multipart text + HTML, STARTTLS required by default, stateless threading.
+
+Threading needs no stored state: the firing message's ``Message-ID`` is derived from the notification's
+``thread_key``, so the resolved, escalation and recovered messages can point at it with ``In-Reply-To``
+and ``References`` even after a restart, and mail clients show one thread per alert instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from functools import partial
+from pathlib import Path
+
+import aiosmtplib
+
+from receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from receiver.notify.config import EmailConfig, SmtpConfig
+from receiver.notify.render import MessageTemplate, load_template
+
+_START_TLS = {"required": True, "opportunistic": None, "off": False}
+
+
+def message_id(domain: str, *parts: str) -> str:
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+    return f"<opsloop.{digest}@{domain}>"
+
+
+def tls_context(smtp: SmtpConfig) -> ssl.SSLContext:
+    """Verify the server certificate against the system CAs, or only ``ca_file`` when it is set."""
+    try:
+        return ssl.create_default_context(cafile=str(smtp.ca_file) if smtp.ca_file else None)
+    except OSError as exc:  # ssl.SSLError for a file without certificates is an OSError too
+        raise ValueError(f"cannot load ca_file {smtp.ca_file}: {exc.strerror or exc}") from None
+
+
+def classify(exc: Exception, name: str) -> Exception:
+    """Map an SMTP failure to TransientError (connection trouble, 4xx replies) or PermanentError."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        error: type[Exception] = TransientError if any(400 <= c < 500 for c in codes) else PermanentError
+        return error(f"{name}: every recipient refused ({', '.join(map(str, codes))})")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        error = TransientError if 400 <= exc.code < 500 else PermanentError
+        return error(f"{name}: SMTP {exc.code} {exc.message}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentError(f"{name}: server certificate not trusted ({exc.verify_message})")
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPTimeoutError | ConnectionError | TimeoutError):
+        return TransientError(f"{name}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ssl.SSLError | aiosmtplib.SMTPException):
+        # For example "STARTTLS extension not supported": sending in clear text is not an option.
+        return PermanentError(f"{name}: {type(exc).__name__}: {exc}")
+    return TransientError(f"{name}: {type(exc).__name__}: {exc}")
+
+
+class EmailNotifier:
+    """Sends one multipart email per notification, one SMTP connection per message."""
+
+    def __init__(
+        self, config: EmailConfig, *, subject: MessageTemplate, text: MessageTemplate, html: MessageTemplate
+    ) -> None:
+        self.name = f"email/{config.name}"
+        self._config = config
+        self._smtp = config.smtp
+        self._password = config.smtp.resolve_password()
+        self._tls = tls_context(config.smtp)
+        self._domain = parseaddr(config.sender)[1].rsplit("@", 1)[1]
+        self._subject = subject
+        self._text = text
+        self._html = html
+
+    @classmethod
+    def from_config(cls, config: EmailConfig, templates_dir: Path | None = None) -> EmailNotifier:
+        load = partial(load_template, f"email/{config.name}", templates_dir=templates_dir)
+        return cls(
+            config,
+            subject=load("title", "text", default="title.txt.j2", source=config.subject),
+            text=load("text", "text", default="email.txt.j2", path=config.templates.text),
+            html=load("html", "html", default="email.html.j2", path=config.templates.html),
+        )
+
+    def message(self, n: Notification) -> EmailMessage:
+        """The email; every message of one thread_key shares the subject behind its status prefix."""
+        msg = EmailMessage()
+        msg["Subject"] = f"[{KIND_TITLES[n.kind]}] {self._subject.render(n)}"
+        msg["From"] = self._config.sender
+        msg["To"] = ", ".join(self._config.to)
+        msg["Date"] = format_datetime(datetime.now(UTC))
+        root = message_id(self._domain, n.thread_key)
+        if n.kind == "firing":
+            msg["Message-ID"] = root
+        else:
+            msg["Message-ID"] = message_id(self._domain, n.thread_key, n.kind, n.note)
+            msg["In-Reply-To"] = root
+            msg["References"] = root
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(self._text.render(n))
+        msg.add_alternative(self._html.render(n), subtype="html")
+        return msg
+
+    async def notify(self, notification: Notification) -> None:
+        msg = self.message(notification)
+        smtp = self._smtp
+        try:
+            await aiosmtplib.send(
+                msg,
+                hostname=smtp.host,
+                port=smtp.port,
+                username=smtp.username,
+                password=self._password,
+                use_tls=smtp.tls,
+                start_tls=_START_TLS[smtp.starttls],
+                tls_context=self._tls,
+                timeout=smtp.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify(exc, self.name) from exc
+
+    async def close(self) -> None:
+        """Nothing to release: every message uses its own SMTP connection."""

@@ -1,0 +1,180 @@
+"""Sandboxed jinja2 rendering of notifications, with a plain built-in fallback when a template fails.
+
+Alert labels and annotations are context *data*, never template source, so a label value such as
+``{{ 7*7 }}`` is printed as written. Templates (built-in or user files) run in an immutable sandbox with
+strict undefined names; HTML output is autoescaped and Slack mrkdwn output escapes ``&``, ``<`` and
+``>`` in every printed value. A template that raises is counted and replaced by the fallback text, so a
+broken template degrades a message instead of losing it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from prometheus_client import Counter
+
+from receiver.notify.base import KIND_TITLES, Notification
+
+Flavor = Literal["text", "html", "mrkdwn"]
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+TEMPLATE_FAILURES = Counter(
+    "opsloop_receiver_template_failures",
+    "Notifications sent with the built-in fallback text because their template failed.",
+    ["notifier"],
+)
+
+log = logging.getLogger(__name__)
+
+
+class TemplateConfigError(ValueError):
+    """A configured template cannot be read or compiled (reported at startup, not at send time)."""
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn gives meaning to; everything else is literal."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _mrkdwn_finalize(value: object) -> str:
+    return mrkdwn_escape("" if value is None else str(value))
+
+
+def environment(flavor: Flavor, templates_dir: Path | None = None) -> ImmutableSandboxedEnvironment:
+    """A sandbox whose loader looks in ``templates_dir`` first, then in the built-in templates."""
+    search = [templates_dir, BUILTIN_DIR] if templates_dir else [BUILTIN_DIR]
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=flavor == "html",
+        undefined=jinja2.StrictUndefined,
+        finalize=_mrkdwn_finalize if flavor == "mrkdwn" else None,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ts"] = format_time
+    return env
+
+
+def context(n: Notification) -> dict[str, Any]:
+    """The names a template can use (documented in docs/notifications.md)."""
+    return {
+        "kind": n.kind,
+        "kind_title": KIND_TITLES[n.kind],
+        "status": n.status,
+        "alertname": n.alertname,
+        "labels": dict(n.labels),
+        "annotations": dict(n.annotations),
+        "starts_at": n.starts_at,
+        "ends_at": n.ends_at,
+        "fingerprint": n.fingerprint,
+        "generator_url": n.generator_url,
+        "external_url": n.external_url,
+        "truncated_alerts": n.truncated_alerts,
+        "history": list(n.history),
+        "note": n.note,
+    }
+
+
+def fallback_title(n: Notification) -> str:
+    return n.alertname
+
+
+def fallback_text(n: Notification) -> str:
+    """The message without any template: every fact, plainly, in a fixed order."""
+    lines = [f"{KIND_TITLES[n.kind]}: {n.alertname} (status {n.status}, since {format_time(n.starts_at)})"]
+    if n.note:
+        lines.append(n.note)
+    lines += [f"{key}: {value}" for key, value in sorted(n.annotations.items())]
+    lines.append("Labels:")
+    lines += [f"  {key} = {value}" for key, value in sorted(n.labels.items())]
+    if n.history:
+        lines.append("Recovery history:")
+        lines += [
+            f"  {format_time(h.at)} {h.plan} stage {h.stage} {h.action}: {'ok' if h.ok else 'failed'} - {h.detail}"
+            for h in n.history
+        ]
+    if n.truncated_alerts > 0:
+        lines.append(f"{n.truncated_alerts} more alerts of this group were truncated by Alertmanager.")
+    lines += [f"Source: {n.generator_url}"] if n.generator_url else []
+    return "\n".join(lines)
+
+
+def fallback_body(flavor: Flavor, n: Notification) -> str:
+    text = fallback_text(n)
+    if flavor == "html":
+        return f"<pre>{html.escape(text)}</pre>"
+    if flavor == "mrkdwn":
+        return mrkdwn_escape(text)
+    return text
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """One compiled template of one notifier (its title, text or HTML part) and its fallback."""
+
+    notifier: str
+    part: str
+    template: jinja2.Template
+    fallback: Callable[[Notification], str]
+    one_line: bool = False
+
+    def render(self, n: Notification) -> str:
+        try:
+            text = self.template.render(context(n))
+            if not text.strip():
+                raise ValueError("the template rendered nothing")
+        except Exception as exc:
+            TEMPLATE_FAILURES.labels(notifier=self.notifier).inc()
+            log.warning(
+                "template failed, using the fallback text",
+                extra={"notifier": self.notifier, "part": self.part, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            text = self.fallback(n)
+        return " ".join(text.split()) if self.one_line else text.strip("\n")
+
+
+def load_template(
+    notifier: str,
+    part: str,
+    flavor: Flavor,
+    *,
+    default: str,
+    path: Path | None = None,
+    source: str | None = None,
+    templates_dir: Path | None = None,
+) -> MessageTemplate:
+    """Compile the user's template (a file ``path`` or inline ``source``) or else the default by name.
+
+    ``part == "title"`` renders one line (subjects and headers); other parts are message bodies.
+    """
+    env = environment(flavor, templates_dir)
+    try:
+        if path is not None:
+            source = path.read_text()
+        template = env.get_template(default) if source is None else env.from_string(source)
+    except OSError as exc:
+        raise TemplateConfigError(f"cannot read template {path}: {exc.strerror}") from exc
+    except jinja2.TemplateError as exc:
+        where = path or ("inline template" if source is not None else default)
+        raise TemplateConfigError(f"template {where} does not compile: {exc}") from exc
+    is_title = part == "title"
+    fallback = fallback_title if is_title else partial(fallback_body, flavor)
+    return MessageTemplate(notifier, part, template, fallback, one_line=is_title)

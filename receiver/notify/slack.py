@@ -1,0 +1,170 @@
+"""Slack incoming webhooks: Block Kit messages kept within Slack's limits, paced to one a second.
+
+Slack answers 200 ``ok``, 429 with ``Retry-After`` when a webhook posts faster than about one message a
+second, 400/403/404/410 with a plain-text code (``invalid_payload``, ``channel_not_found``, ...) that no
+retry will fix, and 5xx when it is itself in trouble. The webhook URL is a credential: it never appears
+in logs or error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from receiver.notify.config import SlackConfig
+from receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
+
+HEADER_LIMIT = 150
+SECTION_LIMIT = 3000
+MAX_BLOCKS = 50
+FALLBACK_LIMIT = 3000
+ELLIPSIS = "…"
+TRUNCATED_NOTE = "_… message truncated_"
+
+
+class Pacer:
+    """Keeps the sends to one webhook URL at least ``interval`` seconds apart.
+
+    Notifiers sharing a URL share a Pacer. Each send reserves the next free slot synchronously, so
+    concurrent senders on one event loop queue up without a lock. A 429 pushes the next slot back.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def defer(self, seconds: float) -> None:
+        self._next = max(self._next, time.monotonic() + seconds)
+
+
+def truncate(text: str, limit: int, *, mrkdwn: bool = True) -> str:
+    """At most ``limit`` characters, ending in an ellipsis when cut; in mrkdwn never inside
+    an ``&amp;``-style escape or a ``<link|text>``, which Slack would reject or show broken."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(ELLIPSIS)]
+    if mrkdwn:
+        for opener, closer in (("&", ";"), ("<", ">")):
+            start = cut.rfind(opener)
+            if start != -1 and closer not in cut[start:]:
+                cut = cut[:start]
+    return cut + ELLIPSIS
+
+
+def sections(body: str, limit: int = SECTION_LIMIT, most: int = MAX_BLOCKS - 1) -> list[str]:
+    """Split mrkdwn at line breaks into at most ``most`` non-empty chunks of at most ``limit`` chars."""
+    chunks: list[str] = []
+    current = ""
+    for raw in body.splitlines():
+        line = truncate(raw, limit)
+        joined = f"{current}\n{line}" if current else line
+        if len(joined) <= limit:
+            current = joined
+            continue
+        chunks.append(current)
+        current = line
+    chunks.append(current)
+    chunks = [c.strip("\n") for c in chunks if c.strip()]
+    if len(chunks) > most:
+        chunks = chunks[:most]
+        chunks[-1] = truncate(chunks[-1], limit - len(TRUNCATED_NOTE) - 1) + "\n" + TRUNCATED_NOTE
+    return chunks
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def describe(exc: BaseException) -> str:
+    """Name a transport failure without its text, which for some aiohttp errors contains the URL."""
+    return "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+
+
+class SlackNotifier:
+    """Posts one Block Kit message per notification to one incoming webhook."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        title: MessageTemplate,
+        body: MessageTemplate,
+        pacer: Pacer,
+        timeout: float = 10.0,
+        channel: str | None = None,
+        username: str | None = None,
+    ) -> None:
+        self.name = f"slack/{name}"
+        self._url = url
+        self._title = title
+        self._body = body
+        self._pacer = pacer
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._overrides = {k: v for k, v in (("channel", channel), ("username", username)) if v}
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_config(cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None) -> SlackNotifier:
+        load = partial(load_template, f"slack/{config.name}", templates_dir=templates_dir)
+        return cls(
+            config.name,
+            config.resolve_url(),
+            title=load("title", "text", default="title.txt.j2", path=config.templates.title),
+            body=load("text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
+            pacer=pacer,
+            timeout=config.timeout,
+            channel=config.channel,
+            username=config.username,
+        )
+
+    def payload(self, n: Notification) -> dict[str, Any]:
+        """The webhook JSON: a header, mrkdwn sections and a short ``text`` for notifications."""
+        title = f"{KIND_TITLES[n.kind]}: {self._title.render(n)}"
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_LIMIT, mrkdwn=False)}}
+        ]
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
+        return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks, **self._overrides}
+
+    async def notify(self, notification: Notification) -> None:
+        payload = self.payload(notification)
+        await self._pacer.wait()
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.post(self._url, json=payload) as resp:
+                status, answer = resp.status, (await resp.text())[:200]
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"{self.name}: {describe(exc)}") from None
+        answer = " ".join(answer.split())
+        if 200 <= status < 300:
+            return
+        if status == 429:
+            self._pacer.defer(retry_after if retry_after is not None else self._pacer.interval)
+            raise TransientError(f"{self.name}: rate limited (429 {answer})", retry_after=retry_after)
+        if status >= 500:
+            raise TransientError(f"{self.name}: Slack answered {status} {answer}")
+        raise PermanentError(f"{self.name}: Slack answered {status} {answer}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,158 @@
+"""The notifiers section: the issue's example, secret conventions, clear errors, and building notifiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opsloop.configfile import ConfigError, StrictModel, load_model
+from receiver.notify import NotifiersConfig, NotifierSetupError, build_notifiers
+from receiver.notify.config import EmailConfig
+from receiver.notify.email import EmailNotifier
+from receiver.notify.slack import SlackNotifier
+
+ISSUE_EXAMPLE = """
+notifiers:
+  slack:
+    - name: oncall
+      webhook_url_file: {secret_dir}/slack-oncall
+    - name: ui-team
+      webhook_url_env: SLACK_UI_URL
+  email:
+    - name: oncall
+      smtp: {{host: smtp.example.com, port: 587, starttls: required, username: alerts,
+             password_file: {secret_dir}/smtp}}
+      from: alerts@example.com
+      to: [oncall@example.com]
+"""
+
+
+class Section(StrictModel):
+    notifiers: NotifiersConfig
+
+
+def load(tmp_path: Path, text: str) -> NotifiersConfig:
+    path = tmp_path / "receiver.yml"
+    path.write_text(text)
+    return load_model(path, Section).notifiers
+
+
+def problems(tmp_path: Path, notifiers: object) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, yaml.safe_dump({"notifiers": notifiers}))
+    return raised.value.problems
+
+
+def test_issue_example_builds_every_notifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "slack-oncall").write_text("https://hooks.slack.com/services/T1/B1/abc\n")
+    (tmp_path / "smtp").write_text("s3cret\n")
+    monkeypatch.setenv("SLACK_UI_URL", "https://hooks.slack.com/services/T1/B2/def")
+    config = load(tmp_path, ISSUE_EXAMPLE.format(secret_dir=tmp_path))
+    assert config.names() == ["slack/oncall", "slack/ui-team", "email/oncall"]
+    email = config.email[0]
+    assert (email.smtp.starttls, email.smtp.tls, email.sender, email.to) == (
+        "required", False, "alerts@example.com", ["oncall@example.com"]
+    )  # fmt: skip
+    assert email.smtp.resolve_password() == "s3cret"
+    notifiers = build_notifiers(config)
+    assert {key: type(n) for key, n in notifiers.items()} == {
+        "slack/oncall": SlackNotifier,
+        "slack/ui-team": SlackNotifier,
+        "email/oncall": EmailNotifier,
+    }
+    assert [n.name for n in notifiers.values()] == list(notifiers)
+
+
+def test_smtp_defaults_are_safe() -> None:
+    email = EmailConfig.model_validate({"name": "x", "smtp": {"host": "mail"}, "from": "a@b.c", "to": ["d@e.f"]})
+    assert (email.smtp.port, email.smtp.starttls, email.smtp.tls, email.smtp.timeout) == (587, "required", False, 30.0)
+
+
+def test_webhook_url_must_be_set_exactly_once(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"slack": [{"name": "a"}]}) == [
+        "notifiers.slack[0]: set exactly one of webhook_url, webhook_url_env, webhook_url_file"
+    ]
+    both = {"name": "a", "webhook_url": "https://x", "webhook_url_env": "X"}
+    assert problems(tmp_path, {"slack": [both]}) == [
+        "notifiers.slack[0]: set exactly one of webhook_url, webhook_url_env, webhook_url_file "
+        "(got webhook_url, webhook_url_env)"
+    ]
+
+
+def test_bad_values_are_reported_with_key_paths(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        {
+            "email": [
+                {"name": "bad name", "smtp": {"host": "m", "port": "x", "starttls": "maybe"}, "from": "nobody",
+                 "to": [], "cc": ["x@y.z"]},
+            ]
+        },
+    )  # fmt: skip
+    assert "notifiers.email[0].name: String should match pattern '^[A-Za-z0-9_.-]{1,64}$'" in found
+    assert "notifiers.email[0].smtp.port: expected an integer" in found
+    assert "notifiers.email[0].smtp.starttls: Input should be 'required', 'opportunistic' or 'off'" in found
+    assert "notifiers.email[0].from: expected an email address, got 'nobody'" in found
+    assert "notifiers.email[0].to: List should have at least 1 item after validation, not 0" in found
+    assert "notifiers.email[0].cc: unknown key" in found
+
+
+@pytest.mark.parametrize(
+    ("smtp", "message"),
+    [
+        ({"tls": True}, "tls: true (implicit TLS) needs starttls: off"),
+        ({"password": "x"}, "a password needs a username"),
+        ({"username": "u"}, "set exactly one of password, password_env, password_file"),
+    ],
+)
+def test_smtp_combinations_that_make_no_sense(tmp_path: Path, smtp: dict[str, object], message: str) -> None:
+    email = {"name": "m", "smtp": {"host": "mail", **smtp}, "from": "a@b.c", "to": ["d@e.f"]}
+    assert problems(tmp_path, {"email": [email]}) == [f"notifiers.email[0].smtp: {message}"]
+
+
+def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
+    slack = [{"name": "oncall", "webhook_url": "https://a"}, {"name": "oncall", "webhook_url": "https://b"}]
+    assert problems(tmp_path, {"slack": slack}) == ["notifiers: slack: duplicate notifier names: oncall"]
+
+
+def test_missing_secret_names_the_notifier_not_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_SLACK_URL", raising=False)
+    config = NotifiersConfig.model_validate({"slack": [{"name": "ui", "webhook_url_env": "NO_SUCH_SLACK_URL"}]})
+    with pytest.raises(NotifierSetupError, match=r"^slack/ui: environment variable NO_SUCH_SLACK_URL is not set$"):
+        build_notifiers(config)
+
+
+def test_webhook_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_URL", "hooks.slack.com/services/secret")
+    config = NotifiersConfig.model_validate({"slack": [{"name": "ui", "webhook_url_env": "SLACK_URL"}]})
+    with pytest.raises(NotifierSetupError) as raised:
+        build_notifiers(config)
+    assert str(raised.value) == "slack/ui: the webhook URL must start with https:// or http://"
+
+
+def test_broken_user_template_fails_at_build_time(tmp_path: Path) -> None:
+    template = tmp_path / "broken.html.j2"
+    template.write_text("{% for %}")
+    config = NotifiersConfig.model_validate(
+        {
+            "email": [
+                {"name": "oncall", "smtp": {"host": "mail", "starttls": "off"}, "from": "a@b.c", "to": ["d@e.f"],
+                 "templates": {"html": str(template)}},
+            ]
+        }
+    )  # fmt: skip
+    with pytest.raises(NotifierSetupError, match=r"^email/oncall: template .*broken\.html\.j2 does not compile"):
+        build_notifiers(config)
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate"])
+def test_unusable_ca_file_fails_at_build_time(tmp_path: Path, content: str | None) -> None:
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    smtp = {"host": "mail", "ca_file": str(ca_file)}
+    config = NotifiersConfig.model_validate({"email": [{"name": "m", "smtp": smtp, "from": "a@b.c", "to": ["d@e.f"]}]})
+    with pytest.raises(NotifierSetupError, match=r"^email/m: cannot load ca_file .*ca\.pem: "):
+        build_notifiers(config)
