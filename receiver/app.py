@@ -1,0 +1,102 @@
+"""Assemble the receiver: HTTP routes, the store, notifiers, actions, the verifier and the worker.
+
+Secrets are read by ``build_app`` (through ``Components``), so a missing secret stops startup with a
+clear message; the store opens and the worker starts in the app's lifecycle and stop with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from receiver.actions import Action, build_action
+from receiver.admin import add_admin_routes
+from receiver.config import ReceiverConfig
+from receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
+from receiver.metrics import ReceiverMetrics
+from receiver.notify import Notifier, build_notifiers
+from receiver.recovery import PlanRunner, Verifier
+from receiver.store import open_store
+from receiver.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """Everything built from secrets: credentials, notifiers and actions."""
+
+    webhook_auth: Credential
+    admin_auth: Credential | None
+    notifiers: Mapping[str, Notifier]
+    actions: Mapping[str, Sequence[Action]]
+
+    @classmethod
+    def build(cls, config: ReceiverConfig) -> Components:
+        """Raise ValueError (naming the section) when a secret or template cannot be used."""
+        admin = Credential.bearer(config.admin.resolve()) if config.admin is not None else None
+        return cls(
+            webhook_auth=Credential.from_auth(config.auth),
+            admin_auth=admin,
+            notifiers=build_notifiers(config.notifiers, config.templates_dir),
+            actions={plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery},
+        )
+
+    async def close(self) -> None:
+        for notifier in self.notifiers.values():
+            await notifier.close()
+        for actions in self.actions.values():
+            for action in actions:
+                await action.close()
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_app(config: ReceiverConfig, components: Components | None = None) -> web.Application:
+    parts = components or Components.build(config)
+    app = web.Application(client_max_size=config.limits.max_body_bytes)
+    app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app.router.add_post("/alerts", receive_alerts)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    add_admin_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        state = app[STATE]
+        store = open_store(config.store)
+        await store.open()
+        owner = worker_id()
+        async with aiohttp.ClientSession() as session:
+            verifier = (
+                Verifier(session, config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
+            )
+            runner = PlanRunner(config, store, parts.actions, verifier, state.metrics, owner, config.worker.lease)
+            state.store = store
+            state.worker = Worker(config, store, parts.notifiers, runner, state.metrics, owner)
+            task = asyncio.create_task(state.worker.run(), name="worker")
+            log.info("receiver started", extra={"owner": owner, "plans": len(config.recovery)})
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                state.worker = None
+                state.store = None
+                await parts.close()
+                await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,225 @@
+"""The receiver's configuration file: auth, store, routes, recovery plans, notifiers and limits.
+
+Each section validates itself (key paths in errors come from pydantic); ``load_config`` then checks
+what spans sections: routes and plans name existing notifiers, and every ``{placeholder}`` a plan uses
+is a label its ``labels:`` section validates, or a named group of one of those patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from opsloop.configfile import ConfigError, StrictModel, key_path, load_model
+from opsloop.durations import Duration
+from opsloop.secrets import exactly_one, read_secret
+from receiver.actions import template_fields
+from receiver.actions.config import ActionConfig
+from receiver.notify.config import NotifiersConfig
+
+DEFAULT_STORE = "sqlite:///var/lib/opsloop/receiver.db"
+DEFAULT_LISTEN = "127.0.0.1:9818"
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return pattern
+
+
+Pattern = Annotated[str, AfterValidator(_compiles)]
+
+
+class BasicAuth(StrictModel):
+    username: str = Field(min_length=1)
+    password: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BasicAuth:
+        exactly_one(password=self.password, password_env=self.password_env, password_file=self.password_file)
+        return self
+
+
+class AuthConfig(StrictModel):
+    """How Alertmanager authenticates to ``POST /alerts``: a bearer token or basic auth, not both."""
+
+    bearer_token: str | None = None
+    bearer_token_env: str | None = None
+    bearer_token_file: Path | None = None
+    basic_auth: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> AuthConfig:
+        token = (self.bearer_token, self.bearer_token_env, self.bearer_token_file)
+        given = sum(v is not None for v in token)
+        if given > 1 or (given == 0) == (self.basic_auth is None):
+            raise ValueError("set exactly one of bearer_token, bearer_token_env, bearer_token_file, basic_auth")
+        return self
+
+
+class AdminConfig(StrictModel):
+    """The admin API's own bearer token, separate from the webhook's credentials."""
+
+    token: str | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> AdminConfig:
+        exactly_one(token=self.token, token_env=self.token_env, token_file=self.token_file)
+        return self
+
+    def resolve(self) -> str:
+        return read_secret(value=self.token, env=self.token_env, file=self.token_file) or ""
+
+
+class Route(StrictModel):
+    match: dict[str, str] = {}
+    notify: list[str] = Field(min_length=1)
+    continue_: bool = Field(False, alias="continue")
+
+    model_config = StrictModel.model_config | {"populate_by_name": True}
+
+
+class MaxRuns(StrictModel):
+    per_hour: int | None = Field(None, ge=1)
+    per_day: int | None = Field(None, ge=1)
+
+
+class Plan(StrictModel):
+    """A recovery plan: which alerts it takes, what it does at each stage, and how it proves success."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    match: dict[str, str] = Field(min_length=1)
+    labels: dict[str, Pattern] = {}
+    actions: list[ActionConfig] = Field(min_length=1)
+    stages: list[Duration] = Field([0.0], min_length=1)
+    verify: str | None = None
+    verify_after: Duration = 30.0
+    cooldown: Duration = 0.0
+    max_runs: MaxRuns = MaxRuns()
+    escalate: list[str] = []
+    notify_recovered: list[str] = []
+    notify_firing: bool = True
+    """False: the routes hear of the alert only if the plan is skipped or escalates (repair first)."""
+    dry_run: bool = False
+
+    @field_validator("stages")
+    @classmethod
+    def _ascending(cls, stages: list[float]) -> list[float]:
+        if stages != sorted(stages):
+            raise ValueError("stages must be in ascending order")
+        return stages
+
+    def template_values(self) -> set[str]:
+        """Names a template may use: the validated labels and their patterns' named groups."""
+        names = set(self.labels)
+        for pattern in self.labels.values():
+            names |= set(re.compile(pattern).groupindex)
+        return names
+
+
+class CircuitBreaker(StrictModel):
+    """Pause all automation when more than ``max_actions`` actions ran within ``window``."""
+
+    max_actions: int = Field(30, ge=1)
+    window: Duration = 600.0
+    notify: list[str] = []
+
+
+class WorkerConfig(StrictModel):
+    concurrency: int = Field(8, ge=1, le=256)
+    poll_interval: Duration = 0.5
+    lease: Duration = 120.0
+    delivery_attempts: int = Field(3, ge=1, le=10)
+    retry_base: Duration = 1.0
+    retry_cap: Duration = 30.0
+    redelivery_cap: Duration = 600.0
+    give_up_after: Duration = 86400.0
+
+
+class Limits(StrictModel):
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
+
+class ReceiverConfig(StrictModel):
+    auth: AuthConfig
+    admin: AdminConfig | None = None
+    store: str = DEFAULT_STORE
+    prometheus_url: str | None = None
+    prometheus_timeout: Duration = 10.0
+    templates_dir: Path | None = None
+    notifiers: NotifiersConfig = NotifiersConfig()
+    routes: list[Route] = []
+    recovery: list[Plan] = []
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    worker: WorkerConfig = WorkerConfig()
+    limits: Limits = Limits()
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///path or postgresql://...")
+        return value
+
+    def notifier_names(self) -> list[str]:
+        return [f"slack/{s.name}" for s in self.notifiers.slack] + [f"email/{e.name}" for e in self.notifiers.email]
+
+    def plan(self, name: str) -> Plan | None:
+        return next((p for p in self.recovery if p.name == name), None)
+
+
+def cross_check(config: ReceiverConfig) -> list[str]:
+    """Problems that span sections, each with its key path."""
+    known = set(config.notifier_names())
+    problems: list[str] = []
+
+    def names(loc: tuple[int | str, ...], wanted: list[str]) -> None:
+        for i, name in enumerate(wanted):
+            if name not in known:
+                problems.append(f"{key_path((*loc, i))}: unknown notifier {name!r} (known: {sorted(known)})")
+
+    for i, route in enumerate(config.routes):
+        names(("routes", i, "notify"), route.notify)
+    names(("circuit_breaker", "notify"), config.circuit_breaker.notify)
+    seen: set[str] = set()
+    for i, plan in enumerate(config.recovery):
+        if plan.name in seen:
+            problems.append(f"{key_path(('recovery', i, 'name'))}: duplicate plan name {plan.name!r}")
+        seen.add(plan.name)
+        names(("recovery", i, "escalate"), plan.escalate)
+        names(("recovery", i, "notify_recovered"), plan.notify_recovered)
+        allowed = plan.template_values()
+        for j, action in enumerate(plan.actions):
+            for field in sorted(template_fields(action) - allowed):
+                problems.append(
+                    f"{key_path(('recovery', i, 'actions', j))}: {{{field}}} is not a label validated in "
+                    "labels: (or a named group of one)"
+                )
+        if plan.verify is not None:
+            if config.prometheus_url is None:
+                problems.append(f"{key_path(('recovery', i, 'verify'))}: verify needs prometheus_url")
+            for field in sorted(set(PLACEHOLDER.findall(plan.verify)) - allowed):
+                problems.append(
+                    f"{key_path(('recovery', i, 'verify'))}: {{{field}}} is not a label validated in labels:"
+                )
+    return problems
+
+
+def load_config(path: str | Path) -> ReceiverConfig:
+    """Load and fully check a receiver config, raising ConfigError with every problem."""
+    config = load_model(path, ReceiverConfig)
+    problems = cross_check(config)
+    if problems:
+        raise ConfigError(path, problems)
+    return config

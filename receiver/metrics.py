@@ -1,0 +1,73 @@
+"""The receiver's own metrics, in a registry per running app (tests run several apps in one process).
+
+``/metrics`` serves this registry followed by the process-wide default one, which holds the process
+collectors and metrics of shared modules (such as notification template fallbacks).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from receiver.store.base import DELIVERY, GLOBAL, PLAN
+
+
+class ReceiverMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.webhooks = Counter(
+            "opsloop_receiver_webhooks", "Webhook requests by outcome (accepted, unauthorized, invalid, "
+            "too_large, unavailable).", ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.alerts = Counter(
+            "opsloop_receiver_alerts", "Alerts received in accepted webhooks, by status.", ["status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.actions = Counter(
+            "opsloop_receiver_actions", "Recovery actions run, by plan, type and result (ok, failed, "
+            "dry_run, interrupted).", ["plan", "type", "result"], registry=self.registry,
+        )  # fmt: skip
+        self.action_seconds = Histogram(
+            "opsloop_receiver_action_duration_seconds", "How long recovery actions took.", ["plan", "type"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=self.registry,
+        )  # fmt: skip
+        self.plan_runs = Counter(
+            "opsloop_receiver_plan_runs", "Recovery plan runs ended, by plan and outcome (recovered, "
+            "escalated, skipped).", ["plan", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.deliveries = Counter(
+            "opsloop_receiver_deliveries", "Notification deliveries by notifier and result (sent, retry, "
+            "failed).", ["notifier", "result"], registry=self.registry,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "opsloop_receiver_queue_depth", "Pending work items by kind (plan, delivery).", ["kind"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.oldest_pending = Gauge(
+            "opsloop_receiver_oldest_pending_seconds", "Age of the oldest work item that is due but not done.",
+            ["kind"], registry=self.registry,
+        )  # fmt: skip
+        self.paused = Gauge(
+            "opsloop_receiver_automation_paused", "1 while automation is paused, by scope ('*' for all "
+            "plans, else the plan name).", ["scope"], registry=self.registry,
+        )  # fmt: skip
+        self.store_up = Gauge(
+            "opsloop_receiver_store_up", "1 when the last store query at scrape time succeeded.",
+            registry=self.registry,
+        )  # fmt: skip
+        for kind in (PLAN, DELIVERY):
+            self.queue_depth.labels(kind)
+            self.oldest_pending.labels(kind)
+        self.paused.labels(GLOBAL)
+
+    def observe_store(self, stats: dict[str, tuple[int, float]], pauses: dict[str, object]) -> None:
+        for kind, (count, age) in stats.items():
+            self.queue_depth.labels(kind).set(count)
+            self.oldest_pending.labels(kind).set(age)
+        self.paused.clear()
+        self.paused.labels(GLOBAL).set(1 if GLOBAL in pauses else 0)
+        for scope in pauses:
+            self.paused.labels(scope).set(1)
+        self.store_up.set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

@@ -1,0 +1,230 @@
+"""Recovery plans, one step at a time: gate, attempt a stage, verify, then recover, retry or escalate.
+
+A plan job alternates between two phases. ``attempt`` checks the limits atomically in the store
+(pauses, cooldown, caps, circuit breaker), then runs the stage's actions in order, recording each one
+as started before it runs. ``verify`` (``verify_after`` later) asks Prometheus whether the plan's PromQL
+holds; a resolved alert counts as recovered too. Not recovered: the next stage is due at its offset from
+the run's first attempt, and after the last stage the plan escalates with its history.
+
+Actions run at most once per stage: a worker that finds actions of its stage already started (the
+previous owner died mid-stage) marks them interrupted and goes on to verification instead of repeating
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import aiohttp
+
+from receiver.actions import Action, ActionResult
+from receiver.config import Plan, ReceiverConfig
+from receiver.metrics import ReceiverMetrics
+from receiver.routing import route_notifiers
+from receiver.store.base import (
+    ESCALATED,
+    RECOVERED,
+    SKIPPED,
+    ActionRecord,
+    Gate,
+    Job,
+    NewDelivery,
+    Outcome,
+    Store,
+    delivery_key,
+)
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def promql_string(value: str) -> str:
+    """Escape a value for a PromQL double-quoted string, so it cannot end the string early."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def fill_query(template: str, values: Mapping[str, str]) -> str:
+    """Substitute ``{name}`` in a verify query; PromQL's own braces (``{dlq="x"}``) are left alone."""
+    return PLACEHOLDER.sub(lambda m: promql_string(values[m.group(1)]), template)
+
+
+class Verifier:
+    """Evaluates a plan's verify expression through Prometheus' instant query API."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float) -> None:
+        self.session = session
+        self.url = url.rstrip("/") + "/api/v1/query"
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def holds(self, query: str) -> tuple[bool, str]:
+        """True when the expression returns at least one series (a comparison filters) or a non-zero scalar."""
+        try:
+            async with self.session.get(self.url, params={"query": query}, timeout=self.timeout) as resp:
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return False, f"prometheus query failed: {type(exc).__name__}: {exc}"
+        if not isinstance(body, dict) or body.get("status") != "success":
+            return False, f"prometheus query failed: {str(body.get('error') if isinstance(body, dict) else body)[:200]}"
+        data = body["data"]
+        scalar = data["resultType"] in ("scalar", "string")
+        ok = data["result"][1] not in ("0", "") if scalar else bool(data["result"])
+        return ok, f"verify {'holds' if ok else 'does not hold yet'}: {query}"
+
+
+class PlanRunner:
+    """Runs one step of a plan job; built once per app with every plan's actions."""
+
+    def __init__(
+        self, config: ReceiverConfig, store: Store, actions: Mapping[str, Sequence[Action]],
+        verifier: Verifier | None, metrics: ReceiverMetrics, owner: str, lease: float,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.store = store
+        self.actions = actions
+        self.verifier = verifier
+        self.metrics = metrics
+        self.owner = owner
+        self.lease = lease
+
+    async def step(self, job: Job) -> None:
+        plan = self.config.plan(job.target)
+        if plan is None:
+            await self._end(job, plan, lambda status: self._fallback(job, f"plan {job.target} is no longer configured"))
+        elif job.phase == "attempt":
+            await self._attempt_step(job, plan)
+        else:
+            await self._verify_step(job, plan)
+
+    async def _attempt_step(self, job: Job, plan: Plan) -> None:
+        now = time.time()
+        if job.interrupted and await self.store.interrupt_actions(job.id, job.stage, now):
+            log.warning("stage interrupted, not repeating its actions", extra=self._fields(job))
+            self.metrics.actions.labels(plan.name, "any", "interrupted").inc()
+        else:
+            gate = Gate(
+                cooldown=plan.cooldown, per_hour=plan.max_runs.per_hour, per_day=plan.max_runs.per_day,
+                breaker_max=self.config.circuit_breaker.max_actions,
+                breaker_window=self.config.circuit_breaker.window, first=job.run_started_at is None,
+            )  # fmt: skip
+            ended = await self.store.gate(
+                job, self.owner, gate, now, lambda why, tripped: self._blocked(job, why, tripped)
+            )
+            if ended is not None:
+                self._count_end(job, plan, ended)
+                return
+            if not await self._run_actions(job, plan):
+                return
+        due = time.time() + (plan.verify_after if plan.verify else 0.0)
+        await self.store.reschedule(job.id, self.owner, due_at=due, now=time.time(), phase="verify", attempted=True)
+
+    async def _run_actions(self, job: Job, plan: Plan) -> bool:
+        """Run the stage's actions in order, stopping at the first failure; False if the lease was lost."""
+        dry_run = job.dry_run or plan.dry_run
+        for position, (config, action) in enumerate(zip(plan.actions, self.actions[plan.name], strict=True)):
+            started = time.time()
+            action_id = await self.store.begin_action(
+                job, self.owner, position, config.type, dry_run, started, started + config.timeout + self.lease
+            )
+            if action_id is None:
+                log.warning("lease lost before an action", extra=self._fields(job))
+                return False
+            result = await self._run_one(action, job, dry_run)
+            elapsed = time.time() - started
+            await self.store.end_action(action_id, result.ok, result.detail, time.time())
+            outcome = "dry_run" if result.dry_run and result.ok else ("ok" if result.ok else "failed")
+            self.metrics.actions.labels(plan.name, config.type, outcome).inc()
+            self.metrics.action_seconds.labels(plan.name, config.type).observe(elapsed)
+            if not result.ok:
+                break
+        return True
+
+    @staticmethod
+    async def _run_one(action: Action, job: Job, dry_run: bool) -> ActionResult:
+        try:
+            return await action.run(job.values, dry_run=dry_run)
+        except Exception as exc:  # an action bug must not leave the job stuck; it counts as a failure
+            log.exception("action raised", extra={"job": job.id, "action": action.type})
+            return ActionResult(False, f"internal error: {type(exc).__name__}", dry_run)
+
+    async def _verify_step(self, job: Job, plan: Plan) -> None:
+        history = await self.store.actions_of(job.id)
+        recovered, detail = await self._verified(job, plan, history)
+        if recovered:
+            await self._end(job, plan, lambda status: self._recovered(job, plan, detail))
+            return
+        if job.stage + 1 < len(plan.stages):
+            started = job.run_started_at or time.time()
+            due = max(time.time(), started + plan.stages[job.stage + 1])
+            await self.store.reschedule(
+                job.id, self.owner, due_at=due, now=time.time(), stage=job.stage + 1, phase="attempt", result=detail
+            )
+            return
+        await self._end(job, plan, lambda status: self._escalation(job, plan, status, detail, history))
+
+    async def _verified(self, job: Job, plan: Plan, history: Sequence[ActionRecord]) -> tuple[bool, str]:
+        if job.incident.status == "resolved":
+            return True, "the alert resolved"
+        if plan.verify and self.verifier is not None:
+            return await self.verifier.holds(fill_query(plan.verify, job.values))
+        stage = [a for a in history if a.stage == job.stage]
+        ok = bool(stage) and all(a.state == "ok" for a in stage)
+        return ok, "every action of the stage succeeded" if ok else "an action of the stage did not succeed"
+
+    async def _end(self, job: Job, plan: Plan | None, outcome: Callable[[str], Outcome]) -> None:
+        ended = await self.store.finish(job, self.owner, time.time(), outcome)
+        if ended is not None and plan is not None:
+            self._count_end(job, plan, ended)
+
+    def _count_end(self, job: Job, plan: Plan, ended: Outcome) -> None:
+        self.metrics.plan_runs.labels(plan.name, ended.state).inc()
+        log.info("plan run ended", extra={**self._fields(job), "outcome": ended.state, "result": ended.result})
+
+    # -- outcomes (pure: they only decide what the store records and which notifications it queues) --
+
+    def _deliveries(
+        self, job: Job, notifiers: Sequence[str], kind: str, note: str, scope: str = ""
+    ) -> list[NewDelivery]:
+        incident = job.incident
+        return [
+            NewDelivery(delivery_key(n, incident.fingerprint, incident.starts_at, kind, scope), n, kind, note)
+            for n in notifiers
+        ]
+
+    def _routes(self, job: Job) -> tuple[str, ...]:
+        return () if job.manual else route_notifiers(self.config.routes, job.incident.labels)
+
+    def _fallback(self, job: Job, why: str) -> Outcome:
+        """The plan will not act: the people the alert routes to get it, with the reason."""
+        return Outcome(SKIPPED, why, self._deliveries(job, self._routes(job), "firing", why))
+
+    def _blocked(self, job: Job, why: str, tripped: bool) -> Outcome:
+        note = f"plan {job.target} did not run: {why}" if job.stage == 0 else f"plan {job.target} stopped: {why}"
+        outcome = self._fallback(job, note)
+        if not tripped:
+            return outcome
+        told = self.config.circuit_breaker.notify or self._routes(job)
+        paused = self._deliveries(job, told, "automation_paused", why, scope=f"{time.time():.0f}")
+        return Outcome(outcome.state, outcome.result, [*outcome.deliveries, *paused])
+
+    def _recovered(self, job: Job, plan: Plan, detail: str) -> Outcome:
+        note = f"plan {plan.name} recovered at stage {job.stage + 1}: {detail}"
+        return Outcome(RECOVERED, note, self._deliveries(job, plan.notify_recovered, "recovered", note, plan.name))
+
+    def _escalation(self, job: Job, plan: Plan, status: str, detail: str, history: Sequence[ActionRecord]) -> Outcome:
+        if status == "resolved":
+            return Outcome(RECOVERED, "the alert resolved")
+        failed = sum(a.state != "ok" for a in history)
+        note = (
+            f"plan {plan.name} ran all {len(plan.stages)} stages ({len(history)} actions, {failed} not ok) "
+            f"and the problem remains: {detail}"
+        )
+        notifiers = plan.escalate or self._routes(job)
+        return Outcome(ESCALATED, note, self._deliveries(job, notifiers, "escalation", note, plan.name))
+
+    @staticmethod
+    def _fields(job: Job) -> dict[str, object]:
+        return {"job": job.id, "plan": job.target, "stage": job.stage, "fingerprint": job.incident.fingerprint}

@@ -1,0 +1,129 @@
+"""SQLite store (the default): one connection owned by one writer thread, WAL, durable commits.
+
+Operations run in the writer thread, a whole operation in one hop, so they are serialised without
+asyncio locks and the event loop never waits on the disk. ``synchronous=FULL`` makes each commit
+durable before the webhook is acknowledged; operations queued meanwhile share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+SQLITE = Dialect(id_column="INTEGER PRIMARY KEY", real="REAL", skip_locked="", row_lock="", gate_lock=None)
+
+
+class SqliteStore(Store):
+    dialect = SQLITE
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._queue: deque[_Queued] = deque()
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            for statement in self.schema():
+                conn.execute(statement)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._conn = conn
+        log.info("store opened", extra={"store": "sqlite", "path": str(self.path)})
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, op: Op[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((op, future, loop))
+        self._executor.submit(self._commit_group)
+        return await future
+
+    def _commit_group(self) -> None:
+        """Run every queued operation in one transaction, each in its own savepoint, then commit once.
+
+        Concurrent webhooks share one fsync (group commit); a failing operation is rolled back to its
+        savepoint alone. No result is handed back before the commit, so an acknowledgement still means
+        the data is on disk.
+        """
+        batch: list[_Queued] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if not batch:
+            return  # an earlier call took this call's operations
+        outcomes: list[tuple[object, BaseException | None]] = []
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes = [self._in_savepoint(conn, op) for op, _, _ in batch]
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.OperationalError, StoreUnavailable) as exc:
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"sqlite: {exc}")
+            outcomes = [(None, error)] * len(batch)
+        for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, value, error)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the store is not open")
+        return self._conn
+
+    @staticmethod
+    def _in_savepoint(conn: sqlite3.Connection, op: Op[object]) -> tuple[object, BaseException | None]:
+        def execute(stmt: Stmt) -> Result:
+            cursor = conn.execute(stmt.sql, tuple(stmt.params))
+            return Result(cursor.fetchall(), cursor.rowcount)
+
+        conn.execute("SAVEPOINT op")
+        try:
+            value = drive(op, execute)
+        except sqlite3.OperationalError:
+            raise  # the database itself failed: the whole group fails
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return None, exc
+        conn.execute("RELEASE op")
+        return value, None
+
+
+_Queued = tuple[Op[Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _settle(future: asyncio.Future[Any], value: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

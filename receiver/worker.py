@@ -1,0 +1,189 @@
+"""Background workers: claim due jobs from the store, keep their leases alive, run plan steps and deliveries.
+
+Nothing here runs inside an HTTP request. Each claimed job is leased to this process (``owner``); a
+heartbeat renews the lease while the step runs, so only a dead process's work is taken over, by any
+replica, once its lease expires. A delivery makes a few quick attempts with ``with_backoff``; if they all
+fail transiently it is released with a later due time (durable retry) instead of holding a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from receiver.config import ReceiverConfig
+from receiver.metrics import ReceiverMetrics
+from receiver.models import parse_time
+from receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
+from receiver.recovery import PlanRunner
+from receiver.retry import backoff_delay, with_backoff
+from receiver.store.base import (
+    DELIVERY,
+    FAILED,
+    PENDING,
+    PLAN,
+    SENT,
+    ActionRecord,
+    Job,
+    Outcome,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notification:
+    """The message for a delivery job, from the incident as stored (never from the request)."""
+    incident = job.incident
+    kind = job.notify_kind or "firing"
+    return Notification(
+        kind=kind,  # type: ignore[arg-type]
+        thread_key=f"{incident.fingerprint}:{incident.starts_at}",
+        status="resolved" if kind == "resolved" else incident.status,
+        labels=incident.labels,
+        annotations=incident.annotations,
+        starts_at=parse_time(incident.starts_at) or datetime.fromtimestamp(incident.received_at, UTC),
+        ends_at=parse_time(incident.ends_at),
+        fingerprint=incident.fingerprint,
+        generator_url=incident.generator_url,
+        external_url=incident.external_url,
+        truncated_alerts=incident.truncated_alerts,
+        history=[
+            HistoryEntry(
+                at=datetime.fromtimestamp(a.started_at, UTC),
+                plan=a.plan,
+                stage=a.stage + 1,
+                action=a.type,
+                ok=a.state == "ok",
+                detail=a.detail + (" (dry run)" if a.dry_run else ""),
+            )
+            for a in history
+        ],
+        note=job.note,
+    )
+
+
+class Worker:
+    def __init__(
+        self, config: ReceiverConfig, store: Store, notifiers: Mapping[str, Notifier], plans: PlanRunner,
+        metrics: ReceiverMetrics, owner: str,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.settings = config.worker
+        self.store = store
+        self.notifiers = notifiers
+        self.plans = plans
+        self.metrics = metrics
+        self.owner = owner
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New work was stored: claim now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and start due jobs until cancelled; running steps are cancelled with it."""
+        try:
+            while True:
+                free = self.settings.concurrency - len(self._tasks)
+                jobs: list[Job] = []
+                if free > 0:
+                    try:
+                        jobs = await self.store.claim(self.owner, free, self.settings.lease, time.time())
+                    except StoreUnavailable as exc:
+                        log.warning("cannot claim work", extra={"error": str(exc)})
+                for job in jobs:
+                    task = asyncio.create_task(self._step(job), name=f"job-{job.id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+                if len(jobs) < max(free, 1):
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _step(self, job: Job) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            if job.kind == PLAN:
+                await self.plans.step(job)
+            else:
+                await self._deliver(job)
+        except StoreUnavailable as exc:  # the lease expires and the job is retried
+            log.warning("store unavailable during a step", extra={"job": job.id, "error": str(exc)})
+        except Exception:
+            log.exception("job step failed", extra={"job": job.id, "kind": job.kind})
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, job: Job) -> None:
+        lease = self.settings.lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.store.extend_lease(job.id, self.owner, time.time() + lease):
+                    return
+            except StoreUnavailable as exc:
+                log.warning("cannot renew lease", extra={"job": job.id, "error": str(exc)})
+
+    async def _deliver(self, job: Job) -> None:
+        notifier = self.notifiers.get(job.target)
+        if notifier is None:
+            await self._end_delivery(job, FAILED, f"notifier {job.target} is not configured")
+            return
+        (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
+        if job.notify_kind == "resolved" and any(
+            j.kind == DELIVERY and j.target == job.target and j.notify_kind in ("firing", "escalation")
+            and j.state == PENDING for j in view.jobs
+        ):  # fmt: skip
+            # The firing message to this notifier is still being retried: resolved must not overtake it.
+            await self.store.reschedule(job.id, self.owner, due_at=time.time() + 1.0, now=time.time())
+            return
+        notification = build_notification(job, view.actions)
+        fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
+        if job.interrupted:
+            log.warning("delivery interrupted earlier, sending again", extra=fields)
+        try:
+            await with_backoff(
+                lambda: notifier.notify(notification), attempts=self.settings.delivery_attempts,
+                base=self.settings.retry_base, cap=self.settings.retry_cap,
+            )  # fmt: skip
+        except PermanentError as exc:
+            await self._end_delivery(job, FAILED, f"permanent error: {exc}")
+        except TransientError as exc:
+            await self._retry_later(job, str(exc), exc.retry_after, fields)
+        else:
+            await self._end_delivery(job, SENT, "sent")
+            log.info("notification sent", extra=fields)
+
+    async def _retry_later(self, job: Job, error: str, retry_after: float | None, fields: dict[str, object]) -> None:
+        now = time.time()
+        if now - job.created_at > self.settings.give_up_after:
+            await self._end_delivery(job, FAILED, f"gave up after {job.attempts + 1} rounds: {error}")
+            return
+        delay = max(
+            backoff_delay(job.attempts + 1, self.settings.retry_base, self.settings.redelivery_cap, retry_after),
+            self.settings.retry_base,
+        )
+        await self.store.reschedule(job.id, self.owner, due_at=now + delay, now=now, attempted=True, result=error)
+        self.metrics.deliveries.labels(job.target, "retry").inc()
+        log.warning("delivery failed, will retry", extra={**fields, "delay_seconds": round(delay, 1), "error": error})
+
+    async def _end_delivery(self, job: Job, state: str, result: str) -> None:
+        await self.store.finish(job, self.owner, time.time(), lambda status: Outcome(state, result), attempted=True)
+        self.metrics.deliveries.labels(job.target, state).inc()
+        if state == FAILED:
+            log.error("delivery failed for good", extra={"job": job.id, "notifier": job.target, "error": result})

@@ -1,0 +1,160 @@
+"""Store operations on both backends: idempotent ingest, leases, gating and history."""
+
+from __future__ import annotations
+
+from receiver.store.base import (
+    DELIVERY,
+    GLOBAL,
+    PLAN,
+    Gate,
+    IncomingAlert,
+    Job,
+    NewDelivery,
+    Outcome,
+    Store,
+)
+
+NOW = 1_800_000_000.0
+OPEN_GATE = Gate(cooldown=0, per_hour=None, per_day=None, breaker_max=100, breaker_window=600, first=True)
+
+
+def alert(fp: str = "fp1", status: str = "firing", **kw: object) -> IncomingAlert:
+    base = dict(
+        fingerprint=fp, starts_at="2030-01-01T00:00:00Z", status=status, labels={"alertname": "A", "fp": fp},
+        annotations={"summary": "s"}, ends_at=None, generator_url="http://g", notifiers=("slack/oncall",),
+    )  # fmt: skip
+    return IncomingAlert(**{**base, **kw})  # type: ignore[arg-type]
+
+
+async def claim_plan(store: Store, now: float) -> Job:
+    """The one plan job due now (deliveries queued by earlier steps are claimed too and left leased)."""
+    (job,) = [j for j in await store.claim("w", 50, 30, now) if j.kind == PLAN]
+    return job
+
+
+def skipped(reason: str, tripped: bool) -> Outcome:
+    return Outcome("skipped", reason, (NewDelivery(f"k-{reason}", "slack/oncall", "firing", reason),))
+
+
+async def test_ingest_twice_creates_work_once(store: Store) -> None:
+    assert await store.ingest([alert(), alert("fp2")], "http://am", 0, NOW) == 2
+    assert await store.ingest([alert(), alert("fp2")], "http://am", 3, NOW + 1) == 2
+    views = await store.incidents()
+    assert [v.incident.fingerprint for v in views] == ["fp2", "fp1"]
+    assert views[0].incident.truncated_alerts == 3
+    assert [(j.kind, j.target, j.notify_kind) for j in views[1].jobs] == [(DELIVERY, "slack/oncall", "firing")]
+
+
+async def test_plan_alert_notifies_routes_and_resolved_follows(store: Store) -> None:
+    await store.ingest([alert(plans=[("fix", {"dlq": "dlq:a"})])], "", 0, NOW)
+    await store.ingest([alert(status="resolved", plans=[("fix", {})])], "", 0, NOW + 5)
+    (view,) = await store.incidents()
+    assert sorted((j.kind, j.notify_kind or "") for j in view.jobs) == [
+        (DELIVERY, "firing"), (DELIVERY, "resolved"), (PLAN, ""),
+    ]  # fmt: skip
+
+
+async def test_plan_alert_holds_route_notification_and_resolved_reaches_notified(store: Store) -> None:
+    await store.ingest([alert(plans=[("fix", {"dlq": "dlq:a"})], notify_firing=False)], "", 0, NOW)
+    await store.ingest([alert("fp2")], "", 0, NOW)
+    await store.ingest(
+        [alert(status="resolved", plans=[("fix", {})], notify_firing=False), alert("fp2", status="resolved")],
+        "", 0, NOW + 5,
+    )  # fmt: skip
+    by_fp = {v.incident.fingerprint: v for v in await store.incidents()}
+    assert by_fp["fp1"].incident.status == "resolved"
+    assert [(j.kind, j.values) for j in by_fp["fp1"].jobs] == [(PLAN, {"dlq": "dlq:a"})]
+    assert [j.notify_kind for j in by_fp["fp2"].jobs] == ["firing", "resolved"]
+
+
+async def test_late_firing_does_not_reopen_and_unseen_resolved_notifies_routes(store: Store) -> None:
+    await store.ingest([alert(status="resolved")], "", 0, NOW)
+    await store.ingest([alert()], "", 0, NOW + 1)
+    (view,) = await store.incidents()
+    assert view.incident.status == "resolved"
+    assert [j.notify_kind for j in view.jobs] == ["resolved"]
+
+
+async def test_claim_leases_and_expired_lease_counts_interruption(store: Store) -> None:
+    await store.ingest([alert(), alert("fp2")], "", 0, NOW)
+    first = await store.claim("a", 1, 30, NOW)
+    assert len(first) == 1
+    second = await store.claim("b", 10, 30, NOW)
+    assert len(second) == 1
+    assert second[0].id != first[0].id
+    assert await store.claim("c", 10, 30, NOW + 10) == []
+    retaken = await store.claim("c", 10, 30, NOW + 31)
+    assert sorted(j.id for j in retaken) == sorted([first[0].id, second[0].id])
+    assert all(j.interrupted == 1 for j in retaken)
+    assert not await store.extend_lease(first[0].id, "a", NOW + 100)
+    assert await store.reschedule(retaken[0].id, "c", due_at=NOW + 60, now=NOW + 31, attempted=True)
+    assert [j.id for j in await store.claim("d", 10, 30, NOW + 61)] == [retaken[0].id]
+
+
+async def test_finish_queues_deliveries_once_and_rejects_lost_lease(store: Store) -> None:
+    await store.ingest([alert(plans=[("fix", {})], notify_firing=False)], "", 0, NOW)
+    (job,) = await store.claim("a", 10, 30, NOW)
+    outcome = Outcome("escalated", "all stages failed", (NewDelivery("esc", "email/oncall", "escalation"),))
+    assert await store.finish(job, "b", NOW, lambda status: outcome) is None
+    assert await store.finish(job, "a", NOW, lambda status: outcome) == outcome
+    (view,) = await store.incidents()
+    assert [(j.state, j.target) for j in view.jobs] == [("escalated", "fix"), ("pending", "email/oncall")]
+
+
+async def test_gate_cooldown_caps_and_breaker(store: Store) -> None:
+    gate = Gate(cooldown=300, per_hour=2, per_day=None, breaker_max=3, breaker_window=600, first=True)
+    results = []
+    for n in range(3):
+        fp = f"fp{n}"
+        await store.ingest([alert(fp, plans=[("fix", {"q": "a"})])], "", 0, NOW + n)
+        job = await claim_plan(store, NOW + n)
+        results.append(await store.gate(job, "w", gate, NOW + n, skipped))
+        if results[-1] is None:
+            action = await store.begin_action(job, "w", 0, "redis_set", False, NOW + n, NOW + 100)
+            assert action is not None
+            await store.end_action(action, True, "done", NOW + n)
+            await store.finish(job, "w", NOW + n, lambda status: Outcome("recovered", "ok"))
+    assert results[0] is None
+    assert results[1] is not None
+    assert results[1].result.startswith("cooldown")
+    # Other label values are outside the cooldown but the hourly cap counts every run of the plan.
+    gate2 = Gate(cooldown=300, per_hour=1, per_day=None, breaker_max=3, breaker_window=600, first=True)
+    await store.ingest([alert("fp9", plans=[("fix", {"q": "b"})])], "", 0, NOW + 10)
+    job = await claim_plan(store, NOW + 10)
+    capped = await store.gate(job, "w", gate2, NOW + 10, skipped)
+    assert capped is not None
+    assert capped.result == "max_runs: 1 runs per hour reached"
+    for n in range(2):  # two more actions trip the breaker (3 within the window)
+        await store.ingest([alert(f"b{n}", plans=[("other", {})])], "", 0, NOW + 20 + n)
+        job = await claim_plan(store, NOW + 20 + n)
+        assert await store.gate(job, "w", OPEN_GATE, NOW + 20 + n, skipped) is None
+        await store.begin_action(job, "w", 0, "http", False, NOW + 20 + n, NOW + 100)
+    await store.ingest([alert("b9", plans=[("other", {})])], "", 0, NOW + 30)
+    job = await claim_plan(store, NOW + 30)
+    tripped = await store.gate(
+        job, "w", Gate(0, None, None, breaker_max=3, breaker_window=600, first=False), NOW + 30, skipped
+    )
+    assert tripped is not None
+    assert "circuit breaker: 3 actions" in tripped.result
+    assert GLOBAL in await store.pauses()
+
+
+async def test_manual_run_bypasses_pause_and_actions_are_recorded(store: Store) -> None:
+    await store.pause(GLOBAL, "maintenance", NOW)
+    job_id = await store.start_manual_run("fix", {"q": "a"}, {"q": "a"}, True, "r1", NOW, "2030-01-01T00:00:00Z")
+    (job,) = await store.claim("w", 10, 30, NOW)
+    assert (job.id, job.manual, job.dry_run, job.values) == (job_id, True, True, {"q": "a"})
+    assert await store.gate(job, "w", OPEN_GATE, NOW, skipped) is None
+    action = await store.begin_action(job, "w", 0, "redis_set", True, NOW, NOW + 60)
+    assert action is not None
+    assert await store.interrupt_actions(job.id, 0, NOW + 1) == 1
+    (record,) = await store.actions_of(job.id)
+    assert (record.state, record.dry_run, record.plan) == ("interrupted", True, "fix")
+    assert await store.resume(GLOBAL)
+    assert not await store.resume(GLOBAL)
+
+
+async def test_queue_stats(store: Store) -> None:
+    await store.ingest([alert(), alert("fp2", plans=[("fix", {})], notify_firing=False)], "", 0, NOW)
+    stats = await store.queue_stats(NOW + 7)
+    assert stats == {PLAN: (1, 7.0), DELIVERY: (1, 7.0)}

@@ -1,0 +1,62 @@
+"""SQLite specifics: WAL with durable commits, data surviving a reopen, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from receiver.store import StoreUnavailable, open_store
+from receiver.store.base import IncomingAlert, Op, Stmt
+
+ALERT = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {"a": "b"}, {}, None, "", notifiers=("slack/x",))
+
+
+async def test_wal_and_full_sync_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "receiver.db"
+    store = open_store(f"sqlite://{path}")
+    await store.open()
+    await store.ingest([ALERT], "", 0, 1.0)
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    reopened = open_store(f"sqlite://{path}")
+    await reopened.open()
+    (view,) = await reopened.incidents()
+    await reopened.close()
+    assert (view.incident.fingerprint, [j.target for j in view.jobs]) == ("fp", ["slack/x"])
+
+
+async def test_unusable_path_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    store = open_store(f"sqlite://{tmp_path / 'file' / 'receiver.db'}")
+    with pytest.raises(StoreUnavailable, match="cannot open"):
+        await store.open()
+    await store.close()
+
+
+def test_unknown_scheme_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unsupported store URL mysql://"):
+        open_store("mysql://localhost/x")
+
+
+async def test_concurrent_operations_share_commits_but_fail_alone(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path / 'receiver.db'}")
+    await store.open()
+
+    def broken() -> Op[None]:
+        yield Stmt("INSERT INTO pauses (scope, reason, at) VALUES ('*', 'x', 1)")
+        raise ValueError("a bug in one operation")
+
+    alerts = [dataclasses.replace(ALERT, fingerprint=f"fp{n}") for n in range(50)]
+    results = await asyncio.gather(
+        *(store.ingest([a], "", 0, 1.0) for a in alerts), store._run(broken()), return_exceptions=True
+    )
+    assert results[:50] == [1] * 50
+    assert isinstance(results[50], ValueError)
+    assert len(await store.incidents(limit=100)) == 50
+    assert await store.pauses() == {}  # the broken operation's write was rolled back alone
+    await store.close()
