@@ -210,9 +210,7 @@ def _postgres_user() -> pwd.struct_passwd | None:
 class PostgresServer(Server):
     name = "postgres"
 
-    def __init__(
-        self, workdir: Path | None = None, port: int | None = None, database: str = "opsloop"
-    ) -> None:
+    def __init__(self, workdir: Path | None = None, port: int | None = None, database: str = "opsloop") -> None:
         super().__init__(workdir, port)
         self.database = database
         self.datadir = self.workdir / "data"
@@ -235,13 +233,16 @@ class PostgresServer(Server):
             if self.user is not None:
                 for path in (self.workdir, self.sockdir):
                     os.chown(path, self.user.pw_uid, self.user.pw_gid)
-            subprocess.run(
+            done = subprocess.run(
                 self._as_owner(
                     [str(PG_BIN / "initdb"), "-D", str(self.datadir), "-A", "trust", "-U", self.role,
                      "--no-sync", "-E", "UTF8", "--locale=C"]
                 ),
-                check=True, capture_output=True,
+                check=False, capture_output=True, text=True,
             )  # fmt: skip
+            if done.returncode != 0:
+                hint = " (every parent directory must be searchable by that user)" if self.user else ""
+                raise ServerError(f"initdb failed as {self.role}{hint}: {done.stderr.strip()}")
         self.process.spawn(
             self._as_owner(
                 [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
@@ -254,9 +255,7 @@ class PostgresServer(Server):
         return self
 
     def _accepting(self) -> bool:
-        done = subprocess.run(
-            [str(PG_BIN / "pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-q"], check=False
-        )
+        done = subprocess.run([str(PG_BIN / "pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-q"], check=False)
         return done.returncode == 0
 
     def _ensure_database(self) -> None:

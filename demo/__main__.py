@@ -1,0 +1,216 @@
+"""Run the whole opsloop loop locally and break something on purpose.
+
+    python -m demo [--scenario dlq-storm|redis-down|slow-consumer|none] [--exit-after-loop]
+
+Starts Redis, PostgreSQL, the exporter, Prometheus with the rendered rules, Alertmanager, the receiver,
+local Slack and SMTP stand-ins and a workload, prints the URLs, every notification as it arrives and a
+short live summary. The scenario makes an alert fire; watch the receiver repair it and the resolved
+message arrive. Ctrl-C stops every process and removes the temporary data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from demo.sinks import SlackMessage
+from demo.stack import LoopStack
+from demo.workload import Workload
+from opsloop.logs import setup_logging
+
+SCENARIOS = ("dlq-storm", "redis-down", "slow-consumer", "none")
+SCENARIO_ALERTS = {"dlq-storm": "DLQEntriesIncreasing", "redis-down": "OpsloopSourceDown",
+                   "slow-consumer": "QueueBacklogHigh"}  # fmt: skip
+WARM_UP = 12.0
+"""Seconds before the scenario starts: Prometheus needs a baseline and must have found Alertmanager."""
+SUMMARY_EVERY = 5.0
+LOOP_TIMEOUT = 240.0
+
+
+def say(text: str) -> None:
+    """The demo's own output: plain lines on stdout for a person watching (logs go to stderr)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+class Demo:
+    def __init__(self, scenario: str, workdir: Path) -> None:
+        self.scenario = scenario
+        self.started = time.monotonic()
+        self.resolved_seen = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.stack = LoopStack(workdir, on_slack=self._slack, on_mail=self._mail)
+        self.workload: Workload | None = None
+        self.hook: web.AppRunner | None = None
+
+    # -- notifications arrive on the sinks' threads ------------------------------------------
+    def _slack(self, message: SlackMessage) -> None:
+        say(f"Slack  <- {message.payload.get('text', '')[:150]}")
+        self._maybe_done(str(message.payload))
+
+    def _mail(self, message: EmailMessage) -> None:
+        say(f"E-mail <- {message['Subject']}")
+        self._maybe_done(str(message["Subject"]))
+
+    def _maybe_done(self, text: str) -> None:
+        alert = SCENARIO_ALERTS.get(self.scenario)
+        if alert and alert in text and "resolved" in text.lower():
+            self.loop.call_soon_threadsafe(self.resolved_seen.set)
+
+    # -- the restart hook the restart-redis plan calls ----------------------------------------
+    async def _restart(self, request: web.Request) -> web.Response:
+        if request.match_info["name"] != "main":
+            return web.Response(status=404, text="unknown redis\n")
+        say("Hook   <- receiver asked to restart redis/main: starting redis-server")
+        await asyncio.to_thread(self.stack.redis.start)
+        return web.Response(text="restarted\n")
+
+    async def _start_hook(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks/restart/{name}", self._restart)
+        self.hook = web.AppRunner(app, access_log=None)
+        await self.hook.setup()
+        await web.TCPSite(self.hook, "127.0.0.1", self.stack.hook_port).start()
+
+    # -- run ---------------------------------------------------------------------------------
+    async def run(self, exit_after_loop: bool) -> int:
+        say("starting Redis, PostgreSQL, exporter, receiver, Alertmanager, Prometheus (first run takes a moment)")
+        await asyncio.to_thread(self.stack.start)
+        await self._start_hook()
+        self.workload = Workload(self.stack.redis.url, self.stack.postgres.dsn, fail_rate=0.0, seed=1)
+        await self.workload.start()
+        for name, url in self.stack.urls().items():
+            say(f"{name:>15}: {url}")
+        watchers = [asyncio.create_task(self._summaries()), asyncio.create_task(self._watch_receiver())]
+        try:
+            if self.scenario == "none":
+                await asyncio.Event().wait()  # until Ctrl-C
+            await asyncio.sleep(WARM_UP)
+            await self._break_something()
+            try:
+                await asyncio.wait_for(self.resolved_seen.wait(), LOOP_TIMEOUT)
+            except TimeoutError:
+                say(f"the loop did not complete within {LOOP_TIMEOUT:.0f}s: see the logs in {self.stack.workdir}")
+                return 1
+            say(f"loop complete: alert fired, receiver acted, alert resolved ({self._elapsed()})")
+            if not exit_after_loop:
+                say("still running; Ctrl-C stops every process and removes the temporary data")
+                await asyncio.Event().wait()
+            return 0
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+
+    async def _break_something(self) -> None:
+        assert self.workload is not None
+        if self.scenario == "dlq-storm":
+            say("scenario dlq-storm: 25 jobs fail into dlq:emails at once")
+            await self.workload.dlq_storm(25, queue="emails")
+        elif self.scenario == "redis-down":
+            say("scenario redis-down: killing redis-server (kill -9)")
+            self.stack.redis.kill()
+        elif self.scenario == "slow-consumer":
+            say("scenario slow-consumer: each email now takes 2 s and arrives every 50 ms")
+            self.workload.consumer_delay = 2.0
+            self.workload.produce_interval = 0.05
+            await self._until_firing("QueueBacklogHigh")
+            say("backlog alert is firing: the consumer recovers (as after a fix), the queue drains")
+            self.workload.consumer_delay = 0.0
+            self.workload.produce_interval = 0.2
+
+    async def _until_firing(self, alertname: str) -> None:
+        for _ in range(int(LOOP_TIMEOUT)):  # Prometheus has no push API: poll it, once a second
+            firing = await asyncio.to_thread(self.stack.firing_alerts)
+            if any(a["labels"]["alertname"] == alertname for a in firing):
+                return
+            await asyncio.sleep(1)
+
+    async def _watch_receiver(self) -> None:
+        """Print each action the receiver records and each plan run's outcome, as they happen."""
+        seen: set[tuple[str, int, str]] = set()
+        while True:
+            await asyncio.sleep(1)
+            with contextlib.suppress(Exception):
+                listing = await asyncio.to_thread(self.stack.admin_get, "/api/incidents")
+                for incident in listing["incidents"]:
+                    for action in incident["actions"]:
+                        if ("action", action["id"], action["state"]) not in seen and action["finished_at"]:
+                            seen.add(("action", action["id"], action["state"]))
+                            say(f"Action -> plan {action['plan']} stage {action['stage']}: {action['type']} "
+                                f"{action['state']}: {action['detail']}")  # fmt: skip
+                    for run in incident["plan_runs"]:
+                        if ("run", run["id"], run["state"]) not in seen and run["state"] not in ("pending", "running"):
+                            seen.add(("run", run["id"], run["state"]))
+                            say(f"Plan   -> {run['target']} {run['state']}: {run['result'] or run['note']}")
+
+    async def _summaries(self) -> None:
+        client = aioredis.Redis.from_url(self.stack.redis.url, decode_responses=True, socket_timeout=1)
+        try:
+            while True:
+                await asyncio.sleep(SUMMARY_EVERY)
+                with contextlib.suppress(Exception):
+                    say(await self._summary(client))
+        finally:
+            await client.aclose()
+
+    async def _summary(self, client: aioredis.Redis) -> str:
+        try:
+            emails, dlq = await asyncio.gather(client.llen("queue:emails"), client.llen("dlq:emails"))
+            depth = f"queue:emails={emails} dlq:emails={dlq}"
+        except Exception:
+            depth = "redis unreachable"
+        firing = sorted({a["labels"]["alertname"] for a in await asyncio.to_thread(self.stack.firing_alerts)})
+        incidents = await asyncio.to_thread(self.stack.admin_get, "/api/incidents")
+        return (f"summary {self._elapsed()}: {depth}; firing: {', '.join(firing) or 'none'}; "
+                f"incidents: {len(incidents.get('incidents', incidents))}; Slack: {len(self.stack.slack.messages)}, "
+                f"e-mail: {len(self.stack.smtp.messages)}")  # fmt: skip
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:.0f}s"
+
+    async def close(self) -> None:
+        if self.workload is not None:
+            await self.workload.stop()
+        if self.hook is not None:
+            await self.hook.cleanup()
+        await asyncio.to_thread(self.stack.cleanup)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="opsloop-demo-"))
+    demo = Demo(args.scenario, workdir)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await demo.run(args.exit_after_loop)
+    except asyncio.CancelledError:
+        say("stopping every process and removing the temporary data")
+        return 0
+    finally:
+        await demo.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, default="dlq-storm")
+    parser.add_argument("--exit-after-loop", action="store_true", help="stop once the loop completed (for CI)")
+    parser.add_argument("--log.level", dest="log_level", default="warning", choices=("debug", "info", "warning"))
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
