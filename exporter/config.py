@@ -17,7 +17,6 @@ from opsloop.configfile import ConfigError, StrictModel, load_model
 from opsloop.durations import Duration
 from opsloop.secrets import SecretError, exactly_one, read_secret
 
-DEFAULT_LISTEN = "127.0.0.1:9817"
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -49,6 +48,8 @@ class RedisConfig(StrictModel):
     discovery_interval: Duration = 30.0
     """How often SCAN discovery of patterns runs; scrapes in between use the cached key list."""
     max_keys_per_pattern: int = Field(10_000, ge=1)
+    forget_after: Duration = 3600.0
+    """How long a discovered key that Redis deleted (an emptied list) keeps reading 0 before it is dropped."""
 
     @model_validator(mode="after")
     def _one_password(self) -> Self:

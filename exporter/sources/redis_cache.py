@@ -51,11 +51,7 @@ def _literal_prefix(pattern: str) -> str:
 class CacheReader:
     def __init__(self, entry: CacheConfig, redis: RedisConfig) -> None:
         self.redis_name = redis.name
-        self.discovery = (
-            KeyDiscovery(redis.name, entry.app_stats_pattern, redis.max_keys_per_pattern, redis.discovery_interval)
-            if entry.app_stats_pattern is not None
-            else None
-        )
+        self.discovery = KeyDiscovery(redis, entry.app_stats_pattern) if entry.app_stats_pattern is not None else None
         self.prefix = _literal_prefix(entry.app_stats_pattern or "")
         self._ping = 0.0
         self._hashes: list[str] = []

@@ -8,6 +8,7 @@ import time
 
 from redis.asyncio import Redis
 
+from exporter.config import RedisConfig
 from exporter.sources.base import Metric, Sample
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,19 @@ class KeyDiscovery:
 
     The first call waits for a scan; later calls return the cached list at once and start a
     background rescan when it is older than ``interval``. A failed rescan keeps the previous list.
+    A key a rescan no longer finds stays listed for ``forget_after`` seconds: Redis deletes a list
+    when it empties, and a queue that drops out instead of reading 0 breaks ``delta()`` and
+    ``predict_linear()`` and hides the next burst.
     """
 
-    def __init__(self, redis_name: str, pattern: str, max_keys: int, interval: float) -> None:
-        self.redis_name = redis_name
+    def __init__(self, redis: RedisConfig, pattern: str) -> None:
+        self.redis_name = redis.name
         self.pattern = pattern
-        self.max_keys = max_keys
-        self.interval = interval
+        self.max_keys = redis.max_keys_per_pattern
+        self.interval = redis.discovery_interval
+        self.forget_after = redis.forget_after
         self.keys: list[str] = []
+        self._last_seen: dict[str, float] = {}
         self.truncated = False
         self.scanned_at: float | None = None
         self.generation = 0
@@ -66,8 +72,16 @@ class KeyDiscovery:
             return
         if truncated:
             log.warning("key discovery truncated", extra={"pattern": self.pattern, "max_keys": self.max_keys})
-        self.keys, self.truncated = sorted(found), truncated
-        self.scanned_at = time.monotonic()
+        now = time.monotonic()
+        self._last_seen.update(dict.fromkeys(found, now))
+        for key, seen in list(self._last_seen.items()):
+            if now - seen > self.forget_after:
+                del self._last_seen[key]
+        if len(self._last_seen) > self.max_keys:  # vanished keys never push found ones past the cap
+            keep = sorted(self._last_seen, key=lambda k: (k not in found, k))[: self.max_keys]
+            self._last_seen = {k: self._last_seen[k] for k in keep}
+        self.keys, self.truncated = sorted(self._last_seen), truncated
+        self.scanned_at = now
         self.generation += 1
 
     def samples(self) -> list[Sample]:

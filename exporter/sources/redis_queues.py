@@ -98,11 +98,7 @@ class KeyReader:
         self.redis_name = redis.name
         self.metrics = metrics
         self.oldest: OldestAgeConfig | None = entry.oldest_age
-        self.discovery = (
-            KeyDiscovery(redis.name, entry.pattern, redis.max_keys_per_pattern, redis.discovery_interval)
-            if entry.pattern is not None
-            else None
-        )
+        self.discovery = KeyDiscovery(redis, entry.pattern) if entry.pattern is not None else None
         self._keys: list[str] = [] if entry.key is None else [entry.key]
         self._args = (
             self.oldest.field if self.oldest else "",

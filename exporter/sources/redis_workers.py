@@ -32,7 +32,7 @@ class WorkersReader:
         self.entries = entries
         self.redis_name = redis.name
         self.discoveries = {
-            i: KeyDiscovery(redis.name, e.heartbeat_pattern, redis.max_keys_per_pattern, redis.discovery_interval)
+            i: KeyDiscovery(redis, e.heartbeat_pattern)
             for i, e in enumerate(entries)
             if e.heartbeat_pattern is not None
         }

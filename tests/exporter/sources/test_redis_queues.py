@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -180,3 +181,28 @@ async def test_keys_of_other_types_are_skipped(redis_server, r, write_config, ex
 )  # fmt: skip
 def test_parse_timestamp(raw: object, expected: float | None) -> None:
     assert parse_timestamp(raw) == expected
+
+
+async def test_discovered_key_that_redis_deleted_reads_zero_until_forgotten(
+    redis_server, r, write_config, exporter_client
+):
+    r.lpush("dlq:emails", "a", "b")
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "dlq:*"}], discovery_interval="0s"))
+    client = await exporter_client(cfg)
+    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:emails") == 2
+    r.delete("dlq:emails")  # drained: Redis deletes the empty list
+    await scrape(client)  # starts a rescan that no longer finds the key
+    await asyncio.sleep(0.1)
+    series = await scrape(client)
+    assert value(series, "opsloop_queue_length", redis="main", queue="dlq:emails") == 0
+
+    forgetful = write_config(
+        config(redis_server.url, [{"redis": "main", "pattern": "dlq:*"}], discovery_interval="0s", forget_after="0s")
+    )
+    r.lpush("dlq:other", "a")
+    client = await exporter_client(forgetful)
+    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:other") == 1
+    r.delete("dlq:other")
+    await scrape(client)
+    await asyncio.sleep(0.1)
+    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:other") is None
