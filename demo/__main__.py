@@ -58,8 +58,9 @@ class Demo:
         self._maybe_done(str(message.payload))
 
     def _mail(self, message: EmailMessage) -> None:
-        say(f"E-mail <- {message['Subject']}")
-        self._maybe_done(str(message["Subject"]))
+        subject = " ".join(str(message["Subject"]).split())  # unfold a long header
+        say(f"E-mail <- {subject}")
+        self._maybe_done(subject)
 
     def _maybe_done(self, text: str) -> None:
         alert = SCENARIO_ALERTS.get(self.scenario)
@@ -90,6 +91,7 @@ class Demo:
         await self.workload.start()
         for name, url in self.stack.urls().items():
             say(f"{name:>15}: {url}")
+        say(f"{'temporary data':>15}: {self.stack.workdir} (server logs are here)")
         watchers = [asyncio.create_task(self._summaries()), asyncio.create_task(self._watch_receiver())]
         try:
             if self.scenario == "none":
@@ -102,6 +104,7 @@ class Demo:
                 say(f"the loop did not complete within {LOOP_TIMEOUT:.0f}s: see the logs in {self.stack.workdir}")
                 return 1
             say(f"loop complete: alert fired, receiver acted, alert resolved ({self._elapsed()})")
+            await asyncio.sleep(3)  # let the last e-mail and the plan's outcome print
             if not exit_after_loop:
                 say("still running; Ctrl-C stops every process and removes the temporary data")
                 await asyncio.Event().wait()
@@ -206,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=SCENARIOS, default="dlq-storm")
     parser.add_argument("--exit-after-loop", action="store_true", help="stop once the loop completed (for CI)")
-    parser.add_argument("--log.level", dest="log_level", default="warning", choices=("debug", "info", "warning"))
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="error",
+        choices=("debug", "info", "warning", "error"),
+        help="the demo's own logs on stderr (the servers log into the temporary directory)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     return asyncio.run(amain(args))
