@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.config import ScrapeConfig
-from exporter.exposition import Family, group
+from exporter.exposition import Family, group, merge
 from exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
 from opsloop import __version__
 
@@ -38,7 +38,7 @@ BUILD_INFO = Metric("opsloop_exporter_build_info", "gauge", "Always 1; the versi
 class SourceState:
     source: Source
     breaker: CircuitBreaker
-    in_flight: asyncio.Task[tuple[list[Sample], bool]] | None = None
+    in_flight: asyncio.Task[tuple[list[Family], bool]] | None = None
     last_duration: float | None = None
     last_success: float | None = None
     errors: int = 0
@@ -53,56 +53,58 @@ class Collector:
     async def collect(self, budget: float) -> list[Family]:
         """Read every source within ``budget`` seconds and build the metric families."""
         results = await asyncio.gather(*(self._read(state, budget) for state in self.states))
-        samples: list[Sample] = [Sample(BUILD_INFO, (__version__,), 1.0)]
-        for state, (source_samples, ok) in zip(self.states, results, strict=True):
+        health: list[Sample] = [Sample(BUILD_INFO, (__version__,), 1.0)]
+        for state, (_, ok) in zip(self.states, results, strict=True):
             name = (state.source.name,)
-            samples.extend(source_samples)
-            samples.append(Sample(SOURCE_UP, name, 1.0 if ok else 0.0))
-            samples.append(Sample(SOURCE_ERRORS, name, float(state.errors)))
-            samples.append(Sample(BREAKER_OPEN, name, 1.0 if state.breaker.is_open else 0.0))
+            health.append(Sample(SOURCE_UP, name, 1.0 if ok else 0.0))
+            health.append(Sample(SOURCE_ERRORS, name, float(state.errors)))
+            health.append(Sample(BREAKER_OPEN, name, 1.0 if state.breaker.is_open else 0.0))
             if state.last_duration is not None:
-                samples.append(Sample(SOURCE_DURATION, name, state.last_duration))
+                health.append(Sample(SOURCE_DURATION, name, state.last_duration))
             if state.last_success is not None:
-                samples.append(Sample(SOURCE_LAST_SUCCESS, name, state.last_success))
-        families, dropped = group(samples)
-        if dropped:
-            log.warning("duplicate series dropped; check for keys configured twice", extra={"series": dropped})
-        return families
+                health.append(Sample(SOURCE_LAST_SUCCESS, name, state.last_success))
+        return merge([families for families, _ in results] + [group(health)[0]])
 
-    async def _read(self, state: SourceState, budget: float) -> tuple[list[Sample], bool]:
-        if state.in_flight is None or state.in_flight.done():
+    async def _read(self, state: SourceState, budget: float) -> tuple[list[Family], bool]:
+        if state.in_flight is None:
             if state.breaker.is_open:
                 return [], False
             state.in_flight = asyncio.create_task(self._timed_read(state, budget))
+            # Forget the task once done: a finished read is not reused, and its result would stay alive.
+            state.in_flight.add_done_callback(lambda _: setattr(state, "in_flight", None))
         try:
             # shield: a scrape that gives up does not cancel the read another scrape may share
             return await asyncio.wait_for(asyncio.shield(state.in_flight), budget)
         except TimeoutError:
             return [], False
 
-    async def _timed_read(self, state: SourceState, budget: float) -> tuple[list[Sample], bool]:
+    async def _timed_read(self, state: SourceState, budget: float) -> tuple[list[Family], bool]:
+        """One read of the source, grouped into families here so the samples never pile up in a list."""
         source = state.source
         started = time.perf_counter()
-        samples: list[Sample] = []
+        families: list[Family] = []
+        dropped = 0
         error = ""
         try:
             async with asyncio.timeout(budget):
-                samples = await source.read()
+                families, dropped = group(await source.read())
         except PartialFailure as exc:
-            samples, error = exc.samples, str(exc)
+            (families, dropped), error = group(exc.samples), str(exc)
         except TimeoutError:
             error = f"no answer within {budget:.2f}s"
         except Exception as exc:  # any failure of one source is reported, never raised into the scrape
             error = str(exc) or type(exc).__name__
         state.last_duration = time.perf_counter() - started
+        if dropped:
+            log.warning("duplicate series dropped; check for keys configured twice", extra={"series": dropped})
         if error:
             state.errors += 1
             state.breaker.record_failure()
             log.warning("source read failed", extra={"source": source.name, "error": error})
-            return samples, False
+            return families, False
         state.breaker.record_success()
         state.last_success = time.time()
-        return samples, True
+        return families, True
 
     async def close(self) -> None:
         for state in self.states:

@@ -36,6 +36,23 @@ def group(samples: Iterable[Sample]) -> tuple[list[Family], int]:
     return list(families.values()), total - sum(len(f.series) for f in families.values())
 
 
+def merge(family_lists: Iterable[list[Family]]) -> list[Family]:
+    """One family per metric name across sources (two Redis servers both have opsloop_queue_length).
+
+    Families are shared with concurrent scrapes, so a name seen twice gets a new merged family;
+    a label set already present keeps its first value.
+    """
+    merged: dict[str, Family] = {}
+    for families in family_lists:
+        for family in families:
+            first = merged.get(family.metric.name)
+            if first is None:
+                merged[family.metric.name] = family
+            else:
+                merged[family.metric.name] = Family(first.metric, {**family.series, **first.series})
+    return list(merged.values())
+
+
 def _escape_label(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
@@ -55,19 +72,23 @@ def format_value(value: float) -> str:
     return _SPECIAL_VALUES.get(text, text)
 
 
-def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[bytes]:
-    """The exposition text of ``families``, one chunk per family (without OpenMetrics' ``# EOF``).
+CHUNK_LINES = 1000
+"""Series per chunk: the response streams in pieces instead of holding the whole text at once."""
 
-    Chunks let the response stream family by family instead of holding the whole text twice.
-    """
+
+def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[bytes]:
+    """The exposition text of ``families`` in chunks of CHUNK_LINES series (without OpenMetrics' ``# EOF``)."""
     for family in families:
-        out: list[str] = []
         m = family.metric
         sample_name = f"{m.name}_total" if m.kind == "counter" else m.name
         family_name = m.name if openmetrics else sample_name
-        out.append(f"# HELP {family_name} {_escape_help(m.help, openmetrics)}\n# TYPE {family_name} {m.kind}\n")
+        out = [f"# HELP {family_name} {_escape_help(m.help, openmetrics)}\n# TYPE {family_name} {m.kind}\n"]
         # One %-format per series; names are validated metric and label names, so they hold no "%".
         line = sample_name + ("{" + ",".join(f'{n}="%s"' for n in m.labels) + "}" if m.labels else "") + " %s\n"
         for labels, value in family.series.items():
             out.append(line % (*[_escape_label(v) for v in labels], format_value(value)))
-        yield "".join(out).encode()
+            if len(out) >= CHUNK_LINES:
+                yield "".join(out).encode()
+                out = []
+        if out:
+            yield "".join(out).encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -39,10 +40,12 @@ class Source(Protocol):
 
     name: str
 
-    async def read(self) -> list[Sample]:
+    async def read(self) -> Iterable[Sample]:
         """Read everything this source publishes; raise on failure (the collector reports it).
 
-        Raise PartialFailure to report the source down while still publishing some samples.
+        The result may be lazy: the collector consumes it within the read's deadline, and an error
+        raised while iterating counts as the read failing. Raise PartialFailure to report the source
+        down while still publishing some samples.
         """
         ...
 

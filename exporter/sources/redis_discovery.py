@@ -73,10 +73,10 @@ class KeyDiscovery:
         if truncated:
             log.warning("key discovery truncated", extra={"pattern": self.pattern, "max_keys": self.max_keys})
         now = time.monotonic()
-        self._last_seen.update(dict.fromkeys(found, now))
-        for key, seen in list(self._last_seen.items()):
-            if now - seen > self.forget_after:
-                del self._last_seen[key]
+        for key in found:
+            self._last_seen[key] = now
+        for key in [k for k, seen in self._last_seen.items() if now - seen > self.forget_after]:
+            del self._last_seen[key]
         if len(self._last_seen) > self.max_keys:  # vanished keys never push found ones past the cap
             keep = sorted(self._last_seen, key=lambda k: (k not in found, k))[: self.max_keys]
             self._last_seen = {k: self._last_seen[k] for k in keep}

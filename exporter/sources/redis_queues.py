@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,18 +120,16 @@ class KeyReader:
             pipe.eval(KEYS_SCRIPT, len(batch), *batch, *self._args)
         return lambda replies: self._parse(keys, replies)
 
-    def _parse(self, keys: list[str], replies: Sequence[object]) -> list[Sample]:
+    def _parse(self, keys: list[str], replies: Sequence[object]) -> Iterator[Sample]:
         now = time.time()
-        samples: list[Sample] = []
         for start, reply in zip(range(0, len(keys), SCRIPT_BATCH), replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply  # the script itself failed: Redis is not usable for this source
             assert isinstance(reply, str)
             for key, line in zip(keys[start : start + SCRIPT_BATCH], reply.split("\n"), strict=True):
-                samples.extend(self._key_samples(key, line.split("\t"), now))
+                yield from self._key_samples(key, line.split("\t"), now)
         if self.discovery is not None:
-            samples.extend(self.discovery.samples())
-        return samples
+            yield from self.discovery.samples()
 
     def _key_samples(self, key: str, fields: list[str], now: float) -> list[Sample]:
         kind, length, stamp, *groups = fields
