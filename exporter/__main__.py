@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -10,36 +9,23 @@ from aiohttp import web
 
 from exporter.app import create_app
 from exporter.config import load_config
+from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
 from opsloop.listen import parse_listen_address
-from opsloop.logs import LEVELS, setup_logging
+from opsloop.logs import setup_logging
 
 DEFAULT_LISTEN = ":9817"
 log = logging.getLogger("exporter")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="opsloop-exporter", description=__doc__)
-    parser.add_argument("--config", required=True, help="YAML configuration file")
-    parser.add_argument(
-        "--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
-        help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN}: every interface, port 9817)",
-    )  # fmt: skip
-    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
-    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_service_args("opsloop-exporter", __doc__, DEFAULT_LISTEN, argv)
     setup_logging(args.log_level)
     try:
         config = load_config(args.config)
         host, port = parse_listen_address(args.listen)
     except (ConfigError, ValueError) as exc:
-        for problem in getattr(exc, "problems", [str(exc)]):
-            print(f"{args.config}: {problem}", file=sys.stderr)
-        return 1
+        return report_problems(args.config, exc)
     if args.check_config:
         print(f"{args.config}: configuration is valid")
         return 0

@@ -13,7 +13,7 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from opsloop.configfile import ConfigError, StrictModel, load_model
+from opsloop.configfile import StrictModel, load_model
 from opsloop.durations import Duration
 from opsloop.secrets import SecretError, exactly_one, read_secret
 
@@ -215,8 +215,4 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
 
 def load_config(path: str | Path) -> ExporterConfig:
     """Read, validate and cross-check the YAML file; raise ConfigError listing every problem."""
-    config = load_model(path, ExporterConfig)
-    problems = _cross_reference_problems(config)
-    if problems:
-        raise ConfigError(path, problems)
-    return config
+    return load_model(path, ExporterConfig, _cross_reference_problems)

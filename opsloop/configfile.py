@@ -6,6 +6,7 @@ Both services use this for ``--check-config``: one line per problem, such as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -70,8 +71,11 @@ def describe_errors(exc: ValidationError) -> list[str]:
     return problems
 
 
-def load_model(path: str | Path, model: type[M]) -> M:
-    """Parse YAML at ``path`` into ``model`` or raise ConfigError listing every problem."""
+def load_model(path: str | Path, model: type[M], check: Callable[[M], list[str]] | None = None) -> M:
+    """Parse YAML at ``path`` into ``model`` or raise ConfigError listing every problem.
+
+    ``check`` adds the checks that span sections (names that must exist, secrets that must be readable).
+    """
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -85,6 +89,10 @@ def load_model(path: str | Path, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise ConfigError(path, ["(top level): expected a mapping"])
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(path, describe_errors(exc)) from exc
+    problems = check(config) if check is not None else []
+    if problems:
+        raise ConfigError(path, problems)
+    return config

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -10,23 +9,15 @@ import sys
 
 from aiohttp import web
 
+from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
 from opsloop.listen import parse_listen_address
-from opsloop.logs import LEVELS, setup_logging
+from opsloop.logs import setup_logging
 from receiver.app import Components, build_app
 from receiver.config import DEFAULT_LISTEN, ReceiverConfig, load_config
 from receiver.store import StoreUnavailable
 
 log = logging.getLogger("receiver")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="opsloop-receiver", description=__doc__)
-    parser.add_argument("--config", required=True, help="receiver YAML config file")
-    parser.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, help="HOST:PORT")
-    parser.add_argument("--check-config", action="store_true", help="validate config and secrets, then exit")
-    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
-    return parser.parse_args(argv)
 
 
 async def serve(config: ReceiverConfig, components: Components, host: str | None, port: int) -> None:
@@ -46,16 +37,14 @@ async def serve(config: ReceiverConfig, components: Components, host: str | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_service_args("opsloop-receiver", __doc__, DEFAULT_LISTEN, argv)
     setup_logging(args.log_level)
     try:
         config = load_config(args.config)
         host, port = parse_listen_address(args.listen)
         components = Components.build(config)
     except (ConfigError, ValueError) as exc:  # ValueError: an unreadable secret or a bad template
-        for problem in getattr(exc, "problems", [str(exc)]):
-            print(f"{args.config}: {problem}", file=sys.stderr)
-        return 1
+        return report_problems(args.config, exc)
     if args.check_config:
         asyncio.run(components.close())
         print(f"{args.config}: configuration is valid ({len(config.routes)} routes, {len(config.recovery)} plans)")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from opsloop.configfile import ConfigError, StrictModel, key_path, load_model
+from opsloop.configfile import StrictModel, key_path, load_model
 from opsloop.durations import Duration
 from opsloop.secrets import exactly_one, read_secret
 from receiver.actions import template_fields
@@ -218,8 +218,4 @@ def cross_check(config: ReceiverConfig) -> list[str]:
 
 def load_config(path: str | Path) -> ReceiverConfig:
     """Load and fully check a receiver config, raising ConfigError with every problem."""
-    config = load_model(path, ReceiverConfig)
-    problems = cross_check(config)
-    if problems:
-        raise ConfigError(path, problems)
-    return config
+    return load_model(path, ReceiverConfig, cross_check)
