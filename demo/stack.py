@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -57,6 +58,30 @@ class PlanSettings:
     verify_after: str = "3s"
     broken: bool = False
     """Requeue into a key of the wrong type, so every stage fails and the plan escalates."""
+
+
+def external_notifiers(env: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Real Slack and e-mail targets for the demo, from environment variables, beside the local sinks.
+
+    ``OPSLOOP_DEMO_SLACK_WEBHOOK_URL`` adds a Slack incoming webhook; ``OPSLOOP_DEMO_SMTP_HOST`` with
+    ``OPSLOOP_DEMO_EMAIL_FROM`` and ``OPSLOOP_DEMO_EMAIL_TO`` (comma-separated) adds an SMTP server
+    (``OPSLOOP_DEMO_SMTP_PORT``, default 587, STARTTLS required; ``OPSLOOP_DEMO_SMTP_USERNAME`` and
+    ``OPSLOOP_DEMO_SMTP_PASSWORD`` when it needs a login). The receiver reads the secrets from its
+    environment, so they never reach a file.
+    """
+    found: dict[str, list[dict[str, Any]]] = {"slack": [], "email": []}
+    if env.get("OPSLOOP_DEMO_SLACK_WEBHOOK_URL"):
+        found["slack"].append({"name": "team", "webhook_url_env": "OPSLOOP_DEMO_SLACK_WEBHOOK_URL"})
+    if env.get("OPSLOOP_DEMO_SMTP_HOST"):
+        smtp: dict[str, Any] = {
+            "host": env["OPSLOOP_DEMO_SMTP_HOST"],
+            "port": int(env.get("OPSLOOP_DEMO_SMTP_PORT", "587")),
+        }
+        if env.get("OPSLOOP_DEMO_SMTP_USERNAME"):
+            smtp |= {"username": env["OPSLOOP_DEMO_SMTP_USERNAME"], "password_env": "OPSLOOP_DEMO_SMTP_PASSWORD"}
+        to = [address.strip() for address in env.get("OPSLOOP_DEMO_EMAIL_TO", "").split(",") if address.strip()]
+        found["email"].append({"name": "team", "smtp": smtp, "from": env.get("OPSLOOP_DEMO_EMAIL_FROM", ""), "to": to})
+    return found
 
 
 class LoopStack:
@@ -205,14 +230,20 @@ class LoopStack:
     def receiver_config(self) -> dict[str, Any]:
         assert self.smtp.ca_file is not None
         requeue_to = "broken:{name}" if self.plan.broken else "queue:{name}"
+        external = external_notifiers(os.environ)
+        notify = ["slack/oncall", "email/oncall"] + [f"{kind}/team" for kind, entries in external.items() if entries]
         return {
             "auth": {"bearer_token_file": self._secret("webhook-token", self.webhook_token)},
             "admin": {"token_file": self._secret("admin-token", self.admin_token)},
             "store": f"sqlite:///{self.workdir / 'receiver.db'}",
             "prometheus_url": f"http://{LOOPBACK}:{self.prometheus_port}",
             "notifiers": {
-                "slack": [{"name": "oncall", "webhook_url_file": self._secret("slack-url", self.slack.url())}],
+                "slack": [
+                    {"name": "oncall", "webhook_url_file": self._secret("slack-url", self.slack.url())},
+                    *external["slack"],
+                ],
                 "email": [
+                    *external["email"],
                     {
                         "name": "oncall",
                         "smtp": {
@@ -223,10 +254,10 @@ class LoopStack:
                         },
                         "from": "opsloop@demo.invalid",
                         "to": ["oncall@demo.invalid"],
-                    }
+                    },
                 ],
             },
-            "routes": [{"match": {}, "notify": ["slack/oncall", "email/oncall"]}],
+            "routes": [{"match": {}, "notify": notify}],
             "recovery": [
                 {
                     "name": "requeue-dlq",
@@ -246,7 +277,7 @@ class LoopStack:
                     "verify_after": self.plan.verify_after,
                     "cooldown": "5m",
                     "max_runs": {"per_hour": 3, "per_day": 10},
-                    "escalate": ["slack/oncall", "email/oncall"],
+                    "escalate": notify,
                 },
                 {
                     "name": "restart-redis",
@@ -264,7 +295,7 @@ class LoopStack:
                     "verify": 'opsloop_source_up{source="{source}"} == 1',
                     "verify_after": "5s",
                     "cooldown": "5m",
-                    "escalate": ["slack/oncall", "email/oncall"],
+                    "escalate": notify,
                 },
             ],
             "worker": {"poll_interval": "200ms", "retry_base": "500ms"},

@@ -110,3 +110,44 @@ def test_breaker_opens_after_threshold_and_closes_on_success():
     breaker.record_success()
     assert not breaker.is_open
     assert breaker.consecutive_failures == 0
+
+
+async def test_redis_killed_during_a_scrape_answers_in_time(write_config, exporter_client):
+    with RedisServer() as server:
+        redis.Redis.from_url(server.url).lpush("queue:emails", "a", "b")
+        cfg = write_config(
+            {"redis": [{"name": "main", "url": server.url}],
+             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+        )  # fmt: skip
+        client = await exporter_client(cfg)
+        assert value(await scrape(client), "opsloop_source_up", source="redis/main") == 1
+        server.pause()  # the next scrape's read hangs ...
+        started = time.monotonic()
+        pending = asyncio.create_task(scrape(client, timeout=3))
+        await asyncio.sleep(0.5)
+        server.kill()  # ... and Redis dies under it
+        series = await pending
+        assert time.monotonic() - started < 3.0
+        assert value(series, "opsloop_source_up", source="redis/main") == 0
+        assert value(series, "opsloop_queue_length", redis="main", queue="emails") is None
+
+
+async def test_exporter_starts_and_serves_with_redis_down(write_config, exporter_client):
+    server = RedisServer()  # not started: nothing listens on its port yet
+    try:
+        cfg = write_config(
+            {"scrape": {"breaker_failures": 100},
+             "redis": [{"name": "main", "url": server.url}],
+             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+        )  # fmt: skip
+        client = await exporter_client(cfg)
+        assert (await client.get("/-/ready")).status == 200
+        series = await scrape(client, timeout=3)
+        assert value(series, "opsloop_source_up", source="redis/main") == 0
+        assert value(series, "opsloop_exporter_build_info", version="0.1.0") == 1
+        server.start()
+        series = await scrape(client, timeout=3)
+        assert value(series, "opsloop_source_up", source="redis/main") == 1
+        assert value(series, "opsloop_queue_length", redis="main", queue="emails") == 0
+    finally:
+        server.cleanup()
