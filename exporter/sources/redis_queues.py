@@ -10,6 +10,7 @@ queue never drops out of the output. DLQs use the same reader with their own met
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -76,10 +77,8 @@ def parse_timestamp(value: object) -> float | None:
     if isinstance(value, int | float):
         return value / 1000.0 if value > 1e11 else float(value)
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):  # not a number: try ISO 8601 next
             return parse_timestamp(float(value))
-        except ValueError:
-            pass
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:

@@ -104,7 +104,7 @@ async def post_all(
                             if reached is not None and len(acked) >= reached[0]:
                                 reached[1].set()
                 except (aiohttp.ClientError, TimeoutError):
-                    pass
+                    continue  # the receiver was killed mid-request: that webhook was never acknowledged
 
         await asyncio.gather(*(sender() for _ in range(8)))
 
