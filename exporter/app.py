@@ -71,7 +71,9 @@ def config_summary(config: ExporterConfig) -> list[str]:
 
 
 def _redact_url(url: str) -> str:
+    """Drop credentials (``user:password@``) and the query string (``?password=...``) from a URL."""
     scheme, sep, rest = url.partition("://")
+    rest = rest.split("?", 1)[0]
     if "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + sep + rest

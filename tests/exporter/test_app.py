@@ -32,7 +32,8 @@ async def test_metrics_text_gzip_and_openmetrics(redis_server, write_config, exp
 
 async def test_health_ready_and_landing_page_without_secrets(redis_server, tmp_path, exporter_client):
     (tmp_path / "c.yml").write_text(
-        f"redis: [{{name: main, url: '{redis_server.url.replace('redis://', 'redis://user:hunter2@')}'}}]\n"
+        f"redis: [{{name: main, url: '{redis_server.url.replace('redis://', 'redis://user:hunter2@')}'}},\n"
+        "        {name: other, url: 'redis://127.0.0.1:1/0?password=querysecret'}]\n"
         "queues: [{name: emails, redis: main, key: 'queue:emails'}]\n"
         "business: {dsn: 'postgresql://app:s3cret@127.0.0.1:1/db', queries: []}\n"
     )
@@ -46,4 +47,5 @@ async def test_health_ready_and_landing_page_without_secrets(redis_server, tmp_p
     assert "queue:emails" in text
     assert "hunter2" not in text
     assert "s3cret" not in text
+    assert "querysecret" not in text
     assert "redis://***@127.0.0.1" in text
