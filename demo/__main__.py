@@ -148,7 +148,7 @@ class Demo:
                     for action in incident["actions"]:
                         if ("action", action["id"], action["state"]) not in seen and action["finished_at"]:
                             seen.add(("action", action["id"], action["state"]))
-                            say(f"Action -> plan {action['plan']} stage {action['stage']}: {action['type']} "
+                            say(f"Action -> plan {action['plan']} stage {action['stage'] + 1}: {action['type']} "
                                 f"{action['state']}: {action['detail']}")  # fmt: skip
                     for run in incident["plan_runs"]:
                         if ("run", run["id"], run["state"]) not in seen and run["state"] not in ("pending", "running"):

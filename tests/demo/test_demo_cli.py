@@ -19,7 +19,7 @@ def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
     assert "prometheus: http://127.0.0.1:" in out
     assert "Slack  <- FIRING: DLQEntriesIncreasing dlq=dlq:emails" in out
     assert "E-mail <- [FIRING] DLQEntriesIncreasing dlq=dlq:emails" in out
-    assert "Action -> plan requeue-dlq stage 0: dlq_requeue ok: moved 25 items dlq:emails -> queue:emails" in out
+    assert "Action -> plan requeue-dlq stage 1: dlq_requeue ok: moved 25 items dlq:emails -> queue:emails" in out
     assert "Slack  <- RESOLVED: DLQEntriesIncreasing" in out
     assert "loop complete" in out
     (workdir,) = [
