@@ -103,7 +103,8 @@ class Demo:
             except TimeoutError:
                 say(f"the loop did not complete within {LOOP_TIMEOUT:.0f}s: see the logs in {self.stack.workdir}")
                 return 1
-            say(f"loop complete: alert fired, receiver acted, alert resolved ({self._elapsed()})")
+            alert = SCENARIO_ALERTS[self.scenario]
+            say(f"loop complete: {alert} fired, the receiver handled it, it resolved ({self._elapsed()})")
             await asyncio.sleep(3)  # let the last e-mail and the plan's outcome print
             if not exit_after_loop:
                 say("still running; Ctrl-C stops every process and removes the temporary data")

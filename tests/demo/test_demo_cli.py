@@ -21,7 +21,7 @@ def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
     assert "E-mail <- [FIRING] DLQEntriesIncreasing dlq=dlq:emails" in out
     assert "Action -> plan requeue-dlq stage 1: dlq_requeue ok: moved 25 items dlq:emails -> queue:emails" in out
     assert "Slack  <- RESOLVED: DLQEntriesIncreasing" in out
-    assert "loop complete" in out
+    assert "loop complete: DLQEntriesIncreasing fired, the receiver handled it, it resolved" in out
     (workdir,) = [
         line.split("temporary data: ")[1].split(" ")[0] for line in out.splitlines() if "temporary data" in line
     ]
