@@ -85,11 +85,12 @@ class Collector:
         families: list[Family] = []
         dropped = 0
         error = ""
+        answered = False  # a partial failure answered in time: no reason to stop asking
         try:
             async with asyncio.timeout(budget):
                 families, dropped = group(await source.read())
         except PartialFailure as exc:
-            (families, dropped), error = group(exc.samples), str(exc)
+            (families, dropped), error, answered = group(exc.samples), str(exc), True
         except TimeoutError:
             error = f"no answer within {budget:.2f}s"
         except Exception as exc:  # any failure of one source is reported, never raised into the scrape
@@ -99,7 +100,8 @@ class Collector:
             log.warning("duplicate series dropped; check for keys configured twice", extra={"series": dropped})
         if error:
             state.errors += 1
-            state.breaker.record_failure()
+            if not answered:
+                state.breaker.record_failure()
             log.warning("source read failed", extra={"source": source.name, "error": error})
             return families, False
         state.breaker.record_success()

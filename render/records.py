@@ -51,6 +51,13 @@ def _redis_rate(t: Thresholds, name: str, counter: str) -> Record:
     return Record(name, f"sum by ({REDIS_LEVEL}) (rate({series(counter, t.selector)}[5m]))")
 
 
+def _app_rate(t: Thresholds, name: str, counter: str, own: str) -> Record:
+    """A keyspace counter's rate without the exporter's own reads (kept whole where those are missing)."""
+    total = f"sum by ({REDIS_LEVEL}) (rate({series(counter, t.selector)}[5m]))"
+    mine = f"sum by ({REDIS_LEVEL}) (rate({series(own, t.selector)}[5m]))"
+    return Record(name, f"clamp_min({total} - {mine}, 0)\nor {total}")
+
+
 def record_groups(t: Thresholds) -> list[RecordGroup]:
     queues = t.queues.not_draining.window
     dlq = t.dlq.increasing.window
@@ -81,8 +88,8 @@ def record_groups(t: Thresholds) -> list[RecordGroup]:
         RecordGroup(
             "opsloop-cache.records",
             [
-                _redis_rate(t, hits, "opsloop_cache_hits_total"),
-                _redis_rate(t, misses, "opsloop_cache_misses_total"),
+                _app_rate(t, hits, "opsloop_cache_hits_total", "opsloop_exporter_keyspace_hits_total"),
+                _app_rate(t, misses, "opsloop_cache_misses_total", "opsloop_exporter_keyspace_misses_total"),
                 Record(
                     CACHE_HIT_RATIO,
                     f"{series(hits, t.selector)}\n/ ({series(hits, t.selector)} + {series(misses, t.selector)})",

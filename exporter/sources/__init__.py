@@ -7,7 +7,7 @@ from exporter.sources.base import Source
 from exporter.sources.redis_cache import CacheReader
 from exporter.sources.redis_dlq import dlq_reader
 from exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
-from exporter.sources.redis_source import RedisReader, RedisSource
+from exporter.sources.redis_source import KeyLookups, RedisReader, RedisSource
 from exporter.sources.redis_workers import WorkersReader
 
 
@@ -15,15 +15,16 @@ def build_sources(config: ExporterConfig) -> list[Source]:
     """One RedisSource per configured Redis that something reads, then PostgreSQL if configured."""
     sources: list[Source] = []
     for redis in config.redis:
+        lookups = KeyLookups()
         readers: list[RedisReader] = []
-        readers += [KeyReader(q, redis, QUEUE_METRICS) for q in config.queues if q.redis == redis.name]
-        readers += [dlq_reader(d, redis) for d in config.dlqs if d.redis == redis.name]
+        readers += [KeyReader(q, redis, QUEUE_METRICS, lookups) for q in config.queues if q.redis == redis.name]
+        readers += [dlq_reader(d, redis, lookups) for d in config.dlqs if d.redis == redis.name]
         workers = [w for w in config.workers if w.redis == redis.name]
         if workers:
-            readers.append(WorkersReader(workers, redis))
-        readers += [CacheReader(c, redis) for c in config.cache if c.redis == redis.name]
+            readers.append(WorkersReader(workers, redis, lookups))
+        readers += [CacheReader(c, redis, lookups) for c in config.cache if c.redis == redis.name]
         if readers:
-            sources.append(RedisSource(redis, readers))
+            sources.append(RedisSource(redis, readers, lookups))
     if config.business is not None:
         # Imported only when used: psycopg and libpq add several MiB to a Redis-only exporter.
         from exporter.sources.postgres_sql import PostgresSource

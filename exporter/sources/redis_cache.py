@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from exporter.config import CacheConfig, RedisConfig
 from exporter.sources.base import Metric, Sample
 from exporter.sources.redis_discovery import KeyDiscovery
-from exporter.sources.redis_source import Parser
+from exporter.sources.redis_source import KeyLookups, Parser
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,16 @@ def _literal_prefix(pattern: str) -> str:
 
 
 class CacheReader:
-    def __init__(self, entry: CacheConfig, redis: RedisConfig) -> None:
+    def __init__(self, entry: CacheConfig, redis: RedisConfig, lookups: KeyLookups) -> None:
         self.redis_name = redis.name
+        self.lookups = lookups
         self.discovery = KeyDiscovery(redis, entry.app_stats_pattern) if entry.app_stats_pattern is not None else None
         self.prefix = _literal_prefix(entry.app_stats_pattern or "")
         self._ping = 0.0
         self._hashes: list[str] = []
+
+    def discoveries(self) -> list[KeyDiscovery]:
+        return [self.discovery] if self.discovery is not None else []
 
     async def prepare(self, client: Redis) -> None:
         started = time.perf_counter()
@@ -80,7 +84,10 @@ class CacheReader:
         samples.extend(Sample(metric, labels, float(info[field])) for field, metric in INFO_METRICS if field in info)
         for key, fields in zip(hashes, replies[1:], strict=True):
             if isinstance(fields, Exception):
+                self.lookups.add(1, 0)
                 continue  # WRONGTYPE: not a hash
+            found = 1 if fields else 0  # an empty reply: the hash is gone, a miss
+            self.lookups.add(found, 1 - found)
             cache = key.removeprefix(self.prefix) or key
             for field, raw in sorted(fields.items()):  # type: ignore[union-attr]
                 try:

@@ -20,6 +20,7 @@ KEYS_TRUNCATED = Metric(
     ("redis", "pattern"),
 )
 SCAN_COUNT = 1000
+SCAN_TIMEOUT = 60.0
 
 
 class KeyDiscovery:
@@ -42,7 +43,6 @@ class KeyDiscovery:
         self._last_seen: dict[str, float] = {}
         self.truncated = False
         self.scanned_at: float | None = None
-        self.generation = 0
         self.last_error = ""
         self._refresh: asyncio.Task[None] | None = None
 
@@ -59,18 +59,16 @@ class KeyDiscovery:
 
     async def _scan(self, client: Redis) -> None:
         found: set[str] = set()  # SCAN may return a key more than once
-        truncated = False
         try:
-            async for key in client.scan_iter(match=self.pattern, count=SCAN_COUNT):
-                if key not in found and len(found) >= self.max_keys:
-                    truncated = True
-                    break
-                found.add(key)
+            async with asyncio.timeout(SCAN_TIMEOUT):  # a hung scan must not block every later rescan
+                await self._collect(client, found)
         except Exception as exc:  # a failed rescan keeps the previous list; the error is reported
             self.last_error = str(exc) or type(exc).__name__
             log.warning("key discovery failed", extra={"pattern": self.pattern, "error": self.last_error})
             return
+        truncated = len(found) > self.max_keys
         if truncated:
+            found = set(sorted(found)[: self.max_keys])
             log.warning("key discovery truncated", extra={"pattern": self.pattern, "max_keys": self.max_keys})
         now = time.monotonic()
         for key in found:
@@ -82,7 +80,17 @@ class KeyDiscovery:
             self._last_seen = {k: self._last_seen[k] for k in keep}
         self.keys, self.truncated = sorted(self._last_seen), truncated
         self.scanned_at = now
-        self.generation += 1
+
+    async def _collect(self, client: Redis, found: set[str]) -> None:
+        """SCAN until done or one key past the cap (which tells that the cap was hit)."""
+        async for key in client.scan_iter(match=self.pattern, count=SCAN_COUNT):
+            found.add(key)
+            if len(found) > self.max_keys:
+                return
+
+    def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
 
     def samples(self) -> list[Sample]:
         return [Sample(KEYS_TRUNCATED, (self.redis_name, self.pattern), 1.0 if self.truncated else 0.0)]

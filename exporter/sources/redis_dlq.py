@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from exporter.config import KeyConfig, RedisConfig
 from exporter.sources.redis_queues import KeyMetrics, KeyReader, key_metrics
+from exporter.sources.redis_source import KeyLookups
 
 DLQ_METRICS: KeyMetrics = key_metrics("dlq", "opsloop_dlq", "dead-letter queue", groups=False)
 
 
-def dlq_reader(entry: KeyConfig, redis: RedisConfig) -> KeyReader:
-    return KeyReader(entry, redis, DLQ_METRICS)
+def dlq_reader(entry: KeyConfig, redis: RedisConfig, lookups: KeyLookups) -> KeyReader:
+    return KeyReader(entry, redis, DLQ_METRICS, lookups)

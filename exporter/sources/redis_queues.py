@@ -24,7 +24,7 @@ from redis.asyncio.client import Pipeline
 from exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
 from exporter.sources.base import Metric, Sample
 from exporter.sources.redis_discovery import KeyDiscovery
-from exporter.sources.redis_source import Parser
+from exporter.sources.redis_source import KeyLookups, Parser
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ def parse_timestamp(value: object) -> float | None:
 class KeyReader:
     """Reads one ``queues``/``dlqs`` entry: a fixed key or every key a pattern discovers."""
 
-    def __init__(self, entry: KeyConfig, redis: RedisConfig, metrics: KeyMetrics) -> None:
+    def __init__(self, entry: KeyConfig, redis: RedisConfig, metrics: KeyMetrics, lookups: KeyLookups) -> None:
         self.entry = entry
+        self.lookups = lookups
         self.redis_name = redis.name
         self.metrics = metrics
         self.oldest: OldestAgeConfig | None = entry.oldest_age
@@ -104,6 +105,9 @@ class KeyReader:
             self.oldest.end if self.oldest else "right",
             "1" if metrics.group_pending is not None else "0",
         )
+
+    def discoveries(self) -> list[KeyDiscovery]:
+        return [self.discovery] if self.discovery is not None else []
 
     def _label(self, key: str) -> str:
         return (self.entry.name or key) if self.discovery is None else key
@@ -125,7 +129,10 @@ class KeyReader:
             if isinstance(reply, Exception):
                 raise reply  # the script itself failed: Redis is not usable for this source
             assert isinstance(reply, str)
-            for key, line in zip(keys[start : start + SCRIPT_BATCH], reply.split("\n"), strict=True):
+            counts, *lines = reply.split("\n")
+            hits, misses = counts.split("\t")
+            self.lookups.add(int(hits), int(misses))
+            for key, line in zip(keys[start : start + SCRIPT_BATCH], lines, strict=True):
                 yield from self._key_samples(key, line.split("\t"), now)
         if self.discovery is not None:
             yield from self.discovery.samples()

@@ -9,7 +9,8 @@ error reaches only the parser of the key it concerns; a connection error fails t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -18,9 +19,35 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from exporter.config import RedisConfig
-from exporter.sources.base import Sample
+from exporter.sources.base import Metric, Sample
+from exporter.sources.redis_discovery import KeyDiscovery
 
 Parser = Callable[[Sequence[object]], Iterable[Sample]]
+
+OWN_HITS = Metric(
+    "opsloop_exporter_keyspace_hits", "counter",
+    "Keyspace hits caused by the exporter's own reads; included in opsloop_cache_hits_total.", ("redis",),
+)  # fmt: skip
+OWN_MISSES = Metric(
+    "opsloop_exporter_keyspace_misses", "counter",
+    "Keyspace misses caused by the exporter's own reads; included in opsloop_cache_misses_total.", ("redis",),
+)  # fmt: skip
+
+
+@dataclass
+class KeyLookups:
+    """The exporter's own key reads on one Redis.
+
+    Redis counts every LLEN, EXISTS or HGETALL the exporter sends as a keyspace hit or miss, so a
+    cache hit ratio from INFO would include the exporter's own work; the rules subtract these.
+    """
+
+    hits: int = 0
+    misses: int = 0
+
+    def add(self, hits: int, misses: int) -> None:
+        self.hits += hits
+        self.misses += misses
 
 
 class RedisReader(Protocol):
@@ -32,8 +59,12 @@ class RedisReader(Protocol):
         """Queue this scrape's commands on ``pipe``; return the parser for their replies, in order."""
         ...
 
+    def discoveries(self) -> list[KeyDiscovery]:
+        """The reader's pattern discoveries, whose background scans the source bounds and stops."""
+        ...
 
-def connect(config: RedisConfig) -> Redis:
+
+def connect(config: RedisConfig, max_connections: int) -> Redis:
     """A client that fails fast: no internal retries (the collector's breaker paces reconnects)."""
     return Redis.from_url(
         config.url,
@@ -42,16 +73,20 @@ def connect(config: RedisConfig) -> Redis:
         encoding_errors="replace",
         socket_connect_timeout=config.connect_timeout,
         retry=Retry(NoBackoff(), 0),
-        max_connections=4,
+        max_connections=max_connections,
         client_name="opsloop-exporter",
     )
 
 
 class RedisSource:
-    def __init__(self, config: RedisConfig, readers: list[RedisReader]) -> None:
+    def __init__(self, config: RedisConfig, readers: list[RedisReader], lookups: KeyLookups) -> None:
         self.name = f"redis/{config.name}"
-        self.client = connect(config)
+        self.redis_name = config.name
         self.readers = readers
+        self.lookups = lookups
+        self.discoveries = [d for reader in readers for d in reader.discoveries()]
+        # One connection per background rescan plus the scrape's own, so a rescan never starves a scrape.
+        self.client = connect(config, max_connections=2 + len(self.discoveries))
 
     async def read(self) -> Iterable[Sample]:
         for reader in self.readers:
@@ -64,7 +99,15 @@ class RedisSource:
             plans.append((start, len(pipe.command_stack), parse))
         replies = await pipe.execute(raise_on_error=False) if pipe.command_stack else []
         # Lazy: 10,000 keys' samples go straight into their families instead of into a list first.
-        return itertools.chain.from_iterable(parse(replies[start:end]) for start, end, parse in plans)
+        parsed = itertools.chain.from_iterable(parse(replies[start:end]) for start, end, parse in plans)
+        return itertools.chain(parsed, self._own_lookups())
+
+    def _own_lookups(self) -> Iterator[Sample]:
+        """Last in the chain: the parsers above have counted this scrape's lookups by then."""
+        yield Sample(OWN_HITS, (self.redis_name,), float(self.lookups.hits))
+        yield Sample(OWN_MISSES, (self.redis_name,), float(self.lookups.misses))
 
     async def close(self) -> None:
+        for discovery in self.discoveries:
+            discovery.close()
         await self.client.aclose()

@@ -16,7 +16,7 @@ from redis.asyncio.client import Pipeline
 from exporter.config import RedisConfig, WorkersConfig
 from exporter.sources.base import Metric, Sample
 from exporter.sources.redis_discovery import KeyDiscovery
-from exporter.sources.redis_source import Parser
+from exporter.sources.redis_source import KeyLookups, Parser
 
 WORKERS = Metric("opsloop_workers", "gauge", "Live workers in the group.", ("redis", "name"))
 QUEUE_WORKERS = Metric(
@@ -28,42 +28,52 @@ QUEUE_WORKERS = Metric(
 class WorkersReader:
     """Every ``workers`` entry of one Redis, so queues served by several groups are summed once."""
 
-    def __init__(self, entries: list[WorkersConfig], redis: RedisConfig) -> None:
+    def __init__(self, entries: list[WorkersConfig], redis: RedisConfig, lookups: KeyLookups) -> None:
         self.entries = entries
+        self.lookups = lookups
         self.redis_name = redis.name
-        self.discoveries = {
+        self.discoveries_by_entry = {
             i: KeyDiscovery(redis, e.heartbeat_pattern)
             for i, e in enumerate(entries)
             if e.heartbeat_pattern is not None
         }
         self._candidates: dict[int, list[str]] = {}
 
+    def discoveries(self) -> list[KeyDiscovery]:
+        return list(self.discoveries_by_entry.values())
+
     async def prepare(self, client: Redis) -> None:
-        for i, discovery in self.discoveries.items():
+        for i, discovery in self.discoveries_by_entry.items():
             self._candidates[i] = await discovery.current(client)
 
     def plan(self, pipe: Pipeline) -> Parser:
-        asked: list[bool] = []
+        looked_up: list[int] = []  # keys each entry's command reads: 1 for SCARD, n for EXISTS, 0 for none
         for i, entry in enumerate(self.entries):
             if entry.set is not None:
                 pipe.scard(entry.set)
+                looked_up.append(1)
             elif self._candidates.get(i):
                 pipe.exists(*self._candidates[i])
-            asked.append(entry.set is not None or bool(self._candidates.get(i)))
-        return lambda replies: self._parse(asked, iter(replies))
+                looked_up.append(len(self._candidates[i]))
+            else:
+                looked_up.append(0)
+        return lambda replies: self._parse(looked_up, iter(replies))
 
-    def _parse(self, asked: list[bool], replies: Iterator[object]) -> list[Sample]:
+    def _parse(self, looked_up: list[int], replies: Iterator[object]) -> list[Sample]:
         samples: list[Sample] = []
         per_queue: dict[str, float] = defaultdict(float)
-        for entry, was_asked in zip(self.entries, asked, strict=True):
-            reply = next(replies) if was_asked else 0  # no heartbeat key discovered: no live worker
+        for entry, keys in zip(self.entries, looked_up, strict=True):
+            reply = next(replies) if keys else 0  # no heartbeat key discovered: no live worker
             if isinstance(reply, Exception):
                 continue
-            count = float(reply)  # type: ignore[arg-type]
-            samples.append(Sample(WORKERS, (self.redis_name, entry.name), count))
+            count = int(reply)  # type: ignore[call-overload]
+            # SCARD of a missing set is 0 (Redis deletes empty sets); EXISTS counts the keys it found.
+            found = min(count, 1) if entry.set is not None else count
+            self.lookups.add(found, keys - found)
+            samples.append(Sample(WORKERS, (self.redis_name, entry.name), float(count)))
             for queue in entry.queues:
                 per_queue[queue] += count
         samples.extend(Sample(QUEUE_WORKERS, (self.redis_name, q), n) for q, n in sorted(per_queue.items()))
-        for discovery in self.discoveries.values():
+        for discovery in self.discoveries_by_entry.values():
             samples.extend(discovery.samples())
         return samples

@@ -29,6 +29,8 @@ EXPORTER_METRICS = {
     "opsloop_cache_memory_max_bytes",
     "opsloop_cache_connected_clients",
     "opsloop_cache_ping_seconds",
+    "opsloop_exporter_keyspace_hits_total",
+    "opsloop_exporter_keyspace_misses_total",
     "opsloop_business_jobs_finished_total",
     "opsloop_business_job_duration_p95_seconds",
     "opsloop_source_up",

@@ -1,0 +1,61 @@
+"""The exporter counts its own key lookups exactly as Redis does, so hit ratios can leave them out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import redis
+
+from tests.exporter.scrapes import scrape, value
+
+
+async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
+    redis_server, write_config, exporter_client
+):
+    r = redis.Redis.from_url(redis_server.url)
+    r.lpush("jobs:list", json.dumps({"enqueued_at": time.time()}), "x")
+    r.zadd("jobs:zset", {"a": time.time()})
+    r.xadd("jobs:stream", {"k": "v"})
+    r.xgroup_create("jobs:stream", "g", id="0")
+    r.set("jobs:string", "not a queue")
+    r.lpush("dlq:emails", "x")
+    r.sadd("workers:rag", "w1")
+    r.set("worker:mail:1", "x", ex=60)
+    r.set("worker:mail:2", "x", px=200)  # expires between discovery and the measured scrape
+    r.hset("cache:stats:users", mapping={"hits": 3})
+    r.hset("cache:stats:gone", mapping={"hits": 1})
+    cfg = write_config(
+        {
+            "redis": [{"name": "main", "url": redis_server.url, "discovery_interval": "1h"}],
+            "queues": [
+                {"redis": "main", "pattern": "jobs:*", "oldest_age": {"field": "enqueued_at"}},
+                {"name": "empty", "redis": "main", "key": "queue:empty"},
+            ],
+            "dlqs": [{"redis": "main", "pattern": "dlq:*"}],
+            "workers": [
+                {"redis": "main", "name": "rag", "set": "workers:rag"},
+                {"redis": "main", "name": "idle", "set": "workers:idle"},
+                {"redis": "main", "name": "mail", "heartbeat_pattern": "worker:mail:*"},
+            ],
+            "cache": [{"redis": "main", "app_stats_pattern": "cache:stats:*"}],
+        }
+    )
+    client = await exporter_client(cfg)
+    first = await scrape(client)  # discovery happens here
+    await asyncio.sleep(0.3)
+    r.delete("cache:stats:gone")
+    before = r.info("stats")
+    second = await scrape(client)
+    after = r.info("stats")
+    own_hits = value(second, "opsloop_exporter_keyspace_hits_total", redis="main") - value(
+        first, "opsloop_exporter_keyspace_hits_total", redis="main"
+    )
+    own_misses = value(second, "opsloop_exporter_keyspace_misses_total", redis="main") - value(
+        first, "opsloop_exporter_keyspace_misses_total", redis="main"
+    )
+    assert own_hits == after["keyspace_hits"] - before["keyspace_hits"]
+    assert own_misses == after["keyspace_misses"] - before["keyspace_misses"]
+    assert own_hits > 10
+    assert own_misses >= 4  # queue:empty, workers:idle, the expired heartbeat, the deleted stats hash
