@@ -71,6 +71,9 @@ class Demo:
     async def _restart(self, request: web.Request) -> web.Response:
         if request.match_info["name"] != "main":
             return web.Response(status=404, text="unknown redis\n")
+        if self.stack.redis.process.running:
+            say("Hook   <- receiver asked to restart redis/main: it is already running")
+            return web.Response(text="already running\n")
         say("Hook   <- receiver asked to restart redis/main: starting redis-server")
         await asyncio.to_thread(self.stack.redis.start)
         return web.Response(text="restarted\n")

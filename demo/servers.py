@@ -171,6 +171,8 @@ class RedisServer(Server):
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     def start(self) -> RedisServer:
+        if self.process.running:
+            return self  # already up: a second redis-server could not bind, and would hide this one
         self.process.spawn(
             [
                 shutil.which("redis-server") or "redis-server",
@@ -181,6 +183,8 @@ class RedisServer(Server):
                 "--appendonly", "no",
                 "--maxmemory", self.maxmemory,
                 "--protected-mode", "no",
+                # redis-server rewrites its process title; keep the workdir in it so leftovers can be found
+                "--proc-title-template", f"{{title}} {{listen-addr}} {self.workdir}",
             ]
         )  # fmt: skip
         self.process.wait_ready(lambda: port_open(self.port))

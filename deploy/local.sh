@@ -24,6 +24,7 @@ ensure_debian_packages() {
   [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
   id postgres >/dev/null 2>&1 || missing+=(postgresql-15)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  command -v pgrep >/dev/null || missing+=(procps)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
