@@ -213,7 +213,41 @@ def cross_check(config: ReceiverConfig) -> list[str]:
                 problems.append(
                     f"{key_path(('recovery', i, 'verify'))}: {{{field}}} is not a label validated in labels:"
                 )
+            for field in unquoted_placeholders(plan.verify):
+                problems.append(
+                    f"{key_path(('recovery', i, 'verify'))}: {{{field}}} must stand inside a double-quoted "
+                    'string ("...") so its value is escaped'
+                )
     return problems
+
+
+def unquoted_placeholders(query: str) -> list[str]:
+    """Placeholders of a verify query outside PromQL double-quoted strings.
+
+    Values are escaped for double-quoted strings only; in single quotes, backticks or bare, a label
+    value could end the string or add PromQL of its own.
+    """
+    found: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(query):
+        char = query[i]
+        if quote:
+            if char == "\\" and quote != "`":
+                i += 2
+                continue
+            if char == quote:
+                quote = ""
+            elif quote != '"' and (match := PLACEHOLDER.match(query, i)):
+                found.append(match.group(1))
+        elif char in "\"'`":
+            quote = char
+        elif match := PLACEHOLDER.match(query, i):
+            found.append(match.group(1))
+            i = match.end()
+            continue
+        i += 1
+    return found
 
 
 def load_config(path: str | Path) -> ReceiverConfig:

@@ -40,6 +40,8 @@ from receiver.store.base import (
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_INTERRUPTIONS = 5
+"""A plan step whose lease expired this many times ends the run with an escalation."""
 
 
 def promql_string(value: str) -> str:
@@ -69,9 +71,12 @@ class Verifier:
             return False, f"prometheus query failed: {type(exc).__name__}: {exc}"
         if not isinstance(body, dict) or body.get("status") != "success":
             return False, f"prometheus query failed: {str(body.get('error') if isinstance(body, dict) else body)[:200]}"
-        data = body["data"]
-        scalar = data["resultType"] in ("scalar", "string")
-        ok = data["result"][1] not in ("0", "") if scalar else bool(data["result"])
+        try:
+            data = body["data"]
+            scalar = data["resultType"] in ("scalar", "string")
+            ok = data["result"][1] not in ("0", "") if scalar else bool(data["result"])
+        except (KeyError, IndexError, TypeError):
+            return False, f"prometheus answered without a usable result: {str(body)[:200]}"
         return ok, f"verify {'holds' if ok else 'does not hold yet'}: {query}"
 
 
@@ -94,6 +99,10 @@ class PlanRunner:
         plan = self.config.plan(job.target)
         if plan is None:
             await self._end(job, plan, lambda status: self._fallback(job, f"plan {job.target} is no longer configured"))
+        elif job.interrupted >= MAX_INTERRUPTIONS:
+            # The step died this often (a crash, or a bug that keeps raising): stop and tell people.
+            why = f"its step was interrupted {job.interrupted} times"
+            await self._end(job, plan, lambda status: self._escalation(job, plan, status, why, ()))
         elif job.phase == "attempt":
             await self._attempt_step(job, plan)
         else:
@@ -198,8 +207,11 @@ class PlanRunner:
         return () if job.manual else route_notifiers(self.config.routes, job.incident.labels)
 
     def _fallback(self, job: Job, why: str) -> Outcome:
-        """The plan will not act: the people the alert routes to get it, with the reason."""
-        return Outcome(SKIPPED, why, self._deliveries(job, self._routes(job), "firing", why))
+        """The plan will not act: the people the alert routes to get it, with the reason.
+
+        Scoped to the plan, so it is a message of its own even when the routes already got the alert.
+        """
+        return Outcome(SKIPPED, why, self._deliveries(job, self._routes(job), "firing", why, f"plan:{job.target}"))
 
     def _blocked(self, job: Job, why: str, tripped: bool) -> Outcome:
         note = f"plan {job.target} did not run: {why}" if job.stage == 0 else f"plan {job.target} stopped: {why}"

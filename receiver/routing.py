@@ -59,7 +59,7 @@ def plan_values(plan: Plan, labels: Mapping[str, str]) -> tuple[dict[str, str], 
             problems.append(f"label {name} " + ("is missing" if value is None else "does not match its pattern"))
             continue
         values[name] = value
-        values.update({k: v for k, v in found.groupdict().items() if v is not None})
+        values.update(found.groupdict(default=""))  # an optional group that did not take part reads ""
     return values, problems
 
 

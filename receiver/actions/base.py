@@ -31,6 +31,12 @@ class ActionResult:
     detail: str
     dry_run: bool = False
 
+    def __post_init__(self) -> None:
+        # Details quote program output and HTTP bodies; a NUL byte there would make PostgreSQL refuse the
+        # whole record (text columns cannot hold it), losing the result. Every result passes through here.
+        if "\x00" in self.detail:
+            object.__setattr__(self, "detail", self.detail.replace("\x00", ""))
+
 
 class Action(Protocol):
     type: str

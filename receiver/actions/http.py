@@ -1,19 +1,21 @@
 """``http``: call a restart, scale or failover hook and check the answer's status.
 
-Label values are percent-encoded into the URL (a value cannot add path segments, a query or another
-host) and inserted as plain strings into the JSON body. Header values come from config or secrets and
-are never logged; the result shows the URL without its query, which may carry a token.
+Label values are percent-encoded into the URL, dots included, and the URL is sent exactly as built
+(``encoded=True``): a value cannot add path segments, a query or another host, and a value ``..`` is not
+turned into a dot segment that yarl would normalise away. Values are inserted as plain strings into the
+JSON body. Header values come from config or secrets and are never logged; the result shows the URL
+without its userinfo and query, which may carry credentials or a token.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import partial
 from typing import ClassVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import yarl
 from pydantic import JsonValue
 
 from receiver.actions.base import ActionResult, BaseAction, Progress
@@ -21,7 +23,30 @@ from receiver.actions.config import HttpConfig, resolve_secret
 from receiver.actions.placeholders import fill
 
 _BODY_SNIPPET = 200
-_quote_all = partial(quote, safe="")
+# Characters a URL may carry as they are (reserved, unreserved, and "%" of escapes the config author wrote).
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]"
+
+
+def quote_value(value: str) -> str:
+    """Percent-encode every character but letters, digits, ``-``, ``_`` and ``~``.
+
+    Dots are encoded too (``.`` -> ``%2E``): a value ``.`` or ``..`` must stay one path segment instead of
+    becoming a dot segment that URL normalisation resolves (``/services/../restart`` -> ``/restart``).
+    """
+    return quote(value, safe="").replace(".", "%2E")
+
+
+def request_url(filled: str) -> yarl.URL:
+    """The URL to send, built so that no normalisation undoes the values' encoding.
+
+    The origin goes through yarl as usual (IDNA hosts, default ports); the rest is sent as is (``encoded=True``)
+    after encoding what the config's literal text may hold but a URL may not (spaces, braces, non-ASCII).
+    Values are already fully encoded and pass through unchanged.
+    """
+    parts = urlsplit(filled)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    rest = quote(filled[len(origin) :], safe=_URL_SAFE)
+    return yarl.URL(str(yarl.URL(origin)).rstrip("/") + rest, encoded=True)
 
 
 def fill_json(value: JsonValue, values: Mapping[str, str]) -> JsonValue:
@@ -36,9 +61,13 @@ def fill_json(value: JsonValue, values: Mapping[str, str]) -> JsonValue:
 
 
 def shown_url(url: str) -> str:
-    """The URL for history and logs: scheme, host and path, without a query that may hold a token."""
+    """The URL for history and logs: scheme, host[:port] and path.
+
+    Userinfo (``user:token@``) is dropped and a query is shown as ``?…``: both may hold credentials.
+    """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
 
 
 class HttpAction(BaseAction[HttpConfig]):
@@ -54,16 +83,17 @@ class HttpAction(BaseAction[HttpConfig]):
 
     async def _run(self, values: Mapping[str, str], dry_run: bool, progress: Progress) -> ActionResult:
         cfg = self.config
-        url = fill(cfg.url, values, quote=_quote_all)
+        url = fill(cfg.url, values, quote=quote_value)
         body = fill_json(cfg.body, values)
         request = f"{cfg.method} {shown_url(url)}"
         if dry_run:
             headers = f" with headers {', '.join(self._headers)}" if self._headers else ""
             payload = f" and JSON body {json.dumps(body)}" if body is not None else ""
             return ActionResult(True, f"would send {request}{headers}{payload}", True)
+        target = request_url(url)
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.timeout)) as session,
-            session.request(cfg.method, url, headers=self._headers, json=body, allow_redirects=False) as response,
+            session.request(cfg.method, target, headers=self._headers, json=body, allow_redirects=False) as response,
         ):
             snippet = (await response.content.read(_BODY_SNIPPET * 4)).decode(errors="replace")
         ok = response.status in cfg.expect_status if cfg.expect_status else 200 <= response.status < 300

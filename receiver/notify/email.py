@@ -1,14 +1,16 @@
 """Email through SMTP: multipart text + HTML, STARTTLS required by default, stateless threading.
 
-Threading needs no stored state: the firing message's ``Message-ID`` is derived from the notification's
-``thread_key``, so the resolved, escalation and recovered messages can point at it with ``In-Reply-To``
-and ``References`` even after a restart, and mail clients show one thread per alert instance.
+Threading needs no stored state: the plain firing message's ``Message-ID`` is derived from the
+notification's ``thread_key``, so every other message of the alert instance (resolved, escalation,
+recovered, and a firing message carrying a note) gets its own ``Message-ID`` and points at that root with
+``In-Reply-To`` and ``References``, even after a restart; mail clients show one thread per alert instance.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ssl
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -35,6 +37,21 @@ def tls_context(smtp: SmtpConfig) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(smtp.ca_file) if smtp.ca_file else None)
     except OSError as exc:  # ssl.SSLError for a file without certificates is an OSError too
         raise ValueError(f"cannot load ca_file {smtp.ca_file}: {exc.strerror or exc}") from None
+
+
+def refused(errors: Mapping[str, aiosmtplib.SMTPResponse], name: str) -> Exception | None:
+    """The error for recipients the server refused while it accepted others, or None when none was refused.
+
+    ``aiosmtplib.send`` raises only when every recipient is refused; a partial refusal comes back as its
+    return value. Any 4xx refusal is worth retrying (the retry goes to every recipient again); 5xx only
+    is permanent.
+    """
+    if not errors:
+        return None
+    listed = ", ".join(f"{address} ({response.code})" for address, response in sorted(errors.items()))
+    codes = [response.code for response in errors.values()]
+    error: type[Exception] = TransientError if any(400 <= c < 500 for c in codes) else PermanentError
+    return error(f"{name}: recipients refused: {listed}")
 
 
 def classify(exc: Exception, name: str) -> Exception:
@@ -90,8 +107,8 @@ class EmailNotifier:
         msg["To"] = ", ".join(self._config.to)
         msg["Date"] = format_datetime(datetime.now(UTC))
         root = message_id(self._domain, n.thread_key)
-        if n.kind == "firing":
-            msg["Message-ID"] = root
+        if n.kind == "firing" and not n.note:
+            msg["Message-ID"] = root  # only the plain firing message: two different mails never share an ID
         else:
             msg["Message-ID"] = message_id(self._domain, n.thread_key, n.kind, n.note)
             msg["In-Reply-To"] = root
@@ -105,7 +122,7 @@ class EmailNotifier:
         msg = self.message(notification)
         smtp = self._smtp
         try:
-            await aiosmtplib.send(
+            errors, _ = await aiosmtplib.send(
                 msg,
                 hostname=smtp.host,
                 port=smtp.port,
@@ -118,6 +135,9 @@ class EmailNotifier:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise classify(exc, self.name) from exc
+        partial = refused(errors, self.name)
+        if partial is not None:
+            raise partial
 
     async def close(self) -> None:
         """Nothing to release: every message uses its own SMTP connection."""

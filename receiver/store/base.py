@@ -552,7 +552,10 @@ class Store(abc.ABC):
         if result.rows:
             scope, why = result.rows[0]
             return f"automation paused ({'all plans' if scope == GLOBAL else 'this plan'}): {why}", False
-        result = yield Stmt("SELECT COUNT(*) FROM actions WHERE started_at > ?", (now - gate.breaker_window,))
+        # Dry runs touch nothing, so they do not count towards the breaker (dry_run is INTEGER 0/1 in both).
+        result = yield Stmt(
+            "SELECT COUNT(*) FROM actions WHERE started_at > ? AND dry_run = 0", (now - gate.breaker_window,)
+        )
         count = result.rows[0][0]
         if count >= gate.breaker_max:
             why = f"circuit breaker: {count} actions within {gate.breaker_window:g}s"

@@ -73,10 +73,16 @@ class PostgresStore(Store):
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
 
                 async def execute(stmt: Stmt) -> Result:
-                    await cursor.execute(stmt.sql.replace("?", "%s"), tuple(stmt.params))
+                    await cursor.execute(stmt.sql.replace("?", "%s"), tuple(map(_no_nul, stmt.params)))
                     rows = await cursor.fetchall() if cursor.description else []
                     return Result(rows, cursor.rowcount)
 
                 return await drive_async(op, execute)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"postgresql: {exc}") from exc
+
+
+def _no_nul(value: object) -> object:
+    """Drop NUL characters from text: PostgreSQL text cannot hold them and would refuse the whole write
+    (psycopg DataError), losing an action's result or a webhook over one byte of a label or a URL."""
+    return value.replace("\x00", "") if isinstance(value, str) else value

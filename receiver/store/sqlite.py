@@ -87,7 +87,10 @@ class SqliteStore(Store):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
-        except (sqlite3.OperationalError, StoreUnavailable) as exc:
+        except Exception as exc:
+            # Every waiter must be settled. Not only OperationalError: a corrupt file (DatabaseError) or a
+            # closed connection (ProgrammingError) fails the group too, else the webhook handler and the
+            # worker would await their futures forever.
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"sqlite: {exc}")
             outcomes = [(None, error)] * len(batch)
         for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):

@@ -55,8 +55,11 @@ async def test_alertmanager_posts_firing_and_resolved(
             assert resp.status == 200
         messages = await mailbox.inbox.wait_for_async(2, 30)
     assert messages[1]["Subject"].startswith("[RESOLVED]")
-    # Stateless threading: both messages reference the same thread.
-    assert messages[1]["References"] or messages[1]["In-Reply-To"]
+    # Stateless threading: the resolved message replies to the firing one.
+    root = messages[0]["Message-ID"]
+    assert root
+    assert messages[1]["Message-ID"] != root
+    assert (messages[1]["In-Reply-To"], messages[1]["References"]) == (root, root)
     await receiver.settled()
     (view,) = (await receiver.incidents()).values()
     assert view.incident.status == "resolved"

@@ -107,3 +107,20 @@ def test_the_deploy_example_loads_when_its_secrets_exist(tmp_path: Path, monkeyp
     config = load_config(tmp_path / "receiver.yml")
     assert [plan.name for plan in config.recovery] == ["requeue-dlq"]
     assert config.routes[0].notify == ["slack/oncall", "email/oncall"]
+
+
+@pytest.mark.parametrize(
+    ("verify", "bad"),
+    [
+        ('opsloop_dlq_length{dlq="{dlq}"} < 10', []),
+        ("opsloop_dlq_length{dlq='{dlq}'} < 10", ["dlq"]),
+        ("opsloop_dlq_length{dlq=`{dlq}`} < 10", ["dlq"]),
+        ('opsloop_dlq_length{dlq="dlq"} < {dlq}', ["dlq"]),
+        ('m{a="x\\"{dlq}"}', []),
+    ],
+)
+def test_verify_placeholders_must_be_in_double_quotes(verify: str, bad: list[str]) -> None:
+    """Values are escaped for double-quoted PromQL strings only; anywhere else they could inject PromQL."""
+    from receiver.config import unquoted_placeholders
+
+    assert unquoted_placeholders(verify) == bad

@@ -259,3 +259,35 @@ async def test_hostile_label_values_are_rejected_or_inert(
     assert value in body
     assert "49" not in body
     assert views["h1"].jobs[0].state == SENT
+
+
+async def test_blocked_plan_tells_the_routes_why_even_after_the_firing_message(
+    tmp_path: Path, receivers: Start, slack: SlackSink, mailbox: SmtpSink, redis_server: RedisServer
+) -> None:
+    """With notify_firing on (the default), a plan that may not run still sends its reason."""
+    flag = {"type": "redis_set", "redis": redis_server.url, "key": "flag:{name}", "value": "1", "ttl": "1h"}
+    plan = dlq_plan(actions=[flag], stages=["0s"], notify_firing=True)
+    receiver = await receivers(write_config(tmp_path, **notifying(slack, mailbox), recovery=[plan]))
+    assert (await receiver.admin("POST", "/api/plans/requeue-dlq/pause", {"reason": "maintenance"}))[0] == 200
+    await receiver.post(webhook(alert("b1", **DLQ_ALERT)))
+    await receiver.settled()
+    messages = await mailbox.inbox.wait_for_async(2)
+    bodies = sorted(m.get_body(("plain",)).get_content() for m in messages)
+    assert sum("plan requeue-dlq did not run" in body for body in bodies) == 1
+    assert messages[0]["Message-ID"] != messages[1]["Message-ID"]
+    (view,) = (await receiver.incidents()).values()
+    assert [j.state for j in view.jobs if j.kind == "plan"] == [SKIPPED]
+
+
+async def test_optional_named_group_that_did_not_match_reads_empty(
+    tmp_path: Path, receivers: Start, slack: SlackSink, mailbox: SmtpSink
+) -> None:
+    record = {"type": "command", "argv": [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
+                                          str(tmp_path / "shard.txt"), "[{shard}]"]}  # fmt: skip
+    plan = dlq_plan(labels={"dlq": "^dlq:(?P<name>[a-z]+)(?::(?P<shard>[0-9]+))?$"}, actions=[record], stages=["0s"])
+    receiver = await receivers(write_config(tmp_path, **notifying(slack, mailbox), recovery=[plan]))
+    await receiver.post(webhook(alert("o1", **DLQ_ALERT)))
+    await receiver.settled()
+    assert (tmp_path / "shard.txt").read_text() == "[]"
+    (view,) = (await receiver.incidents()).values()
+    assert view.jobs[0].state == RECOVERED

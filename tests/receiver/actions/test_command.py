@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from demo.servers import wait_until
+from demo.servers import PostgresServer, wait_until
 from receiver.actions import Action
+from receiver.store import open_store
+from receiver.store.base import IncomingAlert
+from tests.receiver.store.conftest import fresh_postgres_url
 
 PY = sys.executable
 
@@ -129,3 +132,25 @@ async def test_a_program_killed_by_a_signal_says_so(make_action: Callable[..., A
     script = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
     result = await make_action(type="command", argv=[PY, "-c", script]).run({})
     assert (result.ok, result.detail) == (False, f"{PY} killed by signal 15")
+
+
+async def test_a_nul_byte_in_the_output_is_dropped_and_the_result_recorded_in_postgresql(
+    make_action: Callable[..., Action], postgres_server: PostgresServer
+) -> None:
+    script = "import sys; sys.stdout.write('before\\x00after'); sys.exit(2)"
+    result = await make_action(type="command", argv=[PY, "-c", script]).run({})
+    assert (result.ok, result.detail) == (False, f"{PY} exit 2: beforeafter")
+    # Recorded as the core records it: PostgreSQL text would refuse a NUL and lose the whole result.
+    store = open_store(fresh_postgres_url(postgres_server, "nul"))
+    await store.open()
+    try:
+        alert = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {}, {}, None, "", plans=(("fix", {}),))
+        await store.ingest([alert], "", 0, 1.0)
+        (job,) = await store.claim("w", 10, 30, 1.0)
+        action_id = await store.begin_action(job, "w", 0, "command", False, 1.0, 60.0)
+        assert action_id is not None
+        await store.end_action(action_id, result.ok, result.detail, 2.0)
+        (record,) = await store.actions_of(job.id)
+    finally:
+        await store.close()
+    assert (record.state, record.detail) == ("failed", f"{PY} exit 2: beforeafter")

@@ -66,9 +66,9 @@ async def test_values_are_url_quoted_and_the_body_filled(
     )
     result = await action.run({"service": "web/../admin", "reason": "a&b=c {{ 7*7 }}"})
     assert result.ok, result.detail
-    assert result.detail == f"POST {base(server)}/restart/web%2F..%2Fadmin?… -> 200"
+    assert result.detail == f"POST {base(server)}/restart/web%2F%2E%2E%2Fadmin?… -> 200"
     [seen] = recorder.requests
-    assert seen["raw_path"].startswith("/restart/web%2F..%2Fadmin?reason=a%26b%3Dc%20")
+    assert seen["raw_path"].startswith("/restart/web%2F%2E%2E%2Fadmin?reason=a%26b%3Dc%20")
     assert (seen["service"], seen["query"]) == ("web/../admin", {"reason": "a&b=c {{ 7*7 }}"})
     assert json.loads(seen["body"]) == {"service": "web/../admin", "replicas": 2, "labels": ["a&b=c {{ 7*7 }}"]}
 
@@ -161,3 +161,43 @@ async def test_dry_run_sends_nothing_and_never_shows_secrets(
         ' and JSON body {"service": "emails"}'
     )
     assert recorder.requests == []
+
+
+@pytest.mark.parametrize("value", [".", "..", "...", "a.b"])
+async def test_a_dot_value_stays_one_path_segment(
+    hook: tuple[Hook, TestServer], make_action: Callable[..., Action], value: str
+) -> None:
+    recorder, server = hook
+    # Without encoding dots, yarl would resolve /api/services/../restart to /api/restart.
+    action = make_action(type="http", url=base(server) + "/api/services/{service}/restart?v={service}")
+    result = await action.run({"service": value})
+    assert result.ok, result.detail
+    [seen] = recorder.requests
+    encoded = value.replace(".", "%2E")
+    assert seen["raw_path"] == f"/api/services/{encoded}/restart?v={encoded}"
+    assert seen["query"] == {"v": value}
+
+
+async def test_literal_url_text_is_still_encoded_when_sent(
+    hook: tuple[Hook, TestServer], make_action: Callable[..., Action]
+) -> None:
+    recorder, server = hook
+    action = make_action(type="http", url=base(server) + "/hooks/ré start/{{x}}/{service}?a=b c")
+    assert (await action.run({"service": "web"})).ok
+    assert recorder.requests[0]["raw_path"] == "/hooks/r%C3%A9%20start/%7Bx%7D/web?a=b%20c"
+
+
+async def test_userinfo_in_the_url_is_never_shown(
+    hook: tuple[Hook, TestServer], make_action: Callable[..., Action]
+) -> None:
+    recorder, server = hook
+    url = f"http://deploy:tok3n@127.0.0.1:{server.port}/restart/{{service}}?status=500"
+    action = make_action(type="http", url=url)
+    failed = await action.run({"service": "web"})
+    dry = await action.run({"service": "web"}, dry_run=True)
+    assert failed.detail.startswith(f"POST {base(server)}/restart/web?… -> 500")
+    assert dry.detail == f"would send POST {base(server)}/restart/web?…"
+    for result in (failed, dry):
+        assert "tok3n" not in result.detail
+        assert "deploy" not in result.detail
+    assert recorder.requests[0]["headers"]["Authorization"].startswith("Basic ")  # still sent, just not shown

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from demo.servers import PostgresServer, free_port, wait_until
+from demo.servers import LOOPBACK, PostgresServer, free_port, wait_until
 from receiver.actions import Action
 
 
@@ -113,3 +113,31 @@ async def test_dry_run_and_missing_values_touch_nothing(
     missing = await action.run({"other": "x"})
     assert (missing.ok, missing.detail) == (False, "MissingValue: no value for {flag} (known: other)")
     assert flags(db) == {"checkout": "on", "search": "on"}
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://ops:tok3n-secret@[::1/x",  # libpq's message quotes the whole URI
+        "host=127.0.0.1 password=tok3n-secret nonsense=1",
+        "host=127.0.0.1 password='tok3n-secret",
+    ],
+)
+def test_a_malformed_dsn_is_a_config_error_that_does_not_echo_it(make_action: Callable[..., Action], dsn: str) -> None:
+    with pytest.raises(ValueError, match="not a valid PostgreSQL connection string") as raised:
+        make_action(type="sql", name="flag-off", dsn=dsn, statement="SELECT 1")
+    assert "tok3n-secret" not in str(raised.value)
+    assert raised.value.__cause__ is None  # the parser's own message is not chained either
+    assert raised.value.__suppress_context__
+
+
+async def test_an_error_quoting_the_password_is_replaced_by_a_generic_message(
+    postgres_server: PostgresServer, make_action: Callable[..., Action]
+) -> None:
+    # The server names the role in its answer; here the role name is the password, as a stand-in for any
+    # libpq or server text that quotes a part of the DSN.
+    dsn = f"host={LOOPBACK} port={postgres_server.port} dbname=postgres user=tok3n-secret password=tok3n-secret"
+    result = await make_action(type="sql", dsn=dsn, statement="SELECT 1").run({})
+    assert not result.ok
+    assert result.detail.startswith("OperationalError: the database call failed")
+    assert "tok3n-secret" not in result.detail

@@ -149,3 +149,47 @@ async def test_configured_subject_template(smtp_sink: SmtpSink, make_notificatio
     await build_notifiers(subject_only)["email/oncall"].notify(make_notification(kind="recovered"))
     [message] = await smtp_sink.inbox.wait_for_async(1)
     assert message["Subject"] == "[RECOVERED] dlq:emails needs attention"
+
+
+async def test_a_firing_message_with_a_note_is_a_reply_with_its_own_message_id(
+    smtp_sink: SmtpSink, make_notification: MakeNotification
+) -> None:
+    notifier = email_notifier(smtp_sink, starttls="off")
+    await notifier.notify(make_notification())
+    await notifier.notify(make_notification(note="plan requeue did not run: cooldown"))
+    plain, fallback = await smtp_sink.inbox.wait_for_async(2)
+    root = plain["Message-ID"]
+    assert plain["In-Reply-To"] is None
+    assert fallback["Message-ID"] != root  # two different mails never share one Message-ID
+    assert (fallback["In-Reply-To"], fallback["References"]) == (root, root)
+    assert fallback["Subject"] == plain["Subject"] == "[FIRING] DLQEntriesIncreasing dlq=dlq:emails"
+    other_note = notifier.message(make_notification(note="plan requeue did not run: paused"))
+    assert other_note["Message-ID"] not in (root, fallback["Message-ID"])
+
+
+@pytest.mark.parametrize(
+    ("replies", "error", "named"),
+    [
+        ({"lead@example.com": "550 5.1.1 No such user"}, PermanentError, "lead@example.com (550)"),
+        ({"lead@example.com": "450 4.2.1 Mailbox busy"}, TransientError, "lead@example.com (450)"),
+    ],
+)
+async def test_a_partly_refused_message_is_not_counted_as_sent(
+    smtp_sink: SmtpSink,
+    make_notification: MakeNotification,
+    replies: dict[str, str],
+    error: type[Exception],
+    named: str,
+) -> None:
+    config = notifier_config(smtp_sink, starttls="off")
+    config["to"] = ["oncall@example.com", "lead@example.com", "backup@example.com"]
+    built = build_notifiers(NotifiersConfig.model_validate({"email": [config]}))["email/oncall"]
+    for address, reply in replies.items():
+        smtp_sink.refuse_recipient(address, reply)
+    smtp_sink.refuse_recipient("backup@example.com", "551 5.1.6 User has moved")
+    with pytest.raises(error, match="recipients refused") as raised:
+        await built.notify(make_notification())
+    assert named in str(raised.value)
+    assert "backup@example.com (551)" in str(raised.value)
+    assert "oncall@example.com" not in str(raised.value)
+    assert len(await smtp_sink.inbox.wait_for_async(1)) == 1  # the accepted recipient did get it

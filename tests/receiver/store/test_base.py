@@ -158,3 +158,34 @@ async def test_queue_stats(store: Store) -> None:
     await store.ingest([alert(), alert("fp2", plans=[("fix", {})], notify_firing=False)], "", 0, NOW)
     stats = await store.queue_stats(NOW + 7)
     assert stats == {PLAN: (1, 7.0), DELIVERY: (1, 7.0)}
+
+
+async def test_dry_runs_do_not_count_towards_the_circuit_breaker(store: Store) -> None:
+    breaker = Gate(0, None, None, breaker_max=2, breaker_window=600, first=True)
+    for n in range(3):  # dry runs touch nothing: three of them must not pause automation
+        await store.ingest([alert(f"d{n}", plans=[("fix", {})])], "", 0, NOW + n)
+        job = await claim_plan(store, NOW + n)
+        assert await store.gate(job, "w", breaker, NOW + n, skipped) is None
+        assert await store.begin_action(job, "w", 0, "http", True, NOW + n, NOW + 100) is not None
+    await store.ingest([alert("real", plans=[("fix", {})])], "", 0, NOW + 10)
+    job = await claim_plan(store, NOW + 10)
+    assert await store.gate(job, "w", breaker, NOW + 10, skipped) is None
+    assert await store.pauses() == {}
+    for n in range(2):  # real actions still trip it
+        await store.begin_action(job, "w", n, "http", False, NOW + 10, NOW + 100)
+    await store.ingest([alert("after", plans=[("fix", {})])], "", 0, NOW + 11)
+    tripped = await store.gate(await claim_plan(store, NOW + 11), "w", breaker, NOW + 11, skipped)
+    assert tripped is not None
+    assert "circuit breaker: 2 actions" in tripped.result
+
+
+async def test_a_nul_byte_in_an_action_detail_does_not_lose_the_result(store: Store) -> None:
+    # PostgreSQL text cannot hold NUL (psycopg DataError): the store drops it instead of failing the write.
+    await store.ingest([alert(plans=[("fix", {})])], "", 0, NOW)
+    job = await claim_plan(store, NOW)
+    action = await store.begin_action(job, "w", 0, "command", False, NOW, NOW + 60)
+    assert action is not None
+    await store.end_action(action, False, "/bin/tool exit 1: bad\x00byte", NOW + 1)
+    (record,) = await store.actions_of(job.id)
+    assert record.state == "failed"
+    assert record.detail.replace("\x00", "") == "/bin/tool exit 1: badbyte"

@@ -11,6 +11,7 @@ import pytest
 
 from receiver.store import StoreUnavailable, open_store
 from receiver.store.base import IncomingAlert, Op, Stmt
+from receiver.store.sqlite import SqliteStore
 
 ALERT = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {"a": "b"}, {}, None, "", notifiers=("slack/x",))
 
@@ -60,3 +61,39 @@ async def test_concurrent_operations_share_commits_but_fail_alone(tmp_path: Path
     assert len(await store.incidents(limit=100)) == 50
     assert await store.pauses() == {}  # the broken operation's write was rolled back alone
     await store.close()
+
+
+async def test_a_closed_connection_fails_every_waiter_instead_of_hanging(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path / 'receiver.db'}")
+    await store.open()
+    assert isinstance(store, SqliteStore)
+    conn = store._conn
+    assert conn is not None
+    # Closed underneath the store: sqlite3 raises ProgrammingError, not OperationalError.
+    await asyncio.get_running_loop().run_in_executor(store._executor, conn.close)
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(
+            *(store.ingest([dataclasses.replace(ALERT, fingerprint=f"fp{n}")], "", 0, 1.0) for n in range(5)),
+            store.pauses(),
+            return_exceptions=True,
+        )
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert "closed database" in str(results[0])
+    await store.close()
+
+
+async def test_a_corrupt_database_file_fails_promptly_instead_of_hanging(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.db"
+    store = open_store(f"sqlite://{path}")
+    await store.open()
+    await store.ingest([ALERT], "", 0, 1.0)
+    await store.close()
+    with path.open("r+b") as db:  # keep the header, overwrite every page after the first
+        db.seek(4096)
+        db.write(b"\xa5" * (path.stat().st_size - 4096))
+    corrupt = open_store(f"sqlite://{path}")
+    await corrupt.open()
+    async with asyncio.timeout(5):
+        with pytest.raises(StoreUnavailable, match="malformed"):
+            await corrupt.ingest([dataclasses.replace(ALERT, fingerprint="new")], "", 0, 2.0)
+    await corrupt.close()
