@@ -281,9 +281,12 @@ class PostgresServer(Server):
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM ("smart") waits for clients to go away.
-        if self.process.running:
+        was_running = self.process.running
+        if was_running:
             self.process.signal(signal.SIGINT)
         self.process.stop()
+        if was_running:  # runuser may exit before its postmaster; a restart must wait for the data dir's lock
+            wait_until(lambda: not (self.datadir / "postmaster.pid").exists(), 30, "PostgreSQL to release its data dir")
 
 
 class PrometheusServer(Server):

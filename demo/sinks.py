@@ -293,6 +293,16 @@ class _SmtpHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self.sink.refused.get(address.lower())
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.sink.failures:
             return self.sink.failures.popleft()
@@ -320,6 +330,7 @@ class SmtpSink:
         self.port = port or free_port()
         self.inbox: Inbox[EmailMessage] = Inbox(on_message)
         self.failures: deque[str] = deque()
+        self.refused: dict[str, str] = {}
         self.ca_file: Path | None = None
         self._starttls = starttls
         self._credentials = credentials
@@ -333,6 +344,13 @@ class SmtpSink:
     def fail_next(self, count: int, reply: str = "451 4.3.0 Try again later") -> None:
         """Answer the next ``count`` messages' DATA with ``reply`` (e.g. ``554 5.7.1 Rejected``)."""
         self.failures.extend([reply] * count)
+
+    def refuse_recipient(self, address: str, reply: str = "550 5.1.1 No such user here") -> None:
+        """Answer ``RCPT TO`` for ``address`` (any case) with ``reply``, e.g. ``450 4.2.1 Mailbox busy``.
+
+        The other recipients of the same message are still accepted, as a real server does.
+        """
+        self.refused[address.lower()] = reply
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any

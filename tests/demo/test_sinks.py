@@ -122,3 +122,21 @@ def test_smtp_sink_programmed_failures() -> None:
             assert failed.value.smtp_code == 452
             client.send_message(mail("second"))
         assert [m["Subject"] for m in sink.inbox.wait_for(1, seconds=5)] == ["second"]
+
+
+def test_smtp_sink_refuses_chosen_recipients_and_accepts_the_others() -> None:
+    with SmtpSink() as sink:
+        sink.refuse_recipient("Gone@example.com", "550 5.1.1 No such user")
+        sink.refuse_recipient("busy@example.com", "450 4.2.1 Mailbox busy")
+        with smtplib.SMTP(sink.host, sink.port, timeout=5) as client:
+            refused = client.sendmail(
+                "a@example.com", ["b@example.com", "gone@example.com", "busy@example.com"], mail("partly").as_bytes()
+            )
+            assert refused == {
+                "gone@example.com": (550, b"5.1.1 No such user"),
+                "busy@example.com": (450, b"4.2.1 Mailbox busy"),
+            }
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("a@example.com", ["gone@example.com"], mail("nobody").as_bytes())
+        [message] = sink.inbox.wait_for(1, seconds=5)
+    assert message["Subject"] == "partly"
