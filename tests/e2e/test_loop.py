@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import redis
@@ -49,9 +51,6 @@ async def warm_up(stack: LoopStack) -> None:
 
 
 def _dlq_series(stack: LoopStack) -> float | None:
-    import urllib.parse
-    import urllib.request
-
     assert stack.prometheus is not None
     query = urllib.parse.quote('opsloop_dlq_length{dlq="dlq:emails"}')
     with urllib.request.urlopen(f"{stack.prometheus.url}/api/v1/query?query={query}", timeout=5) as resp:
@@ -59,16 +58,20 @@ def _dlq_series(stack: LoopStack) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-async def test_dlq_storm_is_repaired_once_and_people_are_told(loop_stack, step_timer: StepTimer):
-    stack = await asyncio.to_thread(loop_stack, PlanSettings())
+async def storm_until_received(stack: LoopStack, step_timer: StepTimer) -> LoopStack:
+    """Fill the DLQ, then wait (timing each step) until the rule fires and the receiver has the alert."""
     await warm_up(stack)
     step_timer.started = time.monotonic()
     storm(stack)
-
     await until(lambda: any(a["labels"]["alertname"] == ALERT for a in stack.firing_alerts()), "the alert to fire")
     step_timer.mark("fire")
     await until(lambda: incident(stack) is not None, "the receiver to get the alert from Alertmanager")
     step_timer.mark("receive")
+    return stack
+
+
+async def test_dlq_storm_is_repaired_once_and_people_are_told(loop_stack, step_timer: StepTimer):
+    stack = await storm_until_received(await asyncio.to_thread(loop_stack, PlanSettings()), step_timer)
     await until(lambda: any(a["finished_at"] for a in incident(stack)["actions"]), "the requeue action")
     step_timer.mark("act")
     await until(lambda: incident(stack)["plan_runs"][0]["state"] == "recovered", "verification")
@@ -103,15 +106,8 @@ async def test_dlq_storm_is_repaired_once_and_people_are_told(loop_stack, step_t
 
 
 async def test_failed_recovery_walks_every_stage_and_escalates(loop_stack, step_timer: StepTimer):
-    stack = await asyncio.to_thread(loop_stack, PlanSettings(stages=["0s", "2s", "4s"], verify_after="1s", broken=True))
-    await warm_up(stack)
-    step_timer.started = time.monotonic()
-    storm(stack)
-
-    await until(lambda: any(a["labels"]["alertname"] == ALERT for a in stack.firing_alerts()), "the alert to fire")
-    step_timer.mark("fire")
-    await until(lambda: incident(stack) is not None, "the receiver to get the alert")
-    step_timer.mark("receive")
+    plan = PlanSettings(stages=["0s", "2s", "4s"], verify_after="1s", broken=True)
+    stack = await storm_until_received(await asyncio.to_thread(loop_stack, plan), step_timer)
     await until(lambda: len([a for a in incident(stack)["actions"] if a["finished_at"]]) == 3, "three attempts")
     step_timer.mark("act")
     await until(lambda: incident(stack)["plan_runs"][0]["state"] == "escalated", "escalation")
