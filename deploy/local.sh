@@ -30,12 +30,12 @@ ensure_debian_packages() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null
-  fi
-  # Debian's packages try to start their daemons; opsloop starts its own on free ports.
-  if command -v service >/dev/null; then
-    for svc in redis-server prometheus prometheus-alertmanager prometheus-redis-exporter postgresql; do
-      as_root service "$svc" stop >/dev/null 2>&1 || true
-    done
+    # Debian's packages may start their daemons; opsloop starts its own on free ports.
+    if command -v service >/dev/null; then
+      for svc in redis-server prometheus prometheus-alertmanager prometheus-redis-exporter postgresql; do
+        as_root service "$svc" stop >/dev/null 2>&1 || true
+      done
+    fi
   fi
 }
 
