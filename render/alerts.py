@@ -139,7 +139,13 @@ def _dlq_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
     return [
         b.alert(
             "DLQEntriesIncreasing",
-            f"{series(records.dlq_growth(t), sel)} >= {number(d.increasing.threshold)}",
+            # A DLQ key that appeared within the window while Prometheus was already scraping the exporter
+            # (first found by a pattern) counts whole: its first burst starts its series, so it never shows
+            # as growth. The `up offset` guard keeps a fresh Prometheus or a new exporter from paging.
+            f"{series(records.dlq_growth(t), sel)} >= {number(d.increasing.threshold)}\n"
+            f"or ({series('opsloop_dlq_length', sel)} >= {number(d.increasing.threshold)}"
+            f" unless {series('opsloop_dlq_length', sel)} offset {duration(d.increasing.window)})\n"
+            f"  and on (job, instance) {series('up', sel)} offset {duration(d.increasing.window)}",
             d.increasing,
             "Dead letters are piling up",
             f"The {DLQ} gained {value()} entries over the last {duration(d.increasing.window)}.",
