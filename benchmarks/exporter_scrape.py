@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from demo.servers import ManagedProcess, RedisServer, free_port, http_ok  # noqa: E402
+from opsloop.testsupport.servers import ManagedProcess, RedisServer, free_port, http_ok  # noqa: E402
 
 
 def fill(url: str, count: int) -> None:
@@ -84,7 +84,7 @@ def main() -> None:
                 }
             )
         )
-        ours = start("opsloop-exporter", [sys.executable, "-m", "exporter", "--config", str(config),
+        ours = start("opsloop-exporter", [sys.executable, "-m", "opsloop.exporter", "--config", str(config),
                                           "--web.listen-address", f"127.0.0.1:{ours_port}", "--log.level",
                                           "warning"], workdir, ours_port)  # fmt: skip
         ref = start("redis_exporter", [reference, "-redis.addr", server.url, "-check-keys", "bench:*",

@@ -25,9 +25,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
-
-from demo.servers import LOOPBACK, PostgresServer, free_port, http_ok, wait_until
-from demo.sinks import SlackSink
+from opsloop.testsupport.servers import LOOPBACK, PostgresServer, free_port, http_ok, wait_until
+from opsloop.testsupport.sinks import SlackSink
 
 TOKEN = "benchmark-token"
 
@@ -137,7 +136,7 @@ def main() -> int:
                 run_one("bare aiohttp handler", [sys.executable, __file__, "--serve-bare", str(bare_port)],
                         bare_port, args, work / "bare.log"),
                 run_one(f"opsloop-receiver ({args.store})",
-                        [sys.executable, "-m", "receiver", "--config", str(work / "receiver.yml"),
+                        [sys.executable, "-m", "opsloop.receiver", "--config", str(work / "receiver.yml"),
                          "--web.listen-address", f"{LOOPBACK}:{receiver_port}", "--log.level", "warning"],
                         receiver_port, args, work / "receiver.log"),
             ]  # fmt: skip

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from opsloop.demo.stack import LoopStack
+from opsloop.demo.workload import Workload
+from opsloop.testsupport.sinks import SlackMessage
 
-from demo.sinks import SlackMessage
-from demo.stack import LoopStack
-from demo.workload import Workload
 from opsloop.logs import setup_logging
 
 SCENARIOS = ("dlq-storm", "redis-down", "slow-consumer", "none")

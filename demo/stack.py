@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from demo.servers import (
+from opsloop.demo.workload import SCHEMA_PATH
+from opsloop.testsupport.servers import (
     LOOPBACK,
     AlertmanagerServer,
     ManagedProcess,
@@ -35,8 +35,7 @@ from demo.servers import (
     free_port,
     http_ok,
 )
-from demo.sinks import SlackMessage, SlackSink, SmtpSink
-from demo.workload import SCHEMA_PATH
+from opsloop.testsupport.sinks import SlackMessage, SlackSink, SmtpSink
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +184,7 @@ class LoopStack:
             [
                 sys.executable,
                 "-m",
-                "render",
+                "opsloop.render",
                 "--thresholds",
                 str(thresholds),
                 "--out",
@@ -214,7 +213,7 @@ class LoopStack:
         path = self.workdir / "exporter.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.exporter.spawn(
-            [sys.executable, "-m", "exporter", "--config", str(path),
+            [sys.executable, "-m", "opsloop.exporter", "--config", str(path),
              "--web.listen-address", f"{LOOPBACK}:{self.exporter_port}"],
             env={"OPSLOOP_PG_DSN": self.postgres.dsn},
         )  # fmt: skip
@@ -309,7 +308,7 @@ class LoopStack:
         path = self.workdir / "receiver.yml"
         path.write_text(yaml.safe_dump(self.receiver_config(), sort_keys=False))
         self.receiver.spawn(
-            [sys.executable, "-m", "receiver", "--config", str(path),
+            [sys.executable, "-m", "opsloop.receiver", "--config", str(path),
              "--web.listen-address", f"{LOOPBACK}:{self.receiver_port}"]
         )  # fmt: skip
         self._stoppers.append(self.receiver.stop)

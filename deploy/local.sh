@@ -59,7 +59,7 @@ case "$cmd" in
   demo)
     ensure_debian_packages
     ensure_venv
-    exec .venv/bin/python -m demo "$@"
+    exec .venv/bin/python -m opsloop.demo "$@"
     ;;
   test)
     ensure_debian_packages

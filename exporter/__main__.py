@@ -6,16 +6,16 @@ import logging
 import sys
 
 from aiohttp import web
+from opsloop.exporter.app import create_app
+from opsloop.exporter.config import load_config
 
-from exporter.app import create_app
-from exporter.config import load_config
 from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
 from opsloop.listen import parse_listen_address
 from opsloop.logs import setup_logging
 
 DEFAULT_LISTEN = ":9817"
-log = logging.getLogger("exporter")
+log = logging.getLogger("opsloop.exporter")
 
 
 def main(argv: list[str] | None = None) -> int:

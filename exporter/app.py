@@ -6,13 +6,13 @@ import html
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from opsloop.exporter.collector import Collector
+from opsloop.exporter.config import ExporterConfig
+from opsloop.exporter.exposition import render
+from opsloop.exporter.sources import build_sources
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from exporter.collector import Collector
-from exporter.config import ExporterConfig
-from exporter.exposition import render
-from exporter.sources import build_sources
 from opsloop import __version__
 
 CONFIG = web.AppKey("config", ExporterConfig)

@@ -14,9 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.config import ScrapeConfig
-from exporter.exposition import Family, group, merge
-from exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
+from opsloop.exporter.config import ScrapeConfig
+from opsloop.exporter.exposition import Family, group, merge
+from opsloop.exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
+
 from opsloop import __version__
 
 log = logging.getLogger(__name__)

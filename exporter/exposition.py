@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Metric, Sample
 
 
 @dataclass(slots=True)

@@ -8,16 +8,16 @@ import signal
 import sys
 
 from aiohttp import web
+from opsloop.receiver.app import Components, build_app
+from opsloop.receiver.config import DEFAULT_LISTEN, ReceiverConfig, load_config
+from opsloop.receiver.store import StoreUnavailable
 
 from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
 from opsloop.listen import parse_listen_address
 from opsloop.logs import setup_logging
-from receiver.app import Components, build_app
-from receiver.config import DEFAULT_LISTEN, ReceiverConfig, load_config
-from receiver.store import StoreUnavailable
 
-log = logging.getLogger("receiver")
+log = logging.getLogger("opsloop.receiver")
 
 
 async def serve(config: ReceiverConfig, components: Components, host: str | None, port: int) -> None:

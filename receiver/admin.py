@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-
-from receiver.handlers import STATE, ReceiverState, json_error
-from receiver.models import PayloadError, parse_payload
-from receiver.routing import explain, plan_values
-from receiver.store.base import GLOBAL, IncidentView, Store, StoreUnavailable
+from opsloop.receiver.handlers import STATE, ReceiverState, json_error
+from opsloop.receiver.models import PayloadError, parse_payload
+from opsloop.receiver.routing import explain, plan_values
+from opsloop.receiver.store.base import GLOBAL, IncidentView, Store, StoreUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

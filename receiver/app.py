@@ -17,16 +17,15 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-
-from receiver.actions import Action, build_action
-from receiver.admin import add_admin_routes
-from receiver.config import ReceiverConfig
-from receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
-from receiver.metrics import ReceiverMetrics
-from receiver.notify import Notifier, build_notifiers
-from receiver.recovery import PlanRunner, Verifier
-from receiver.store import open_store
-from receiver.worker import Worker
+from opsloop.receiver.actions import Action, build_action
+from opsloop.receiver.admin import add_admin_routes
+from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
+from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.notify import Notifier, build_notifiers
+from opsloop.receiver.recovery import PlanRunner, Verifier
+from opsloop.receiver.store import open_store
+from opsloop.receiver.worker import Worker
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ import re
 from pathlib import Path
 from typing import Annotated
 
+from opsloop.receiver.actions import template_fields
+from opsloop.receiver.actions.config import ActionConfig
+from opsloop.receiver.notify.config import NotifiersConfig
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel, key_path, load_model
 from opsloop.durations import Duration
 from opsloop.secrets import exactly_one, read_secret
-from receiver.actions import template_fields
-from receiver.actions.config import ActionConfig
-from receiver.notify.config import NotifiersConfig
 
 DEFAULT_STORE = "sqlite:///var/lib/opsloop/receiver.db"
 DEFAULT_LISTEN = "127.0.0.1:9818"

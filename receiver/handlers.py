@@ -17,15 +17,15 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from opsloop.receiver.config import AuthConfig, ReceiverConfig
+from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.models import Alert, PayloadError, parse_payload
+from opsloop.receiver.routing import decide
+from opsloop.receiver.store.base import IncomingAlert, Store, StoreUnavailable
+from opsloop.receiver.worker import Worker
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from opsloop.secrets import read_secret
-from receiver.config import AuthConfig, ReceiverConfig
-from receiver.metrics import ReceiverMetrics
-from receiver.models import Alert, PayloadError, parse_payload
-from receiver.routing import decide
-from receiver.store.base import IncomingAlert, Store, StoreUnavailable
-from receiver.worker import Worker
 
 log = logging.getLogger(__name__)
 

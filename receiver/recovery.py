@@ -19,12 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
-
-from receiver.actions import Action, ActionResult
-from receiver.config import Plan, ReceiverConfig
-from receiver.metrics import ReceiverMetrics
-from receiver.routing import route_notifiers
-from receiver.store.base import (
+from opsloop.receiver.actions import Action, ActionResult
+from opsloop.receiver.config import Plan, ReceiverConfig
+from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.routing import route_notifiers
+from opsloop.receiver.store.base import (
     ESCALATED,
     RECOVERED,
     SKIPPED,

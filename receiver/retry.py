@@ -12,7 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from receiver.notify.base import TransientError
+from opsloop.receiver.notify.base import TransientError
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from receiver.config import Plan, ReceiverConfig, Route
+from opsloop.receiver.config import Plan, ReceiverConfig, Route
 
 
 @dataclass(frozen=True)

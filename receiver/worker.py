@@ -15,13 +15,13 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from receiver.config import ReceiverConfig
-from receiver.metrics import ReceiverMetrics
-from receiver.models import parse_time
-from receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
-from receiver.recovery import PlanRunner
-from receiver.retry import backoff_delay, with_backoff
-from receiver.store.base import (
+from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.models import parse_time
+from opsloop.receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
+from opsloop.receiver.recovery import PlanRunner
+from opsloop.receiver.retry import backoff_delay, with_backoff
+from opsloop.receiver.store.base import (
     DELIVERY,
     FAILED,
     PENDING,

@@ -13,11 +13,12 @@ import logging
 import sys
 from pathlib import Path
 
+from opsloop.render.output import ALERTS_FILE, RECORDS_FILE, render_all, write_all
+from opsloop.render.prometheusrule import prometheus_rule
+from opsloop.render.thresholds import load_thresholds
+
 from opsloop.configfile import ConfigError
 from opsloop.logs import LEVELS, setup_logging
-from render.output import ALERTS_FILE, RECORDS_FILE, render_all, write_all
-from render.prometheusrule import prometheus_rule
-from render.thresholds import load_thresholds
 
 log = logging.getLogger("opsloop.render")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from render import records
-from render.dashboards import OVERVIEW_UID, QUEUES_UID
-from render.formats import duration, number, percent
-from render.promql import label, series, value
-from render.thresholds import Rule, Severity, Thresholds, Tier, Tiered
+from opsloop.render import records
+from opsloop.render.dashboards import OVERVIEW_UID, QUEUES_UID
+from opsloop.render.formats import duration, number, percent
+from opsloop.render.promql import label, series, value
+from opsloop.render.thresholds import Rule, Severity, Thresholds, Tier, Tiered
 
 QUEUE = f"queue {label('queue')} on Redis {label('redis')}"
 DLQ = f"DLQ {label('dlq')} on Redis {label('redis')}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from render import records
-from render.formats import duration
-from render.panels import Panel, Target, dashboard, query, steps
-from render.thresholds import Thresholds, Tiered
+from opsloop.render import records
+from opsloop.render.formats import duration
+from opsloop.render.panels import Panel, Target, dashboard, query, steps
+from opsloop.render.thresholds import Thresholds, Tiered
 
 OVERVIEW_UID = "opsloop-overview"
 QUEUES_UID = "opsloop-queues"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from render.alerts import alert_groups
-from render.dashboards import DASHBOARDS
-from render.records import record_groups
-from render.rules import rule_file
-from render.thresholds import Thresholds
+from opsloop.render.alerts import alert_groups
+from opsloop.render.dashboards import DASHBOARDS
+from opsloop.render.records import record_groups
+from opsloop.render.rules import rule_file
+from opsloop.render.thresholds import Thresholds
 
 ALERTS_FILE = "rules/opsloop-alerts.yml"
 RECORDS_FILE = "rules/opsloop-records.yml"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from render.formats import duration
-from render.promql import series
-from render.thresholds import Thresholds
+from opsloop.render.formats import duration
+from opsloop.render.promql import series
+from opsloop.render.thresholds import Thresholds
 
 REDIS_LEVEL = "job, instance, redis"
 INSTANCE_LEVEL = "job, instance"

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
-
-from render.alerts import AlertGroup
-from render.formats import duration
-from render.records import RecordGroup
+from opsloop.render.alerts import AlertGroup
+from opsloop.render.formats import duration
+from opsloop.render.records import RecordGroup
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),

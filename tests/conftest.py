@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from demo.servers import PostgresServer, RedisServer
+from opsloop.testsupport.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from exporter.config import ExporterConfig
-from exporter.sources.base import Source
-from exporter.sources.redis_cache import CacheReader
-from exporter.sources.redis_dlq import dlq_reader
-from exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
-from exporter.sources.redis_source import KeyLookups, RedisReader, RedisSource
-from exporter.sources.redis_workers import WorkersReader
+from opsloop.exporter.config import ExporterConfig
+from opsloop.exporter.sources.base import Source
+from opsloop.exporter.sources.redis_cache import CacheReader
+from opsloop.exporter.sources.redis_dlq import dlq_reader
+from opsloop.exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
+from opsloop.exporter.sources.redis_source import KeyLookups, RedisReader, RedisSource
+from opsloop.exporter.sources.redis_workers import WorkersReader
 
 
 def build_sources(config: ExporterConfig) -> list[Source]:
@@ -27,7 +27,7 @@ def build_sources(config: ExporterConfig) -> list[Source]:
             sources.append(RedisSource(redis, readers, lookups))
     if config.business is not None:
         # Imported only when used: psycopg and libpq add several MiB to a Redis-only exporter.
-        from exporter.sources.postgres_sql import PostgresSource
+        from opsloop.exporter.sources.postgres_sql import PostgresSource
 
         sources.append(PostgresSource(config.business))
     return sources

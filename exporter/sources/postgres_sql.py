@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import psycopg
+from opsloop.exporter.config import BusinessConfig, QueryConfig
+from opsloop.exporter.sources.base import Metric, PartialFailure, Sample
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
-from exporter.config import BusinessConfig, QueryConfig
-from exporter.sources.base import Metric, PartialFailure, Sample
 
 log = logging.getLogger(__name__)
 

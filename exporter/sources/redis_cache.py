@@ -12,13 +12,12 @@ import re
 import time
 from collections.abc import Sequence
 
+from opsloop.exporter.config import CacheConfig, RedisConfig
+from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_discovery import KeyDiscovery
+from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-
-from exporter.config import CacheConfig, RedisConfig
-from exporter.sources.base import Metric, Sample
-from exporter.sources.redis_discovery import KeyDiscovery
-from exporter.sources.redis_source import KeyLookups, Parser
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ import asyncio
 import logging
 import time
 
+from opsloop.exporter.config import RedisConfig
+from opsloop.exporter.sources.base import Metric, Sample
 from redis.asyncio import Redis
-
-from exporter.config import RedisConfig
-from exporter.sources.base import Metric, Sample
 
 log = logging.getLogger(__name__)
 

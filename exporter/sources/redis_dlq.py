@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from exporter.config import KeyConfig, RedisConfig
-from exporter.sources.redis_queues import KeyMetrics, KeyReader, key_metrics
-from exporter.sources.redis_source import KeyLookups
+from opsloop.exporter.config import KeyConfig, RedisConfig
+from opsloop.exporter.sources.redis_queues import KeyMetrics, KeyReader, key_metrics
+from opsloop.exporter.sources.redis_source import KeyLookups
 
 DLQ_METRICS: KeyMetrics = key_metrics("dlq", "opsloop_dlq", "dead-letter queue", groups=False)
 

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
+from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_discovery import KeyDiscovery
+from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-
-from exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
-from exporter.sources.base import Metric, Sample
-from exporter.sources.redis_discovery import KeyDiscovery
-from exporter.sources.redis_source import KeyLookups, Parser
 
 log = logging.getLogger(__name__)
 

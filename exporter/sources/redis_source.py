@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from opsloop.exporter.config import RedisConfig
+from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-
-from exporter.config import RedisConfig
-from exporter.sources.base import Metric, Sample
-from exporter.sources.redis_discovery import KeyDiscovery
 
 Parser = Callable[[Sequence[object]], Iterable[Sample]]
 

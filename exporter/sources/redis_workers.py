@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from opsloop.exporter.config import RedisConfig, WorkersConfig
+from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_discovery import KeyDiscovery
+from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-
-from exporter.config import RedisConfig, WorkersConfig
-from exporter.sources.base import Metric, Sample
-from exporter.sources.redis_discovery import KeyDiscovery
-from exporter.sources.redis_source import KeyLookups, Parser
 
 WORKERS = Metric("opsloop_workers", "gauge", "Live workers in the group.", ("redis", "name"))
 QUEUE_WORKERS = Metric(

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from receiver.actions.base import Action, ActionResult
-from receiver.actions.cache_clear import CacheClearAction
-from receiver.actions.command import CommandAction
-from receiver.actions.config import ActionConfig
-from receiver.actions.dlq_requeue import DlqRequeueAction
-from receiver.actions.http import HttpAction
-from receiver.actions.redis_set import RedisSetAction
-from receiver.actions.sql import SqlAction
+from opsloop.receiver.actions.base import Action, ActionResult
+from opsloop.receiver.actions.cache_clear import CacheClearAction
+from opsloop.receiver.actions.command import CommandAction
+from opsloop.receiver.actions.config import ActionConfig
+from opsloop.receiver.actions.dlq_requeue import DlqRequeueAction
+from opsloop.receiver.actions.http import HttpAction
+from opsloop.receiver.actions.redis_set import RedisSetAction
+from opsloop.receiver.actions.sql import SqlAction
 
 _ACTIONS: dict[str, Callable[..., Action]] = {
     cls.type: cls for cls in (DlqRequeueAction, CacheClearAction, RedisSetAction, HttpAction, CommandAction, SqlAction)

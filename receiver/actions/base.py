@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeVar
 
-from receiver.actions.config import ActionBaseConfig
-from receiver.actions.placeholders import TemplateError
+from opsloop.receiver.actions.config import ActionBaseConfig
+from opsloop.receiver.actions.placeholders import TemplateError
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from receiver.actions.base import ActionResult, Progress
-from receiver.actions.config import GLOB_SPECIAL, CacheClearConfig
-from receiver.actions.placeholders import fill
-from receiver.actions.redis_action import RedisAction
+from opsloop.receiver.actions.base import ActionResult, Progress
+from opsloop.receiver.actions.config import GLOB_SPECIAL, CacheClearConfig
+from opsloop.receiver.actions.placeholders import fill
+from opsloop.receiver.actions.redis_action import RedisAction
 
 
 def escape_glob(value: str) -> str:

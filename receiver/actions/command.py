@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import ClassVar
 
-from receiver.actions.base import ActionResult, BaseAction, Progress
-from receiver.actions.config import CommandConfig
-from receiver.actions.placeholders import fill
+from opsloop.receiver.actions.base import ActionResult, BaseAction, Progress
+from opsloop.receiver.actions.config import CommandConfig
+from opsloop.receiver.actions.placeholders import fill
 
 _TAIL_BYTES = 4096
 _TAIL_CHARS = 300

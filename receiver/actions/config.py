@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from opsloop.receiver.actions.placeholders import Template, check_template, placeholder_names
 from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
 from opsloop.secrets import exactly_one, read_secret
-from receiver.actions.placeholders import Template, check_template, placeholder_names
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from receiver.actions.base import ActionResult, Progress
-from receiver.actions.config import DlqRequeueConfig
-from receiver.actions.placeholders import fill
-from receiver.actions.redis_action import RedisAction
+from opsloop.receiver.actions.base import ActionResult, Progress
+from opsloop.receiver.actions.config import DlqRequeueConfig
+from opsloop.receiver.actions.placeholders import fill
+from opsloop.receiver.actions.redis_action import RedisAction
 
 # KEYS: source, target. ARGV: wanted, batch, position, count_only ("1": report, change nothing).
 # Returns {moved (or would move), source size before the call, source type}.

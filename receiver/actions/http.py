@@ -16,11 +16,10 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import yarl
+from opsloop.receiver.actions.base import ActionResult, BaseAction, Progress
+from opsloop.receiver.actions.config import HttpConfig, resolve_secret
+from opsloop.receiver.actions.placeholders import fill
 from pydantic import JsonValue
-
-from receiver.actions.base import ActionResult, BaseAction, Progress
-from receiver.actions.config import HttpConfig, resolve_secret
-from receiver.actions.placeholders import fill
 
 _BODY_SNIPPET = 200
 # Characters a URL may carry as they are (reserved, unreserved, and "%" of escapes the config author wrote).

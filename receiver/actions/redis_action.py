@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import ClassVar, TypeVar
 
+from opsloop.receiver.actions.base import BaseAction
+from opsloop.receiver.actions.config import RedisActionConfig, resolve_secret
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
-
-from receiver.actions.base import BaseAction
-from receiver.actions.config import RedisActionConfig, resolve_secret
 
 RC = TypeVar("RC", bound=RedisActionConfig)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from receiver.actions.base import ActionResult, Progress, seconds
-from receiver.actions.config import RedisSetConfig
-from receiver.actions.placeholders import fill
-from receiver.actions.redis_action import RedisAction
+from opsloop.receiver.actions.base import ActionResult, Progress, seconds
+from opsloop.receiver.actions.config import RedisSetConfig
+from opsloop.receiver.actions.placeholders import fill
+from opsloop.receiver.actions.redis_action import RedisAction
 
 
 class RedisSetAction(RedisAction[RedisSetConfig]):

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import psycopg
+from opsloop.receiver.actions.base import ActionResult, BaseAction, Progress
+from opsloop.receiver.actions.config import SqlConfig, resolve_secret
+from opsloop.receiver.actions.placeholders import value_of
 from psycopg.conninfo import conninfo_to_dict
-
-from receiver.actions.base import ActionResult, BaseAction, Progress
-from receiver.actions.config import SqlConfig, resolve_secret
-from receiver.actions.placeholders import value_of
 
 _SECRET_OPTIONS = ("password", "sslpassword")
 

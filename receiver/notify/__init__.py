@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from receiver.notify.base import (
+from opsloop.receiver.notify.base import (
     HistoryEntry,
     Notification,
     Notifier,
     PermanentError,
     TransientError,
 )
-from receiver.notify.config import NotifiersConfig
-from receiver.notify.email import EmailNotifier
-from receiver.notify.slack import Pacer, SlackNotifier
+from opsloop.receiver.notify.config import NotifiersConfig
+from opsloop.receiver.notify.email import EmailNotifier
+from opsloop.receiver.notify.slack import Pacer, SlackNotifier
 
 __all__ = [
     "HistoryEntry",

@@ -18,10 +18,9 @@ from functools import partial
 from pathlib import Path
 
 import aiosmtplib
-
-from receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
-from receiver.notify.config import EmailConfig, SmtpConfig
-from receiver.notify.render import MessageTemplate, load_template
+from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from opsloop.receiver.notify.config import EmailConfig, SmtpConfig
+from opsloop.receiver.notify.render import MessageTemplate, load_template
 
 _START_TLS = {"required": True, "opportunistic": None, "off": False}
 

@@ -20,9 +20,8 @@ from typing import Any, Literal
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from opsloop.receiver.notify.base import KIND_TITLES, Notification
 from prometheus_client import Counter
-
-from receiver.notify.base import KIND_TITLES, Notification
 
 Flavor = Literal["text", "html", "mrkdwn"]
 

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
-from receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
-from receiver.notify.config import SlackConfig
-from receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
+from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from opsloop.receiver.notify.config import SlackConfig
+from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000

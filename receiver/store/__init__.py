@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from receiver.store.base import Store, StoreUnavailable
-from receiver.store.postgres import PostgresStore
-from receiver.store.sqlite import SqliteStore
+from opsloop.receiver.store.base import Store, StoreUnavailable
+from opsloop.receiver.store.postgres import PostgresStore
+from opsloop.receiver.store.sqlite import SqliteStore
 
 __all__ = ["Store", "StoreUnavailable", "open_store"]
 

@@ -11,9 +11,8 @@ import logging
 from typing import TypeVar
 
 import psycopg
+from opsloop.receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive_async
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
-from receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive_async
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

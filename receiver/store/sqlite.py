@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive
+from opsloop.receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -7,10 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from opsloop.demo.workload import Workload
+from opsloop.testsupport.servers import PostgresServer, RedisServer
 from redis.asyncio import Redis
-
-from demo.servers import PostgresServer, RedisServer
-from demo.workload import Workload
 
 DATABASE = "opsloop_workload_test"
 

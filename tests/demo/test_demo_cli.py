@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
     done = subprocess.run(
-        [sys.executable, "-m", "demo", "--scenario", "dlq-storm", "--exit-after-loop"],
+        [sys.executable, "-m", "opsloop.demo", "--scenario", "dlq-storm", "--exit-after-loop"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     out = done.stdout

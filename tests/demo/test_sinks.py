@@ -11,8 +11,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-
-from demo.sinks import SlackMessage, SlackSink, SmtpSink, slack_payload_error
+from opsloop.testsupport.sinks import SlackMessage, SlackSink, SmtpSink, slack_payload_error
 
 
 def section(text: str) -> dict[str, Any]:

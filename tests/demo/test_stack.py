@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from demo.stack import LoopStack, external_notifiers
-from receiver.config import load_config
+from opsloop.demo.stack import LoopStack, external_notifiers
+from opsloop.receiver.config import load_config
 
 
 def test_no_environment_means_local_sinks_only():

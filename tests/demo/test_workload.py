@@ -10,10 +10,9 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from opsloop.demo.workload import MAX_STORM, ORDER_STATUSES, Queue, Workload, decode_item
+from opsloop.testsupport.servers import RedisServer
 from redis.asyncio import Redis
-
-from demo.servers import RedisServer
-from demo.workload import MAX_STORM, ORDER_STATUSES, Queue, Workload, decode_item
 
 MakeWorkload = Callable[..., Workload]
 

@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-
-from demo.servers import AlertmanagerServer, free_port
+from opsloop.testsupport.servers import AlertmanagerServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

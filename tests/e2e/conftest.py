@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from demo.stack import LoopStack, PlanSettings
+from opsloop.demo.stack import LoopStack, PlanSettings
 
 
 class StepTimer:

@@ -14,8 +14,8 @@ import urllib.request
 from typing import Any
 
 import redis
+from opsloop.demo.stack import LoopStack, PlanSettings
 
-from demo.stack import LoopStack, PlanSettings
 from tests.e2e.conftest import StepTimer, until
 
 ALERT = "DLQEntriesIncreasing"

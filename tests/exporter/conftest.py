@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient
-
-from exporter.app import create_app
-from exporter.config import ExporterConfig, load_config
+from opsloop.exporter.app import create_app
+from opsloop.exporter.config import ExporterConfig, load_config
 
 
 @pytest.fixture

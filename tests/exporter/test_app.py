@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gzip
 
+from opsloop.exporter.config import load_config
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from exporter.config import load_config
 from tests.exporter.scrapes import parse_metrics, value
 
 

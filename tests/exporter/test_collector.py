@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import redis
+from opsloop.exporter.sources.base import CircuitBreaker
+from opsloop.testsupport.servers import RedisServer
 
-from demo.servers import RedisServer
-from exporter.sources.base import CircuitBreaker
 from tests.exporter.scrapes import scrape, value
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from opsloop.exporter.config import load_config
 
-from exporter.config import load_config
 from opsloop.configfile import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,12 @@ def test_secret_from_file_strips_one_newline(tmp_path):
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, cwd=ROOT, env=env, check=False
+        [sys.executable, "-m", "opsloop.exporter", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
+from opsloop.exporter.exposition import group, render
+from opsloop.exporter.sources.base import Metric, Sample
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
-
-from exporter.exposition import group, render
-from exporter.sources.base import Metric, Sample
 
 QUEUE = Metric("opsloop_queue_length", "gauge", 'Items "queued"\nper key \\ queue.', ("redis", "queue"))
 ERRORS = Metric("opsloop_source_errors", "counter", "Failed reads.", ("source",))

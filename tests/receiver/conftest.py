@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
-from demo.sinks import SlackSink, SmtpSink
 from tests.receiver.harness import Receiver, start_receiver
 
 

@@ -13,12 +13,11 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
-
-from demo.servers import LOOPBACK, free_port
-from receiver.app import build_app
-from receiver.config import load_config
-from receiver.handlers import STATE, ReceiverState
-from receiver.store.base import IncidentView, Store
+from opsloop.receiver.app import build_app
+from opsloop.receiver.config import load_config
+from opsloop.receiver.handlers import STATE, ReceiverState
+from opsloop.receiver.store.base import IncidentView, Store
+from opsloop.testsupport.servers import LOOPBACK, free_port
 
 TOKEN = "webhook-token-1"
 ADMIN_TOKEN = "admin-token-2"

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from receiver.store.base import RECOVERED, SKIPPED
+from opsloop.receiver.store.base import RECOVERED, SKIPPED
+
 from tests.receiver.harness import ADMIN_TOKEN, Receiver, alert, webhook, write_config
 
 Start = Callable[[Path], Awaitable[Receiver]]

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+from opsloop.receiver.store.base import RECOVERED, SENT
+from opsloop.testsupport.servers import AlertmanagerServer, PostgresServer
+from opsloop.testsupport.sinks import SmtpSink
 
-from demo.servers import AlertmanagerServer, PostgresServer
-from demo.sinks import SmtpSink
-from receiver.store.base import RECOVERED, SENT
 from tests.receiver.harness import TOKEN, Receiver, alert, email_notifier, webhook, write_config
 from tests.receiver.store.conftest import fresh_postgres_url
 

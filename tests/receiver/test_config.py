@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from opsloop.receiver.config import DEFAULT_STORE, load_config
 
 from opsloop.configfile import ConfigError
-from receiver.config import DEFAULT_STORE, load_config
 
 EXAMPLE = """
 auth:
@@ -121,6 +121,6 @@ def test_the_deploy_example_loads_when_its_secrets_exist(tmp_path: Path, monkeyp
 )
 def test_verify_placeholders_must_be_in_double_quotes(verify: str, bad: list[str]) -> None:
     """Values are escaped for double-quoted PromQL strings only; anywhere else they could inject PromQL."""
-    from receiver.config import unquoted_placeholders
+    from opsloop.receiver.config import unquoted_placeholders
 
     assert unquoted_placeholders(verify) == bad

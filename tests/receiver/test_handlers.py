@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from opsloop.receiver.store.base import SENT
+from opsloop.testsupport.servers import PostgresServer, port_open, wait_until
+from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
-from demo.servers import PostgresServer, port_open, wait_until
-from demo.sinks import SlackSink, SmtpSink
-from receiver.store.base import SENT
 from tests.receiver.harness import (
     TOKEN,
     Receiver,

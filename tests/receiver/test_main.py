@@ -12,18 +12,18 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from opsloop.receiver.store.base import SENT
+from opsloop.receiver.store.sqlite import SqliteStore
+from opsloop.testsupport.servers import LOOPBACK, free_port, http_ok, wait_until
+from opsloop.testsupport.sinks import SmtpSink
 
-from demo.servers import LOOPBACK, free_port, http_ok, wait_until
-from demo.sinks import SmtpSink
-from receiver.store.base import SENT
-from receiver.store.sqlite import SqliteStore
 from tests.receiver.harness import TOKEN, alert, email_notifier, webhook, write_config
 
 BURST = 240
 
 
 def receiver_argv(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "receiver", "--config", str(config), *extra]
+    return [sys.executable, "-m", "opsloop.receiver", "--config", str(config), *extra]
 
 
 def test_check_config_reports_every_problem_with_its_key_path(tmp_path: Path) -> None:

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from receiver.models import PayloadError, parse_payload, parse_time
+from opsloop.receiver.models import PayloadError, parse_payload, parse_time
 
 SAMPLE = Path(__file__).parent / "data" / "alertmanager-0.25-webhook-firing.json"
 

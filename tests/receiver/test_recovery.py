@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 from aiohttp import web
+from opsloop.receiver.recovery import fill_query
+from opsloop.receiver.store.base import ESCALATED, GLOBAL, RECOVERED, SENT, SKIPPED
+from opsloop.testsupport.servers import LOOPBACK, PrometheusServer, RedisServer, free_port
+from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
-from demo.servers import LOOPBACK, PrometheusServer, RedisServer, free_port
-from demo.sinks import SlackSink, SmtpSink
-from receiver.recovery import fill_query
-from receiver.store.base import ESCALATED, GLOBAL, RECOVERED, SENT, SKIPPED
 from tests.receiver.harness import (
     Receiver,
     alert,

@@ -6,9 +6,8 @@ import asyncio
 import time
 
 import pytest
-
-from receiver.notify import PermanentError, TransientError
-from receiver.retry import backoff_delay, with_backoff
+from opsloop.receiver.notify import PermanentError, TransientError
+from opsloop.receiver.retry import backoff_delay, with_backoff
 
 
 class Flaky:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from receiver.config import ReceiverConfig
-from receiver.routing import decide
+from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.routing import decide
 
 ACTION = {"type": "redis_set", "redis": "redis://127.0.0.1:1/0", "key": "k:{name}", "value": "1", "ttl": 60}
 CONFIG = ReceiverConfig.model_validate({

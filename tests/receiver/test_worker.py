@@ -7,8 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from demo.sinks import SlackSink
-from receiver.store.base import FAILED, SENT
+from opsloop.receiver.store.base import FAILED, SENT
+from opsloop.testsupport.sinks import SlackSink
+
 from tests.receiver.harness import Receiver, alert, slack_notifier, webhook, write_config
 
 Start = Callable[[Path], Awaitable[Receiver]]

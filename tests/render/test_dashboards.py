@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from render.dashboards import overview, queues
-from render.thresholds import Thresholds, load_thresholds
+from opsloop.render.dashboards import overview, queues
+from opsloop.render.thresholds import Thresholds, load_thresholds
 
 
 def _steps(board: dict[str, Any]) -> dict[str, list[float | None]]:

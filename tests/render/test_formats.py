@@ -1,6 +1,5 @@
 import pytest
-
-from render.formats import duration, number, percent
+from opsloop.render.formats import duration, number, percent
 
 
 @pytest.mark.parametrize(

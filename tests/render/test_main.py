@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from render.__main__ import main
+from opsloop.render.__main__ import main
 
 
 def test_renders_with_a_partial_override(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from render.output import render_all, write_all
-from render.thresholds import load_thresholds
+from opsloop.render.output import render_all, write_all
+from opsloop.render.thresholds import load_thresholds
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,10 +1,9 @@
 import yaml
-
-from render.alerts import alert_groups
-from render.output import render_all
-from render.prometheusrule import prometheus_rule
-from render.records import record_groups
-from render.thresholds import load_thresholds
+from opsloop.render.alerts import alert_groups
+from opsloop.render.output import render_all
+from opsloop.render.prometheusrule import prometheus_rule
+from opsloop.render.records import record_groups
+from opsloop.render.thresholds import load_thresholds
 
 
 def test_prometheus_rule_holds_every_group_unchanged() -> None:

@@ -1,4 +1,4 @@
-from render.promql import label, metric_names, series, value
+from opsloop.render.promql import label, metric_names, series, value
 
 
 def test_series_puts_selector_first() -> None:

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
+from opsloop.render.thresholds import Tiered, load_thresholds, merge
 
 from opsloop.configfile import ConfigError
-from render.thresholds import Tiered, load_thresholds, merge
 
 REPO = Path(__file__).resolve().parents[2]
 

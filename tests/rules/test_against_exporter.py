@@ -20,9 +20,16 @@ from typing import Any
 import pytest
 import redis
 import yaml
-
-from demo.servers import LOOPBACK, ManagedProcess, PostgresServer, PrometheusServer, RedisServer, free_port, http_ok
-from render.promql import metric_names
+from opsloop.render.promql import metric_names
+from opsloop.testsupport.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    PostgresServer,
+    PrometheusServer,
+    RedisServer,
+    free_port,
+    http_ok,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +152,15 @@ def stack(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFact
         port = free_port()
         exporter = ManagedProcess("exporter", workdir)
         exporter.spawn(
-            [sys.executable, "-m", "exporter", "--config", str(config), "--web.listen-address", f"{LOOPBACK}:{port}"]
+            [
+                sys.executable,
+                "-m",
+                "opsloop.exporter",
+                "--config",
+                str(config),
+                "--web.listen-address",
+                f"{LOOPBACK}:{port}",
+            ]
         )
         try:
             exporter.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from render.promql import metric_names
+from opsloop.render.promql import metric_names
 
 REPO = Path(__file__).resolve().parents[2]
 

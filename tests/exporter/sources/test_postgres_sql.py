@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from opsloop.testsupport.servers import PostgresServer, free_port
 
-from demo.servers import PostgresServer, free_port
 from tests.exporter.scrapes import names, scrape, value
 
 _databases = itertools.count()

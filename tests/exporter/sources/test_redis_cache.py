@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import redis
+from opsloop.testsupport.servers import RedisServer
 
-from demo.servers import RedisServer
 from tests.exporter.scrapes import names, scrape, value
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 import redis
+from opsloop.exporter.sources.redis_queues import parse_timestamp
+from opsloop.testsupport.servers import RedisServer
 
-from demo.servers import RedisServer
-from exporter.sources.redis_queues import parse_timestamp
 from tests.exporter.scrapes import scrape, value
 
 

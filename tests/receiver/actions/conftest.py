@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 import redis
+from opsloop.receiver.actions import Action, build_action
+from opsloop.receiver.actions.config import ActionConfig
+from opsloop.testsupport.servers import RedisServer
 from pydantic import TypeAdapter
-
-from demo.servers import RedisServer
-from receiver.actions import Action, build_action
-from receiver.actions.config import ActionConfig
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ActionConfig)
 

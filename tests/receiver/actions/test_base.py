@@ -8,9 +8,8 @@ from collections.abc import Callable
 
 import pytest
 import redis
-
-from demo.servers import RedisServer, free_port
-from receiver.actions import Action
+from opsloop.receiver.actions import Action
+from opsloop.testsupport.servers import RedisServer, free_port
 
 
 async def test_a_hung_server_is_bounded_by_the_timeout(
@@ -42,7 +41,7 @@ async def test_every_run_is_logged_once_with_its_outcome(
     redis_server: RedisServer, make_action: Callable[..., Action], caplog: pytest.LogCaptureFixture
 ) -> None:
     action = make_action(type="redis_set", redis=redis_server.url, key="flag:{name}", value="on", ttl=60)
-    with caplog.at_level(logging.INFO, logger="receiver.actions.base"):
+    with caplog.at_level(logging.INFO, logger="opsloop.receiver.actions.base"):
         ok = await action.run({"name": "checkout"})
         missing = await action.run({})
     records = [r for r in caplog.records if r.getMessage() == "action finished"]

@@ -5,10 +5,9 @@ from typing import Any
 
 import pytest
 import redis
-
-from demo.servers import RedisServer
-from receiver.actions import Action
-from receiver.actions.cache_clear import escape_glob
+from opsloop.receiver.actions import Action
+from opsloop.receiver.actions.cache_clear import escape_glob
+from opsloop.testsupport.servers import RedisServer
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from opsloop.receiver.actions import Action
+from opsloop.receiver.store import open_store
+from opsloop.receiver.store.base import IncomingAlert
+from opsloop.testsupport.servers import PostgresServer, wait_until
 
-from demo.servers import PostgresServer, wait_until
-from receiver.actions import Action
-from receiver.store import open_store
-from receiver.store.base import IncomingAlert
 from tests.receiver.store.conftest import fresh_postgres_url
 
 PY = sys.executable

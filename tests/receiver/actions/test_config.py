@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opsloop.receiver.actions.config import ActionConfig, DlqRequeueConfig, bind_names
 from pydantic import ValidationError
 
 from opsloop.configfile import ConfigError, StrictModel, load_model
-from receiver.actions.config import ActionConfig, DlqRequeueConfig, bind_names
 
 ISSUE_EXAMPLE = {
     "type": "dlq_requeue",

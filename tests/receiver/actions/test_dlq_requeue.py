@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 import redis
-
-from demo.servers import RedisServer
-from receiver.actions import Action
+from opsloop.receiver.actions import Action
+from opsloop.testsupport.servers import RedisServer
 
 VALUES = {"dlq": "dlq:emails", "name": "emails"}
 

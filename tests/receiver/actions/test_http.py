@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
-from demo.servers import free_port
-from receiver.actions import Action
+from opsloop.receiver.actions import Action
+from opsloop.testsupport.servers import free_port
 
 
 class Hook:

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opsloop.receiver.actions import build_action, template_fields
 
 from opsloop.secrets import SecretError
-from receiver.actions import build_action, template_fields
 
 CONFIGS = {
     "dlq_requeue": {"redis": "redis://127.0.0.1:6379/0", "from": "{dlq}", "to": "queue:{name}"},

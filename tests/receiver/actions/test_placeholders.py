@@ -3,8 +3,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-
-from receiver.actions.placeholders import MissingValue, TemplateError, check_template, fill, placeholder_names
+from opsloop.receiver.actions.placeholders import MissingValue, TemplateError, check_template, fill, placeholder_names
 
 
 def test_fill_substitutes_plain_names_and_keeps_escaped_braces() -> None:

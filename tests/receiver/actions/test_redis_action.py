@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from demo.servers import RedisServer
-from receiver.actions import Action
+from opsloop.receiver.actions import Action
+from opsloop.testsupport.servers import RedisServer
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from collections.abc import Callable
 
 import pytest
 import redis
-
-from demo.servers import RedisServer
-from receiver.actions import Action
+from opsloop.receiver.actions import Action
+from opsloop.testsupport.servers import RedisServer
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from typing import Any
 
 import psycopg
 import pytest
-
-from demo.servers import LOOPBACK, PostgresServer, free_port, wait_until
-from receiver.actions import Action
+from opsloop.receiver.actions import Action
+from opsloop.testsupport.servers import LOOPBACK, PostgresServer, free_port, wait_until
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-
-from demo.sinks import SlackSink, SmtpSink
-from receiver.notify import Notification
+from opsloop.receiver.notify import Notification
+from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
 STARTS_AT = datetime(2024, 5, 1, 3, 0, 0, tzinfo=UTC)
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from opsloop.receiver.notify import NotifiersConfig, NotifierSetupError, build_notifiers
+from opsloop.receiver.notify.config import EmailConfig
+from opsloop.receiver.notify.email import EmailNotifier
+from opsloop.receiver.notify.slack import SlackNotifier
 
 from opsloop.configfile import ConfigError, StrictModel, load_model
-from receiver.notify import NotifiersConfig, NotifierSetupError, build_notifiers
-from receiver.notify.config import EmailConfig
-from receiver.notify.email import EmailNotifier
-from receiver.notify.slack import SlackNotifier
 
 ISSUE_EXAMPLE = """
 notifiers:

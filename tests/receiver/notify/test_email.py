@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from demo.servers import LOOPBACK, free_port
-from demo.sinks import SmtpSink
-from receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
-from receiver.notify.email import EmailNotifier
+from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
+from opsloop.receiver.notify.email import EmailNotifier
+from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.sinks import SmtpSink
 
 from .conftest import MakeNotification
 

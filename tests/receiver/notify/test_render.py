@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from opsloop.receiver.notify import HistoryEntry
+from opsloop.receiver.notify.render import TemplateConfigError, load_template
 from prometheus_client import REGISTRY
-
-from receiver.notify import HistoryEntry
-from receiver.notify.render import TemplateConfigError, load_template
 
 from .conftest import MakeNotification
 

@@ -10,12 +10,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-
-from demo.servers import LOOPBACK, free_port
-from demo.sinks import SlackSink, slack_payload_error
-from receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
-from receiver.notify.slack import HEADER_LIMIT, MAX_BLOCKS, SECTION_LIMIT, TRUNCATED_NOTE, SlackNotifier, sections
-from receiver.retry import with_backoff
+from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
+from opsloop.receiver.notify.slack import (
+    HEADER_LIMIT,
+    MAX_BLOCKS,
+    SECTION_LIMIT,
+    TRUNCATED_NOTE,
+    SlackNotifier,
+    sections,
+)
+from opsloop.receiver.retry import with_backoff
+from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.sinks import SlackSink, slack_payload_error
 
 from .conftest import MakeNotification
 

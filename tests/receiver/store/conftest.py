@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from demo.servers import PostgresServer
-from receiver.store import Store, open_store
+from opsloop.receiver.store import Store, open_store
+from opsloop.testsupport.servers import PostgresServer
 
 _databases = itertools.count()
 

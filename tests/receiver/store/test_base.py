@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.store.base import (
+from opsloop.receiver.store.base import (
     DELIVERY,
     GLOBAL,
     PLAN,

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
+from opsloop.receiver.store import StoreUnavailable, open_store
+from opsloop.testsupport.servers import PostgresServer, free_port
 
-from demo.servers import PostgresServer, free_port
-from receiver.store import StoreUnavailable, open_store
 from tests.receiver.store.conftest import fresh_postgres_url
 
 

@@ -8,10 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from receiver.store import StoreUnavailable, open_store
-from receiver.store.base import IncomingAlert, Op, Stmt
-from receiver.store.sqlite import SqliteStore
+from opsloop.receiver.store import StoreUnavailable, open_store
+from opsloop.receiver.store.base import IncomingAlert, Op, Stmt
+from opsloop.receiver.store.sqlite import SqliteStore
 
 ALERT = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {"a": "b"}, {}, None, "", notifiers=("slack/x",))
 

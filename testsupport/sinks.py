@@ -38,8 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from demo.servers import LOOPBACK, free_port
+from opsloop.testsupport.servers import LOOPBACK, free_port
 
 T = TypeVar("T")
 
