@@ -53,6 +53,17 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether ``pid`` names a process, zombies included (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -247,6 +258,7 @@ class PostgresServer(Server):
             if done.returncode != 0:
                 hint = " (every parent directory must be searchable by that user)" if self.user else ""
                 raise ServerError(f"initdb failed as {self.role}{hint}: {done.stderr.strip()}")
+        self._wait_postmaster_gone()
         self.process.spawn(
             self._as_owner(
                 [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
@@ -277,7 +289,32 @@ class PostgresServer(Server):
         return done.stdout
 
     def kill(self) -> None:
+        """SIGKILL the postmaster, then its group, and return once its PID is gone.
+
+        The postmaster goes first, while ``runuser`` is still alive to reap it: an orphaned zombie keeps
+        its PID, and a restart would find that PID in ``postmaster.pid`` and refuse to start.
+        """
+        pid = self._postmaster_pid()
+        if pid is not None and self.process.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if self.process.proc is not None and pid == self.process.proc.pid:
+                self.process.proc.wait(10)  # no runuser in between: we are its parent and must reap it
         self.process.kill()
+        self._wait_postmaster_gone()
+
+    def _postmaster_pid(self) -> int | None:
+        """The PID recorded in ``postmaster.pid`` (its first line), or None without a lock file."""
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def _wait_postmaster_gone(self) -> None:
+        """PostgreSQL refuses to start while the PID in a stale lock file still exists (zombies too)."""
+        pid = self._postmaster_pid()
+        if pid is not None:
+            wait_until(lambda: not pid_exists(pid), 30, f"PostgreSQL's postmaster (PID {pid}) to exit")
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM ("smart") waits for clients to go away.
