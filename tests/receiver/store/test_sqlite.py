@@ -15,13 +15,21 @@ from opsloop.receiver.store.sqlite import SqliteStore
 ALERT = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {"a": "b"}, {}, None, "", notifiers=("slack/x",))
 
 
+def live_pragmas() -> Op[tuple[str, int]]:
+    journal = yield Stmt("PRAGMA journal_mode")
+    synchronous = yield Stmt("PRAGMA synchronous")
+    return journal.rows[0][0], synchronous.rows[0][0]
+
+
 async def test_wal_and_full_sync_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "receiver.db"
     store = open_store(f"sqlite://{path}")
     await store.open()
     await store.ingest([ALERT], "", 0, 1.0)
+    # synchronous is per connection: only the store's own connection can tell (FULL is 2)
+    assert await store._run(live_pragmas()) == ("wal", 2)
     await store.close()
-    with sqlite3.connect(path) as conn:
+    with sqlite3.connect(path) as conn:  # WAL is persistent: the file itself says so
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     reopened = open_store(f"sqlite://{path}")
     await reopened.open()
