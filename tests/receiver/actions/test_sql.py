@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from opsloop.receiver.actions import Action
+from opsloop.receiver.actions import Action, ActionResult
+from opsloop.receiver.actions.base import Progress
 from opsloop.testsupport.servers import LOOPBACK, PostgresServer, free_port, wait_until
 
 
@@ -62,7 +64,7 @@ async def test_ending_idle_connections_of_an_application(
             victim.execute("SELECT 1")
 
 
-async def test_the_timeout_is_enforced_by_the_server_too(
+async def test_the_timeout_ends_the_statement_on_the_server(
     postgres_server: PostgresServer, db: psycopg.Connection[Any], sql: Callable[..., Action]
 ) -> None:
     started = time.monotonic()
@@ -72,6 +74,14 @@ async def test_the_timeout_is_enforced_by_the_server_too(
     assert time.monotonic() - started < 3
     left = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%' AND state = 'active'"
     wait_until(lambda: db.execute(left).fetchone() == (0,), 5, "the server to cancel the statement")
+
+
+async def test_the_timeout_is_enforced_by_the_server_alone(sql: Callable[..., Action]) -> None:
+    """Without the client-side deadline of ``run()``, only the server's statement_timeout ends the sleep."""
+    action = sql("SELECT pg_sleep(30) WHERE %(x)s = 'x'", timeout="500ms")
+    # _run is the body that run() wraps in asyncio.timeout; the outer bound only keeps a broken build from hanging
+    result = await asyncio.wait_for(action._run({"x": "x"}, False, Progress()), 10)
+    assert result == ActionResult(False, "QueryCanceled: canceling statement due to statement timeout")
 
 
 async def test_a_failed_statement_changes_nothing(db: psycopg.Connection[Any], sql: Callable[..., Action]) -> None:
