@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,3 +32,22 @@ async def scrape(client: TestClient, timeout: float | None = None) -> Series:
     resp = await client.get("/metrics", headers=headers)
     assert resp.status == 200
     return parse_metrics(await resp.text())
+
+
+async def timed_scrape(client: TestClient) -> tuple[float, Series, float]:
+    """A scrape with the wall clock read just before and just after it.
+
+    The exporter reads the clock once per scrape, somewhere in between, so an age computed from a
+    timestamp the test wrote itself must lie in ``[before - stamp, after - stamp]``: an exact bracket
+    as wide as the scrape, no tolerance to guess.
+    """
+    before = time.time()
+    series = await scrape(client)
+    return before, series, time.time()
+
+
+def assert_age(age: float | None, stamp: float, before: float, after: float) -> None:
+    """``age`` is what a clock read between ``before`` and ``after`` gives for an item written at ``stamp``."""
+    assert age is not None
+    low, high = max(0.0, before - stamp), max(0.0, after - stamp)
+    assert low - 1e-6 <= age <= high + 1e-6, f"age {age} outside [{low}, {high}]"

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from tests.exporter.scrapes import names, scrape, value
+from tests.exporter.scrapes import assert_age, names, scrape, timed_scrape, value
 
 
 async def test_dlq_pattern_length_and_oldest_failure(redis_server, write_config, exporter_client):
@@ -19,11 +19,13 @@ async def test_dlq_pattern_length_and_oldest_failure(redis_server, write_config,
         {"redis": [{"name": "main", "url": redis_server.url}],
          "dlqs": [{"redis": "main", "pattern": "dlq:*", "oldest_age": {"field": "failed_at"}}]}
     )  # fmt: skip
-    series = await scrape(await exporter_client(cfg))
+    before, series, after = await timed_scrape(await exporter_client(cfg))
     assert value(series, "opsloop_dlq_length", redis="main", dlq="dlq:emails") == 2
     assert value(series, "opsloop_dlq_length", redis="main", dlq="dlq:render") == 1
-    assert 899 <= value(series, "opsloop_dlq_oldest_age_seconds", redis="main", dlq="dlq:emails") <= 905
-    assert 29 <= value(series, "opsloop_dlq_oldest_age_seconds", redis="main", dlq="dlq:render") <= 35
+    assert_age(
+        value(series, "opsloop_dlq_oldest_age_seconds", redis="main", dlq="dlq:emails"), now - 900, before, after
+    )
+    assert_age(value(series, "opsloop_dlq_oldest_age_seconds", redis="main", dlq="dlq:render"), now - 30, before, after)
     assert "opsloop_queue_length" not in names(series)
 
 

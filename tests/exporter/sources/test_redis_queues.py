@@ -11,7 +11,7 @@ import redis
 from opsloop.exporter.sources.redis_queues import parse_timestamp
 from opsloop.testsupport.servers import RedisServer
 
-from tests.exporter.scrapes import scrape, value
+from tests.exporter.scrapes import assert_age, scrape, timed_scrape, value
 
 
 @pytest.fixture
@@ -25,22 +25,21 @@ def config(url: str, queues: list[dict[str, object]], **redis_extra: object) -> 
 
 async def test_list_length_and_oldest_age_from_json_field(redis_server, r, write_config, exporter_client):
     now = time.time()
-    r.lpush("queue:emails", json.dumps({"enqueued_at": now - 120}))  # oldest, right end
+    r.lpush("queue:emails", json.dumps({"enqueued_at": now - 120.25}))  # oldest, right end
     r.lpush("queue:emails", json.dumps({"enqueued_at": now - 5}), json.dumps({"enqueued_at": now}))
     cfg = write_config(
         config(redis_server.url, [{"name": "emails", "redis": "main", "key": "queue:emails",
                                    "oldest_age": {"field": "enqueued_at"}}])
     )  # fmt: skip
-    series = await scrape(await exporter_client(cfg))
+    before, series, after = await timed_scrape(await exporter_client(cfg))
     assert value(series, "opsloop_queue_length", redis="main", queue="emails") == 3
     age = value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="emails")
-    assert age is not None
-    assert 119 <= age <= 125
+    assert_age(age, now - 120.25, before, after)
     assert value(series, "opsloop_source_up", source="redis/main") == 1
 
 
 async def test_oldest_at_left_end_and_iso_and_millisecond_timestamps(redis_server, r, write_config, exporter_client):
-    now = time.time()
+    now = float(int(time.time()))  # whole seconds: the ISO form below carries no fraction
     r.rpush("left", json.dumps({"t": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600))}))
     r.rpush("left", json.dumps({"t": now}))
     r.lpush("millis", json.dumps({"t": int((now - 60) * 1000)}))
@@ -50,9 +49,9 @@ async def test_oldest_at_left_end_and_iso_and_millisecond_timestamps(redis_serve
             {"redis": "main", "key": "millis", "oldest_age": {"field": "t"}},
         ])
     )  # fmt: skip
-    series = await scrape(await exporter_client(cfg))
-    assert 599 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="left") <= 605
-    assert 59 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="millis") <= 65
+    before, series, after = await timed_scrape(await exporter_client(cfg))
+    assert_age(value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="left"), now - 600, before, after)
+    assert_age(value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="millis"), now - 60, before, after)
 
 
 async def test_configured_key_that_redis_deleted_reads_zero(redis_server, r, write_config, exporter_client):
@@ -72,11 +71,12 @@ async def test_configured_key_that_redis_deleted_reads_zero(redis_server, r, wri
 
 async def test_sorted_set_length_and_age_from_lowest_score(redis_server, r, write_config, exporter_client):
     now = time.time()
-    r.zadd("delayed", {"a": now - 300, "b": now - 10, "c": now})
+    r.zadd("delayed", {"a": now - 300.5, "b": now - 10, "c": now})
     cfg = write_config(config(redis_server.url, [{"name": "delayed", "redis": "main", "key": "delayed"}]))
-    series = await scrape(await exporter_client(cfg))
+    before, series, after = await timed_scrape(await exporter_client(cfg))
     assert value(series, "opsloop_queue_length", redis="main", queue="delayed") == 3
-    assert 299 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="delayed") <= 305
+    age = value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="delayed")
+    assert_age(age, now - 300.5, before, after)
 
 
 async def test_stream_length_age_and_group_pending_and_lag(redis_server, r, write_config, exporter_client):
@@ -87,9 +87,10 @@ async def test_stream_length_age_and_group_pending_and_lag(redis_server, r, writ
     r.xgroup_create("events", "billing", id="0")
     r.xreadgroup("billing", "c1", {"events": ">"}, count=2)  # 2 pending, 3 not delivered
     cfg = write_config(config(redis_server.url, [{"name": "events", "redis": "main", "key": "events"}]))
-    series = await scrape(await exporter_client(cfg))
+    before, series, after = await timed_scrape(await exporter_client(cfg))
     assert value(series, "opsloop_queue_length", redis="main", queue="events") == 5
-    assert 41 <= value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="events") <= 47
+    age = value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="events")
+    assert_age(age, first_ms / 1000, before, after)
     assert value(series, "opsloop_stream_group_pending", redis="main", queue="events", group="billing") == 2
     assert value(series, "opsloop_stream_group_lag", redis="main", queue="events", group="billing") == 3
 
@@ -206,3 +207,23 @@ async def test_discovered_key_that_redis_deleted_reads_zero_until_forgotten(
     await scrape(client)
     await asyncio.sleep(0.1)
     assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:other") is None
+
+
+async def test_items_stamped_in_the_future_read_age_zero(redis_server, r, write_config, exporter_client):
+    """A producer's clock ahead of the exporter's must not give a negative age."""
+    future = time.time() + 3600
+    r.lpush("list", json.dumps({"t": future}))
+    r.zadd("zset", {"m": future})
+    r.xadd("stream", {"k": "v"}, id=f"{int(future * 1000)}-0")
+    cfg = write_config(
+        config(redis_server.url, [
+            {"redis": "main", "key": "list", "oldest_age": {"field": "t"}},
+            {"redis": "main", "key": "zset"},
+            {"redis": "main", "key": "stream"},
+        ])
+    )  # fmt: skip
+    series = await scrape(await exporter_client(cfg))
+    ages = {
+        q: value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue=q) for q in ("list", "zset", "stream")
+    }
+    assert ages == {"list": 0.0, "zset": 0.0, "stream": 0.0}
