@@ -17,6 +17,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_rule_and_unit_test_files_exist(rules_dir: Path) -> None:
     assert sorted(p.name for p in rules_dir.glob("opsloop-*.yml")) == ["opsloop-alerts.yml", "opsloop-records.yml"]
     assert sorted(p.name for p in rules_dir.glob("tests/*.test.yml")) == [
+        "boundaries.test.yml",
         "cache.test.yml",
         "jobs.test.yml",
         "queues.test.yml",
