@@ -17,7 +17,7 @@ from opsloop.receiver.app import build_app
 from opsloop.receiver.config import load_config
 from opsloop.receiver.handlers import STATE, ReceiverState
 from opsloop.receiver.store.base import IncidentView, Store
-from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.servers import LOOPBACK
 
 TOKEN = "webhook-token-1"
 ADMIN_TOKEN = "admin-token-2"
@@ -129,6 +129,6 @@ async def start_receiver(config_path: Path, session: aiohttp.ClientSession) -> R
     app = build_app(load_config(config_path))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, LOOPBACK, port).start()
+    await web.TCPSite(runner, LOOPBACK, 0).start()  # the kernel picks the port: nothing can take it first
+    port = runner.addresses[0][1]
     return Receiver(f"http://{LOOPBACK}:{port}", app, runner, session)

@@ -102,8 +102,12 @@ async def test_two_replicas_on_one_postgres_store_run_each_plan_once(
     assert sorted(marker.read_text().split()) == sorted(str(i) for i in range(30))
     assert all(v.jobs[0].state == (RECOVERED if fp.startswith("r") else SENT) for fp, v in views.items())
     await asyncio.to_thread(mailbox.inbox.wait_for, 10, 10)
-    await asyncio.sleep(0.5)
-    assert len(mailbox.messages) == 10
+    # Barrier instead of a pause: a later alert's message, due after every earlier delivery.
+    assert (await replicas[0].post(webhook(alert("marker", alertname="Marker"))))[0] == 200
+    await asyncio.to_thread(mailbox.inbox.wait_for, 11, 10)
+    await replicas[0].settled(30)
+    assert "Marker" in mailbox.messages[-1]["Subject"]
+    assert len(mailbox.messages) == 11
 
     # Work is shared: both replicas ran some of the actions, and together each exactly once.
     runs = [r.state.metrics.actions.labels("once", "command", "ok")._value.get() for r in replicas]
