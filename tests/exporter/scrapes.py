@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,3 +53,13 @@ def assert_age(age: float | None, stamp: float, before: float, after: float) -> 
     assert age is not None
     low, high = max(0.0, before - stamp), max(0.0, after - stamp)
     assert low - 1e-6 <= age <= high + 1e-6, f"age {age} outside [{low}, {high}]"
+
+
+async def scrape_until(client: TestClient, check: Callable[[Series], bool], timeout: float = 10.0) -> Series:
+    """Scrape until ``check`` holds: for work the exporter finishes in the background (a key rescan)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        series = await scrape(client)
+        if check(series) or time.monotonic() > deadline:
+            return series
+        await asyncio.sleep(0.02)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -11,7 +10,7 @@ import redis
 from opsloop.exporter.sources.redis_queues import parse_timestamp
 from opsloop.testsupport.servers import RedisServer
 
-from tests.exporter.scrapes import assert_age, scrape, timed_scrape, value
+from tests.exporter.scrapes import assert_age, scrape, scrape_until, timed_scrape, value
 
 
 @pytest.fixture
@@ -184,6 +183,10 @@ def test_parse_timestamp(raw: object, expected: float | None) -> None:
     assert parse_timestamp(raw) == expected
 
 
+def scans(r: redis.Redis) -> int:
+    return r.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+
+
 async def test_discovered_key_that_redis_deleted_reads_zero_until_forgotten(
     redis_server, r, write_config, exporter_client
 ):
@@ -192,9 +195,10 @@ async def test_discovered_key_that_redis_deleted_reads_zero_until_forgotten(
     client = await exporter_client(cfg)
     assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:emails") == 2
     r.delete("dlq:emails")  # drained: Redis deletes the empty list
-    await scrape(client)  # starts a rescan that no longer finds the key
-    await asyncio.sleep(0.1)
-    series = await scrape(client)
+    # Barrier: a rescan starts only once the previous one is done, and each is one SCAN call here (a
+    # handful of keys, COUNT 1000), so two SCANs after the delete mean a whole rescan has finished.
+    scans_before = scans(r)
+    series = await scrape_until(client, lambda _: scans(r) >= scans_before + 2)
     assert value(series, "opsloop_queue_length", redis="main", queue="dlq:emails") == 0
 
     forgetful = write_config(
@@ -204,9 +208,10 @@ async def test_discovered_key_that_redis_deleted_reads_zero_until_forgotten(
     client = await exporter_client(forgetful)
     assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:other") == 1
     r.delete("dlq:other")
-    await scrape(client)
-    await asyncio.sleep(0.1)
-    assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="dlq:other") is None
+    series = await scrape_until(
+        client, lambda s: value(s, "opsloop_queue_length", redis="main", queue="dlq:other") is None
+    )
+    assert value(series, "opsloop_queue_length", redis="main", queue="dlq:other") is None
 
 
 async def test_items_stamped_in_the_future_read_age_zero(redis_server, r, write_config, exporter_client):
