@@ -2,7 +2,8 @@
 
 The demo and the test suite share these launchers so both exercise the same binaries the same way.
 Every server lives in its own temporary directory, logs to a file there, and is stopped (process group
-and all) by ``stop()``.
+and all) by ``stop()``. One module on purpose, past the usual size: the four launchers are small and
+share the process, port and readiness handling that makes up most of it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import abc
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -26,17 +28,43 @@ import yaml
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 LOOPBACK = "127.0.0.1"
+BIND_FAILURES = ("already in use",)
+"""How redis-server, PostgreSQL and the Go servers report losing the race for their port."""
 
 
 class ServerError(RuntimeError):
     """A server did not start or stop as expected; the message includes its log tail."""
 
 
-def free_port() -> int:
-    """Ask the kernel for a free loopback TCP port."""
+PORT_RANGE = range(20000, 22768)
+"""Ports handed out for servers: below Linux's ephemeral range (32768+), so no outgoing connection or
+port-0 bind on this machine takes one between our check and the server's bind, and port + 10000 (a
+Redis Cluster node's bus port) stays below it too."""
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback TCP port that is free now, with port + 10000 free too, never the same twice per process.
+
+    Redis, PostgreSQL, Prometheus and Alertmanager cannot all report a port they chose themselves, so a
+    port is picked here: at random from ``PORT_RANGE`` to keep concurrent test runs apart, and checked by
+    binding it. Servers still retry on another port if the bind fails (see ``Server._launch``).
+    """
+    for _ in range(200):
+        port = random.choice(PORT_RANGE)
+        if port not in _handed_out and _bindable(port) and _bindable(port + 10000):
+            _handed_out.add(port)
+            return port
+    raise ServerError(f"no free port pair in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:
@@ -81,8 +109,10 @@ class ManagedProcess:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 list(argv),
@@ -98,6 +128,18 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def logged_any(self, texts: Sequence[str]) -> bool:
+        return any(self.logged(text) for text in texts)
+
+    def logged(self, text: str) -> bool:
+        """Whether this run (not an earlier one appending to the same log) has written ``text``."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start)
+                return text.encode() in log.read()
+        except OSError:
+            return False
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -107,7 +149,7 @@ class ManagedProcess:
     def wait_ready(self, check: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if check():
+            if check() and self.running:  # still running: the answer did not come from another server
                 return
             if self.proc is not None and self.proc.poll() is not None:
                 raise ServerError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
@@ -148,8 +190,27 @@ class Server(abc.ABC):
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"opsloop-{self.name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._auto_port = port is None  # a port we picked may be retaken: choose again if the bind fails
         self.port = port or free_port()
         self.process = ManagedProcess(self.name, self.workdir)
+
+    def _launch(self, spawn: Callable[[], None], ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        """``spawn()`` on ``self.port`` and wait for ``ready()``; on a lost bind race, again on a new port.
+
+        Only a port this object picked on its first start moves: a restart keeps the address clients know.
+        """
+        for attempt in range(3):
+            spawn()
+            try:
+                self.process.wait_ready(ready, timeout)
+            except ServerError:
+                if not (self._auto_port and self.process.logged_any(BIND_FAILURES)) or attempt == 2:
+                    raise
+                self.process.stop()
+                self.port = free_port()
+                continue
+            self._auto_port = False
+            return
 
     @abc.abstractmethod
     def start(self) -> Server:
@@ -184,21 +245,25 @@ class RedisServer(Server):
     def start(self) -> RedisServer:
         if self.process.running:
             return self  # already up: a second redis-server could not bind, and would hide this one
-        self.process.spawn(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--bind", LOOPBACK,
-                "--port", str(self.port),
-                "--dir", str(self.workdir),
-                "--save", "",
-                "--appendonly", "no",
-                "--maxmemory", self.maxmemory,
-                "--protected-mode", "no",
-                # redis-server rewrites its process title; keep the workdir in it so leftovers can be found
-                "--proc-title-template", f"{{title}} {{listen-addr}} {self.workdir}",
-            ]
-        )  # fmt: skip
-        self.process.wait_ready(lambda: port_open(self.port))
+
+        def spawn() -> None:
+            self.process.spawn(
+                [
+                    shutil.which("redis-server") or "redis-server",
+                    "--bind", LOOPBACK,
+                    "--port", str(self.port),
+                    "--dir", str(self.workdir),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--maxmemory", self.maxmemory,
+                    "--protected-mode", "no",
+                    # redis-server rewrites its process title; keep the workdir in it so leftovers can be found
+                    "--proc-title-template", f"{{title}} {{listen-addr}} {self.workdir}",
+                ]
+            )  # fmt: skip
+
+        # the log line tells our redis-server from another one that may hold the port
+        self._launch(spawn, lambda: self.process.logged("Ready to accept connections") and port_open(self.port))
         return self
 
     def kill(self) -> None:
@@ -259,14 +324,17 @@ class PostgresServer(Server):
                 hint = " (every parent directory must be searchable by that user)" if self.user else ""
                 raise ServerError(f"initdb failed as {self.role}{hint}: {done.stderr.strip()}")
         self._wait_postmaster_gone()
-        self.process.spawn(
-            self._as_owner(
-                [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-                 "-k", str(self.sockdir), "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off",
-                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-            )
-        )  # fmt: skip
-        self.process.wait_ready(self._accepting)
+
+        def spawn() -> None:
+            self.process.spawn(
+                self._as_owner(
+                    [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
+                     "-k", str(self.sockdir), "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off",
+                     "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+                )
+            )  # fmt: skip
+
+        self._launch(spawn, lambda: self.process.logged("ready to accept connections") and self._accepting())
         self._ensure_database()
         return self
 
@@ -369,17 +437,20 @@ class PrometheusServer(Server):
     def start(self) -> PrometheusServer:
         config_path = self.workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.process.spawn(
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-                f"--web.listen-address={LOOPBACK}:{self.port}",
-                "--rules.alert.resend-delay=1s",
-                "--web.enable-lifecycle",
-            ]
-        )
-        self.process.wait_ready(lambda: http_ok(f"{self.url}/-/ready"), timeout=60)
+
+        def spawn() -> None:
+            self.process.spawn(
+                [
+                    shutil.which("prometheus") or "prometheus",
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                    f"--web.listen-address={LOOPBACK}:{self.port}",
+                    "--rules.alert.resend-delay=1s",
+                    "--web.enable-lifecycle",
+                ]
+            )
+
+        self._launch(spawn, lambda: http_ok(f"{self.url}/-/ready"), 60)
         return self
 
 
@@ -400,14 +471,17 @@ class AlertmanagerServer(Server):
         config_path = self.workdir / "alertmanager.yml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "alertmanager"
-        self.process.spawn(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.path={self.workdir / 'data'}",
-                f"--web.listen-address={LOOPBACK}:{self.port}",
-                "--cluster.listen-address=",
-            ]
-        )
-        self.process.wait_ready(lambda: http_ok(f"{self.url}/-/ready"), timeout=60)
+
+        def spawn() -> None:
+            self.process.spawn(
+                [
+                    binary,
+                    f"--config.file={config_path}",
+                    f"--storage.path={self.workdir / 'data'}",
+                    f"--web.listen-address={LOOPBACK}:{self.port}",
+                    "--cluster.listen-address=",
+                ]
+            )
+
+        self._launch(spawn, lambda: http_ok(f"{self.url}/-/ready"), 60)
         return self
