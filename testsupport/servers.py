@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,12 @@ class PostgresServer(Server):
     def _accepting(self) -> bool:
         done = subprocess.run([str(PG_BIN / "pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-q"], check=False)
         return done.returncode == 0
+
+    def create_database(self, prefix: str = "test") -> str:
+        """A new database under a name nobody else gets (tests never share one by accident); its DSN."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self.psql(f"CREATE DATABASE {name}", database="postgres")
+        return self.dsn.rsplit("/", 1)[0] + f"/{name}"
 
     def _ensure_database(self) -> None:
         self.psql(f"CREATE DATABASE {self.database}", database="postgres", check=False)

@@ -11,16 +11,13 @@ from opsloop.demo.workload import Workload
 from opsloop.testsupport.servers import PostgresServer, RedisServer
 from redis.asyncio import Redis
 
-DATABASE = "opsloop_workload_test"
-
 
 @pytest.fixture(scope="module")
 def workload_database(postgres_server: PostgresServer) -> Iterator[str]:
     """A database apart from other tests' (which may create their own ``jobs`` table)."""
-    postgres_server.psql(f"DROP DATABASE IF EXISTS {DATABASE}", database="postgres")
-    postgres_server.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
-    yield postgres_server.dsn.rsplit("/", 1)[0] + f"/{DATABASE}"
-    postgres_server.psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)", database="postgres")
+    dsn = postgres_server.create_database("workload")
+    yield dsn
+    postgres_server.psql(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)", database="postgres")
 
 
 @pytest.fixture

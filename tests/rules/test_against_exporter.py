@@ -34,7 +34,6 @@ from opsloop.testsupport.servers import (
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-DATABASE = "opsloop_rules"
 GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$job": "opsloop", "$instance": ".+", "$queue": ".+"}
 PROMETHEUS_SERIES = {"ALERTS"}  # made by Prometheus itself, present only while an alert is pending or firing
 SCHEMA = """
@@ -78,7 +77,7 @@ def fill_redis(client: redis.Redis) -> None:
     client.sadd("workers:mailer", "worker-1", "worker-2")
 
 
-def load(client: redis.Redis, postgres: PostgresServer, rounds: int) -> None:
+def load(client: redis.Redis, postgres: PostgresServer, database: str, rounds: int) -> None:
     """Bounded traffic: cache hits and misses, queue and DLQ growth, and finished jobs (some failed)."""
     for i in range(rounds):
         client.set(f"cache:user:{i}", "x")
@@ -91,7 +90,7 @@ def load(client: redis.Redis, postgres: PostgresServer, rounds: int) -> None:
             "insert into jobs (status, started_at, finished_at) "
             f"values ('{status}', now() - interval '{i + 2} seconds', now());"
             f"insert into orders (status, amount) values ('paid', {10 + i});",
-            database=DATABASE,
+            database=database,
         )
         time.sleep(0.5)
 
@@ -139,10 +138,9 @@ def _has_data(prometheus: str, expr: str) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    postgres_server.psql(f"DROP DATABASE IF EXISTS {DATABASE}", database="postgres")
-    postgres_server.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
-    postgres_server.psql(SCHEMA, database=DATABASE)
-    dsn = postgres_server.dsn.rsplit("/", 1)[0] + f"/{DATABASE}"
+    dsn = postgres_server.create_database("rules")
+    database = dsn.rsplit("/", 1)[1]
+    postgres_server.psql(SCHEMA, database=database)
     workdir = tmp_path_factory.mktemp("exporter")
     with RedisServer(maxmemory="64mb") as redis_server:
         client = redis.Redis.from_url(redis_server.url)
@@ -166,7 +164,7 @@ def stack(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFact
             exporter.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
             rule_files = sorted((REPO / "rules").glob("opsloop-*.yml"))
             with PrometheusServer({"opsloop": [f"{LOOPBACK}:{port}"]}, rule_files=rule_files) as prometheus:
-                load(client, postgres_server, rounds=12)
+                load(client, postgres_server, database, rounds=12)
                 deadline = time.monotonic() + 60
                 pending = dashboard_queries()
                 while pending and time.monotonic() < deadline:

@@ -15,19 +15,24 @@ from opsloop.testsupport.servers import LOOPBACK, PostgresServer, free_port, wai
 
 
 @pytest.fixture
-def db(postgres_server: PostgresServer) -> Iterator[psycopg.Connection[Any]]:
-    """A table of feature flags, recreated for each test."""
-    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS action_flags")
+def dsn(postgres_server: PostgresServer) -> str:
+    """A database of this test's own."""
+    return postgres_server.create_database("sql_action")
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A table of feature flags in the test's database."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE action_flags (name text PRIMARY KEY, value text NOT NULL)")
         conn.execute("INSERT INTO action_flags VALUES ('checkout', 'on'), ('search', 'on')")
         yield conn
 
 
 @pytest.fixture
-def sql(postgres_server: PostgresServer, make_action: Callable[..., Action]) -> Callable[..., Action]:
+def sql(dsn: str, make_action: Callable[..., Action]) -> Callable[..., Action]:
     return lambda statement, **options: make_action(
-        type="sql", dsn=postgres_server.dsn, statement=statement, **{"name": "flag-off", **options}
+        type="sql", dsn=dsn, statement=statement, **{"name": "flag-off", **options}
     )
 
 
