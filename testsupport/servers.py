@@ -42,6 +42,7 @@ PORT_RANGE = range(20000, 22768)
 port-0 bind on this machine takes one between our check and the server's bind, and port + 10000 (a
 Redis Cluster node's bus port) stays below it too."""
 _handed_out: set[int] = set()
+_ports_rng = random.SystemRandom()  # not the global generator: pytest-randomly reseeds that for every test
 
 
 def _bindable(port: int) -> bool:
@@ -61,7 +62,7 @@ def free_port() -> int:
     binding it. Servers still retry on another port if the bind fails (see ``Server._launch``).
     """
     for _ in range(200):
-        port = random.choice(PORT_RANGE)
+        port = _ports_rng.choice(PORT_RANGE)
         if port not in _handed_out and _bindable(port) and _bindable(port + 10000):
             _handed_out.add(port)
             return port
