@@ -2,6 +2,7 @@
 # opsloop's one entry point on a fresh Debian machine.
 #   deploy/local.sh demo [demo options]   run the whole loop locally
 #   deploy/local.sh test [pytest options] lint and run the test suite against real servers
+#   deploy/local.sh mutate [module ...]   mutation testing per module, results in docs/mutation.md
 # Installs what is missing: Debian packages (redis-server, prometheus, prometheus-alertmanager,
 # prometheus-redis-exporter, PostgreSQL 15) and a virtualenv in .venv with the project and its test extras.
 set -euo pipefail
@@ -40,7 +41,8 @@ ensure_debian_packages() {
 }
 
 ensure_venv() {
-  local stamp=.venv/.opsloop-installed
+  local extras=${1:-test}
+  local stamp=.venv/.opsloop-installed-${extras/,/-}
   if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     python3 -m venv .venv
@@ -48,7 +50,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing Python packages into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q -e ".[$extras]"
     touch "$stamp"
   fi
 }
@@ -68,8 +70,13 @@ case "$cmd" in
     .venv/bin/ruff format --check .
     exec .venv/bin/python -m pytest "$@"
     ;;
+  mutate)
+    ensure_debian_packages
+    ensure_venv test,mutation
+    exec nice -n 19 .venv/bin/python deploy/mutate.py "$@"
+    ;;
   *)
-    echo "usage: $0 demo|test [options]" >&2
+    echo "usage: $0 demo|test|mutate [options]" >&2
     exit 2
     ;;
 esac

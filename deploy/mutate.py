@@ -1,0 +1,102 @@
+"""Mutation testing, one module at a time: ``deploy/local.sh mutate [module ...]``.
+
+mutmut changes one thing in the module (a comparison, a constant, a return value), runs the tests that
+cover it, and counts the change as killed when they fail. Survivors are missing tests or equivalent
+changes; both are recorded in docs/mutation.md, the section of each module rewritten by its own run.
+mutmut 2 mutates the file in place, which is what makes it work with the package-dir layout (the
+editable install imports the very files it changes); the file is restored after every mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "mutation.md"
+CACHE = ROOT / ".mutmut-cache"
+
+MODULES: dict[str, list[str]] = {
+    # module: the tests that cover it (kept small: every mutant runs them)
+    "render/thresholds.py": ["tests/render"],
+    "render/alerts.py": ["tests/render", "tests/rules/test_boundaries.py", "tests/rules/test_alert_rules.py"],
+    "exporter/sources/redis_queues.py": ["tests/exporter/sources/test_redis_queues.py",
+                                         "tests/exporter/sources/test_redis_dlq.py"],
+    "exporter/sources/redis_dlq.py": ["tests/exporter/sources/test_redis_dlq.py"],
+    "exporter/sources/redis_discovery.py": ["tests/exporter/sources/test_redis_queues.py",
+                                            "tests/exporter/sources/test_redis_dlq.py"],
+    "receiver/routing.py": ["tests/receiver/test_routing.py"],
+    "receiver/recovery.py": ["tests/receiver/test_recovery.py"],
+    "receiver/worker.py": ["tests/receiver/test_worker.py"],
+    "receiver/store": ["tests/receiver/store"],
+}  # fmt: skip
+STATES = ("killed", "survived", "timeout", "suspicious", "skipped")
+
+
+def mutmut(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=ROOT, capture_output=True, text=True)
+    # mutmut's exit code is a bit field: 1 is a fatal error, 2/4/8 report survivors, timeouts, suspects
+    if done.returncode & 1:
+        raise SystemExit(f"mutmut {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def ids(state: str) -> list[str]:
+    return mutmut("result-ids", state).split()
+
+
+def run(module: str) -> str:
+    """Mutate one module and return its section for the results file."""
+    tests = " ".join(MODULES[module])
+    CACHE.unlink(missing_ok=True)
+    runner = f"{sys.executable} -m pytest -x -q -p no:randomly -p no:cacheprovider {tests}"
+    mutmut("run", "--paths-to-mutate", module, "--runner", runner, "--no-progress", "--simple-output")
+    counts = {state: ids(state) for state in STATES}
+    total = sum(len(v) for v in counts.values())
+    killed = len(counts["killed"]) + len(counts["timeout"])
+    ratio = f"{100 * killed / total:.1f}%" if total else "n/a"
+    lines = [
+        f"<!-- mutation:{module} -->",
+        f"### {module}",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d} against `{tests}`: {total} mutants, {killed} killed ({ratio})"
+        + "".join(f", {len(counts[s])} {s}" for s in ("survived", "suspicious", "skipped") if counts[s])
+        + ".",
+    ]
+    for mutant in counts["survived"] + counts["suspicious"]:
+        diff = mutmut("show", mutant)
+        body = "\n".join(line for line in diff.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1])
+        lines += ["", f"Survivor {mutant}:", "", "```diff", body, "```"]
+    lines.append(f"<!-- /mutation:{module} -->")
+    CACHE.unlink(missing_ok=True)
+    return "\n".join(lines)
+
+
+def record(module: str, section: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Mutation testing results\n"
+    pattern = re.compile(rf"<!-- mutation:{re.escape(module)} -->.*?<!-- /mutation:{re.escape(module)} -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"no test mapping for {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    for module in args.modules or list(MODULES):
+        print(f"mutating {module}", flush=True)
+        section = run(module)
+        record(module, section)
+        print(section.splitlines()[3], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
