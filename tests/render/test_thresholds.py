@@ -61,6 +61,27 @@ def test_partial_override_changes_only_what_it_lists(tmp_path: Path) -> None:
             "business:\n  job_failures:\n    critical: {long_window: 12h}\n",
             "business.job_failures: critical.long_window must be shorter than warning.long_window",
         ),
+        # each limit exactly at its boundary: equal is refused too
+        (
+            "queues:\n  backlog:\n    warning: {threshold: 500}\n",
+            "queues.backlog: warning threshold 500 must be below critical threshold 500",
+        ),
+        (
+            "business:\n  job_failures:\n    critical: {long_window: 6h}\n",
+            "business.job_failures: critical.long_window must be shorter than warning.long_window",
+        ),
+        (
+            "business:\n  job_failures:\n    critical: {short_window: 1h}\n",
+            "business.job_failures.critical: short_window must be shorter than long_window",
+        ),
+        (
+            "business:\n  job_failures:\n    max_ratio: 1\n",
+            "business.job_failures.max_ratio: Input should be less than 1",
+        ),
+        (
+            "business:\n  job_failures:\n    max_ratio: 0\n",
+            "business.job_failures.max_ratio: Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_override_names_the_key(tmp_path: Path, text: str, problem: str) -> None:
