@@ -1,0 +1,26 @@
+-- Dramatiq: ARGV = namespace, now (unix ms), heartbeat timeout (ms), queue names...
+local namespace, now, timeout = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local workers = read('ZCOUNT', namespace .. ':__heartbeats__', now - timeout, '+inf')
+
+return answer(names_from(4), function(name)
+  local queue = namespace .. ':' .. name
+  local dead = queue .. '.XQ'
+  local row = {queue = name, dlq = dead, unreadable = 0, workers = workers}
+  row.length = read('LLEN', queue)
+  local id = read('LINDEX', queue, 0)  -- RPUSH/LPOP: the oldest is at 0
+  if id then
+    local ok, message = pcall(cjson.decode, read('HGET', queue .. '.msgs', id) or '')
+    if ok and type(message) == 'table' and type(message.message_timestamp) == 'number' then
+      row.oldest = message.message_timestamp / 1000
+    else
+      row.unreadable = 1
+    end
+  end
+  -- Bodies stay in .msgs until acked: those no longer listed were fetched by a worker.
+  row.in_progress = math.max(0, read('HLEN', queue .. '.msgs') - row.length)
+  row.scheduled = read('HLEN', queue .. '.DQ.msgs')
+  row.dlq_length = read('ZCARD', dead)
+  local first = read('ZRANGE', dead, 0, 0, 'WITHSCORES')  -- scored by dead-letter time (ms)
+  if first[2] then row.dlq_oldest = tonumber(first[2]) / 1000 end
+  return row
+end)
