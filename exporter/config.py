@@ -119,8 +119,6 @@ class FrameworkConfig(StrictModel):
     """RQ's key prefix (default ``rq:``) or kombu's ``global_keyprefix`` for Celery (default none)."""
     namespace: str | None = None
     """Dramatiq's broker namespace (default ``dramatiq``)."""
-    heartbeat_timeout: Duration = 60.0
-    """Dramatiq: a worker whose last heartbeat is older than this is dead (the broker's own default)."""
     visibility_timeout: Duration = 3600.0
     """Celery: an unacked task older than this is overdue (kombu's default visibility timeout)."""
     priority_steps: list[int] = Field(default_factory=lambda: [0, 3, 6, 9])

@@ -1,11 +1,10 @@
--- Dramatiq: ARGV = namespace, now (unix ms), heartbeat timeout (ms), queue names...
-local namespace, now, timeout = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local workers = read('ZCOUNT', namespace .. ':__heartbeats__', now - timeout, '+inf')
+-- Dramatiq: ARGV = namespace, queue names...
+local namespace = ARGV[1]
 
-return answer(names_from(4), function(name)
+return answer(names_from(2), function(name)
   local queue = namespace .. ':' .. name
   local dead = queue .. '.XQ'
-  local row = {queue = name, dlq = dead, unreadable = 0, workers = workers}
+  local row = {queue = name, dlq = dead, unreadable = 0}
   row.length = read('LLEN', queue)
   local id = read('LINDEX', queue, 0)  -- RPUSH/LPOP: the oldest is at 0
   if id then

@@ -3,9 +3,9 @@
 Dead letters are ``<ns>:<queue>.XQ`` (sorted set scored by dead-letter time, bodies in ``.XQ.msgs``);
 delayed messages live in the delay queue ``<queue>.DQ`` until their ETA, including those a worker
 has fetched and holds in memory, so scheduled is ``HLEN <queue>.DQ.msgs``. In progress is the bodies
-no longer listed (fetched, not acked). Workers heartbeat into ``<ns>:__heartbeats__`` per worker, not
-per queue: every queue reports the namespace's live workers. Without ``queues:`` the queues are
-found from their ``.msgs`` hashes (cached SCAN discovery).
+no longer listed (fetched, not acked). There is no worker series: ``<ns>:__heartbeats__`` holds every
+broker client that talked to Redis (producers too, one entry per consumer) and no queue. Without
+``queues:`` the queues are found from their ``.msgs`` hashes (cached SCAN discovery).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def _namespace(entry: FrameworkConfig) -> str:
     return entry.namespace if entry.namespace is not None else "dramatiq"
 
 
-def _args(entry: FrameworkConfig, now: float) -> list[str]:
-    return [_namespace(entry), str(int(now * 1000)), str(int(entry.heartbeat_timeout * 1000))]
+def _args(entry: FrameworkConfig, _: float) -> list[str]:
+    return [_namespace(entry)]
 
 
 def _pattern(entry: FrameworkConfig) -> str:
@@ -38,7 +38,7 @@ def _queue_from_key(entry: FrameworkConfig, key: str) -> str | None:
 DRAMATIQ = Layout(
     kind="dramatiq",
     script=script("dramatiq.lua"),
-    publishes=frozenset({"oldest", "in_progress", "scheduled", "dlq", "workers", "unreadable"}),
+    publishes=frozenset({"oldest", "in_progress", "scheduled", "dlq", "unreadable"}),
     args=_args,
     discovery_pattern=_pattern,
     queue_from_key=_queue_from_key,
