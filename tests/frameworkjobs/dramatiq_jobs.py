@@ -24,3 +24,12 @@ def succeed(value: int = 0) -> int:
 @dramatiq.actor(max_retries=0, time_limit=600_000, queue_name="slow")
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@dramatiq.actor(max_retries=0)
+def flaky(name: str) -> None:
+    """Fails until the test sets ``fixed``; then records that it ran."""
+    db = dramatiq.get_broker().client  # type: ignore[attr-defined]
+    if not db.exists("fixed"):
+        raise RuntimeError("not fixed yet")
+    db.sadd("done", name)

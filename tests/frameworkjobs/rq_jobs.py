@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -15,3 +16,14 @@ def fail(reason: str = "planned failure") -> None:
 
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def flaky(name: str) -> str:
+    """Fails until the test sets ``fixed``; then records that it ran."""
+    from redis import Redis
+
+    db = Redis.from_url(os.environ["OPSLOOP_TEST_REDIS_URL"])
+    if not db.exists("fixed"):
+        raise RuntimeError("not fixed yet")
+    db.sadd("done", name)
+    return name
