@@ -1,4 +1,4 @@
-"""requeue_failed and purge_failed against real RQ and Dramatiq workers, checked through their own APIs."""
+"""requeue_failed and purge_failed against real RQ, Dramatiq and Celery workers, checked through their own APIs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from opsloop.testsupport.servers import RedisServer
@@ -152,3 +153,24 @@ async def test_wrong_types_and_bad_configs_are_clear_errors(redis_db, redis_serv
         parse_action(
             type="purge_failed", framework="celery", redis=redis_server.url, queue="q", dlq="d", older_than="1h"
         )
+
+
+async def test_celery_messages_move_whole_and_a_real_worker_runs_them(redis_server, redis_db, workers, make_action):
+    app = Celery("producer", broker=redis_server.url)
+    for name in ("a", "b"):
+        app.send_task("celery_jobs.record", args=(name,), queue="mail")
+    # An application's dead-letter list holds kombu's own messages: move them there before any worker runs.
+    for _ in range(2):
+        redis_db.lmove("mail", "mail.dead", "RIGHT", "LEFT")
+    action = make_action(
+        type="requeue_failed", framework="celery", redis=redis_server.url, queue="mail", dlq="mail.dead", prefix=""
+    )
+    result = await action.run({})
+    assert result.detail == "requeued 2 celery jobs mail.dead -> mail"
+    with app.connection_for_write() as connection:
+        assert connection.default_channel.queue_declare(queue="mail").message_count == 2
+    workers.start("celery", "-A", "celery_jobs", "worker", "-Q", "mail", "--pool", "solo", "--without-gossip",
+                  "--without-mingle")  # fmt: skip
+    wait_for(lambda: redis_db.scard("done") == 2, what="the requeued tasks to run")
+    assert redis_db.smembers("done") == {b"a", b"b"}
+    assert redis_db.llen("mail.dead") == 0
