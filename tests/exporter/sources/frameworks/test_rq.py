@@ -38,6 +38,7 @@ async def test_every_series_matches_rq_including_after_sigkill(redis_server, wor
     r.hset(f"rq:job:{default.job_ids[0]}", "enqueued_at", rq_time(100))
     oldest_failed = r.zrange("rq:failed:default", 0, 0)[0].decode()
     r.hset(f"rq:job:{oldest_failed}", "ended_at", rq_time(200))
+    r.rpush("rq:queue:default:intermediate", "popped-by-a-worker")  # RQ's own key: not a queue
     slow.enqueue("rq_jobs.sleep", 120)
     worker = workers.start("rq", "worker", "--url", redis_server.url, "--name", "slow-1", "slow")
     started = StartedJobRegistry(queue=slow)
@@ -63,6 +64,10 @@ async def test_every_series_matches_rq_including_after_sigkill(redis_server, wor
     assert value(series, "opsloop_dlq_oldest_age_seconds", dlq="rq:failed:slow", **s) == 0
     assert value(series, "opsloop_queue_unreadable_records", **d) == 0
     assert value(series, "opsloop_source_up", source="redis/main") == 1
+    assert {labels for name, labels in series if name == "opsloop_queue_length"} == {
+        frozenset(d.items()),
+        frozenset(s.items()),
+    }  # exactly RQ's queues: no :intermediate list
 
     workers.kill(worker)  # SIGKILL: the worker stays in rq:workers, its job in the started registry
     assert r.smembers("rq:workers:slow") == {b"rq:worker:slow-1"}
