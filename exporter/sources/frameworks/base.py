@@ -79,9 +79,11 @@ class Layout:
     discovery_pattern: Callable[[FrameworkConfig], str] | None = None
     """For frameworks without a queue registry: a SCAN pattern whose keys name the queues."""
     queue_from_key: Callable[[FrameworkConfig, str], str | None] | None = None
+    """The queue a discovered key belongs to (None for a key that names none)."""
 
 
 def script(lua_file: str) -> str:
+    """A framework's script with the shared helpers (``common.lua``) in front of it."""
     return COMMON_LUA + (Path(__file__).parent / lua_file).read_text()
 
 
@@ -94,7 +96,7 @@ class FrameworkReader:
         self.lookups = lookups
         self.redis_name = redis.name
         self._names = list(entry.queues)
-        self.discovery = None
+        self.discovery: KeyDiscovery | None = None
         if not entry.queues and layout.discovery_pattern is not None:
             self.discovery = KeyDiscovery(redis, layout.discovery_pattern(entry))
 
