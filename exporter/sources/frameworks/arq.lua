@@ -5,8 +5,9 @@ local now, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 return answer(names_from(3), function(name)
   local row = {queue = name}
+  local total = read('ZCARD', name)
   local due = read('ZCOUNT', name, '-inf', now)
-  row.scheduled = read('ZCARD', name) - due
+  row.scheduled = total - due
   local running = 0
   if due > 0 then
     -- Workers take the lowest scores first, so running jobs sit at the head.

@@ -6,6 +6,8 @@ return answer(names_from(2), function(name)
   local dead = queue .. '.XQ'
   local row = {queue = name, dlq = dead, unreadable = 0}
   row.length = read('LLEN', queue)
+  -- Bodies stay in .msgs until acked: those no longer listed were fetched by a worker.
+  row.in_progress = math.max(0, read('HLEN', queue .. '.msgs') - row.length)
   local id = read('LINDEX', queue, 0)  -- RPUSH/LPOP: the oldest is at 0
   if id then
     local ok, message = pcall(cjson.decode, read('HGET', queue .. '.msgs', id) or '')
@@ -15,8 +17,6 @@ return answer(names_from(2), function(name)
       row.unreadable = 1
     end
   end
-  -- Bodies stay in .msgs until acked: those no longer listed were fetched by a worker.
-  row.in_progress = math.max(0, read('HLEN', queue .. '.msgs') - row.length)
   row.scheduled = read('HLEN', queue .. '.DQ.msgs')
   row.dlq_length = read('ZCARD', dead)
   local first = read('ZRANGE', dead, 0, 0, 'WITHSCORES')  -- scored by dead-letter time (ms)
