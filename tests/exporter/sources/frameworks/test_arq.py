@@ -50,7 +50,7 @@ async def test_every_series_matches_arq_including_after_sigkill(redis_server, wo
     info = await oldest.info()
     assert info is not None
     assert abs(value(series, "opsloop_queue_oldest_age_seconds", **q) - (time.time() - info.score / 1000)) <= 1
-    assert 100 <= value(series, "opsloop_queue_oldest_age_seconds", **q) <= 101
+    assert value(series, "opsloop_queue_oldest_age_seconds", **q) >= 100
     slow = await statuses(pool, "arq:slow")
     assert value(series, "opsloop_queue_in_progress", **s) == slow.count(JobStatus.in_progress) == 1
     assert value(series, "opsloop_queue_length", **s) == slow.count(JobStatus.queued) == 0
