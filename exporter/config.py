@@ -132,6 +132,9 @@ class FrameworkConfig(StrictModel):
             raise ValueError("namespace applies to kind: dramatiq only")
         if self.prefix is not None and self.kind not in ("rq", "celery"):
             raise ValueError("prefix applies to kind: rq or celery only")
+        celery_only = sorted({"visibility_timeout", "priority_steps"} & self.model_fields_set)
+        if celery_only and self.kind != "celery":
+            raise ValueError(f"{', '.join(celery_only)} applies to kind: celery only")
         return self
 
 
