@@ -6,6 +6,7 @@ and read the Redis URL from OPSLOOP_TEST_REDIS_URL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,20 +54,31 @@ class Workers:
         return (self.logdir / f"{tool}-{index}.log").read_text(errors="replace")[-4000:]
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the worker and every child it forked: no clean-up code of the framework runs."""
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        """SIGKILL the worker and every process it forked, as a killed container or host would.
+
+        RQ's work horse moves to a process group of its own, so the whole session is killed, not only
+        the worker's group; no clean-up code of the framework runs.
+        """
+        for pid in [process.pid, *session_members(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait(10)
 
     def close(self) -> None:
+        """SIGKILL every worker started and whatever is left of their sessions (work horses)."""
         for process in self.running:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.running:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill(process)
+            self.kill(process)
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of the session ``sid`` (Linux /proc), whatever process group they moved to."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
+            if int(fields[3]) == sid:
+                members.append(int(stat.parent.name))
+    return members
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
