@@ -118,8 +118,8 @@ class FailedJobsConfig(RedisActionConfig):
     """The framework's queue name (RQ, Dramatiq, Celery) or, for ``list``, the queue's key."""
     dlq: Template | None = None
     """The dead-letter list for ``celery`` and ``list`` (those keep none of their own)."""
-    prefix: str = "rq:"
-    """RQ's key prefix, or kombu's ``global_keyprefix`` for Celery (write "" for none)."""
+    prefix: str | None = None
+    """RQ's key prefix (default ``rq:``) or kombu's ``global_keyprefix`` for Celery (default none)."""
     namespace: str = "dramatiq"
     max_items: int = Field(default=100, ge=1)
 
@@ -130,6 +130,11 @@ class FailedJobsConfig(RedisActionConfig):
         if self.framework in ("rq", "dramatiq") and self.dlq is not None:
             raise ValueError(f"framework {self.framework} has its own failed registry: dlq does not apply")
         return self
+
+    @property
+    def key_prefix(self) -> str:
+        default = "rq:" if self.framework == "rq" else ""
+        return self.prefix if self.prefix is not None else default
 
     def template_fields(self) -> set[str]:
         return placeholder_names(self.queue) | (placeholder_names(self.dlq) if self.dlq else set())

@@ -45,12 +45,13 @@ class Target:
 def _target(cfg: FailedJobsConfig, values: Mapping[str, str], op: str, stamp: str) -> Target:
     queue = fill(cfg.queue, values)
     if cfg.framework == "rq":
-        return Target([], [f"rq_{op}", cfg.prefix, queue, stamp], f"{cfg.prefix}failed:{queue}", "the job's queue")
+        prefix = cfg.key_prefix
+        return Target([], [f"rq_{op}", prefix, queue, stamp], f"{prefix}failed:{queue}", "the job's queue")
     if cfg.framework == "dramatiq":
         base = f"{cfg.namespace}:{queue}"
         return Target([], [f"dramatiq_{op}", cfg.namespace, queue, stamp], f"{base}.XQ", base)
     assert cfg.dlq is not None  # required for celery and list by the config
-    key = f"{cfg.prefix}{queue}" if cfg.framework == "celery" else queue
+    key = f"{cfg.key_prefix}{queue}" if cfg.framework == "celery" else queue
     dead = fill(cfg.dlq, values)
     return Target([dead, key], [f"list_{op}", "", "", ""], dead, key)
 

@@ -163,7 +163,7 @@ async def test_celery_messages_move_whole_and_a_real_worker_runs_them(redis_serv
     for _ in range(2):
         redis_db.lmove("mail", "mail.dead", "RIGHT", "LEFT")
     action = make_action(
-        type="requeue_failed", framework="celery", redis=redis_server.url, queue="mail", dlq="mail.dead", prefix=""
+        type="requeue_failed", framework="celery", redis=redis_server.url, queue="mail", dlq="mail.dead"
     )
     result = await action.run({})
     assert result.detail == "requeued 2 celery jobs mail.dead -> mail"
