@@ -19,6 +19,7 @@ def test_rule_and_unit_test_files_exist(rules_dir: Path) -> None:
     assert sorted(p.name for p in rules_dir.glob("tests/*.test.yml")) == [
         "boundaries.test.yml",
         "cache.test.yml",
+        "frameworks.test.yml",
         "jobs.test.yml",
         "queues.test.yml",
         "sources.test.yml",
