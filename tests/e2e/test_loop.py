@@ -47,7 +47,14 @@ async def warm_up(stack: LoopStack) -> None:
     """Wait until Prometheus has scraped the empty DLQ, so the burst shows as growth."""
     assert stack.prometheus is not None
     await until(lambda: stack.prometheus is not None and _dlq_series(stack) == 0.0, "a scraped empty DLQ", 60)
-    await asyncio.sleep(6)  # Prometheus finds Alertmanager about 5 s after it starts
+    # Prometheus finds Alertmanager about 5 s after it starts: wait until it lists it as active
+    await until(lambda: _active_alertmanagers(stack) > 0, "Prometheus to discover Alertmanager", 60)
+
+
+def _active_alertmanagers(stack: LoopStack) -> int:
+    assert stack.prometheus is not None
+    with urllib.request.urlopen(f"{stack.prometheus.url}/api/v1/alertmanagers", timeout=5) as resp:
+        return len(json.load(resp)["data"]["activeAlertmanagers"])
 
 
 def _dlq_series(stack: LoopStack) -> float | None:

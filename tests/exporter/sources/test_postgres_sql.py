@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opsloop.testsupport.servers import PostgresServer, free_port
+from opsloop.testsupport.servers import PostgresServer, free_port, wait_until
 
-from tests.exporter.scrapes import names, scrape, value
+from tests.exporter.scrapes import names, scrape, scrape_until, timed_scrape, value
 
 _databases = itertools.count()
 
@@ -81,19 +82,17 @@ async def test_query_past_its_timeout_is_cut_and_last_value_served_with_age(db, 
     }
     client = await exporter_client(write_config(business(dsn, slow)))
     assert value(await scrape(client), "opsloop_business_slow_n") == 4
+    cached_at = time.time()  # the last good result is at least this old from now on
     server.psql("update ctl set slow = true", database=dsn.rsplit("/", 1)[1])
-    await asyncio.sleep(0.3)
-    await scrape(client)  # starts the refresh in the background and serves the cached value
-    await asyncio.sleep(1.5)  # the refresh is cut by statement_timeout after 0.5 s
-    series = await scrape(client)
+    # scrapes start refreshes in the background and serve the cached value until one is cut by the timeout
+    await scrape_until(client, lambda s: value(s, "opsloop_business_query_errors_total", query="slow") >= 1)
+    before, series, _ = await timed_scrape(client)
     assert value(series, "opsloop_business_slow_n") == 4
     assert value(series, "opsloop_business_query_errors_total", query="slow") >= 1
-    assert value(series, "opsloop_business_query_result_age_seconds", query="slow") >= 1.5
+    assert value(series, "opsloop_business_query_result_age_seconds", query="slow") >= before - cached_at
     assert value(series, "opsloop_source_up", source="postgres") == 1  # PostgreSQL itself answers
-    running = server.psql(
-        "select count(*) from pg_stat_activity where query like '%pg_sleep%' and pid <> pg_backend_pid()"
-    )
-    assert running.strip() == "0"
+    running = "select count(*) from pg_stat_activity where query like '%pg_sleep%' and pid <> pg_backend_pid()"
+    await asyncio.to_thread(wait_until, lambda: server.psql(running).strip() == "0", 10, "the statement to end")
 
 
 @pytest.mark.parametrize(
@@ -122,8 +121,8 @@ async def test_postgres_down_at_start_then_up(write_config, exporter_client):
     assert value(series, "opsloop_exporter_build_info", version="0.1.0") == 1
     with server:
         server.psql("create table orders(status text, amount numeric); insert into orders values ('new', 2)")
-        await asyncio.sleep(5.5)  # the failed query is retried after 5 s
-        series = await scrape(client, timeout=5)
+        # the failed query is retried after 5 s: wait for that, not for a guessed time
+        series = await scrape_until(client, lambda s: value(s, "opsloop_source_up", source="postgres") == 1, 20)
     assert value(series, "opsloop_source_up", source="postgres") == 1
     assert value(series, "opsloop_business_orders_count", status="new") == 1
 

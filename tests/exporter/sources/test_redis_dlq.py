@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from tests.exporter.scrapes import assert_age, names, scrape, timed_scrape, value
+from tests.exporter.scrapes import assert_age, names, parse_metrics, scrape, timed_scrape, value
 
 
 async def test_dlq_pattern_length_and_oldest_failure(redis_server, write_config, exporter_client):
@@ -36,3 +36,24 @@ async def test_empty_named_dlq_reads_zero(redis_server, write_config, exporter_c
     )  # fmt: skip
     series = await scrape(await exporter_client(cfg))
     assert value(series, "opsloop_dlq_length", redis="main", dlq="emails") == 0
+
+
+async def test_a_stream_dlq_has_dlq_help_and_no_consumer_group_series(redis_server, write_config, exporter_client):
+    """Consumer groups on a DLQ stream are triage tools, not work: no opsloop_stream_group_* for them."""
+    r = redis.Redis.from_url(redis_server.url)
+    r.xadd("dlq:events", {"k": "v"})
+    r.xgroup_create("dlq:events", "triage", id="0")
+    cfg = write_config(
+        {"redis": [{"name": "main", "url": redis_server.url}],
+         "dlqs": [{"name": "events", "redis": "main", "key": "dlq:events"}]}
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    text = await (await client.get("/metrics")).text()
+    assert "# HELP opsloop_dlq_length Items in the dead-letter queue (0 when the key does not exist).\n" in text
+    assert (
+        "# HELP opsloop_dlq_oldest_age_seconds Age of the oldest item in the dead-letter queue (0 when empty).\n"
+        in text
+    )
+    series = parse_metrics(text)
+    assert value(series, "opsloop_dlq_length", redis="main", dlq="events") == 1
+    assert [n for n in names(series) if n.startswith("opsloop_stream_group")] == []

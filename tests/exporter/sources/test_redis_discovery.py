@@ -1,0 +1,94 @@
+"""KeyDiscovery against a real Redis: the cap exactly at its limit, vanished keys, failures, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from opsloop.exporter.config import RedisConfig
+from opsloop.exporter.sources.redis_discovery import KeyDiscovery
+from opsloop.testsupport.servers import LOOPBACK, RedisServer, free_port
+from redis.asyncio import Redis
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    yield redis
+    await redis.aclose()
+
+
+def discovery(url: str, **settings: object) -> KeyDiscovery:
+    return KeyDiscovery(RedisConfig(name="main", url=url, **settings), "jobs:*")  # type: ignore[arg-type]
+
+
+async def rescan(found: KeyDiscovery, client: Redis) -> list[str]:
+    """Run one rescan to its end (a due rescan starts in the background; wait for that task)."""
+    keys = await found.current(client)
+    if found._refresh is not None:
+        await found._refresh
+    return keys
+
+
+async def test_exactly_max_keys_is_not_truncated_and_one_more_is(client: Redis, redis_server: RedisServer) -> None:
+    await client.rpush("jobs:c", "x")
+    await client.rpush("jobs:a", "x")
+    await client.rpush("jobs:b", "x")
+    await client.set("other", "1")
+    found = discovery(redis_server.url, max_keys_per_pattern=3, discovery_interval="1h")
+    assert await found.current(client) == ["jobs:a", "jobs:b", "jobs:c"]
+    assert [s.value for s in found.samples()] == [0.0]
+    await client.rpush("jobs:0", "x")
+    capped = discovery(redis_server.url, max_keys_per_pattern=3, discovery_interval="1h")
+    assert await capped.current(client) == ["jobs:0", "jobs:a", "jobs:b"]  # the first names, always the same
+    (sample,) = capped.samples()
+    assert (sample.metric.name, sample.labels, sample.value) == ("opsloop_keys_truncated", ("main", "jobs:*"), 1.0)
+
+
+async def test_found_keys_win_over_vanished_ones_at_the_cap(client: Redis, redis_server: RedisServer) -> None:
+    await client.rpush("jobs:a", "x")
+    await client.rpush("jobs:b", "x")
+    found = discovery(redis_server.url, max_keys_per_pattern=2, discovery_interval="0s", forget_after="1h")
+    assert await rescan(found, client) == ["jobs:a", "jobs:b"]
+    await client.delete("jobs:a")  # drained; still remembered for forget_after
+    await client.rpush("jobs:c", "x")
+    await rescan(found, client)
+    assert found.keys == ["jobs:b", "jobs:c"]  # the vanished key gives way to the one Redis holds
+    assert found.truncated is False
+
+
+async def test_first_scan_failure_raises_and_a_later_one_keeps_the_list(
+    client: Redis, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = Redis(host=LOOPBACK, port=free_port(), socket_connect_timeout=1)  # nothing listens there
+    never = discovery(redis_server.url)
+    with pytest.raises(ConnectionError, match=r"^discovery of 'jobs:\*' failed: .+"):
+        await never.current(dead)
+    await dead.aclose()
+    (record,) = [r for r in caplog.records if r.getMessage() == "key discovery failed"]
+    assert (record.pattern, record.error) == ("jobs:*", never.last_error)
+    assert never.last_error != ""
+
+    await client.rpush("jobs:a", "x")
+    found = discovery(redis_server.url, discovery_interval="0s")
+    assert await rescan(found, client) == ["jobs:a"]
+    redis_server.kill()
+    assert await rescan(found, client) == ["jobs:a"]  # the failed rescan keeps what it knew
+    assert found.keys == ["jobs:a"]
+    assert found.last_error != ""
+
+
+async def test_close_cancels_a_running_rescan(client: Redis, redis_server: RedisServer) -> None:
+    await client.rpush("jobs:a", "x")
+    found = discovery(redis_server.url, discovery_interval="0s")
+    await rescan(found, client)
+    redis_server.pause()  # the next rescan hangs in SCAN
+    await found.current(client)
+    refresh = found._refresh
+    assert refresh is not None
+    assert not refresh.done()
+    found.close()
+    with pytest.raises(asyncio.CancelledError):
+        await refresh
+    redis_server.resume()
