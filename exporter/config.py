@@ -13,9 +13,9 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from opsloop.configfile import StrictModel, load_model
+from opsloop.configfile import StrictModel, exactly_one, load_model
 from opsloop.durations import Duration
-from opsloop.secrets import SecretError, exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -38,12 +38,12 @@ class ScrapeConfig(StrictModel):
     """Longest pause of an open breaker (exponential with jitter from 1 s)."""
 
 
-class RedisConfig(StrictModel):
+class RedisConfig(SecretsModel):
     name: str = Field(min_length=1)
     url: str = Field(pattern=r"^(redis|rediss|unix)://")
-    password: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
     connect_timeout: Duration = 2.0
     discovery_interval: Duration = 30.0
     """How often SCAN discovery of patterns runs; scrapes in between use the cached key list."""
@@ -51,15 +51,8 @@ class RedisConfig(StrictModel):
     forget_after: Duration = 3600.0
     """How long a discovered key that Redis deleted (an emptied list) keeps reading 0 before it is dropped."""
 
-    @model_validator(mode="after")
-    def _one_password(self) -> Self:
-        given = [v for v in (self.password, self.password_env, self.password_file) if v is not None]
-        if len(given) > 1:
-            raise ValueError("set at most one of password, password_env, password_file")
-        return self
-
     def resolve_password(self) -> str | None:
-        return read_secret(value=self.password, env=self.password_env, file=self.password_file)
+        return self.secret("password")
 
 
 class OldestAgeConfig(StrictModel):
@@ -151,17 +144,16 @@ class QueryConfig(StrictModel):
         return self
 
 
-class BusinessConfig(StrictModel):
-    dsn: str | None = None
-    dsn_env: str | None = None
-    dsn_file: Path | None = None
+class BusinessConfig(SecretsModel):
+    dsn: Secret = None
+    dsn_env: SecretEnv = None
+    dsn_file: SecretFile = None
     pool_size: int = Field(2, ge=1, le=20)
     connect_timeout: Duration = 3.0
     queries: list[QueryConfig] = []
 
     @model_validator(mode="after")
-    def _one_dsn(self) -> Self:
-        exactly_one(dsn=self.dsn, dsn_env=self.dsn_env, dsn_file=self.dsn_file)
+    def _unique_queries(self) -> Self:
         names = [q.name for q in self.queries]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -169,8 +161,8 @@ class BusinessConfig(StrictModel):
         return self
 
     def resolve_dsn(self) -> str:
-        dsn = read_secret(value=self.dsn, env=self.dsn_env, file=self.dsn_file)
-        assert dsn is not None  # guaranteed by _one_dsn
+        dsn = self.secret("dsn")
+        assert dsn is not None  # required: SecretsModel checked that one of the three keys is set
         return dsn
 
 
@@ -188,7 +180,7 @@ class ExporterConfig(StrictModel):
 
 
 def _cross_reference_problems(config: ExporterConfig) -> list[str]:
-    """Checks that span sections: names that must exist, be unique, and secrets that must be readable."""
+    """Checks that span sections: names that must exist and be unique."""
     problems: list[str] = []
     names = [r.name for r in config.redis]
     for dupe in sorted({n for n in names if names.count(n) > 1}):
@@ -200,16 +192,6 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
         for i, entry in enumerate(entries):
             if entry.redis not in names:
                 problems.append(f"{section}[{i}].redis: no redis entry is named {entry.redis!r}")
-    for i, redis in enumerate(config.redis):
-        try:
-            redis.resolve_password()
-        except SecretError as exc:
-            problems.append(f"redis[{i}].password: {exc}")
-    if config.business is not None:
-        try:
-            config.business.resolve_dsn()
-        except SecretError as exc:
-            problems.append(f"business.dsn: {exc}")
     return problems
 
 

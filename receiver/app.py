@@ -42,7 +42,7 @@ class Components:
     @classmethod
     def build(cls, config: ReceiverConfig) -> Components:
         """Raise ValueError (naming the section) when a secret or template cannot be used."""
-        admin = Credential.bearer(config.admin.resolve()) if config.admin is not None else None
+        admin = Credential.bearer(config.admin.secret("token") or "") if config.admin is not None else None
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,

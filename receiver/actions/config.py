@@ -18,20 +18,9 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
-from opsloop.secrets import exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
-
-
-def secret_options(model: StrictModel, name: str) -> dict[str, str | None]:
-    """The ``x`` / ``x_env`` / ``x_file`` trio of a model, keyed by config key."""
-    return {key: getattr(model, key) for key in (name, f"{name}_env", f"{name}_file")}
-
-
-def resolve_secret(model: StrictModel, name: str) -> str | None:
-    """Read the secret ``name`` of a model (inline, from the environment or a file); None when unset."""
-    inline, env, file = secret_options(model, name).values()
-    return read_secret(value=inline, env=env, file=file)
 
 
 class ActionBaseConfig(StrictModel, abc.ABC):
@@ -45,28 +34,23 @@ class ActionBaseConfig(StrictModel, abc.ABC):
         """Every ``{name}`` this action's templates use."""
 
 
-class SecretValue(StrictModel):
-    """A value given inline, by environment variable or by file (exactly one)."""
+class SecretValue(SecretsModel):
+    """A header value given inline, by environment variable or by file (exactly one)."""
 
-    value: str | None = None
-    value_env: str | None = None
-    value_file: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretValue:
-        exactly_one(**secret_options(self, "value"))
-        return self
+    value: Secret = None
+    value_env: SecretEnv = None
+    value_file: SecretFile = None
 
 
-class RedisActionConfig(ActionBaseConfig):
+class RedisActionConfig(ActionBaseConfig, SecretsModel):
     """Where a Redis action connects: a URL (which may carry credentials) and an optional password."""
 
-    redis: str | None = None
-    redis_env: str | None = None
-    redis_file: str | None = None
-    password: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
+    redis: Secret = None
+    redis_env: SecretEnv = None
+    redis_file: SecretFile = None
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
 
     @field_validator("redis")
     @classmethod
@@ -74,14 +58,6 @@ class RedisActionConfig(ActionBaseConfig):
         if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return url
-
-    @model_validator(mode="after")
-    def _secrets(self) -> RedisActionConfig:
-        exactly_one(**secret_options(self, "redis"))
-        password = secret_options(self, "password")
-        if any(v is not None for v in password.values()):
-            exactly_one(**password)
-        return self
 
 
 class DlqRequeueConfig(RedisActionConfig):
@@ -236,14 +212,14 @@ def bind_names(statement: str) -> set[str]:
     return names
 
 
-class SqlConfig(ActionBaseConfig):
+class SqlConfig(ActionBaseConfig, SecretsModel):
     """Run one statement from config, label values bound as parameters."""
 
     type: Literal["sql"]
     name: str = "statement"
-    dsn: str | None = None
-    dsn_env: str | None = None
-    dsn_file: str | None = None
+    dsn: Secret = None
+    dsn_env: SecretEnv = None
+    dsn_file: SecretFile = None
     statement: str = Field(min_length=1)
 
     @field_validator("statement")
@@ -251,11 +227,6 @@ class SqlConfig(ActionBaseConfig):
     def _statement(cls, statement: str) -> str:
         bind_names(statement)
         return statement
-
-    @model_validator(mode="after")
-    def _dsn(self) -> SqlConfig:
-        exactly_one(**secret_options(self, "dsn"))
-        return self
 
     def template_fields(self) -> set[str]:
         return bind_names(self.statement)

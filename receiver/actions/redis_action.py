@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar, TypeVar
 
 from opsloop.receiver.actions.base import BaseAction
-from opsloop.receiver.actions.config import RedisActionConfig, resolve_secret
+from opsloop.receiver.actions.config import RedisActionConfig
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
@@ -22,11 +22,11 @@ class RedisAction(BaseAction[RC]):
 
     def __init__(self, config: RC) -> None:
         super().__init__(config)
-        url = resolve_secret(config, "redis")
+        url = config.secret("redis")
         assert url is not None  # the config requires exactly one of redis, redis_env, redis_file
         parse_url(url)  # a malformed URL from the environment or a file fails at startup, not at 3 a.m.
         self._url = url
-        self._password = resolve_secret(config, "password")
+        self._password = config.secret("password")
 
     def connect(self) -> Redis:
         """A client for one run (use as ``async with``); binary-safe, bounded by the action timeout."""

@@ -82,7 +82,7 @@ class EmailNotifier:
         self.name = notifier_key("email", config.name)
         self._config = config
         self._smtp = config.smtp
-        self._password = config.smtp.resolve_password()
+        self._password = config.smtp.secret("password")
         self._tls = tls_context(config.smtp)
         self._domain = parseaddr(config.sender)[1].rsplit("@", 1)[1]
         self._subject = subject

@@ -54,7 +54,7 @@ actions:
         p.startswith("actions[0].dlq_requeue.to: 'q:{a.b}': placeholder {a.b} must be a plain") for p in problems
     )
     assert "actions[1].http.url: placeholders may appear in the path and query, not in the host" in problems
-    assert "actions[1].http.timeout: Input should be greater than 0" in problems
+    assert "actions[1].http.timeout: expected a value > 0" in problems
     assert "actions[2].command.argv: the program (argv[0]) cannot contain placeholders" in problems
 
 
