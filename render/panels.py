@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsloop.metric_contract import BUILD_INFO, QUEUE_LENGTH
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 
@@ -129,9 +131,9 @@ def variables() -> list[dict[str, Any]]:
             "refresh": 1,
             "regex": "",
         },
-        _query_variable("job", "label_values(opsloop_exporter_build_info, job)"),
-        _query_variable("instance", 'label_values(opsloop_exporter_build_info{job=~"$job"}, instance)'),
-        _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
+        _query_variable("job", f"label_values({BUILD_INFO.series}, job)"),
+        _query_variable("instance", f'label_values({BUILD_INFO.series}{{job=~"$job"}}, instance)'),
+        _query_variable("queue", f"label_values({query(QUEUE_LENGTH.series)}, queue)"),
     ]
 
 

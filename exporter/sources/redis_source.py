@@ -14,23 +14,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from opsloop.exporter.config import RedisConfig
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Sample
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-Parser = Callable[[Sequence[object]], Iterable[Sample]]
+from opsloop.metric_contract import OWN_HITS, OWN_MISSES
 
-OWN_HITS = Metric(
-    "opsloop_exporter_keyspace_hits", "counter",
-    "Keyspace hits caused by the exporter's own reads; included in opsloop_cache_hits_total.", ("redis",),
-)  # fmt: skip
-OWN_MISSES = Metric(
-    "opsloop_exporter_keyspace_misses", "counter",
-    "Keyspace misses caused by the exporter's own reads; included in opsloop_cache_misses_total.", ("redis",),
-)  # fmt: skip
+Parser = Callable[[Sequence[object]], Iterable[Sample]]
 
 
 @dataclass
