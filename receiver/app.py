@@ -38,16 +38,19 @@ class Components:
     admin_auth: Credential | None
     notifiers: Mapping[str, Notifier]
     actions: Mapping[str, Sequence[Action]]
+    metrics: ReceiverMetrics
 
     @classmethod
     def build(cls, config: ReceiverConfig) -> Components:
         """Raise ValueError (naming the section) when a secret or template cannot be used."""
         admin = Credential.bearer(config.admin.secret("token") or "") if config.admin is not None else None
+        metrics = ReceiverMetrics()
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,
-            notifiers=build_notifiers(config.notifiers, config.templates_dir),
+            notifiers=build_notifiers(config.notifiers, config.templates_dir, metrics.template_failures),
             actions={plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery},
+            metrics=metrics,
         )
 
     async def close(self) -> None:
@@ -65,7 +68,7 @@ def worker_id() -> str:
 def build_app(config: ReceiverConfig, components: Components | None = None) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
-    app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app[STATE] = ReceiverState(config, parts.metrics, parts.webhook_auth, parts.admin_auth)
     app.router.add_post("/alerts", receive_alerts)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)

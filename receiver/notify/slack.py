@@ -19,6 +19,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
+from prometheus_client import Counter
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -121,8 +122,12 @@ class SlackNotifier:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_config(cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None) -> SlackNotifier:
-        load = partial(load_template, notifier_key("slack", config.name), templates_dir=templates_dir)
+    def from_config(
+        cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None, failures: Counter | None = None
+    ) -> SlackNotifier:
+        load = partial(
+            load_template, notifier_key("slack", config.name), templates_dir=templates_dir, failures=failures
+        )
         return cls(
             config.name,
             config.resolve_url(),

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from opsloop.metric_contract import CONTRACT
 from opsloop.render.promql import metric_names
 from opsloop.render.thresholds import load_thresholds
+
+from opsloop.metric_contract import CONTRACT
 
 REPO = Path(__file__).resolve().parents[2]
 
