@@ -20,7 +20,6 @@ from typing import TypeVar
 from opsloop.receiver.domain import (
     ANNOUNCED,
     DELIVERY,
-    GLOBAL,
     PLAN,
     RECOVERED,
     ActionRecord,
@@ -31,15 +30,12 @@ from opsloop.receiver.domain import (
     Kind,
     Outcome,
     RoutedAlert,
-    breaker_why,
-    cap_why,
-    cooldown_why,
     delivery_key,
-    paused_why,
     plan_key,
 )
 from opsloop.receiver.store import reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.limits import limits
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
     JOB_SELECT,
@@ -268,7 +264,7 @@ class Store(abc.ABC):
             decided = Outcome(RECOVERED, "the alert resolved before the attempt")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
-        reason, tripped = ("", False) if job.manual else (yield from self._limits(job, gate, now))
+        reason, tripped = ("", False) if job.manual else (yield from limits(job, gate, now))
         if not reason:
             yield Stmt(
                 "UPDATE jobs SET run_started_at = COALESCE(run_started_at, ?) WHERE id = ? AND lease_owner = ?",
@@ -278,47 +274,6 @@ class Store(abc.ABC):
         decided = blocked(reason, tripped)
         yield from self._end(job, owner, decided, now, attempted=False)
         return decided
-
-    def _limits(self, job: Job, gate: Gate, now: float) -> Op[tuple[str, bool]]:
-        result = yield Stmt(
-            "SELECT scope, reason FROM pauses WHERE scope IN (?, ?) ORDER BY scope", (GLOBAL, job.target)
-        )
-        if result.rows:
-            scope, why = result.rows[0]
-            return paused_why(why, scope), False
-        # Dry runs touch nothing, so they do not count towards the breaker (dry_run is INTEGER 0/1 in both).
-        result = yield Stmt(
-            "SELECT COUNT(*) FROM actions WHERE started_at > ? AND dry_run = 0", (now - gate.breaker_window,)
-        )
-        count = result.rows[0][0]
-        if count >= gate.breaker_max:
-            why = breaker_why(count, gate.breaker_window)
-            yield Stmt(
-                "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING",
-                (GLOBAL, why, now),
-            )
-            return paused_why(why), True
-        if not gate.first:
-            return "", False
-        if gate.cooldown > 0:
-            result = yield Stmt(
-                "SELECT MAX(COALESCE(finished_at, ?)) FROM jobs WHERE kind = ? AND target = ? "
-                "AND vals = ? AND run_started_at IS NOT NULL AND id <> ?",
-                (now, PLAN, job.target, json_text(job.values), job.id),
-            )
-            last = result.rows[0][0]
-            if last is not None and last > now - gate.cooldown:
-                return cooldown_why(now - last), False
-        for cap, window, unit in ((gate.per_hour, 3600.0, "hour"), (gate.per_day, 86400.0, "day")):
-            if cap is None:
-                continue
-            result = yield Stmt(
-                "SELECT COUNT(*) FROM jobs WHERE kind = ? AND target = ? AND run_started_at > ?",
-                (PLAN, job.target, now - window),
-            )
-            if result.rows[0][0] >= cap:
-                return cap_why(cap, unit), False
-        return "", False
 
     async def begin_action(
         self, job: Job, owner: str, position: int, action_type: str, dry_run: bool, now: float, lease_until: float
