@@ -6,7 +6,7 @@ Both services use this for ``--check-config``: one line per problem, such as
 
 from __future__ import annotations
 
-import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -126,12 +126,13 @@ class _HasSecrets(Protocol):
     def secret_problems(self) -> list[tuple[str, str]]: ...
 
 
-def secret_problems(node: object, loc: tuple[int | str, ...] = ()) -> list[str]:
-    """Resolve every secret of a loaded config (see ``opsloop.secrets``); one line per unreadable one."""
-    problems: list[str] = []
+def secret_problems(node: object, loc: tuple[int | str, ...] = ()) -> list[tuple[tuple[int | str, ...], str]]:
+    """Resolve every secret of a loaded config (see ``opsloop.secrets``): (key path, problem) for each
+    variable that is unset and each file that cannot be read."""
+    problems: list[tuple[tuple[int | str, ...], str]] = []
     if isinstance(node, BaseModel):
         if isinstance(node, _HasSecrets):
-            problems += [f"{key_path((*loc, key))}: {problem}" for key, problem in node.secret_problems()]
+            problems += [((*loc, key), problem) for key, problem in node.secret_problems()]
         for name, info in type(node).model_fields.items():
             problems += secret_problems(getattr(node, name), (*loc, info.alias or name))
     elif isinstance(node, list | tuple):
@@ -143,73 +144,115 @@ def secret_problems(node: object, loc: tuple[int | str, ...] = ()) -> list[str]:
     return problems
 
 
-def _drop(data: Any, loc: tuple[int | str, ...], missing: bool) -> bool:
-    """Remove the value at ``loc`` from ``data`` (its parent when the key itself is missing)."""
-    if missing:
-        loc = loc[:-1]
-    if not loc:
-        return False
-    parent = data
-    for part in loc[:-1]:
-        if isinstance(parent, dict) and part not in parent:
-            continue  # a part only the location has, such as the tag of a tagged union
-        try:
-            parent = parent[part]
-        except (KeyError, IndexError, TypeError):
-            return False
-    last = loc[-1]
-    if isinstance(parent, dict) and last in parent:
-        del parent[last]
-        return True
-    if isinstance(parent, list) and isinstance(last, int) and 0 <= last < len(parent):
-        parent[last] = _DROPPED
-        return True
-    return False
+Loc = tuple[int | str, ...]
 
 
-_DROPPED = object()
-"""Stands in for a list entry that was dropped, until every drop of a round is done (indices stay)."""
+class _Pruned:
+    """The YAML data with the parts that failed validation left out, and the way back to the file.
 
-
-def _prune(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _prune(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_prune(v) for v in node if v is not _DROPPED]
-    return node
-
-
-def _validate_all(data: dict[str, Any], model: type[M]) -> tuple[M | None, list[str]]:
-    """Validate, and when that fails, drop what failed and validate the rest again (a few rounds).
-
-    So the checks that need a whole config (cross-references, secrets) still run over the parts that
-    are fine and a single run reports every problem. Only the first round's errors are reported, plus
-    later ones far from anything dropped (a model check that an invalid field had hidden).
+    Each round of validation drops what failed (a bad key, or the entry around a missing key or a
+    failed model check) and validates the rest again, so the checks that need a whole config (secrets,
+    cross-references) still run over everything that is fine. Locations in the pruned data are mapped
+    back to the file, so an entry after a dropped list entry keeps its own index.
     """
-    problems: list[str] = []
-    dropped: list[tuple[int | str, ...]] = []
-    work = copy.deepcopy(data)
-    for _ in range(_ROUNDS):
-        try:
-            return model.model_validate(work), problems
-        except ValidationError as exc:
-            errors = exc.errors()
-        changed, earlier = False, list(dropped)
-        for err in errors:
-            loc = _location(err)
-            problem = f"{key_path(loc)}: {_describe(err)}"
-            if problem not in problems and not any(loc[: len(d)] == d or d[: len(loc)] == loc for d in earlier):
-                problems.append(problem)
-            if _drop(work, loc, err["type"] == "missing"):
-                dropped.append(loc[:-1] if err["type"] == "missing" else loc)
-                changed = True
-        work = _prune(work)
-        if not changed:
-            break
-    return None, problems
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.drops: set[Loc] = set()
+
+    def current(self) -> Any:
+        return self._without(self.data, ())
+
+    def _without(self, node: Any, path: Loc) -> Any:
+        if isinstance(node, dict):
+            return {k: self._without(v, (*path, k)) for k, v in node.items() if (*path, k) not in self.drops}
+        if isinstance(node, list):
+            return [self._without(v, (*path, i)) for i, v in enumerate(node) if (*path, i) not in self.drops]
+        return node
+
+    def original(self, loc: Loc) -> tuple[Loc, Loc]:
+        """(the location as reported, in the file's indices; the part of it that exists in the file)."""
+        shown: list[int | str] = []
+        real: list[int | str] = []
+        node: Any = self.data
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                real.append(part)
+            elif isinstance(node, list) and isinstance(part, int):
+                kept = [i for i in range(len(node)) if (*real, i) not in self.drops]
+                part = kept[part] if part < len(kept) else part
+                node = node[part] if part < len(node) else None
+                real.append(part)
+            # else: a part only the location has (a union's tag) or a missing key: the file stays here
+            shown.append(part)
+        return tuple(shown), tuple(real)
+
+    def drop(self, real: Loc) -> bool:
+        """Leave out ``real`` (for a missing key, ``original`` already stopped at its entry)."""
+        if not real or real in self.drops:
+            return False
+        self.drops.add(real)
+        return True
+
+    @staticmethod
+    def hides(real: Loc, drops: set[Loc]) -> bool:
+        """Whether ``real`` is inside, or holds, something of ``drops``."""
+        return any(real[: len(d)] == d or d[: len(real)] == real for d in drops)
 
 
 _ROUNDS = 5
+
+
+def _parse_path(text: str) -> Loc | None:
+    """``queues[2].key`` -> ``("queues", 2, "key")`` (the inverse of ``key_path``)."""
+    parts: list[int | str] = []
+    for index, name in re.findall(r"\[(\d+)\]|\.?([^.\[\]]+)", text):
+        parts.append(int(index) if index else name)
+    return tuple(parts) if parts and key_path(tuple(parts)) == text else None
+
+
+def _validate_all(
+    data: dict[str, Any], model: type[M], check: Callable[[M], list[str]] | None
+) -> tuple[M | None, list[str]]:
+    """The config and every problem of it: validation errors, then secrets and ``check`` over the rest.
+
+    Only the first round's validation errors are reported, plus later ones away from anything left
+    out (a model check that an invalid field had hidden).
+    """
+    pruned = _Pruned(data)
+    problems: list[str] = []
+
+    def report(loc: Loc, message: str) -> None:
+        line = f"{key_path(pruned.original(loc)[0])}: {message}"
+        if line not in problems:
+            problems.append(line)
+
+    for _ in range(_ROUNDS):
+        try:
+            config = model.model_validate(pruned.current())
+        except ValidationError as exc:
+            earlier = set(pruned.drops)
+            changed = False
+            for err in exc.errors():
+                loc = _location(err)
+                if not pruned.hides(pruned.original(loc)[1], earlier):
+                    report(loc, _describe(err))
+                changed = pruned.drop(pruned.original(loc)[1]) or changed
+            if not changed:
+                return None, problems
+            continue
+        for loc, message in secret_problems(config):
+            report(loc, message)
+        for line in check(config) if check is not None else []:
+            where, _, message = line.partition(": ")
+            path = _parse_path(where)
+            if path is None or not message:
+                problems.append(line)
+            else:
+                report(path, message)
+        return config, problems
+    return None, problems
 
 
 def load_model(path: str | Path, model: type[M], check: Callable[[M], list[str]] | None = None) -> M:
@@ -230,11 +273,7 @@ def load_model(path: str | Path, model: type[M], check: Callable[[M], list[str]]
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, ["(top level): expected a mapping"])
-    config, problems = _validate_all(data, model)
-    if config is not None:
-        problems += secret_problems(config)
-        problems += check(config) if check is not None else []
-    if problems:
-        raise ConfigError(path, problems)
-    assert config is not None
+    config, problems = _validate_all(data, model, check)
+    if problems or config is None:
+        raise ConfigError(path, problems or ["(top level): the configuration cannot be validated"])
     return config
