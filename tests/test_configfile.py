@@ -40,6 +40,15 @@ def test_entries_after_a_broken_one_keep_their_index(tmp_path: Path) -> None:
     ]
 
 
+def test_a_webhook_url_that_is_not_one_is_named_by_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSLOOP_TEST_SLACK_URL", "hooks.slack.com/services/secret")
+    found = problems(tmp_path, {
+        "auth": {"bearer_token": "t"},
+        "notifiers": {"slack": [{"name": "ui", "webhook_url_env": "OPSLOOP_TEST_SLACK_URL"}]},
+    })  # fmt: skip
+    assert found == ["notifiers.slack[0].webhook_url_env: the webhook URL must start with https:// or http://"]
+
+
 @pytest.mark.parametrize(
     ("section", "problem"),
     [

@@ -49,6 +49,17 @@ class SlackConfig(SecretsModel):
             raise ValueError("the webhook URL must start with https:// or http://")
         return url.strip()
 
+    def secret_problems(self) -> list[tuple[str, str]]:
+        """Also a URL that is read but is not one, named by the key it came from (at load)."""
+        problems = super().secret_problems()
+        if not problems:
+            try:
+                self.resolve_url()
+            except ValueError as exc:
+                key = next(k for k in ("webhook_url", "webhook_url_env", "webhook_url_file") if getattr(self, k))
+                problems.append((key, str(exc)))
+        return problems
+
 
 class SmtpConfig(SecretsModel):
     host: str
