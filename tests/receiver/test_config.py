@@ -48,8 +48,8 @@ recovery:
 
 
 def test_the_issue_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("opsloop-token", "slack-oncall", "smtp"):
-        (tmp_path / name).write_text(f"{name}-secret\n")
+    for name, secret in (("opsloop-token", "t0ken"), ("slack-oncall", "https://hooks.slack.invalid/a"), ("smtp", "pw")):
+        (tmp_path / name).write_text(f"{secret}\n")
     monkeypatch.setenv("SLACK_UI_URL", "https://hooks.slack.invalid/ui")
     path = tmp_path / "receiver.yml"
     path.write_text(EXAMPLE.format(secrets=tmp_path))
@@ -62,7 +62,7 @@ def test_the_issue_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert config.notifier_names() == ["slack/oncall", "slack/ui-team", "email/oncall"]
     assert [r.continue_ for r in config.routes] == [False, False, False]
     # Secrets are resolved at load: files lose one trailing newline.
-    assert config.auth.secret("bearer_token") == "opsloop-token-secret"
+    assert config.auth.secret("bearer_token") == "t0ken"
     assert config.notifiers.slack[1].secret("webhook_url") == "https://hooks.slack.invalid/ui"
 
 
