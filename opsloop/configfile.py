@@ -97,6 +97,8 @@ def _describe(err: ErrorDetails) -> str:
     message = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
+    if message.startswith("Input should be "):  # any type check without a message above
+        message = "expected " + message.removeprefix("Input should be ")
     return message
 
 
