@@ -63,6 +63,36 @@ QUEUE_WORKERS = Metric(
     "opsloop_queue_workers", "gauge", "Live workers serving the queue (sum over groups that list it).", _QUEUE
 )
 
+# -- frameworks: the queue, DLQ and worker metrics with a framework label, and what they add -------
+_FQ, _FD = (*_QUEUE, "framework"), ("redis", "dlq", "queue", "framework")
+
+
+def _with_labels(metric: Metric, labels: tuple[str, ...]) -> Metric:
+    """The same metric as published by framework queues, under their label set."""
+    return Metric(metric.name, metric.kind, metric.help, labels)
+
+
+FRAMEWORK_QUEUE_LENGTH = _with_labels(QUEUE_LENGTH, _FQ)
+FRAMEWORK_QUEUE_OLDEST_AGE = _with_labels(QUEUE_OLDEST_AGE, _FQ)
+FRAMEWORK_QUEUE_WORKERS = _with_labels(QUEUE_WORKERS, _FQ)
+FRAMEWORK_DLQ_LENGTH = _with_labels(DLQ_LENGTH, _FD)
+FRAMEWORK_DLQ_OLDEST_AGE = _with_labels(DLQ_OLDEST_AGE, _FD)
+QUEUE_IN_PROGRESS = Metric(
+    "opsloop_queue_in_progress", "gauge", "Jobs a worker has taken and not finished (started, unacked, running).", _FQ
+)
+QUEUE_IN_PROGRESS_OVERDUE = Metric(
+    "opsloop_queue_in_progress_overdue", "gauge",
+    "Jobs in progress past their deadline: RQ execution heartbeat expired, Celery unacked past the visibility"
+    " timeout.", _FQ,
+)  # fmt: skip
+QUEUE_SCHEDULED = Metric(
+    "opsloop_queue_scheduled", "gauge", "Jobs waiting for a time in the future (scheduled, delayed, ETA).", _FQ
+)
+QUEUE_UNREADABLE_RECORDS = Metric(
+    "opsloop_queue_unreadable_records", "gauge",
+    "Job records followed this scrape that were missing or not in the framework's format.", _FQ,
+)  # fmt: skip
+
 # -- cache: ----------------------------------------------------------------------------------------
 CACHE_HITS = Metric("opsloop_cache_hits", "counter", "Successful key lookups (INFO keyspace_hits).", _R)
 CACHE_MISSES = Metric("opsloop_cache_misses", "counter", "Failed key lookups (INFO keyspace_misses).", _R)
@@ -103,7 +133,8 @@ BREAKER_OPEN = Metric("opsloop_source_breaker_open", "gauge", "1 while the sourc
 BUILD_INFO = Metric("opsloop_exporter_build_info", "gauge", "Always 1; the version is a label.", ("version",))
 
 CONTRACT: tuple[Metric, ...] = tuple(value for value in tuple(globals().values()) if isinstance(value, Metric))
-"""Every fixed metric above, in declaration order."""
+"""Every declaration above, in order; a name published under two label sets (hand-configured and
+framework queues) has one declaration for each."""
 
 
 # -- families named by configuration ---------------------------------------------------------------

@@ -13,7 +13,8 @@ from opsloop import metric_contract as contract
 
 OVERVIEW_UID = "opsloop-overview"
 QUEUES_UID = "opsloop-queues"
-QUEUE = 'queue=~"$queue"'
+QUEUE = 'queue=~"$queue",framework=~"$framework"'
+"""``$framework`` is ``.*`` for All, so hand-configured queues (no framework label) stay in view."""
 RATE = "[$__rate_interval]"
 
 
@@ -197,6 +198,29 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "short",
                 [Target(query(contract.QUEUE_WORKERS.series, QUEUE), "{{redis}}/{{queue}}")],
                 steps("red", (1, "green")),
+            ),
+            Panel(
+                "timeseries",
+                "Jobs in progress",
+                "Task-framework jobs a worker has taken and not finished (started, unacked, running).",
+                "short",
+                [Target(query(contract.QUEUE_IN_PROGRESS.series, QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+            ),
+            Panel(
+                "timeseries",
+                "Jobs stuck in progress",
+                "In progress past their deadline (RQ heartbeat expired, Celery unacked past the visibility "
+                "timeout); QueueJobsStuckInProgress fires above the orange line.",
+                "short",
+                [Target(query(contract.QUEUE_IN_PROGRESS_OVERDUE.series, QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+                steps("green", (t.frameworks.stuck_in_progress.threshold, "orange")),
+            ),
+            Panel(
+                "timeseries",
+                "Scheduled jobs",
+                "Task-framework jobs waiting for a future time (scheduled, delayed, ETA).",
+                "short",
+                [Target(query(contract.QUEUE_SCHEDULED.series, QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
             ),
             Panel(
                 "timeseries",

@@ -97,7 +97,7 @@ def layout(panels: list[Panel]) -> list[dict[str, Any]]:
     return out
 
 
-def _query_variable(name: str, definition: str) -> dict[str, Any]:
+def _query_variable(name: str, definition: str, all_value: str = ".+") -> dict[str, Any]:
     return {
         "name": name,
         "label": name,
@@ -107,7 +107,7 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
         "definition": definition,
         "refresh": 2,
         "includeAll": True,
-        "allValue": ".+",
+        "allValue": all_value,
         "multi": True,
         "sort": 1,
         "current": {},
@@ -117,8 +117,12 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
     }
 
 
+HAS_FRAMEWORK = 'framework!=""'
+
+
 def variables() -> list[dict[str, Any]]:
-    """``datasource``, then ``job``, ``instance`` and ``queue``, each narrowed by the ones before."""
+    """``datasource``, then ``job``, ``instance``, ``queue`` and ``framework``, each narrowed by the ones
+    before (``framework`` by job and instance)."""
     return [
         {
             "name": "datasource",
@@ -134,6 +138,8 @@ def variables() -> list[dict[str, Any]]:
         _query_variable("job", f"label_values({BUILD_INFO.series}, job)"),
         _query_variable("instance", f'label_values({BUILD_INFO.series}{{job=~"$job"}}, instance)'),
         _query_variable("queue", f"label_values({query(QUEUE_LENGTH.series)}, queue)"),
+        # ".*" for All: hand-configured queues have no framework label and must match too.
+        _query_variable("framework", f"label_values({query(QUEUE_LENGTH.series, HAS_FRAMEWORK)}, framework)", ".*"),
     ]
 
 

@@ -64,7 +64,7 @@ def test_a_webhook_url_that_is_not_one_is_named_by_its_key(tmp_path: Path, monke
          "notifiers.email[0].smtp.starttls: expected one of required, opportunistic, off, got 'sometimes'"),
         ({"recovery": [{"name": "p", "match": {"a": "b"}, "actions": [{"type": "reboot"}]}]},
          "recovery[0].actions[0]: unknown type 'reboot' (expected one of dlq_requeue, cache_clear, redis_set, "
-         "http, command, sql)"),
+         "http, command, sql, requeue_failed, purge_failed)"),
     ],
 )  # fmt: skip
 def test_messages_say_what_is_expected(tmp_path: Path, section: dict[str, object], problem: str) -> None:
