@@ -63,6 +63,8 @@ def test_the_only_top_level_import_name_is_opsloop(installed: tuple[Path, Path])
     assert {n.split("/")[0] for n in names} == {"opsloop", dist_info}
     for data in (
         "opsloop/exporter/sources/redis_keys.lua",
+        "opsloop/exporter/sources/frameworks/common.lua",
+        "opsloop/receiver/actions/failed_jobs.lua",
         "opsloop/render/thresholds.yaml",
         "opsloop/render/templates/rules.yml.j2",
         "opsloop/receiver/templates/slack.md.j2",
