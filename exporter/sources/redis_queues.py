@@ -20,6 +20,7 @@ from pathlib import Path
 
 from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
 from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
@@ -28,6 +29,7 @@ from redis.asyncio.client import Pipeline
 log = logging.getLogger(__name__)
 
 KEYS_SCRIPT = (Path(__file__).parent / "redis_keys.lua").read_text()
+register_per_key_script(KEYS_SCRIPT, fixed_args=3)
 SCRIPT_BATCH = 1000
 """Keys per script call: Redis serves other clients between calls, so a batch blocks it only briefly."""
 
