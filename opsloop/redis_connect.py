@@ -113,7 +113,9 @@ class RedisTarget:
 def resolve_target(topology: RedisTopology, url: str | None, password: str | None) -> RedisTarget:
     mode = topology.effective_mode(url)
     if url is not None and urlsplit(url).scheme not in URL_SCHEMES:
-        raise ValueError(f"expected a redis://, rediss://, unix:// or redis+cluster:// URL, got {url!r}")
+        raise ValueError(
+            f"not a Redis URL: expected redis://, rediss://, unix:// or redis+cluster://, got {urlsplit(url).scheme}://"
+        )
     if mode == "cluster" and url is not None and urlsplit(url).scheme == "unix":
         raise ValueError("a cluster is reached over TCP: use redis:// or redis+cluster:// URLs")
     return RedisTarget(
