@@ -31,6 +31,11 @@ class RedisAction(BaseAction[RC]):
             parse_url(url)
 
     @property
+    def redis_id(self) -> str:
+        """Names the Redis deployment (no credentials) in journal records."""
+        return f"{self._target.mode}:" + ",".join(sorted(f"{h}:{p}" for h, p in self._target.cluster_nodes()))
+
+    @property
     def cluster(self) -> bool:
         return self._target.mode == "cluster"
 
