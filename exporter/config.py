@@ -51,7 +51,8 @@ class RedisConfig(RedisTopology):
     """Cluster and sentinel: how long one node may take to answer before its keys are reported unread."""
     discovery_interval: Duration = 30.0
     """How often SCAN discovery of patterns runs; scrapes in between use the cached key list."""
-    max_keys_per_pattern: int = Field(10_000, ge=1)
+    max_keys_per_pattern: int = Field(100_000, ge=1)
+    """Bounds memory: about 0.3 KiB per key between scrapes (see benchmarks/README.md)."""
     forget_after: Duration = 3600.0
     """How long a discovered key that Redis deleted (an emptied list) keeps reading 0 before it is dropped."""
 
