@@ -94,6 +94,7 @@ class ClusterNodes:
     clients: dict[str, Redis] = field(default_factory=dict)
     states: dict[str, NodeState] = field(default_factory=dict)
     stale: bool = True
+    _primaries: list[str] = field(default_factory=list)
 
     def client(self, address: str) -> Redis:
         if address not in self.clients:
@@ -102,7 +103,11 @@ class ClusterNodes:
         return self.clients[address]
 
     def primaries(self) -> list[str]:
-        return sorted({a for a in self.slots if a is not None})
+        return self._primaries
+
+    def _set_slots(self, slots: list[str | None]) -> None:
+        self.slots, self.stale = slots, False
+        self._primaries = sorted({a for a in slots if a is not None})
 
     def owner(self, key: str) -> str | None:
         return self.slots[key_slot(key.encode("utf-8", "surrogateescape"))]
@@ -121,7 +126,7 @@ class ClusterNodes:
             slots: list[str | None] = [None] * SLOTS
             for start, end, primary, *_ in ranges:
                 slots[start : end + 1] = [f"{primary[0] or address.rsplit(':', 1)[0]}:{primary[1]}"] * (end - start + 1)
-            self.slots, self.stale = slots, False
+            self._set_slots(slots)
             return
         raise ConnectionError("no cluster node answered CLUSTER SLOTS: " + "; ".join(errors))
 
@@ -134,9 +139,8 @@ class ClusterNodes:
             self.stale = True  # a replica may have been promoted in its place
 
     def samples(self, redis_name: str) -> list[Sample]:
-        known = set(self.primaries()) | set(self.states)
-        out: list[Sample] = []
-        for address in sorted(known):
+        out: list[Sample] = []  # the primaries of the current slot map: a replaced node drops out
+        for address in self.primaries():
             state = self.states.setdefault(address, NodeState())
             out.append(Sample(NODE_UP, (redis_name, address), 1.0 if state.up else 0.0))
             out.append(Sample(NODE_ERRORS, (redis_name, address), float(state.errors)))
@@ -220,8 +224,10 @@ class ClusterPipeline(AsyncCoreCommands):
         for node_parts, node_replies in zip(by_node.values(), sent, strict=True):
             replies.update(zip(map(id, node_parts), node_replies, strict=True))
         await self._follow_redirects(parts, replies)
-        return [self._merge(i, args, [p for p in parts if p.index == i], replies)
-                for i, (args, _) in enumerate(self.command_stack)]  # fmt: skip
+        by_command: dict[int, list[_Part]] = defaultdict(list)
+        for part in parts:
+            by_command[part.index].append(part)
+        return [self._merge(args, by_command[i], replies) for i, (args, _) in enumerate(self.command_stack)]
 
     def _route(self, index: int, args: tuple[Any, ...], options: dict[str, Any]) -> list[_Part]:
         name = str(args[0]).upper()
@@ -311,7 +317,7 @@ class ClusterPipeline(AsyncCoreCommands):
                     results[id(part)] = reply
                     if isinstance(reply, MovedError):
                         address = f"{reply.host}:{reply.port}"
-                        self.nodes.slots[reply.slot_id] = address
+                        self.nodes.slots[reply.slot_id] = address  # the full map is reloaded next read
                         route[id(part)] = (address, False)
                     elif isinstance(reply, AskError):
                         route[id(part)] = (f"{reply.host}:{reply.port}", True)
@@ -324,7 +330,7 @@ class ClusterPipeline(AsyncCoreCommands):
                 await asyncio.sleep(0.05)
         return results
 
-    def _merge(self, index: int, args: tuple[Any, ...], parts: list[_Part], replies: dict[int, object]) -> object:
+    def _merge(self, args: tuple[Any, ...], parts: list[_Part], replies: dict[int, object]) -> object:
         results = [replies[id(p)] for p in parts]
         if args[0] == "EVAL" and args[1] in _PER_KEY_SCRIPTS:
             return _merge_per_key(int(args[2]), parts, results)
