@@ -52,7 +52,11 @@ UNREAD = "unread\t0\t"
 _PER_KEY_SCRIPTS: dict[str, tuple[str, int]] = {}
 MAX_REDIRECTS = 5
 _COUNTING = frozenset({"EXISTS", "TOUCH", "UNLINK", "DEL"})
-"""Multi-key commands whose replies are counts: split by slot, answers summed."""
+"""Multi-key commands whose replies are counts: split by slot, answers summed. Other multi-key commands
+must name keys of one slot (a hash tag), as on any cluster client."""
+_EVERY_PRIMARY = frozenset({"INFO", "DBSIZE"})
+_SUBCOMMAND_KEY = frozenset({"XINFO", "OBJECT", "MEMORY"})
+"""Commands whose key follows a subcommand (``XINFO GROUPS key``)."""
 
 
 class NodeUnreachable(ConnectionError):
@@ -243,9 +247,13 @@ class ClusterPipeline(AsyncCoreCommands):
                 _Part(index, address, ("EVAL", script, 0, *extra, *(keys[p] for p in positions)), {}, positions)
                 for address, positions in groups.items()
             ]
-        keys = list(options.get("keys") or [])
-        if not keys:  # no key: INFO and friends go to every primary
+        if name in _EVERY_PRIMARY:  # server-wide: asked of every primary, answers summed
             return [_Part(index, address, args, options) for address in primaries]
+        keys = list(options.get("keys") or [])
+        if not keys and len(args) > 1:  # a command redis-py sends without its key list: the key is an argument
+            keys = [args[2] if name in _SUBCOMMAND_KEY and len(args) > 2 else args[1]]
+        if not keys:
+            return [_Part(index, primaries[0], args, options)]
         if name in _COUNTING and len(keys) > 1:  # one part per slot: a node refuses keys of several slots
             by_slot: dict[int, list[str]] = defaultdict(list)
             for key in keys:
