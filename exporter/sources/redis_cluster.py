@@ -118,9 +118,10 @@ class ClusterNodes:
 
     async def refresh(self) -> None:
         """Reload the slot map (CLUSTER SLOTS) from a known primary or a seed."""
-        candidates = [*self.primaries(), *(f"{h}:{p}" for h, p in self.seeds)]
+        candidates = dict.fromkeys([*self.primaries(), *(f"{h}:{p}" for h, p in self.seeds)])
         errors: list[str] = []
-        for address in dict.fromkeys(candidates):
+        # Nodes that answered last time first: a hung node must not cost its timeout on every refresh.
+        for address in sorted(candidates, key=lambda a: not self.states.get(a, NodeState()).up):
             try:
                 async with asyncio.timeout(self.node_timeout):
                     ranges = await self.client(address).execute_command("CLUSTER SLOTS")
