@@ -159,3 +159,22 @@ async def test_resharding_during_scrapes_never_publishes_a_wrong_value(cluster, 
     assert lengths(await scrape(client)) == expected
     with redis.Redis("127.0.0.1", target.port) as node:  # Redis itself says the exporter followed ASK
         assert int(node.info("commandstats").get("cmdstat_asking", {}).get("calls", 0)) > 0
+
+
+async def test_a_hung_primary_costs_its_node_timeout_not_the_scrape(cluster, write_config, exporter_client):
+    expected = fill(cluster, keys=300)
+    client = await exporter_client(write_config(config(cluster, node_timeout="1s")))
+    assert lengths(await scrape(client)) == expected
+    owners = cluster.owners(list(expected))
+    hung = owners["q:0"]
+    hung.pause()  # SIGSTOP: the socket stays open and nothing answers
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            series = await scrape(client, timeout=4)
+            assert time.monotonic() - started < 4
+            assert lengths(series) == {k: v for k, v in expected.items() if owners[k] is not hung}
+            assert value(series, "opsloop_redis_node_up", redis="c", node=f"127.0.0.1:{hung.port}") == 0
+    finally:
+        hung.resume()
+    assert lengths(await scrape(client)) == expected
