@@ -246,6 +246,13 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
         for i, entry in enumerate(entries):
             if entry.redis not in names:
                 problems.append(f"{section}[{i}].redis: no redis entry is named {entry.redis!r}")
+    clusters = {r.name for r in config.redis if r.effective_mode(r.url) == "cluster"}
+    for i, framework in enumerate(config.frameworks):
+        if framework.redis in clusters:
+            problems.append(
+                f"frameworks[{i}].redis: {framework.redis!r} is a Redis Cluster; framework scripts derive key names"
+                " inside Redis, which a cluster refuses (use a standalone Redis or a Sentinel-managed primary)"
+            )
     for i, redis in enumerate(config.redis):
         if redis.url is None and redis.effective_mode(None) != "sentinel":
             problems.append(f"redis[{i}].url: required key is missing (optional only with mode: sentinel)")

@@ -115,6 +115,7 @@ class DlqRequeueConfig(RedisActionConfig):
 
 
 Framework = Literal["rq", "dramatiq", "celery", "list"]
+NOT_ON_CLUSTER = "framework scripts derive key names inside Redis, which a Redis Cluster refuses"
 
 
 class FailedJobsConfig(RedisActionConfig):
@@ -132,6 +133,8 @@ class FailedJobsConfig(RedisActionConfig):
 
     @model_validator(mode="after")
     def _dlq_where_needed(self) -> FailedJobsConfig:
+        if self.effective_mode(self.redis) == "cluster":
+            raise ValueError(f"{NOT_ON_CLUSTER}; use a standalone Redis or a Sentinel-managed primary")
         if self.framework in ("celery", "list") and self.dlq is None:
             raise ValueError(f"framework {self.framework} keeps no dead letters of its own: set dlq")
         if self.framework in ("rq", "dramatiq") and self.dlq is not None:

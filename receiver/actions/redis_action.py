@@ -21,6 +21,8 @@ RC = TypeVar("RC", bound=RedisActionConfig)
 
 class RedisAction(BaseAction[RC]):
     failures: ClassVar[tuple[type[Exception], ...]] = (RedisError, RedisClusterException, OSError)
+    cluster_safe: ClassVar[bool] = True
+    cluster_unsafe_reason: ClassVar[str] = ""
 
     def __init__(self, config: RC) -> None:
         super().__init__(config)
@@ -29,6 +31,8 @@ class RedisAction(BaseAction[RC]):
         self._target = resolve_target(config, url, resolve_secret(config, "password"))
         if url is not None and self._target.mode != "cluster":
             parse_url(url)
+        if self.cluster and not self.cluster_safe:  # a cluster URL from a secret is known only now
+            raise ValueError(f"{self.type} cannot run on a Redis Cluster: {self.cluster_unsafe_reason}")
 
     @property
     def redis_id(self) -> str:

@@ -92,6 +92,8 @@ def problems_or_none(tmp_path: Path, text: str) -> list[str] | None:
         ("redis: [{name: m, mode: cluster}]", "redis[0].url: required key is missing"),
         ("redis: [{name: m, mode: sentinel, sentinels: ['h:1'], primary_name: p, sentinel_password_env: NOPE_NOT_SET}]",
          "redis[0].sentinel_password: environment variable NOPE_NOT_SET is not set"),
+        ("redis: [{name: c, url: 'redis+cluster://h:1'}]\nframeworks: [{redis: c, kind: rq}]",
+         "frameworks[0].redis: 'c' is a Redis Cluster; framework scripts derive key names inside Redis"),
         ("- just\n- a list", "(top level): expected a mapping"),
         ("redis: [", "invalid YAML"),
     ],
