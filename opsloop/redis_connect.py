@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, model_validator
-from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.sentinel import Sentinel
 
 from opsloop.configfile import StrictModel
 from opsloop.secrets import read_secret
+
+if TYPE_CHECKING:  # redis-py is imported when a client is built, so loading a config does not pay for it
+    from redis.asyncio import Redis, RedisCluster
 
 Mode = Literal["standalone", "cluster", "sentinel"]
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -147,6 +147,8 @@ def _url_options(url: str) -> dict[str, Any]:
 
 def node_client(target: RedisTarget, host: str, port: int, **options: Any) -> Redis:
     """A plain client for one cluster node, with the target's credentials."""
+    from redis.asyncio import Redis
+
     merged = {**_url_options(target.url or ""), **options}
     merged.pop("db", None)  # cluster nodes have database 0 only
     if target.password is not None:
@@ -156,6 +158,10 @@ def node_client(target: RedisTarget, host: str, port: int, **options: Any) -> Re
 
 def connect(target: RedisTarget, **options: Any) -> Redis | RedisCluster:
     """An asyncio client for the target; ``options`` are redis-py connection options (timeouts, decoding)."""
+    from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.sentinel import Sentinel
+
     if target.mode == "cluster":
         merged = {**_url_options(target.url or ""), **options}
         merged.pop("db", None)
