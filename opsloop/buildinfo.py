@@ -2,7 +2,7 @@
 
 The revision is the commit pip recorded when installing from a git URL (PEP 610 ``direct_url.json``),
 or the checkout's HEAD for an editable install; ``unknown`` otherwise. The build date is when the
-package was installed (built into the image, for containers).
+package's files were written, which pip does at install time (for an image: when it was built).
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ def revision() -> str:
 
 @cache
 def build_date() -> str:
+    """When this package's files were written: pip writes them at install (in an image, at build)."""
     try:
-        files = metadata.distribution("opsloop").files or []
-        record = next(f for f in files if f.name in ("RECORD", "METADATA"))
-        stamp = Path(str(record.locate())).stat().st_mtime
-    except (metadata.PackageNotFoundError, StopIteration, OSError):
+        stamp = Path(__file__).stat().st_mtime
+    except OSError:
         return "unknown"
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y%m%d-%H:%M:%S")
 

@@ -14,7 +14,9 @@ def parse_service_args(
     prog: str, description: str | None, default_listen: str, argv: list[str] | None
 ) -> argparse.Namespace:
     """The flags of both services, spelled as Prometheus tools spell them (see the README's table)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config.file", "--config", dest="config", required=True, help="YAML configuration file")
     parser.add_argument(
         "--web.listen-address", dest="listen", action="append", type=listen_address_flag,
