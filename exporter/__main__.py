@@ -7,7 +7,8 @@ import logging
 import sys
 
 from opsloop.exporter.app import create_app
-from opsloop.exporter.config import load_config
+from opsloop.exporter.config import ExporterConfig, load_config
+from opsloop.exporter.sources import build_sources
 
 from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
@@ -18,6 +19,13 @@ from opsloop.webguard import WebGuard
 
 DEFAULT_LISTEN = ":9817"
 log = logging.getLogger("opsloop.exporter")
+
+
+def idle_warning(config: ExporterConfig) -> str | None:
+    """Why this configuration exports nothing but the exporter's own health, if it does."""
+    if build_sources(config):
+        return None
+    return "the configuration reads nothing: add queues, dlqs, workers, cache or business"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         guard = WebGuard(args.web_config)
     except WebConfigError:
         return 1  # WebGuard logged the one line that says why
+    idle = idle_warning(config)
     if args.check_config:
+        if idle:
+            print(f"{args.config}: warning: {idle}", file=sys.stderr)
         print(f"{args.config}: configuration is valid")
         return 0
+    if idle:
+        log.warning(idle, extra={"config": args.config})
     log.info("starting", extra={"listen": ",".join(args.listen), "config": args.config})
     return asyncio.run(serve(create_app(config, args.telemetry_path), args.listen, guard))
 

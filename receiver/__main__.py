@@ -7,7 +7,7 @@ import logging
 import sys
 
 from opsloop.receiver.app import Components, build_app
-from opsloop.receiver.config import DEFAULT_LISTEN, load_config
+from opsloop.receiver.config import DEFAULT_LISTEN, ReceiverConfig, load_config
 from opsloop.receiver.store import StoreUnavailable
 
 from opsloop.cli import parse_service_args, report_problems
@@ -18,6 +18,13 @@ from opsloop.webconfig import WebConfigError
 from opsloop.webguard import WebGuard
 
 log = logging.getLogger("opsloop.receiver")
+
+
+def idle_warning(config: ReceiverConfig) -> str | None:
+    """Why this configuration would accept alerts and do nothing with them, if it would."""
+    if config.routes or config.recovery:
+        return None
+    return "no routes and no recovery plans: alerts are stored and nobody hears of them"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     except WebConfigError:
         asyncio.run(components.close())
         return 1  # WebGuard logged the one line that says why
+    idle = idle_warning(config)
     if args.check_config:
         asyncio.run(components.close())
+        if idle:
+            print(f"{args.config}: warning: {idle}", file=sys.stderr)
         print(f"{args.config}: configuration is valid ({len(config.routes)} routes, {len(config.recovery)} plans)")
         return 0
+    if idle:
+        log.warning(idle, extra={"config": args.config})
     try:
         return asyncio.run(serve(build_app(config, components, args.telemetry_path), args.listen, guard))
     except StoreUnavailable as exc:

@@ -109,3 +109,35 @@ def test_log_format_and_level(
         assert "level=info" not in quiet.log
         assert "level=debug" not in quiet.log
     assert run(program, "--config.file", config, "--log.level", "verbose").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("program", "config", "warning"),
+    [
+        ("exporter", {}, "warning: the configuration reads nothing"),
+        ("exporter", {"redis": [{"name": "main", "url": "redis://127.0.0.1:1/0"}]}, "warning: the configuration reads"),
+        ("receiver", {}, "warning: no routes and no recovery plans"),
+    ],
+)
+def test_a_configuration_that_can_do_nothing_is_a_warning(
+    program: str, config: dict, warning: str, tmp_path: Path
+) -> None:
+    if program == "receiver":
+        path = write_config(tmp_path, **config)
+    else:
+        path = tmp_path / "exporter.yml"
+        path.write_text(json.dumps(config))
+    done = run(program, "--config.file", str(path), "--check-config")
+    assert done.returncode == 0
+    (line,) = done.stderr.splitlines()  # one line saying why
+    assert line.startswith(f"{path}: {warning}")
+    assert "configuration is valid" in done.stdout
+
+
+def test_a_configuration_that_does_something_has_no_warning(exporter_config: Path, tmp_path: Path) -> None:
+    assert run("exporter", "--config.file", str(exporter_config), "--check-config").stderr == ""
+    routed = write_config(
+        tmp_path, notifiers={"slack": [{"name": "x", "webhook_url": "http://127.0.0.1:1/x"}]},
+        routes=[{"match": {}, "notify": ["slack/x"]}],
+    )  # fmt: skip
+    assert run("receiver", "--config.file", str(routed), "--check-config").stderr == ""
