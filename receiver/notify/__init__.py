@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import (
     HistoryEntry,
     Notification,
@@ -40,14 +41,14 @@ def build_notifiers(config: NotifiersConfig, templates_dir: Path | None = None) 
     notifiers: dict[str, Notifier] = {}
     pacers: dict[str, Pacer] = {}
     for slack in config.slack:
-        key = f"slack/{slack.name}"
+        key = notifier_key("slack", slack.name)
         try:
             pacer = pacers.setdefault(slack.resolve_url(), Pacer())
             notifiers[key] = SlackNotifier.from_config(slack, pacer, templates_dir)
         except ValueError as exc:
             raise NotifierSetupError(f"{key}: {exc}") from None
     for email in config.email:
-        key = f"email/{email.name}"
+        key = notifier_key("email", email.name)
         try:
             notifiers[key] = EmailNotifier.from_config(email, templates_dir)
         except ValueError as exc:
