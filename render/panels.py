@@ -104,8 +104,9 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
         "query": definition,
         "definition": definition,
         "refresh": 2,
+        # No allValue: "All" is the alternation of the listed values, which the selector bounds, rather than
+        # ".+", which would match every target Prometheus scrapes.
         "includeAll": True,
-        "allValue": ".+",
         "multi": True,
         "sort": 1,
         "current": {},
@@ -115,8 +116,11 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
     }
 
 
-def variables() -> list[dict[str, Any]]:
-    """``datasource``, then ``job``, ``instance`` and ``queue``, each narrowed by the ones before."""
+def variables(selector: str) -> list[dict[str, Any]]:
+    """``datasource``, then ``job``, ``instance`` and ``queue``, each narrowed by the ones before.
+
+    ``selector`` (thresholds.yaml's) bounds the jobs and instances offered, as it bounds the rules.
+    """
     return [
         {
             "name": "datasource",
@@ -129,20 +133,20 @@ def variables() -> list[dict[str, Any]]:
             "refresh": 1,
             "regex": "",
         },
-        _query_variable("job", "label_values(opsloop_exporter_build_info, job)"),
-        _query_variable("instance", 'label_values(opsloop_exporter_build_info{job=~"$job"}, instance)'),
+        _query_variable("job", f"label_values(opsloop_exporter_build_info{{{selector}}}, job)"),
+        _query_variable("instance", f'label_values(opsloop_exporter_build_info{{{selector},job=~"$job"}}, instance)'),
         _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
     ]
 
 
-def alerts_annotation() -> dict[str, Any]:
-    """Firing opsloop alerts drawn on every time series panel."""
+def alerts_annotation(selector: str) -> dict[str, Any]:
+    """Firing opsloop alerts drawn on every time series panel: only those of the selected opsloop jobs."""
     return {
         "name": "Firing alerts",
         "datasource": DATASOURCE,
         "enable": True,
         "iconColor": "red",
-        "expr": 'ALERTS{alertstate="firing",job=~"$job"}',
+        "expr": f'ALERTS{{alertstate="firing",{selector},job=~"$job"}}',
         "step": "60s",
         "titleFormat": "{{alertname}}",
         "textFormat": "{{severity}} {{instance}}",
@@ -152,7 +156,7 @@ def alerts_annotation() -> dict[str, Any]:
 
 
 def dashboard(
-    uid: str, title: str, description: str, panels: list[Panel], links: list[dict[str, Any]]
+    uid: str, title: str, description: str, panels: list[Panel], links: list[dict[str, Any]], selector: str
 ) -> dict[str, Any]:
     return {
         "uid": uid,
@@ -167,7 +171,7 @@ def dashboard(
         "time": {"from": "now-3h", "to": "now"},
         "timezone": "browser",
         "links": links,
-        "annotations": {"list": [alerts_annotation()]},
-        "templating": {"list": variables()},
+        "annotations": {"list": [alerts_annotation(selector)]},
+        "templating": {"list": variables(selector)},
         "panels": layout(panels),
     }
