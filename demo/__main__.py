@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import tempfile
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -28,18 +31,38 @@ from opsloop.testsupport.sinks import SlackMessage
 
 from opsloop.logs import setup_logging
 
+log = logging.getLogger("opsloop.demo")
+
 SCENARIOS = ("dlq-storm", "redis-down", "slow-consumer", "none")
 SCENARIO_ALERTS = {"dlq-storm": "DLQEntriesIncreasing", "redis-down": "OpsloopSourceDown",
                    "slow-consumer": "QueueBacklogHigh"}  # fmt: skip
+SCENARIO_LABELS = {"dlq-storm": {"dlq": "dlq:emails"}, "redis-down": {"source": "redis/main"},
+                   "slow-consumer": {"queue": "emails"}}  # fmt: skip
+"""The labels of the one alert each scenario causes: another queue's alert resolving completes nothing."""
 WARM_UP = 12.0
 """Seconds before the scenario starts: Prometheus needs a baseline and must have found Alertmanager."""
 SUMMARY_EVERY = 5.0
 LOOP_TIMEOUT = 240.0
 
 
+_SAY_LOCK = threading.Lock()
+
+
 def say(text: str) -> None:
-    """The demo's own output: plain lines on stdout for a person watching (logs go to stderr)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+    """The demo's own output: plain lines on stdout for a person watching (logs go to stderr).
+
+    The sinks call this from their threads: one write per line, under a lock, so lines never run together.
+    """
+    with _SAY_LOCK:
+        sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        sys.stdout.flush()
+
+
+def is_scenario_alert(scenario: str, alert: dict[str, Any]) -> bool:
+    """Whether a Prometheus alert is the one ``scenario`` causes (name and identifying labels)."""
+    labels = alert.get("labels", {})
+    wanted = {"alertname": SCENARIO_ALERTS.get(scenario), **SCENARIO_LABELS.get(scenario, {})}
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 class Demo:
@@ -47,6 +70,8 @@ class Demo:
         self.scenario = scenario
         self.started = time.monotonic()
         self.resolved_seen = asyncio.Event()
+        self.ours_fired = False
+        self._starting: asyncio.Future[None] | None = None
         self.loop = asyncio.get_running_loop()
         self.stack = LoopStack(workdir, on_slack=self._slack, on_mail=self._mail)
         self.workload: Workload | None = None
@@ -88,7 +113,9 @@ class Demo:
     # -- run ---------------------------------------------------------------------------------
     async def run(self, exit_after_loop: bool) -> int:
         say("starting Redis, PostgreSQL, exporter, receiver, Alertmanager, Prometheus (first run takes a moment)")
-        await asyncio.to_thread(self.stack.start)
+        # The start runs in a thread a signal cannot stop: close() waits for it before cleaning up.
+        self._starting = asyncio.ensure_future(asyncio.to_thread(self.stack.start))
+        await asyncio.shield(self._starting)
         await self._start_hook()
         self.workload = Workload(self.stack.redis.url, self.stack.postgres.dsn, fail_rate=0.0, seed=1)
         await self.workload.start()
@@ -102,7 +129,7 @@ class Demo:
             await asyncio.sleep(WARM_UP)
             await self._break_something()
             try:
-                await asyncio.wait_for(self.resolved_seen.wait(), LOOP_TIMEOUT)
+                await asyncio.wait_for(self._until_ours_resolved(), LOOP_TIMEOUT)
             except TimeoutError:
                 say(f"the loop did not complete within {LOOP_TIMEOUT:.0f}s: see the logs in {self.stack.workdir}")
                 return 1
@@ -129,17 +156,33 @@ class Demo:
             say("scenario slow-consumer: each email now takes 2 s and arrives every 50 ms")
             self.workload.consumer_delay = 2.0
             self.workload.produce_interval = 0.05
-            await self._until_firing("QueueBacklogHigh")
+            await self._until_firing()
             say("backlog alert is firing: the consumer recovers (as after a fix), the queue drains")
             self.workload.consumer_delay = 0.0
             self.workload.produce_interval = 0.2
 
-    async def _until_firing(self, alertname: str) -> None:
+    async def _ours_firing(self) -> bool:
+        firing = await asyncio.to_thread(self.stack.firing_alerts)
+        ours = any(is_scenario_alert(self.scenario, a) for a in firing)
+        self.ours_fired = self.ours_fired or ours
+        return ours
+
+    async def _until_firing(self) -> None:
         for _ in range(int(LOOP_TIMEOUT)):  # Prometheus has no push API: poll it, once a second
-            firing = await asyncio.to_thread(self.stack.firing_alerts)
-            if any(a["labels"]["alertname"] == alertname for a in firing):
+            if await self._ours_firing():
                 return
             await asyncio.sleep(1)
+
+    async def _until_ours_resolved(self) -> None:
+        """A resolved notification counts only once the scenario's own alert fired and fires no more."""
+        while True:
+            if not self.ours_fired:
+                await self._ours_firing()
+            if self.resolved_seen.is_set() and self.ours_fired and not await self._ours_firing():
+                return
+            self.resolved_seen.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.resolved_seen.wait(), 1)
 
     async def _watch_receiver(self) -> None:
         """Print each action the receiver records and each plan run's outcome, as they happen."""
@@ -185,10 +228,15 @@ class Demo:
         return f"{time.monotonic() - self.started:.0f}s"
 
     async def close(self) -> None:
-        if self.workload is not None:
-            await self.workload.stop()
-        if self.hook is not None:
-            await self.hook.cleanup()
+        """Stop everything started; each step runs even if one before it fails."""
+        if self._starting is not None:
+            await asyncio.wait([self._starting])
+        for step in (self.workload.stop if self.workload else None, self.hook.cleanup if self.hook else None):
+            if step is not None:
+                try:
+                    await step()
+                except Exception as exc:
+                    log.warning("stop step failed", extra={"error": str(exc)})
         await asyncio.to_thread(self.stack.cleanup)
 
 
@@ -198,14 +246,26 @@ async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    stopping = False
+
+    def on_signal() -> None:
+        # Only the first signal cancels the run: a second Ctrl-C must not interrupt the cleanup.
+        nonlocal stopping
+        if stopping:
+            say("already stopping every process; please wait")
+            return
+        stopping = True
+        task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, on_signal)
     try:
         return await demo.run(args.exit_after_loop)
     except asyncio.CancelledError:
         say("stopping every process and removing the temporary data")
         return 0
     finally:
+        stopping = True
         await demo.close()
 
 
