@@ -177,3 +177,22 @@ def test_port_in_use_and_unreadable_certificate_end_with_one_line(
     errors = [line for line in third.log.splitlines() if "level=error" in line]
     assert len(errors) == 1, third.log
     assert "cannot read key_file" in errors[0]
+
+
+def test_plain_http_basic_auth_and_a_broken_file_fails_closed(
+    services: Callable[..., Service], exporter_config: Path, tmp_path: Path
+) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"basic_auth_users": {"prometheus": bcrypt_hash(PASSWORD)}})
+    port = free_port()
+    exporter = services("exporter", "--config.file", str(exporter_config), "--web.listen-address",
+                        f"{LOOPBACK}:{port}", "--web.config.file", str(web))  # fmt: skip
+    exporter.wait_listening(port)
+    url = f"http://{LOOPBACK}:{port}/metrics"
+    assert get(url, None, "prometheus", PASSWORD)[0] == 200
+    assert get(url)[0] == 401
+    web.write_text("basic_auth_users: {prometheus: not-a-bcrypt-hash}\n")
+    assert get(url, None, "prometheus", PASSWORD)[0] == 500
+    errors = [line for line in exporter.log.splitlines() if "level=error" in line]
+    assert len(errors) == 1
+    assert "the password must be a bcrypt hash" in errors[0]
+    assert PASSWORD not in exporter.log
