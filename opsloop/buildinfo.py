@@ -31,9 +31,12 @@ def revision() -> str:
     commit = (json.loads(direct).get("vcs_info") or {}).get("commit_id") if direct else None
     if commit:
         return str(commit)
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "pyproject.toml").is_file():  # installed from a wheel: no checkout to ask
+        return "unknown"
     try:
         out = subprocess.run(
-            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
