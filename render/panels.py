@@ -95,8 +95,10 @@ def layout(panels: list[Panel]) -> list[dict[str, Any]]:
     return out
 
 
-def _query_variable(name: str, definition: str) -> dict[str, Any]:
-    return {
+def _query_variable(name: str, definition: str, all_value: str | None = None) -> dict[str, Any]:
+    """Without ``all_value``, "All" is the alternation of the listed values, which the selector bounds,
+    rather than ".+", which would match every target Prometheus scrapes."""
+    variable = {
         "name": name,
         "label": name,
         "type": "query",
@@ -104,8 +106,6 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
         "query": definition,
         "definition": definition,
         "refresh": 2,
-        # No allValue: "All" is the alternation of the listed values, which the selector bounds, rather than
-        # ".+", which would match every target Prometheus scrapes.
         "includeAll": True,
         "multi": True,
         "sort": 1,
@@ -114,10 +114,17 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
         "hide": 0,
         "regex": "",
     }
+    if all_value is not None:
+        variable["allValue"] = all_value
+    return variable
+
+
+HAS_FRAMEWORK = 'framework!=""'
 
 
 def variables(selector: str) -> list[dict[str, Any]]:
-    """``datasource``, then ``job``, ``instance`` and ``queue``, each narrowed by the ones before.
+    """``datasource``, then ``job``, ``instance``, ``queue`` and ``framework``, each narrowed by the ones
+    before (``framework`` by job and instance).
 
     ``selector`` (thresholds.yaml's) bounds the jobs and instances offered, as it bounds the rules.
     """
@@ -136,6 +143,8 @@ def variables(selector: str) -> list[dict[str, Any]]:
         _query_variable("job", f"label_values(opsloop_exporter_build_info{{{selector}}}, job)"),
         _query_variable("instance", f'label_values(opsloop_exporter_build_info{{{selector},job=~"$job"}}, instance)'),
         _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
+        # ".*" for All: hand-configured queues have no framework label and must match too.
+        _query_variable("framework", f"label_values({query('opsloop_queue_length', HAS_FRAMEWORK)}, framework)", ".*"),
     ]
 
 
