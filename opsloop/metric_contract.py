@@ -131,6 +131,16 @@ SOURCE_LAST_SUCCESS = Metric(
 SOURCE_ERRORS = Metric("opsloop_source_errors", "counter", "Failed or timed-out reads of the source.", _S)
 BREAKER_OPEN = Metric("opsloop_source_breaker_open", "gauge", "1 while the source's circuit breaker skips reads.", _S)
 BUILD_INFO = Metric("opsloop_exporter_build_info", "gauge", "Always 1; the version is a label.", ("version",))
+OPSLOOP_BUILD_INFO = Metric(
+    "opsloop_build_info", "gauge", "Always 1; the labels say which build of opsloop is running.",
+    ("version", "revision", "pythonversion"),
+)  # fmt: skip
+REDIS_NODE_UP = Metric(
+    "opsloop_redis_node_up", "gauge", "1 when the cluster node answered the last read in time.", ("redis", "node")
+)
+REDIS_NODE_ERRORS = Metric(
+    "opsloop_redis_node_errors", "counter", "Reads of the cluster node that failed or timed out.", ("redis", "node")
+)
 
 CONTRACT: tuple[Metric, ...] = tuple(value for value in tuple(globals().values()) if isinstance(value, Metric))
 """Every declaration above, in order; a name published under two label sets (hand-configured and

@@ -14,6 +14,9 @@ both programs declares them with the same three types and derives from ``Secrets
 variable or an unreadable file is reported with its key path at load, together with every other
 problem. The value is kept by the model (``secret("x")``), never in a field, so it is not printed by a
 model's repr.
+
+A ``x_file`` path may start with ``${CREDENTIALS_DIRECTORY}``, the directory systemd's ``LoadCredential=``
+fills (a container sets the variable to its secrets mount), so one config serves both.
 """
 
 from __future__ import annotations
@@ -97,6 +100,20 @@ class SecretsModel(StrictModel):
         return problems
 
 
+CREDENTIALS_DIRECTORY = "${CREDENTIALS_DIRECTORY}"
+
+
+def credential_path(key: str, file: str | Path) -> Path:
+    """``${CREDENTIALS_DIRECTORY}/name`` -> a path in the directory the environment names."""
+    text = str(file)
+    if CREDENTIALS_DIRECTORY in text:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise SecretError(key, f"{text}: CREDENTIALS_DIRECTORY is not set (systemd sets it with LoadCredential=)")
+        text = text.replace(CREDENTIALS_DIRECTORY, directory)
+    return Path(text)
+
+
 def _read(name: str, value: str | None, env: str | None, file: Path | None) -> str | None:
     """One secret from whichever key is set. Files lose one trailing newline."""
     if value is not None:
@@ -107,7 +124,7 @@ def _read(name: str, value: str | None, env: str | None, file: Path | None) -> s
         return os.environ[env]
     if file is not None:
         try:
-            text = Path(file).read_text()
+            text = credential_path(f"{name}_file", file).read_text()
         except OSError as exc:
             raise SecretError(f"{name}_file", f"cannot read secret file {file}: {exc.strerror}") from exc
         return text[:-1] if text.endswith("\n") else text

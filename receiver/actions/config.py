@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
+from opsloop.redis_connect import URL_SCHEMES, RedisTopology
 from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
@@ -42,10 +43,11 @@ class SecretValue(SecretsModel):
     value_file: SecretFile = None
 
 
-class RedisActionConfig(ActionBaseConfig, SecretsModel):
-    """Where a Redis action connects: a URL (which may carry credentials) and an optional password."""
+class RedisActionConfig(ActionBaseConfig, RedisTopology):
+    """Where a Redis action connects: a URL (which may carry credentials), an optional password, and
+    for a cluster or a Sentinel set the topology keys of ``opsloop.redis_connect``."""
 
-    redis: Secret = None
+    redis: OptionalSecret = None
     redis_env: SecretEnv = None
     redis_file: SecretFile = None
     password: OptionalSecret = None
@@ -55,9 +57,20 @@ class RedisActionConfig(ActionBaseConfig, SecretsModel):
     @field_validator("redis")
     @classmethod
     def _redis_url(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        if url is not None and urlsplit(url).scheme not in URL_SCHEMES:
+            raise ValueError("expected a redis://, rediss://, unix:// or redis+cluster:// URL")
         return url
+
+    def topology_url(self) -> str | None:
+        return self.redis
+
+    @model_validator(mode="after")
+    def _url_unless_sentinel(self) -> RedisActionConfig:
+        # With sentinels the URL is optional: it only carries credentials and db.
+        given = any(getattr(self, key) is not None for key in ("redis", "redis_env", "redis_file"))
+        if self.mode != "sentinel" and not given:
+            raise ValueError("set exactly one of redis, redis_env, redis_file")
+        return self
 
 
 class DlqRequeueConfig(RedisActionConfig):
@@ -84,6 +97,7 @@ class DlqRequeueConfig(RedisActionConfig):
 
 
 Framework = Literal["rq", "dramatiq", "celery", "list"]
+NOT_ON_CLUSTER = "framework scripts derive key names inside Redis, which a Redis Cluster refuses"
 
 
 class FailedJobsConfig(RedisActionConfig):
@@ -101,6 +115,8 @@ class FailedJobsConfig(RedisActionConfig):
 
     @model_validator(mode="after")
     def _dlq_where_needed(self) -> FailedJobsConfig:
+        if self.effective_mode(self.redis) == "cluster":
+            raise ValueError(f"{NOT_ON_CLUSTER}; use a standalone Redis or a Sentinel-managed primary")
         if self.framework in ("celery", "list") and self.dlq is None:
             raise ValueError(f"framework {self.framework} keeps no dead letters of its own: set dlq")
         if self.framework in ("rq", "dramatiq") and self.dlq is not None:

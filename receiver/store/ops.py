@@ -36,6 +36,7 @@ from opsloop.receiver.domain import (
 from opsloop.receiver.store import reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
 from opsloop.receiver.store.limits import limits
+from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
     JOB_SELECT,
@@ -52,7 +53,7 @@ T = TypeVar("T")
 GATE_LOCK = 0x6F70736C
 
 
-class Store(abc.ABC):
+class Store(MoveJournal, abc.ABC):
     """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
 
     dialect: Dialect
