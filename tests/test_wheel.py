@@ -8,6 +8,7 @@ script, templates, the thresholds file) must be package data of the wheel.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,31 +81,46 @@ def test_the_venv_imports_the_installed_package(installed: tuple[Path, Path], tm
     assert Path(done.stdout.strip()).is_relative_to(bin_dir.parent)
 
 
+def credentials(example: Path, directory: Path) -> dict[str, str]:
+    """Every ``${CREDENTIALS_DIRECTORY}/name`` the example reads, written as systemd would; the environment."""
+    directory.mkdir()
+    for name in re.findall(r"^[^#\n]*\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", example.read_text(), re.MULTILINE):
+        value = (
+            "https://hooks.slack.invalid/x"
+            if "slack" in name
+            else "postgresql://u@127.0.0.1/app"
+            if "dsn" in name
+            else "s3cret"
+        )
+        (directory / name).write_text(value + "\n")
+    return clean_env(CREDENTIALS_DIRECTORY=str(directory))
+
+
 def test_exporter_checks_the_shipped_example(installed: tuple[Path, Path], tmp_path: Path) -> None:
     _, bin_dir = installed
     config = tmp_path / "exporter.yml"
     shutil.copy(REPO / "deploy" / "exporter.example.yml", config)
-    env = clean_env(OPSLOOP_PG_DSN="postgresql://opsloop@127.0.0.1:5432/app")
+    env = credentials(config, tmp_path / "credentials")
     done = run([bin_dir / "opsloop-exporter", "--config", config, "--check-config"], cwd=tmp_path, env=env)
     assert (done.returncode, done.stdout.strip()) == (0, f"{config}: configuration is valid"), done.stderr
 
 
 def test_receiver_checks_the_shipped_example(installed: tuple[Path, Path], tmp_path: Path) -> None:
     _, bin_dir = installed
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    for name, value in (("opsloop-token", "t0ken"), ("slack-oncall", "https://hooks.slack.invalid/a"), ("smtp", "pw")):
-        (secrets / name).write_text(value + "\n")
     config = tmp_path / "receiver.yml"
-    config.write_text((REPO / "deploy" / "receiver.example.yml").read_text().replace("/run/secrets", str(secrets)))
-    env = clean_env(SLACK_UI_URL="https://hooks.slack.invalid/ui")
+    shutil.copy(REPO / "deploy" / "receiver.example.yml", config)
+    env = credentials(config, tmp_path / "credentials")
     done = run([bin_dir / "opsloop-receiver", "--config", config, "--check-config"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{config}: configuration is valid (")
-    # And the same file without the variable is refused, naming the key.
+    # And the same file without its credentials is refused, naming every key that needs one.
     done = run([bin_dir / "opsloop-receiver", "--config", config, "--check-config"], cwd=tmp_path, env=clean_env())
     assert done.returncode == 1
-    assert "notifiers.slack[1].webhook_url_env: environment variable SLACK_UI_URL is not set" in done.stderr
+    unset = "CREDENTIALS_DIRECTORY is not set (systemd sets it with LoadCredential=)"
+    assert (
+        f"{config}: auth.bearer_token_file: ${{CREDENTIALS_DIRECTORY}}/opsloop-token: {unset}"
+        in done.stderr.splitlines()
+    )
 
 
 def test_render_reproduces_the_committed_files(installed: tuple[Path, Path], tmp_path: Path) -> None:
