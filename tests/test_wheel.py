@@ -96,21 +96,22 @@ def credentials(example: Path, directory: Path) -> dict[str, str]:
     return clean_env(CREDENTIALS_DIRECTORY=str(directory))
 
 
-def test_exporter_checks_the_shipped_example(installed: tuple[Path, Path], tmp_path: Path) -> None:
-    _, bin_dir = installed
-    config = tmp_path / "exporter.yml"
-    shutil.copy(REPO / "deploy" / "exporter.example.yml", config)
+def check_example(bin_dir: Path, tmp_path: Path, program: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``opsloop-<program> --check-config`` on a copy of ``deploy/<program>.example.yml`` with its credentials."""
+    config = tmp_path / f"{program}.yml"
+    shutil.copy(REPO / "deploy" / f"{program}.example.yml", config)
     env = credentials(config, tmp_path / "credentials")
-    done = run([bin_dir / "opsloop-exporter", "--config", config, "--check-config"], cwd=tmp_path, env=env)
+    return config, run([bin_dir / f"opsloop-{program}", "--config", config, "--check-config"], cwd=tmp_path, env=env)
+
+
+def test_exporter_checks_the_shipped_example(installed: tuple[Path, Path], tmp_path: Path) -> None:
+    config, done = check_example(installed[1], tmp_path, "exporter")
     assert (done.returncode, done.stdout.strip()) == (0, f"{config}: configuration is valid"), done.stderr
 
 
 def test_receiver_checks_the_shipped_example(installed: tuple[Path, Path], tmp_path: Path) -> None:
-    _, bin_dir = installed
-    config = tmp_path / "receiver.yml"
-    shutil.copy(REPO / "deploy" / "receiver.example.yml", config)
-    env = credentials(config, tmp_path / "credentials")
-    done = run([bin_dir / "opsloop-receiver", "--config", config, "--check-config"], cwd=tmp_path, env=env)
+    bin_dir = installed[1]
+    config, done = check_example(bin_dir, tmp_path, "receiver")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{config}: configuration is valid (")
     # And the same file without its credentials is refused, naming every key that needs one.
