@@ -266,7 +266,9 @@ class Store(MoveJournal, abc.ABC):
             yield Stmt(self.dialect.gate_lock, (GATE_LOCK,))
         status = yield from self._incident_status(job.incident.id)
         if status == "resolved":
-            decided = Outcome(RECOVERED, "the alert resolved before the attempt")
+            # Before a later stage, earlier stages ran: the alert resolved after them, not before the run.
+            when = f"after stage {job.stage}" if job.stage else "before the attempt"
+            decided = Outcome(RECOVERED, f"the alert resolved {when}")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
         reason, tripped = ("", False) if job.manual else (yield from self._limits(job, gate, now))
