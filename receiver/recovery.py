@@ -119,8 +119,9 @@ class PlanRunner:
                 breaker_window=self.config.circuit_breaker.window, first=job.run_started_at is None,
             )  # fmt: skip
             ended = await self.store.gate(
-                job, self.owner, gate, now, lambda why, tripped: self._blocked(job, why, tripped)
-            )
+                job, self.owner, gate, now, lambda why, tripped: self._blocked(job, why, tripped),
+                resolved=lambda why: self._recovered(job, plan, why, stage=job.stage),
+            )  # fmt: skip
             if ended is not None:
                 self._count_end(job, plan, ended)
                 return
@@ -221,8 +222,9 @@ class PlanRunner:
         paused = self._deliveries(job, told, "automation_paused", why, scope=f"{time.time():.0f}")
         return Outcome(outcome.state, outcome.result, [*outcome.deliveries, *paused])
 
-    def _recovered(self, job: Job, plan: Plan, detail: str) -> Outcome:
-        note = f"plan {plan.name} recovered at stage {job.stage + 1}: {detail}"
+    def _recovered(self, job: Job, plan: Plan, detail: str, stage: int | None = None) -> Outcome:
+        """``stage``: the last stage that ran (1-based), when it is not the job's current one."""
+        note = f"plan {plan.name} recovered at stage {job.stage + 1 if stage is None else stage}: {detail}"
         return Outcome(RECOVERED, note, self._deliveries(job, plan.notify_recovered, "recovered", note, plan.name))
 
     def _escalation(self, job: Job, plan: Plan, status: str, detail: str, history: Sequence[ActionRecord]) -> Outcome:

@@ -249,26 +249,30 @@ class Store(MoveJournal, abc.ABC):
         return result.rows[0][0]
 
     async def gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome]
-    ) -> Outcome | None:
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome],
+        resolved: Callable[[str], Outcome] = lambda why: Outcome(RECOVERED, why),
+    ) -> Outcome | None:  # fmt: skip
         """Check pauses, cooldown, caps and the circuit breaker before an attempt, atomically.
 
         Returns None when the attempt may go ahead (the run is then counted against the caps), else the
-        outcome that ended the job: recovered when the alert already resolved, else
-        ``blocked(reason, breaker_tripped)``.
+        outcome that ended the job: recovered when the alert already resolved (``resolved(why)`` once
+        a stage ran), else ``blocked(reason, breaker_tripped)``.
         """
-        return await self._run(self._gate(job, owner, gate, now, blocked))
+        return await self._run(self._gate(job, owner, gate, now, blocked, resolved))
 
     def _gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome]
-    ) -> Op[Outcome | None]:
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome],
+        resolved: Callable[[str], Outcome],
+    ) -> Op[Outcome | None]:  # fmt: skip
         if self.dialect.gate_lock:
             yield Stmt(self.dialect.gate_lock, (GATE_LOCK,))
         status = yield from self._incident_status(job.incident.id)
         if status == "resolved":
             # Before a later stage, earlier stages ran: the alert resolved after them, not before the run.
-            when = f"after stage {job.stage}" if job.stage else "before the attempt"
-            decided = Outcome(RECOVERED, f"the alert resolved {when}")
+            if job.stage:
+                decided = resolved(f"the alert resolved after stage {job.stage}")
+            else:
+                decided = Outcome(RECOVERED, "the alert resolved before the attempt")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
         reason, tripped = ("", False) if job.manual else (yield from self._limits(job, gate, now))
