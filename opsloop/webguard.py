@@ -115,7 +115,7 @@ class WebGuard:
         if (limit.interval, limit.burst) == current or (not limit.interval and self._limiter is None):
             return
         self._limiter = TokenBucket(limit.interval, limit.burst) if limit.interval else None
-        log.info("rate limit", extra={"interval_seconds": limit.interval, "burst": limit.burst})
+        log.info("rate limit set", extra={"interval_seconds": limit.interval, "burst": limit.burst})
 
     def refresh(self, force: bool = False) -> None:
         """Reload when a file changed (or always, for SIGHUP)."""
