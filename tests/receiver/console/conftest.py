@@ -1,0 +1,170 @@
+"""Console fixtures: a receiver running as its own process on a free port, and a real headless Chromium.
+
+The receiver is a separate process (``python -m opsloop.receiver``), as in production, so the browser,
+the test's webhooks and the receiver never share an event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opsloop.testsupport.browser import start_chromium
+from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, http_ok
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.receiver.harness import ADMIN_TOKEN, TOKEN, write_config
+
+
+def record_plan(name: str, path: Path, **extra: Any) -> dict[str, Any]:
+    """A plan whose one action appends ``{svc}`` to ``path``: the file proves it ran (or did not)."""
+    action = {
+        "type": "command",
+        "argv": [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')",
+                 str(path), "{svc}"],
+    }  # fmt: skip
+    return {"name": name, "match": {"alertname": name}, "labels": {"svc": "^[a-z][a-z0-9-]{0,30}$"},
+            "actions": [action], **extra}  # fmt: skip
+
+
+def failing_plan(name: str) -> dict[str, Any]:
+    action = {"type": "command", "argv": [sys.executable, "-c", "import sys; sys.exit(3)"]}
+    return {"name": name, "match": {"alertname": name}, "labels": {"svc": "^[a-z][a-z0-9-]{0,30}$"},
+            "actions": [action]}  # fmt: skip
+
+
+@dataclass
+class ConsoleReceiver:
+    url: str
+    process: ManagedProcess
+    workdir: Path
+
+    def request(self, method: str, path: str, body: object = None, token: str | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    def post(self, payload: object) -> int:
+        return self.request("POST", "/alerts", payload, TOKEN)[0]
+
+    def admin(self, method: str, path: str, body: object = None) -> Any:
+        status, answer = self.request(method, path, body, ADMIN_TOKEN)
+        assert 200 <= status < 300, (status, answer)
+        return answer
+
+    def incident(self, fingerprint: str) -> dict[str, Any]:
+        found = [
+            i for i in self.admin("GET", "/api/incidents?limit=1000")["incidents"] if i["fingerprint"] == fingerprint
+        ]
+        assert found, f"no incident {fingerprint}"
+        return found[0]
+
+    def wait(self, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.process.log_tail()}")
+
+
+@pytest.fixture
+def console_receiver(tmp_path: Path) -> Iterator[Callable[..., ConsoleReceiver]]:
+    """Start ``opsloop-receiver`` with the given config sections; stopped at the end of the test."""
+    started: list[ManagedProcess] = []
+
+    def start(**sections: Any) -> ConsoleReceiver:
+        workdir = tmp_path / f"receiver{len(started)}"
+        workdir.mkdir()
+        config = write_config(workdir, **sections)
+        port = free_port()
+        process = ManagedProcess("receiver", workdir)
+        started.append(process)
+        process.spawn([sys.executable, "-m", "opsloop.receiver", "--config", str(config),
+                       "--web.listen-address", f"{LOOPBACK}:{port}"])  # fmt: skip
+        url = f"http://{LOOPBACK}:{port}"
+        process.wait_ready(lambda: http_ok(url + "/-/ready"))
+        return ConsoleReceiver(url, process, workdir)
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
+    yield driver
+    driver.quit()
+
+
+class Browser:
+    """The session's Chromium pointed at one receiver; screenshots go to the test's directory."""
+
+    def __init__(self, driver: webdriver.Chrome, shots: Path) -> None:
+        self.driver = driver
+        self.shots = shots
+        self.base = ""
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def sign_in(self, base: str, name: str = "alice", secret: str = ADMIN_TOKEN) -> None:
+        self.base = base
+        self.open("/ui/login")
+        self.driver.find_element(By.ID, "name").send_keys(name)
+        self.driver.find_element(By.ID, "secret").send_keys(secret)
+        self.click("button[type=submit]")
+        self.wait_for(lambda: self.path() == "/ui/incidents", "the incidents page after sign-in")
+
+    def path(self) -> str:
+        return self.driver.execute_script("return window.location.pathname")
+
+    def css(self, selector: str) -> Any:
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def click(self, selector: str) -> None:
+        self.css(selector).click()
+
+    def text(self) -> str:
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+        try:
+            WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: check())
+        except Exception as exc:
+            raise AssertionError(f"timed out waiting for {what}; page text:\n{self.text()[:3000]}") from exc
+
+    def wait_text(self, text: str, timeout: float = 15.0) -> None:
+        self.wait_for(lambda: text in self.text(), repr(text), timeout)
+
+    def shoot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+
+@pytest.fixture
+def browser(chromium: webdriver.Chrome, tmp_path: Path) -> Iterator[Browser]:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    chromium.delete_all_cookies()
+    yield Browser(chromium, shots)
+    chromium.delete_all_cookies()
