@@ -7,12 +7,14 @@ the test's webhooks and the receiver never share an event loop.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +25,24 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.receiver.harness import ADMIN_TOKEN, TOKEN, write_config
+from tests.receiver.harness import ADMIN_TOKEN, TOKEN, Receiver, write_config
+
+PYTHON = "/usr/bin/python3"
+"""Debian's python3 (deploy/local.sh installs it) runs the plans' actions: timelines show its path."""
 
 
 def record_plan(name: str, path: Path, **extra: Any) -> dict[str, Any]:
     """A plan whose one action appends ``{svc}`` to ``path``: the file proves it ran (or did not)."""
     action = {
         "type": "command",
-        "argv": [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')",
-                 str(path), "{svc}"],
-    }  # fmt: skip
+        "argv": [PYTHON, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')", str(path), "{svc}"],
+    }
     return {"name": name, "match": {"alertname": name}, "labels": {"svc": "^[a-z][a-z0-9-]{0,30}$"},
             "actions": [action], **extra}  # fmt: skip
 
 
 def failing_plan(name: str) -> dict[str, Any]:
-    action = {"type": "command", "argv": [sys.executable, "-c", "import sys; sys.exit(3)"]}
+    action = {"type": "command", "argv": [PYTHON, "-c", "import sys; sys.exit(3)"]}
     return {"name": name, "match": {"alertname": name}, "labels": {"svc": "^[a-z][a-z0-9-]{0,30}$"},
             "actions": [action]}  # fmt: skip
 
@@ -168,3 +172,41 @@ def browser(chromium: webdriver.Chrome, tmp_path: Path) -> Iterator[Browser]:
     chromium.delete_all_cookies()
     yield Browser(chromium, shots)
     chromium.delete_all_cookies()
+
+
+class Client:
+    """A browser-like client over aiohttp: keeps the session cookie and reads CSRF tokens from forms."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.cookies: dict[str, str] = {}
+
+    async def request(
+        self, method: str, path: str, data: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], str, list[str]]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        async with self.receiver.session.request(
+            method, self.receiver.url + path, data=data, headers=headers, allow_redirects=False
+        ) as resp:
+            set_cookies = resp.headers.getall("Set-Cookie", [])
+            for raw in set_cookies:
+                for name, morsel in SimpleCookie(raw).items():
+                    if morsel.value and morsel["max-age"] != "0":
+                        self.cookies[name] = morsel.value
+                    else:
+                        self.cookies.pop(name, None)
+            return resp.status, dict(resp.headers), await resp.text(), set_cookies
+
+    async def sign_in(self, name: str = "eve", secret: str = ADMIN_TOKEN) -> int:
+        _, _, page, _ = await self.request("GET", "/ui/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token
+        form = {"csrf": token.group(1), "name": name, "secret": secret, "next": "/ui/incidents"}
+        status, _, _, _ = await self.request("POST", "/ui/login", form)
+        return status
+
+    async def csrf(self) -> str:
+        _, _, page, _ = await self.request("GET", "/ui/automation")
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found
+        return found.group(1)

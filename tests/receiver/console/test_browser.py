@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,6 @@ DOCS_IMG = Path(__file__).resolve().parents[3] / "docs" / "img"
 
 def keep_for_docs(shot: Path) -> None:
     """Refresh the README's screenshots when asked to (OPSLOOP_UPDATE_SCREENSHOTS=1)."""
-    import os
-
     if os.environ.get("OPSLOOP_UPDATE_SCREENSHOTS") == "1":
         DOCS_IMG.mkdir(exist_ok=True)
         shutil.copy(shot, DOCS_IMG / f"console-{shot.name}")
@@ -50,7 +50,6 @@ def test_sign_in_then_a_webhook_appears_without_reload_and_its_timeline_shows_th
     assert "svc=web" in row
     assert "critical" in row
     assert "firing" in row
-    keep_for_docs(browser.shoot("incidents"))
     browser.click("table.list tbody tr a")
     browser.wait_text("Timeline")
     page = browser.text()
@@ -163,8 +162,10 @@ def test_approve_a_waiting_stage_and_reject_another(tmp_path: Path, console_rece
 
 def test_stats_count_repairs_and_escalations(tmp_path: Path, console_receiver: Start, browser: Browser) -> None:
     receiver = console_receiver(recovery=[record_plan("Fixable", tmp_path / "ran"), failing_plan("Hopeless")])
-    alerts = [alert(f"fix-{n}", alertname="Fixable", svc=f"s{n}") for n in range(3)]
-    alerts.append(alert("hopeless", alertname="Hopeless", svc="x"))
+    started = float(int(time.time()) - 300)  # the alerts began firing five minutes before they reach the receiver
+    starts = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    alerts = [alert(f"fix-{n}", starts=starts, alertname="Fixable", svc=f"s{n}", severity="page") for n in range(3)]
+    alerts.append(alert("hopeless", starts=starts, alertname="Hopeless", svc="x", severity="ticket"))
     assert receiver.post(webhook(*alerts)) == 200
     receiver.wait(lambda: all(i["plan_runs"] and i["plan_runs"][0]["state"] != "pending" for i in
                               receiver.admin("GET", "/api/incidents")["incidents"]), "all four runs")  # fmt: skip
@@ -176,7 +177,12 @@ def test_stats_count_repairs_and_escalations(tmp_path: Path, console_receiver: S
     assert stats["alertnames"]["Hopeless"]["escalated_percent"] == 100.0
     assert stats["plans"]["Fixable"]["actions"] == {"ok": 3}
     assert sum(d["incidents"] for d in stats["incidents_per_day"]) == 4
+    finished = time.time()
+    for key in ("time_to_repair_mean_seconds", "time_to_repair_p90_seconds", "time_to_first_action_mean_seconds"):
+        assert 300 <= stats["total"][key] <= finished - started, key  # startsAt to the plan's recovery
     browser.sign_in(receiver.url)
+    browser.wait_text("Hopeless: escalated")
+    keep_for_docs(browser.shoot("incidents"))
     browser.open("/ui/stats")
     assert browser.css("#total-incidents").text == "4"
     assert browser.css("#total-repaired").text == "75.0%"

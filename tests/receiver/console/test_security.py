@@ -5,54 +5,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
 from opsloop.receiver.console.passwords import hash_password
 
+from tests.receiver.console.conftest import Client
 from tests.receiver.harness import ADMIN_TOKEN, TOKEN, Receiver, alert, webhook, write_config
 
 Start = Callable[[Path], Awaitable[Receiver]]
 PLAN = {"name": "fix", "match": {"alertname": "Broken"}, "actions": [{"type": "command", "argv": ["true"]}]}
-
-
-class Client:
-    """A browser-like client over aiohttp: keeps the session cookie and reads CSRF tokens from forms."""
-
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-        self.cookies: dict[str, str] = {}
-
-    async def request(
-        self, method: str, path: str, data: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, str], str, list[str]]:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
-        async with self.receiver.session.request(
-            method, self.receiver.url + path, data=data, headers=headers, allow_redirects=False
-        ) as resp:
-            set_cookies = resp.headers.getall("Set-Cookie", [])
-            for raw in set_cookies:
-                for name, morsel in SimpleCookie(raw).items():
-                    if morsel.value and morsel["max-age"] != "0":
-                        self.cookies[name] = morsel.value
-                    else:
-                        self.cookies.pop(name, None)
-            return resp.status, dict(resp.headers), await resp.text(), set_cookies
-
-    async def sign_in(self, name: str = "eve", secret: str = ADMIN_TOKEN) -> int:
-        _, _, page, _ = await self.request("GET", "/ui/login")
-        token = re.search(r'name="csrf" value="([^"]+)"', page)
-        assert token
-        form = {"csrf": token.group(1), "name": name, "secret": secret, "next": "/ui/incidents"}
-        status, _, _, _ = await self.request("POST", "/ui/login", form)
-        return status
-
-    async def csrf(self) -> str:
-        _, _, page, _ = await self.request("GET", "/ui/automation")
-        found = re.search(r'name="csrf" value="([^"]+)"', page)
-        assert found
-        return found.group(1)
 
 
 async def start(tmp_path: Path, receivers: Start, **sections: object) -> Receiver:
