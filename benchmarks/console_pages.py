@@ -69,12 +69,12 @@ def seed(db: Path, count: int, now: float) -> None:
         for job_id, created in jobs:
             state = rng.choices(("recovered", "escalated", "skipped"), (70, 20, 10))[0]
             finished = created + rng.uniform(5, 900)
-            updates.append((state, finished, created + 1, job_id))
+            updates.append((state, finished, created + 1, finished, job_id))
             if state != "skipped":
                 actions.append((job_id, "fix", 0, 0, "command", "ok" if state == "recovered" else "failed",
                                 "exit 0", 0, created + 1, created + 2))  # fmt: skip
         conn.executemany(
-            "UPDATE jobs SET state = ?, finished_at = ?, run_started_at = ?, updated_at = finished_at WHERE id = ?",
+            "UPDATE jobs SET state = ?, finished_at = ?, run_started_at = ?, updated_at = ? WHERE id = ?",
             updates,
         )
         conn.executemany(

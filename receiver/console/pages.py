@@ -26,7 +26,7 @@ def duration(seconds: float | None) -> str:
     """``95`` -> ``1m 35s``; None (no data) -> a dash."""
     if seconds is None:
         return "-"
-    seconds = round(seconds)
+    seconds = max(0, round(seconds))  # a startsAt slightly ahead of this clock reads as 0s
     parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
     shown = [f"{n}{unit}" for n, unit in parts if n][:2]
     return " ".join(shown) or "0s"

@@ -27,7 +27,7 @@ from opsloop.receiver.console.filters import PAGE_SIZE, FilterError, PageQuery
 from opsloop.receiver.console.guard import AUTHENTICATOR, console_guard
 from opsloop.receiver.console.pages import ENV, STATIC, environment, render
 from opsloop.receiver.console.stats import compute
-from opsloop.receiver.console.views import key_labels, pending_approval, plan_states, timeline
+from opsloop.receiver.console.views import firing_for, key_labels, pending_approval, plan_states, timeline
 from opsloop.receiver.domain import APPROVED, PLAN, REJECTED
 from opsloop.receiver.handlers import STATE, ReceiverState
 from opsloop.receiver.models import PayloadError, parse_payload
@@ -114,10 +114,12 @@ async def incidents(request: web.Request) -> web.Response:
     total = await store.count_incidents(query.filter)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     views = await store.incidents(limit=PAGE_SIZE, offset=(query.page - 1) * PAGE_SIZE, filter=query.filter)
-    rows = [{"view": v, "key_labels": key_labels(v.incident.labels), "plans": plan_states(v)} for v in views]
+    now = time.time()
+    rows = [{"view": v, "key_labels": key_labels(v.incident.labels), "plans": plan_states(v), "age": firing_for(v, now)}
+            for v in views]  # fmt: skip
+    plans = [p.name for p in state.config.recovery]
     return render(request, "incidents.html.j2", error="", query=query, rows=rows, total=total, pages=pages,
-                  plans=[p.name for p in state.config.recovery], now=time.time(),
-                  refresh=state.config.console.refresh_interval)  # fmt: skip
+                  plans=plans, refresh=state.config.console.refresh_interval)  # fmt: skip
 
 
 async def _view(request: web.Request):  # type: ignore[no-untyped-def]

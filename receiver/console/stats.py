@@ -10,7 +10,7 @@ the first action of any plan. p90 is the nearest-rank percentile.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +31,11 @@ class Figures:
     escalated: int = 0
     repair_seconds: list[float] = field(default_factory=list)
     first_action_seconds: list[float] = field(default_factory=list)
-    actions: Counter[str] = field(default_factory=Counter)
+    actions: dict[str, int] = field(default_factory=dict)
+
+    def count_actions(self, actions: dict[str, int]) -> None:
+        for result, n in actions.items():
+            self.actions[result] = self.actions.get(result, 0) + n
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,13 +117,12 @@ def compute(facts: StatsFacts, since: float, until: float) -> Stats:
         first_action = min((r.first_action_at for r in plan_runs if r.first_action_at is not None), default=None)
         for figures in rows:
             _add(figures, repaired, escalated, started, repair_end if repaired else None, first_action)
-            for run in plan_runs:
-                figures.actions.update(run.actions)
         for run in plan_runs:
             plan_end = run.finished_at if run.state == RECOVERED else None
             _add(by_plan[run.plan], run.state == RECOVERED, run.state == ESCALATED, started, plan_end,
                  run.first_action_at)  # fmt: skip
-            by_plan[run.plan].actions.update(run.actions)
+            for figures in (total, by_alertname[incident.alertname], by_plan[run.plan]):
+                figures.count_actions(run.actions)
         index = int((incident.received_at - first_day) // DAY)
         if 0 <= index < len(days):
             days[index][0] += 1

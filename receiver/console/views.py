@@ -46,6 +46,12 @@ class Entry:
     dry_run: bool = False
 
 
+def firing_for(view: IncidentView, now: float) -> float:
+    """Seconds from the alert's ``startsAt`` (else its arrival) to its end, or to now while it fires."""
+    began, ended = parse_time(view.incident.starts_at), parse_time(view.incident.ends_at)
+    return (ended.timestamp() if ended else now) - (began.timestamp() if began else view.incident.received_at)
+
+
 def key_labels(labels: dict[str, str], most: int = 4) -> list[tuple[str, str]]:
     return [(k, v) for k, v in sorted(labels.items()) if k not in HIDDEN_KEY_LABELS][:most]
 

@@ -22,6 +22,7 @@ import pytest
 from opsloop.testsupport.browser import start_chromium
 from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, http_ok
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -147,13 +148,26 @@ class Browser:
     def click(self, selector: str) -> None:
         self.css(selector).click()
 
+    def follow(self, selector: str) -> None:
+        """Open the link at ``selector``; a refresh may replace the list meanwhile, so read it again then."""
+        for _ in range(10):
+            try:
+                path = self.css(selector).get_attribute("pathname")
+                break
+            except StaleElementReferenceException:
+                continue
+        else:
+            raise AssertionError(f"{selector} kept being replaced")
+        self.open(path)
+
     def text(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
     def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
         try:
-            WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: check())
-        except Exception as exc:
+            # A page being replaced (a click, a refresh) makes elements stale for a moment: look again.
+            WebDriverWait(self.driver, timeout, 0.2, ignored_exceptions=(WebDriverException,)).until(lambda _: check())
+        except TimeoutException as exc:
             raise AssertionError(f"timed out waiting for {what}; page text:\n{self.text()[:3000]}") from exc
 
     def wait_text(self, text: str, timeout: float = 15.0) -> None:

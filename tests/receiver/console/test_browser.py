@@ -45,12 +45,9 @@ def test_sign_in_then_a_webhook_appears_without_reload_and_its_timeline_shows_th
     assert receiver.post(webhook(alert("live-1", alertname="Broken", svc="web", severity="critical"))) == 200
     browser.wait_text("recovered", timeout=10)
     assert browser.driver.execute_script("return window.notReloaded") is True  # refreshed in place
-    row = browser.css("table.list tbody tr").text
-    assert "Broken" in row
-    assert "svc=web" in row
-    assert "critical" in row
-    assert "firing" in row
-    browser.click("table.list tbody tr a")
+    cells = ["Broken", "svc=web", "critical", "firing", "Broken: recovered"]
+    browser.wait_for(lambda: all(c in browser.css("table.list tbody tr").text for c in cells), f"a row with {cells}")
+    browser.follow("table.list tbody tr a")
     browser.wait_text("Timeline")
     page = browser.text()
     expected = ["alert received", "plan Broken started (automatic)", "Broken stage 1: command",
@@ -82,7 +79,7 @@ def test_pause_a_plan_see_the_alert_skipped_with_the_reason_then_resume(
     browser.open("/ui/incidents")
     browser.wait_text("Broken: skipped")
     assert "automation paused (this plan): database failover in progress" in browser.text()
-    browser.click("table.list tbody tr a")
+    browser.follow("table.list tbody tr a")
     browser.wait_text("plan Broken skipped")
     assert "paused plan Broken" in browser.text()
     assert "bob (admin token)" in browser.text()
@@ -148,7 +145,10 @@ def test_approve_a_waiting_stage_and_reject_another(tmp_path: Path, console_rece
         browser.css("form[action$='/approve'] input[name=reason]").send_keys("looks safe")
         browser.click("form[action$='/approve'] button")
         browser.wait_text("plan Risky recovered")
-        assert "stage 1 approved" in browser.text()
+        page = browser.text()
+        assert "approval_needed message to email/oncall (round 1)" in page  # the message as sent
+        assert "Subject: [APPROVAL NEEDED] Risky svc=web" in page
+        assert "stage 1 approved" in page
         assert "dana (admin token)" in browser.text()
         assert ran.read_text() == "web\n"
         browser.open(f"/ui/incidents/{reject_id}")
@@ -205,7 +205,7 @@ def test_hostile_labels_render_as_text(console_receiver: Start, browser: Browser
     browser.sign_in(receiver.url)
     browser.wait_text("<script>window.pwned=1</script>")
     assert 'svc="><img src=x onerror="window.pwned=2">' in browser.text()
-    browser.click("table.list tbody tr a")
+    browser.follow("table.list tbody tr a")
     browser.wait_text("Timeline")
     time.sleep(0.5)  # give an injected image's onerror the chance it must not get
     assert browser.driver.execute_script("return window.pwned") is None

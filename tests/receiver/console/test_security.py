@@ -164,3 +164,21 @@ async def test_console_is_off_without_any_way_to_sign_in(tmp_path: Path, receive
     receiver = await receivers(path)
     async with receiver.session.get(receiver.url + "/ui/login") as resp:
         assert resp.status == 404
+
+
+async def test_filters_and_pages_stay_in_the_url(tmp_path: Path, receivers: Start) -> None:
+    receiver = await start(tmp_path, receivers)
+    alerts = [alert(f"p{n}", alertname="Paged", severity="page") for n in range(55)]
+    assert (await receiver.post(webhook(*alerts, alert("other", alertname="Other"))))[0] == 200
+    client = Client(receiver)
+    await client.sign_in()
+    _, _, page, _ = await client.request("GET", "/ui/incidents?alertname=Paged&severity=page&range=1h")
+    assert "55 incidents; page 1 of 2." in page
+    assert page.count('<tr class="status-firing">') == 50
+    assert 'href="/ui/incidents?alertname=Paged&amp;severity=page&amp;range=1h&amp;page=2" rel="next"' in page
+    _, _, page, _ = await client.request("GET", "/ui/incidents?alertname=Paged&severity=page&range=1h&page=2")
+    assert page.count('<tr class="status-firing">') == 5
+    assert "Other" not in page
+    status, _, page, _ = await client.request("GET", "/ui/incidents?since=yesterday")
+    assert status == 400
+    assert "since: expected YYYY-MM-DD" in page
