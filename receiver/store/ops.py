@@ -388,7 +388,7 @@ class Store(SteeringOps, abc.ABC):
 
     async def stats_facts(self, since: float, until: float) -> StatsFacts:
         """Incidents received in [since, until) (runs by hand left out), their plan runs and action counts."""
-        return await self._run(reads.stats_facts(since, until))
+        return await self._run(reads.stats_facts(self.dialect, since, until))
 
     async def queue_stats(self, now: float) -> dict[str, tuple[int, float]]:
         """Per job kind: pending count and the age in seconds of the oldest job that is due."""

@@ -151,14 +151,15 @@ class StatsFacts:
     runs: list[StatsRun]
 
 
-def stats_facts(since: float, until: float) -> Op[StatsFacts]:
+def stats_facts(dialect: Dialect, since: float, until: float) -> Op[StatsFacts]:
     """What the statistics are computed from, in three aggregate queries over the received-time range."""
     window = "i.received_at >= ? AND i.received_at < ? AND i.fingerprint NOT LIKE ?"
     bounds = (since, until, "manual-%")  # runs by hand are not alerts
+    alertname = dialect.json_field.format(column="i.labels", name="alertname")
     result = yield Stmt(
-        f"SELECT i.id, i.labels, i.starts_at, i.received_at, i.ends_at FROM incidents i WHERE {window}", bounds
+        f"SELECT i.id, {alertname}, i.starts_at, i.received_at, i.ends_at FROM incidents i WHERE {window}", bounds
     )
-    incidents = [StatsIncident(r[0], json.loads(r[1]).get("alertname", ""), r[2], r[3], r[4]) for r in result.rows]
+    incidents = [StatsIncident(r[0], r[1] or "", r[2], r[3], r[4]) for r in result.rows]
     result = yield Stmt(
         "SELECT a.job_id, a.state, a.dry_run, COUNT(*), MIN(a.started_at) FROM actions a "
         f"JOIN jobs j ON j.id = a.job_id JOIN incidents i ON i.id = j.incident_id WHERE {window} "

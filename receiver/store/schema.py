@@ -25,6 +25,8 @@ class Dialect:
     gate_lock: str | None
     contains: str
     """A condition true when ``{column}`` holds the text bound to its ``?`` as a substring."""
+    json_field: str
+    """The text of key ``{name}`` (a constant, never input) of the JSON object in ``{column}``."""
 
 
 def json_text(value: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SQLITE = Dialect(
     id_column="INTEGER PRIMARY KEY", real="REAL", skip_locked="", row_lock="", gate_lock=None,
-    contains="instr({column}, ?) > 0",
+    contains="instr({column}, ?) > 0", json_field="json_extract({column}, '$.{name}')",
 )  # fmt: skip
 
 
