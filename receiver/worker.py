@@ -142,9 +142,10 @@ class Worker:
             return
         notification = build_notification(job, view.actions)
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
-        title = f"{job.notify_kind} message to {job.target} (round {job.attempts + 1})"
-        preview = notification_preview(notifier, notification)
-        await self.store.record_event(job.incident.id, job.id, "delivery", title, preview, time.time())
+        if job.attempts == 0:  # the message as sent, once: retries send the same and are counted on the job
+            title = f"{job.notify_kind} message to {job.target}"
+            preview = notification_preview(notifier, notification)
+            await self.store.record_event(job.incident.id, job.id, "delivery", title, preview, time.time())
         if job.interrupted:
             log.warning("delivery interrupted earlier, sending again", extra=fields)
         try:

@@ -49,7 +49,7 @@ def secure_headers(response: web.StreamResponse, cache: bool = False) -> None:
 
 @web.middleware
 async def console_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/ui"):
+    if request.path != "/ui" and not request.path.startswith("/ui/"):
         return await handler(request)
     try:
         response = await _guarded(request, handler)

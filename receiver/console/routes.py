@@ -5,6 +5,7 @@ state only through ``receiver.steering`` and the store's approval decision.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -75,7 +76,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not cookie or not secrets.compare_digest(cookie.encode(), str(form.get(CSRF_FIELD, "")).encode()):
         raise web.HTTPForbidden(text="The sign-in form expired or was not sent by this browser: reload it.\n")
     name = str(form.get("name", "")).strip()[:64]
-    who = auth.identify(name, str(form.get("secret", "")))
+    # PBKDF2 takes a good fraction of a second by design: keep it off the event loop (webhooks keep flowing).
+    who = await asyncio.to_thread(auth.identify, name, str(form.get("secret", "")))
     if who is None:
         auth.limiter.failed(client, now)
         log.warning("console sign-in failed", extra={"client": client, "user": name})

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from opsloop.receiver.console.passwords import hash_password
+from opsloop.receiver.console.passwords import check_password, hash_password
 
 from tests.receiver.console.conftest import Client
 from tests.receiver.harness import ADMIN_TOKEN, TOKEN, Receiver, alert, webhook, write_config
@@ -131,6 +133,16 @@ async def test_failed_sign_ins_are_rate_limited_and_logged_without_the_secret(
     failures = [r for r in caplog.records if r.getMessage() == "console sign-in failed"]
     assert len(failures) == 3
     assert failures[0].client == "127.0.0.1"  # type: ignore[attr-defined]
+
+
+def test_the_hash_command_makes_hashes_that_check() -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "opsloop.receiver.console.passwords"], input="correct horse\n", capture_output=True,
+        text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert made.stdout.startswith("pbkdf2_sha256$600000$")
+    assert check_password("correct horse", made.stdout.strip())
+    assert not check_password("correct horse ", made.stdout.strip())
 
 
 async def test_users_with_password_hashes(tmp_path: Path, receivers: Start) -> None:
