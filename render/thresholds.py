@@ -132,6 +132,10 @@ class Business(StrictModel):
     job_duration: JobDuration
 
 
+class Frameworks(StrictModel):
+    stuck_in_progress: Rule
+
+
 class Thresholds(StrictModel):
     selector: str
     links: Links
@@ -140,6 +144,7 @@ class Thresholds(StrictModel):
     cache: Cache
     sources: Sources
     business: Business
+    frameworks: Frameworks
 
 
 class _Partial(StrictModel):
