@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
-from opsloop.receiver.console.filters import FilterError, PageQuery
+from opsloop.receiver.console.filters import FilterError, PageQuery, stats_window
 from opsloop.receiver.console.stats import compute
 from opsloop.receiver.domain import IncidentView
 from opsloop.receiver.handlers import STATE, json_error
@@ -160,10 +160,9 @@ async def explain_payload(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     now = time.time()
     try:
-        query = PageQuery.parse(request.query, now, default_range="30d")
+        since, until = stats_window(PageQuery.parse(request.query, now, default_range="30d"), now)
     except FilterError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    since, until = query.filter.since or 0.0, query.filter.until or now
     return web.json_response(compute(await _store(request).stats_facts(since, until), since, until).as_dict())
 
 

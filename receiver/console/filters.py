@@ -18,6 +18,8 @@ from opsloop.durations import parse_duration
 
 STATUSES = ("firing", "resolved")
 PAGE_SIZE = 50
+DAY = 86400.0
+MAX_STATS_DAYS = 366
 MAX_TEXT = 200
 
 
@@ -47,6 +49,7 @@ class PageQuery:
 
     @classmethod
     def parse(cls, query: Mapping[str, str], now: float, default_range: str = "") -> PageQuery:
+        """Raise FilterError naming the field when a value cannot be used."""
         text = {key: query.get(key, "").strip()[:MAX_TEXT] for key in
                 ("status", "alertname", "plan", "severity", "since", "until", "range", "page")}  # fmt: skip
         if text["status"] and text["status"] not in STATUSES:
@@ -89,3 +92,13 @@ class PageQuery:
 
     def with_page(self, page: int) -> PageQuery:
         return replace(self, page=page)
+
+
+def stats_window(query: PageQuery, now: float) -> tuple[float, float]:
+    """The statistics' time range: ``until`` (default now) and ``since`` (default 30 days before it), at most
+    ``MAX_STATS_DAYS`` long so the chart stays a chart."""
+    until = query.filter.until or now
+    since = query.filter.since if query.filter.since is not None else until - 30 * DAY
+    if until - since > MAX_STATS_DAYS * DAY:
+        raise FilterError(f"the range is longer than {MAX_STATS_DAYS} days")
+    return since, until

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import secrets
 import time
 
@@ -24,12 +25,12 @@ from opsloop.receiver.console.auth import (
     safe_next,
     set_cookie,
 )
-from opsloop.receiver.console.filters import PAGE_SIZE, FilterError, PageQuery
+from opsloop.receiver.console.filters import PAGE_SIZE, FilterError, PageQuery, stats_window
 from opsloop.receiver.console.guard import AUTHENTICATOR, console_guard
 from opsloop.receiver.console.pages import ENV, STATIC, environment, render
 from opsloop.receiver.console.stats import compute
 from opsloop.receiver.console.views import firing_for, key_labels, pending_approval, plan_states, timeline
-from opsloop.receiver.domain import APPROVED, PLAN, REJECTED
+from opsloop.receiver.domain import APPROVED, PLAN, REJECTED, IncidentView
 from opsloop.receiver.handlers import STATE, ReceiverState
 from opsloop.receiver.models import PayloadError, parse_payload
 from opsloop.receiver.steering import Refused, check_labels, explain_alerts, pause, preview_run, resume, run_by_hand
@@ -43,6 +44,18 @@ def _state(request: web.Request) -> tuple[ReceiverState, Store]:
     if state.store is None:
         raise StoreUnavailable("store not open")
     return state, state.store
+
+
+NOTICE = re.compile(
+    r"(all plans|[A-Za-z0-9_.-]{1,64}) (paused|resumed|was not paused)|stage [0-9]{1,3} (approved|rejected)"
+    r"|already decided \(or timed out\) before your answer arrived"
+)
+"""The only notices a redirect may ask a page to show, so a crafted link cannot put words on a page."""
+
+
+def _notice(request: web.Request) -> str:
+    text = request.query.get("msg", "")
+    return text if NOTICE.fullmatch(text) else ""
 
 
 def _secure(request: web.Request) -> bool:
@@ -124,7 +137,7 @@ async def incidents(request: web.Request) -> web.Response:
                   plans=plans, refresh=state.config.console.refresh_interval)  # fmt: skip
 
 
-async def _view(request: web.Request):  # type: ignore[no-untyped-def]
+async def _view(request: web.Request) -> IncidentView:
     _, store = _state(request)
     try:
         incident_id = int(request.match_info["id"])
@@ -141,7 +154,7 @@ async def incident(request: web.Request) -> web.Response:
     view = await _view(request)
     waiting = [(job, pending_approval(view, job)) for job in view.jobs if job.kind == PLAN]
     return render(request, "incident.html.j2", view=view, entries=timeline(view), plans=plan_states(view),
-                  waiting=[(job, a) for job, a in waiting if a is not None], message=request.query.get("msg", ""),
+                  waiting=[(job, a) for job, a in waiting if a is not None], message=_notice(request),
                   refresh=state.config.console.refresh_interval)  # fmt: skip
 
 
@@ -170,7 +183,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
 async def automation(request: web.Request, error: str = "", status: int = 200, **extra: object) -> web.Response:
     state, store = _state(request)
     return render(request, "automation.html.j2", status=status, pauses=await store.pauses(),
-                  plans=state.config.recovery, error=error, message=request.query.get("msg", ""),
+                  plans=state.config.recovery, error=error, message=_notice(request),
                   **{"preview": None, "form": {}, **extra})  # fmt: skip
 
 
@@ -256,10 +269,10 @@ async def stats_page(request: web.Request) -> web.Response:
     now = time.time()
     try:
         query = PageQuery.parse(request.query, now, default_range="30d")
+        since, until = stats_window(query, now)
     except FilterError as exc:
         return render(request, "stats.html.j2", status=400, error=str(exc), stats=None, chart="",
                       query=PageQuery.parse({}, now, "30d"))  # fmt: skip
-    since, until = query.filter.since or 0.0, query.filter.until or now
     stats = compute(await store.stats_facts(since, until), since, until)
     return render(request, "stats.html.j2", error="", stats=stats, chart=charts.incidents_per_day(stats.days),
                   query=query)  # fmt: skip

@@ -194,3 +194,28 @@ async def test_filters_and_pages_stay_in_the_url(tmp_path: Path, receivers: Star
     status, _, page, _ = await client.request("GET", "/ui/incidents?since=yesterday")
     assert status == 400
     assert "since: expected YYYY-MM-DD" in page
+
+
+async def test_pages_show_only_their_own_notices(tmp_path: Path, receivers: Start) -> None:
+    client = Client(await start(tmp_path, receivers))
+    await client.sign_in()
+    _, _, page, _ = await client.request("GET", "/ui/automation?msg=fix+paused")
+    assert '<p class="message" role="status">fix paused</p>' in page
+    _, _, page, _ = await client.request("GET", "/ui/automation?msg=Session+expired:+sign+in+at+evil.example")
+    assert "evil.example" not in page
+
+
+async def test_stats_ranges_are_checked(tmp_path: Path, receivers: Start) -> None:
+    receiver = await start(tmp_path, receivers)
+    assert (await receiver.admin("GET", "/api/stats?range=400d")) == (
+        400,
+        {"error": "the range is longer than 366 days"},
+    )
+    status, body = await receiver.admin("GET", "/api/stats?until=2030-01-31")
+    assert status == 200
+    assert (body["since"], body["until"]) == ("2030-01-01T00:00:00Z", "2030-01-31T00:00:00Z")  # 30 days before until
+    client = Client(receiver)
+    await client.sign_in()
+    status, _, page, _ = await client.request("GET", "/ui/stats?range=soon")
+    assert status == 400
+    assert "range: expected a duration" in page
