@@ -51,7 +51,7 @@ from opsloop.receiver.store.schema import (
     json_text,
     schema_statements,
 )
-from opsloop.receiver.store.steering import SteeringOps
+from opsloop.receiver.store.steering import SteeringOps, event
 
 T = TypeVar("T")
 
@@ -296,10 +296,12 @@ class Store(SteeringOps, abc.ABC):
         count = result.rows[0][0]
         if count >= gate.breaker_max:
             why = breaker_why(count, gate.breaker_window)
-            yield Stmt(
+            paused = yield Stmt(
                 "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING",
                 (GLOBAL, why, now),
             )
+            if paused.rowcount > 0:
+                yield from event(None, None, "pause", "paused all plans", why, "circuit breaker", now)
             return paused_why(why), True
         if not gate.first:
             return "", False

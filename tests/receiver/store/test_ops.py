@@ -128,6 +128,8 @@ async def test_gate_cooldown_caps_and_breaker(store: Store) -> None:
     )
     assert tripped is not None
     assert "circuit breaker: 3 actions" in tripped.result
+    (view,) = await store.incidents(limit=1, incident_id=job.incident.id)
+    assert [(e.kind, e.title, e.actor) for e in view.events] == [("pause", "paused all plans", "circuit breaker")]
     assert GLOBAL in await store.pauses()
 
 
