@@ -57,6 +57,9 @@ def key_labels(labels: dict[str, str], most: int = 4) -> list[tuple[str, str]]:
 
 
 def pending_approval(view: IncidentView, job: Job) -> Approval | None:
+    """The approval a pending run waits for (a run that ended, say because the alert resolved, waits no more)."""
+    if job.state != PENDING:
+        return None
     return next((a for a in view.approvals if a.job_id == job.id and a.state == PENDING), None)
 
 

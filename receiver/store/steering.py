@@ -130,7 +130,7 @@ class SteeringOps(abc.ABC):
         return True
 
     async def decide_approval(self, job_id: int, stage: int, state: str, actor: str, reason: str, now: float) -> bool:
-        """Decide a pending approval: True only for the one caller whose decision counted.
+        """Decide a pending approval of a pending run: True only for the one caller whose decision counted.
 
         The waiting job becomes due at once, so a worker acts on the decision.
         """
@@ -138,10 +138,10 @@ class SteeringOps(abc.ABC):
 
     @staticmethod
     def _decide_approval(job_id: int, stage: int, state: str, actor: str, reason: str, now: float) -> Op[bool]:
-        result = yield Stmt(
+        result = yield Stmt(  # a run that already ended (its alert resolved) has nothing left to decide
             "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ? "
-            "WHERE job_id = ? AND stage = ? AND state = ?",
-            (state, actor, now, reason, job_id, stage, PENDING),
+            "WHERE job_id = ? AND stage = ? AND state = ? AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = ?)",
+            (state, actor, now, reason, job_id, stage, PENDING, job_id, PENDING),
         )
         if result.rowcount != 1:
             return False

@@ -62,3 +62,28 @@ async def test_a_waiting_run_survives_a_restart_and_runs_once_approved(tmp_path:
     assert "already+decided" in headers["Location"]  # a second answer changes nothing
     (view,) = (await second.incidents()).values()
     assert [(a.state, a.decided_by, a.reason) for a in view.approvals] == [("approved", "erin (admin token)", "ok")]
+
+
+async def test_an_alert_that_resolves_while_waiting_needs_no_decision(tmp_path: Path, receivers: Start) -> None:
+    receiver = await receivers(risky(tmp_path, "10m"))
+    assert (await receiver.post(webhook(alert("w1", alertname="Risky", svc="db"))))[0] == 200
+
+    async def waiting() -> bool:
+        views = list((await receiver.incidents()).values())
+        return bool(views and views[0].approvals)
+
+    await eventually(waiting, what="the approval request")
+    resolved = alert("w1", status="resolved", ends="2030-01-02T03:10:00Z", alertname="Risky", svc="db")
+    assert (await receiver.post(webhook(resolved)))[0] == 200
+    await receiver.settled()
+    (view,) = (await receiver.incidents()).values()
+    assert (view.jobs[0].state, view.jobs[0].result) == (RECOVERED, "the alert resolved before the attempt")
+    client = Client(receiver)
+    await client.sign_in()
+    page = (await client.request("GET", f"/ui/incidents/{view.incident.id}"))[2]
+    assert "waits for approval" not in page
+    assert "Risky: recovered" in page
+    form = {"csrf": await client.csrf(), "job": str(view.jobs[0].id), "stage": "0", "reason": "late"}
+    _, headers, _, _ = await client.request("POST", f"/ui/incidents/{view.incident.id}/approve", form)
+    assert "already+decided" in headers["Location"]
+    assert not (tmp_path / "ran").exists()
