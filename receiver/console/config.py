@@ -25,6 +25,12 @@ def _hash_format(value: str) -> str:
     return value
 
 
+def _base_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or any(c in value for c in ' ?#"<>'):
+        raise ValueError("expected the console's base URL, such as https://opsloop.example.com")
+    return value.rstrip("/")
+
+
 class ConsoleUser(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     password_hash: Annotated[str, AfterValidator(_hash_format)]
@@ -39,6 +45,6 @@ class ConsoleConfig(StrictModel):
     max_failed_sign_ins: int = Field(5, ge=1)
     """Failed sign-ins allowed per client address within ``failed_sign_in_window``, then 429."""
     failed_sign_in_window: Duration = Field(300.0, gt=0)
-    external_url: str | None = None
+    external_url: Annotated[str, AfterValidator(_base_url)] | None = None
     """Where people reach the console (``https://opsloop.example.com``); approval messages link there."""
     refresh_interval: Duration = Field(5.0, ge=1)

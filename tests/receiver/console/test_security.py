@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from opsloop.receiver.config import load_config
 from opsloop.receiver.console.passwords import check_password, hash_password
 
+from opsloop.configfile import ConfigError
 from tests.receiver.console.conftest import Client
 from tests.receiver.harness import ADMIN_TOKEN, TOKEN, Receiver, alert, webhook, write_config
 
@@ -219,3 +221,16 @@ async def test_stats_ranges_are_checked(tmp_path: Path, receivers: Start) -> Non
     status, _, page, _ = await client.request("GET", "/ui/stats?range=soon")
     assert status == 400
     assert "range: expected a duration" in page
+
+
+def test_console_config_is_checked(tmp_path: Path) -> None:
+    path = write_config(tmp_path, console={"external_url": "opsloop.example.com", "users": [{"name": "a b",
+                                           "password_hash": "plain"}]})  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "console.users[0].name: String should match pattern '^[A-Za-z0-9_.@-]{1,64}$'",
+        "console.users[0].password_hash: expected pbkdf2_sha256$<iterations>$<salt>$<hash> (make one with "
+        "python -m opsloop.receiver.console.passwords)",
+        "console.external_url: expected the console's base URL, such as https://opsloop.example.com",
+    ]
