@@ -113,7 +113,7 @@ def _routing(view: IncidentView) -> Iterable[Entry]:
              for j in view.jobs if j.kind == PLAN and j.created_at == at and not j.manual]  # fmt: skip
     notes = {j.note for j in view.jobs if j.kind == DELIVERY and j.created_at == at and j.note}
     if routed or plans or notes:
-        title = f"routed to {', '.join(routed) or 'no notifier'}; plans: {', '.join(plans) or 'none'}"
+        title = f"plans: {', '.join(plans) or 'none'}; firing message to: {', '.join(routed) or 'nobody at once'}"
         yield Entry(at, "route", title, "; ".join(sorted(notes)))
 
 
