@@ -158,13 +158,13 @@ class PlanRunner:
             if now < approval.deadline:
                 await self.store.reschedule(job.id, self.owner, due_at=approval.deadline, now=now)
                 return False
-            why = f"no one decided within {stage.approve_timeout:g}s"
+            why = f"no decision within {stage.approve_timeout:g}s"
             if not await self.store.decide_approval(job.id, job.stage, TIMED_OUT, "", why, now):
                 return await self._approved(job, plan)  # a person decided at the same moment: follow them
             approval = await self.store.approval(job.id, job.stage)
             assert approval is not None
         if approval.state == TIMED_OUT:
-            why = f"no one approved stage {job.stage + 1} in time ({approval.reason})"
+            why = f"no one approved stage {job.stage + 1}: {approval.reason}"
         else:
             why = f"stage {job.stage + 1} was rejected by {approval.decided_by or 'someone'}" + (
                 f": {approval.reason}" if approval.reason else ""
@@ -174,7 +174,7 @@ class PlanRunner:
 
     def _link(self, job: Job) -> str:
         base = self.config.console.external_url
-        return f": {base.rstrip('/')}/ui/incidents/{job.incident.id}" if base else f" (incident {job.incident.id})"
+        return f": {base}/ui/incidents/{job.incident.id}" if base else f" (incident {job.incident.id})"
 
     async def _run_actions(self, job: Job, plan: Plan) -> bool:
         """Run the stage's actions in order, stopping at the first failure; False if the lease was lost."""

@@ -25,7 +25,7 @@ async def test_without_a_decision_the_plan_escalates(tmp_path: Path, receivers: 
     (view,) = (await receiver.incidents()).values()
     (run,) = view.jobs
     assert run.state == ESCALATED
-    assert run.result == "plan Risky stopped before stage 1: no one approved stage 1 in time (no one decided within 1s)"
+    assert run.result == "plan Risky stopped before stage 1: no one approved stage 1: no decision within 1s"
     assert [(a.state, a.decided_by) for a in view.approvals] == [(TIMED_OUT, "")]
     assert view.approvals[0].decided_at is not None
     assert view.approvals[0].decided_at >= view.approvals[0].deadline
