@@ -1,14 +1,17 @@
-"""Approvals of plan stages: the timeout escalates, and a waiting run survives a restart of the receiver."""
+"""Approvals of plan stages: the timeout escalates, a waiting run survives a restart, replicas decide once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from opsloop.receiver.domain import ESCALATED, PENDING, RECOVERED, TIMED_OUT
+from opsloop.testsupport.servers import PostgresServer
 
 from tests.receiver.console.conftest import Client, record_plan
 from tests.receiver.harness import Receiver, alert, eventually, webhook, write_config
+from tests.receiver.store.conftest import fresh_postgres_url
 
 Start = Callable[[Path], Awaitable[Receiver]]
 
@@ -87,3 +90,41 @@ async def test_an_alert_that_resolves_while_waiting_needs_no_decision(tmp_path: 
     _, headers, _, _ = await client.request("POST", f"/ui/incidents/{view.incident.id}/approve", form)
     assert "already+decided" in headers["Location"]
     assert not (tmp_path / "ran").exists()
+
+
+async def test_two_replicas_answered_at_once_decide_each_approval_once(
+    tmp_path: Path, receivers: Start, postgres_server: PostgresServer
+) -> None:
+    store = fresh_postgres_url(postgres_server, "approvals")
+    stage = {"after": "0s", "approve": "required", "approve_timeout": "10m"}
+    replicas = []
+    for n in range(2):
+        directory = tmp_path / f"replica{n}"
+        directory.mkdir()
+        plan = record_plan("Risky", tmp_path / "ran", stages=[stage])
+        replicas.append(await receivers(write_config(directory, store=store, recovery=[plan])))
+    alerts = [alert(f"a{i}", alertname="Risky", svc=f"s{i}") for i in range(5)]
+    await asyncio.gather(*(r.post(webhook(*alerts)) for r in replicas))  # an Alertmanager HA pair
+
+    async def all_waiting() -> bool:
+        views = (await replicas[0].incidents()).values()
+        return len(views) == 5 and all(v.approvals for v in views)
+
+    await eventually(all_waiting, what="five approval requests")
+    clients = [Client(r) for r in replicas]
+    for n, client in enumerate(clients):
+        assert await client.sign_in(f"person-{n}") == 303
+    answers = []
+    for view in (await replicas[0].incidents()).values():
+        for client, decision in zip(clients, ("approve", "reject"), strict=True):
+            form = {"csrf": await client.csrf(), "job": str(view.jobs[0].id), "stage": "0"}
+            answers.append(client.request("POST", f"/ui/incidents/{view.incident.id}/{decision}", form))
+    locations = [headers["Location"] for _, headers, _, _ in await asyncio.gather(*answers)]
+    assert sum("already+decided" in where for where in locations) == 5  # one of each pair lost
+    await replicas[0].settled(30)
+    views = (await replicas[0].incidents()).values()
+    approved = {v.incident.labels["svc"] for v in views if v.approvals[0].state == "approved"}
+    assert {v.incident.labels["svc"] for v in views if v.jobs[0].state == RECOVERED} == approved
+    assert {v.jobs[0].state for v in views if v.incident.labels["svc"] not in approved} <= {ESCALATED}
+    ran = (tmp_path / "ran").read_text().split() if (tmp_path / "ran").exists() else []
+    assert sorted(ran) == sorted(approved)  # each approved stage ran once, on one replica; rejected ones never
