@@ -1,7 +1,8 @@
-"""Console fixtures: a receiver running as its own process on a free port, and a real headless Chromium.
+"""Console fixtures: a receiver running as its own process on a free port, a real headless Chromium, and a
+browser-like HTTP client (cookies, CSRF tokens) for the tests that need no rendering.
 
-The receiver is a separate process (``python -m opsloop.receiver``), as in production, so the browser,
-the test's webhooks and the receiver never share an event loop.
+For browser tests the receiver is a separate process (``python -m opsloop.receiver``), as in production,
+so the browser, the test's webhooks and the receiver never share an event loop.
 """
 
 from __future__ import annotations
