@@ -22,7 +22,17 @@ from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
 from opsloop.receiver.console.auth import Authenticator
 from opsloop.receiver.console.routes import add_console
-from opsloop.receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
+from opsloop.receiver.handlers import (
+    STATE,
+    TELEMETRY_PATH,
+    Credential,
+    ReceiverState,
+    healthy,
+    landing,
+    metrics,
+    ready,
+    receive_alerts,
+)  # fmt: skip
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import Notifier, build_notifiers
 from opsloop.receiver.recovery import PlanRunner, Verifier
@@ -67,12 +77,16 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_app(config: ReceiverConfig, components: Components | None = None) -> web.Application:
+def build_app(
+    config: ReceiverConfig, components: Components | None = None, telemetry_path: str = "/metrics"
+) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
     app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app[TELEMETRY_PATH] = telemetry_path
+    app.router.add_get("/", landing)
     app.router.add_post("/alerts", receive_alerts)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     add_admin_routes(app)
