@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 from opsloop.testsupport.browser import start_chromium
-from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, http_ok
+from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, ServerError, free_port, http_ok, wait_until
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
@@ -83,12 +82,10 @@ class ConsoleReceiver:
         return found[0]
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.process.log_tail()}")
+        try:
+            wait_until(check, timeout, what)
+        except ServerError as exc:
+            raise AssertionError(f"{exc}\n{self.process.log_tail()}") from None
 
 
 @pytest.fixture
