@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from opsloop.receiver.actions import Action, build_action
+from opsloop.receiver.actions import Action, attach_journal, build_action
 from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
 from opsloop.receiver.console.auth import Authenticator
@@ -96,6 +96,7 @@ def build_app(
         state = app[STATE]
         store = open_store(config.store)
         await store.open()
+        await attach_journal([a for actions in parts.actions.values() for a in actions], store)
         owner = worker_id()
         async with aiohttp.ClientSession() as session:
             verifier = (

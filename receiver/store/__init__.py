@@ -7,6 +7,7 @@ and row mapping), ``ops`` (the shared SQL of every write) and ``reads`` (the adm
 from __future__ import annotations
 
 from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable
+from opsloop.receiver.store.moves import Move, MoveJournal
 from opsloop.receiver.store.ops import Store
 from opsloop.receiver.store.postgres import PostgresStore
 from opsloop.receiver.store.reads import IncidentFilter, StatsFacts, StatsIncident, StatsRun
@@ -14,6 +15,8 @@ from opsloop.receiver.store.sqlite import SqliteStore
 
 __all__ = [
     "IncidentFilter",
+    "Move",
+    "MoveJournal",
     "Op",
     "Result",
     "StatsFacts",

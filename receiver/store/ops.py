@@ -41,6 +41,7 @@ from opsloop.receiver.domain import (
 )
 from opsloop.receiver.store import reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
@@ -59,7 +60,7 @@ T = TypeVar("T")
 GATE_LOCK = 0x6F70736C
 
 
-class Store(SteeringOps, abc.ABC):
+class Store(SteeringOps, MoveJournal, abc.ABC):
     """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
 
     dialect: Dialect
