@@ -31,7 +31,7 @@ from opsloop.receiver.console.pages import ENV, STATIC, environment, render
 from opsloop.receiver.console.stats import compute
 from opsloop.receiver.console.views import firing_for, key_labels, pending_approval, plan_states, timeline
 from opsloop.receiver.domain import APPROVED, PLAN, REJECTED, IncidentView
-from opsloop.receiver.handlers import STATE, ReceiverState
+from opsloop.receiver.handlers import CONSOLE_ROUTE, STATE, ReceiverState
 from opsloop.receiver.models import PayloadError, parse_payload
 from opsloop.receiver.steering import Refused, check_labels, explain_alerts, pause, preview_run, resume, run_by_hand
 from opsloop.receiver.store import Store, StoreUnavailable
@@ -286,7 +286,7 @@ def add_console(app: web.Application, authenticator: Authenticator) -> None:
     app[ENV] = environment()
     app.middlewares.append(console_guard)
     app.router.add_static("/ui/static/", STATIC, append_version=False)
-    app.router.add_get("/ui/login", login_page)
+    app.router.add_get("/ui/login", login_page, name=CONSOLE_ROUTE)
     app.router.add_post("/ui/login", login)
     app.router.add_post("/ui/logout", logout)
     app.router.add_get("/ui/incidents", incidents)

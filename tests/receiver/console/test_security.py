@@ -178,6 +178,14 @@ async def test_console_is_off_without_any_way_to_sign_in(tmp_path: Path, receive
     receiver = await receivers(path)
     async with receiver.session.get(receiver.url + "/ui/login") as resp:
         assert resp.status == 404
+    async with receiver.session.get(receiver.url + "/") as resp:
+        assert "incident console" not in await resp.text()
+
+
+async def test_the_landing_page_links_to_the_console(tmp_path: Path, receivers: Start) -> None:
+    receiver = await start(tmp_path, receivers)
+    async with receiver.session.get(receiver.url + "/") as resp:
+        assert '<a href="/ui/">incident console</a>' in await resp.text()
 
 
 async def test_filters_and_pages_stay_in_the_url(tmp_path: Path, receivers: Start) -> None:
