@@ -32,6 +32,11 @@ def duration(seconds: float | None) -> str:
     return " ".join(shown) or "0s"
 
 
+def web_url(value: str) -> str:
+    """``value`` when it is an http(s) URL, else "": a link from an alert never runs script (``javascript:``)."""
+    return value if value.lower().startswith(("http://", "https://")) else ""
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
@@ -39,6 +44,7 @@ def environment() -> jinja2.Environment:
     )  # fmt: skip
     env.filters["utc"] = utc
     env.filters["duration"] = duration
+    env.filters["web_url"] = web_url
     return env
 
 

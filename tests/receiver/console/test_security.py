@@ -114,6 +114,12 @@ async def test_labels_are_escaped_everywhere(tmp_path: Path, receivers: Start) -
         assert "<img" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page or path.endswith("E")
     assert "<script" not in re.sub(r'<script src="/ui/static/refresh.js" defer></script>', "", page)
+    sneaky = {**alert("js", alertname="Sneaky"), "generatorURL": "javascript:alert(document.cookie)"}
+    assert (await receiver.post(webhook(sneaky)))[0] == 200
+    sneaky_id = next(v.incident.id for v in (await receiver.incidents()).values() if v.incident.fingerprint == "js")
+    _, _, page, _ = await client.request("GET", f"/ui/incidents/{sneaky_id}")
+    assert "javascript:alert(document.cookie)" in page  # shown as text
+    assert 'href="javascript' not in page
     status, _, page, _ = await client.request(
         "POST", "/ui/explain", {"csrf": await client.csrf(), "input": "alertname=<script>x</script>"}
     )
