@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from opsloop.receiver.domain import (
@@ -41,6 +42,7 @@ from opsloop.receiver.domain import (
 from opsloop.receiver.store import reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
 from opsloop.receiver.store.moves import MoveJournal
+from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
     JOB_SELECT,
@@ -50,6 +52,7 @@ from opsloop.receiver.store.schema import (
     json_text,
     schema_statements,
 )
+from opsloop.receiver.store.steering import SteeringOps, event
 
 T = TypeVar("T")
 
@@ -57,7 +60,7 @@ T = TypeVar("T")
 GATE_LOCK = 0x6F70736C
 
 
-class Store(MoveJournal, abc.ABC):
+class Store(SteeringOps, MoveJournal, abc.ABC):
     """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
 
     dialect: Dialect
@@ -300,10 +303,12 @@ class Store(MoveJournal, abc.ABC):
         count = result.rows[0][0]
         if count >= gate.breaker_max:
             why = breaker_why(count, gate.breaker_window)
-            yield Stmt(
+            paused = yield Stmt(
                 "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING",
                 (GLOBAL, why, now),
             )
+            if paused.rowcount > 0:
+                yield from event(None, None, "pause", "paused all plans", why, "circuit breaker", now)
             return paused_why(why), True
         if not gate.first:
             return "", False
@@ -375,55 +380,24 @@ class Store(MoveJournal, abc.ABC):
 
     # -- admin ----------------------------------------------------------------------------------
 
-    async def pause(self, scope: str, reason: str, now: float) -> None:
-        await self._run(self._pause(scope, reason, now))
-
-    @staticmethod
-    def _pause(scope: str, reason: str, now: float) -> Op[None]:
-        yield Stmt(
-            "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) "
-            "ON CONFLICT (scope) DO UPDATE SET reason = excluded.reason, at = excluded.at",
-            (scope, reason, now),
-        )
-
-    async def resume(self, scope: str) -> bool:
-        return await self._run(self._resume(scope))
-
-    @staticmethod
-    def _resume(scope: str) -> Op[bool]:
-        result = yield Stmt("DELETE FROM pauses WHERE scope = ?", (scope,))
-        return result.rowcount > 0
-
     async def pauses(self) -> dict[str, tuple[str, float]]:
         """Active pauses by scope ('*' for all plans): (reason, since)."""
         return await self._run(reads.pauses())
 
     async def incidents(
-        self, limit: int = 50, status: str | None = None, incident_id: int | None = None
-    ) -> list[IncidentView]:
-        """Newest incidents first, each with its jobs (plan runs, deliveries) and actions."""
-        return await self._run(reads.incidents(limit, status, incident_id))
+        self, limit: int = 50, status: str | None = None, incident_id: int | None = None, *,
+        filter: IncidentFilter | None = None, offset: int = 0,
+    ) -> list[IncidentView]:  # fmt: skip
+        """Newest incidents first, each with its jobs (plan runs, deliveries), actions, approvals and events."""
+        found = replace(filter or IncidentFilter(), **({"status": status} if status is not None else {}))
+        return await self._run(reads.incidents(self.dialect, limit, found, incident_id, offset))
 
-    async def start_manual_run(
-        self, plan: str, labels: Mapping[str, str], values: Mapping[str, str], dry_run: bool, run_id: str,
-        now: float, started: str,
-    ) -> int:  # fmt: skip
-        """Queue a plan run asked for by a person: a synthetic incident and a plan job; returns the job id."""
-        return await self._run(self._start_manual_run(plan, labels, values, dry_run, run_id, now, started))
+    async def count_incidents(self, filter: IncidentFilter) -> int:
+        return await self._run(reads.count_incidents(self.dialect, filter))
 
-    def _start_manual_run(
-        self, plan: str, labels: Mapping[str, str], values: Mapping[str, str], dry_run: bool, run_id: str,
-        now: float, started: str,
-    ) -> Op[int]:  # fmt: skip
-        fingerprint = f"manual-{run_id}"
-        result = yield Stmt(
-            UPSERT_INCIDENT, (fingerprint, started, "firing", json_text(labels), "{}", None, "", "", 0, now, now)
-        )
-        incident_id = result.rows[0][0]
-        key = plan_key(plan, fingerprint, started)
-        yield from self._insert_job(key, PLAN, incident_id, plan, None, "run by hand", values, now, True, dry_run)
-        result = yield Stmt("SELECT id FROM jobs WHERE key = ?", (key,))
-        return result.rows[0][0]
+    async def stats_facts(self, since: float, until: float) -> StatsFacts:
+        """Incidents received in [since, until) (runs by hand left out), their plan runs and action counts."""
+        return await self._run(reads.stats_facts(self.dialect, since, until))
 
     async def queue_stats(self, now: float) -> dict[str, tuple[int, float]]:
         """Per job kind: pending count and the age in seconds of the oldest job that is due."""
