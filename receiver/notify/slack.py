@@ -9,6 +9,7 @@ in logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -147,6 +148,9 @@ class SlackNotifier:
         ]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
         return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks, **self._overrides}
+
+    def preview(self, notification: Notification) -> str:
+        return json.dumps(self.payload(notification), indent=1, ensure_ascii=False)
 
     async def notify(self, notification: Notification) -> None:
         payload = self.payload(notification)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from opsloop.receiver.domain import GLOBAL, PLAN, Gate, Job, breaker_why, cap_why, cooldown_why, paused_why
 from opsloop.receiver.store.driver import Op, Stmt
 from opsloop.receiver.store.schema import json_text
+from opsloop.receiver.store.steering import event
 
 
 def limits(job: Job, gate: Gate, now: float) -> Op[tuple[str, bool]]:
@@ -29,10 +30,12 @@ def limits(job: Job, gate: Gate, now: float) -> Op[tuple[str, bool]]:
     count = result.rows[0][0]
     if count >= gate.breaker_max:
         why = breaker_why(count, gate.breaker_window)
-        yield Stmt(
+        paused = yield Stmt(
             "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING",
             (GLOBAL, why, now),
         )
+        if paused.rowcount > 0:
+            yield from event(None, None, "pause", "paused all plans", why, "circuit breaker", now)
         return paused_why(why), True
     if not gate.first:
         return "", False
