@@ -135,6 +135,7 @@ class LoopStack:
             "prometheus": f"{self.prometheus.url}/alerts",
             "alertmanager": self.alertmanager.url,
             "receiver admin": f"{self.receiver_url}/api/incidents (Authorization: Bearer {self.admin_token})",
+            "console": f"{self.receiver_url}/ui/ (sign in with any name and the admin token {self.admin_token})",
         }
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -217,10 +218,11 @@ class LoopStack:
             query["interval"] = "5s"
         path = self.workdir / "exporter.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._secret("postgres-dsn", self.postgres.dsn)
         self.exporter.spawn(
             [sys.executable, "-m", "opsloop.exporter", "--config", str(path),
              "--web.listen-address", f"{LOOPBACK}:{self.exporter_port}"],
-            env={"OPSLOOP_PG_DSN": self.postgres.dsn},
+            env={"CREDENTIALS_DIRECTORY": str(self.secrets)},  # the example reads its DSN from postgres-dsn there
         )  # fmt: skip
         self._stoppers.append(self.exporter.stop)
         self.exporter.wait_ready(lambda: http_ok(f"{self.exporter_url}/-/ready"))

@@ -7,15 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from opsloop.exporter.collector import Collector
-from opsloop.exporter.config import ExporterConfig
+from opsloop.exporter.config import ExporterConfig, RedisConfig
 from opsloop.exporter.exposition import render
 from opsloop.exporter.sources import build_sources
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from opsloop import __version__
+from opsloop.buildinfo import BuildInfoCollector
+from opsloop.landing import landing_page
 
 CONFIG = web.AppKey("config", ExporterConfig)
+TELEMETRY_PATH = web.AppKey("telemetry_path", str)
 COLLECTOR = web.AppKey("collector", Collector)
 PROCESS = web.AppKey("process", CollectorRegistry)
 MIN_DEADLINE = 0.1
@@ -60,7 +62,7 @@ async def ready(request: web.Request) -> web.Response:
 
 def config_summary(config: ExporterConfig) -> list[str]:
     """One line per configured item, with no URL credentials and no secrets."""
-    lines = [f"redis {r.name}: {_redact_url(r.url)}" for r in config.redis]
+    lines = [f"redis {r.name}: {_describe_redis(r)}" for r in config.redis]
     for section, entries in (("queue", config.queues), ("dlq", config.dlqs)):
         lines += [f"{section} on {e.redis}: {e.key or e.pattern}" for e in entries]
     lines += [f"workers {w.name} on {w.redis}: {w.set or w.heartbeat_pattern}" for w in config.workers]
@@ -69,6 +71,15 @@ def config_summary(config: ExporterConfig) -> list[str]:
     if config.business is not None:
         lines += [f"business query {q.name} every {q.interval:g}s" for q in config.business.queries]
     return lines
+
+
+def _describe_redis(redis: RedisConfig) -> str:
+    mode = redis.effective_mode(redis.url)
+    if mode == "sentinel":
+        return f"sentinel primary {redis.primary_name} via {', '.join(redis.sentinels)}"
+    assert redis.url is not None  # required outside sentinel mode
+    seeds = "".join(f", {_redact_url(seed)}" for seed in redis.seeds)
+    return ("cluster " if mode == "cluster" else "") + _redact_url(redis.url) + seeds
 
 
 def _redact_url(url: str) -> str:
@@ -82,12 +93,7 @@ def _redact_url(url: str) -> str:
 
 async def landing(request: web.Request) -> web.Response:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in config_summary(request.app[CONFIG]))
-    body = (
-        "<!doctype html><html><head><title>opsloop exporter</title></head><body>"
-        f"<h1>opsloop exporter {html.escape(__version__)}</h1>"
-        '<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> · <a href="-/ready">Ready</a></p>'
-        f"<h2>Configuration</h2><ul>{items}</ul></body></html>"
-    )
+    body = landing_page("opsloop exporter", request.app[TELEMETRY_PATH], f"<h2>Configuration</h2><ul>{items}</ul>")
     return web.Response(text=body, content_type="text/html")
 
 
@@ -98,15 +104,17 @@ async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
     await collector.close()
 
 
-def create_app(config: ExporterConfig) -> web.Application:
+def create_app(config: ExporterConfig, telemetry_path: str = "/metrics") -> web.Application:
     app = web.Application()
     app[CONFIG] = config
+    app[TELEMETRY_PATH] = telemetry_path
     process = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=process)
     PlatformCollector(registry=process)
+    process.register(BuildInfoCollector())
     app[PROCESS] = process
     app.cleanup_ctx.append(collector_ctx)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/", landing)

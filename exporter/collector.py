@@ -16,23 +16,19 @@ from dataclasses import dataclass
 
 from opsloop.exporter.config import ScrapeConfig
 from opsloop.exporter.exposition import Family, group, merge
-from opsloop.exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
+from opsloop.exporter.sources.base import CircuitBreaker, PartialFailure, Sample, Source
 
 from opsloop import __version__
+from opsloop.metric_contract import (
+    BREAKER_OPEN,
+    BUILD_INFO,
+    SOURCE_DURATION,
+    SOURCE_ERRORS,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_UP,
+)
 
 log = logging.getLogger(__name__)
-
-_S = ("source",)
-SOURCE_UP = Metric("opsloop_source_up", "gauge", "1 when the last read of the source succeeded in time.", _S)
-SOURCE_DURATION = Metric(
-    "opsloop_source_scrape_duration_seconds", "gauge", "Duration of the source's last completed read.", _S
-)
-SOURCE_LAST_SUCCESS = Metric(
-    "opsloop_source_last_success_timestamp_seconds", "gauge", "Unix time of the source's last good read.", _S
-)
-SOURCE_ERRORS = Metric("opsloop_source_errors", "counter", "Failed or timed-out reads of the source.", _S)
-BREAKER_OPEN = Metric("opsloop_source_breaker_open", "gauge", "1 while the source's circuit breaker skips reads.", _S)
-BUILD_INFO = Metric("opsloop_exporter_build_info", "gauge", "Always 1; the version is a label.", ("version",))
 
 
 @dataclass
@@ -50,9 +46,19 @@ class Collector:
         self.states = [
             SourceState(s, CircuitBreaker(scrape.breaker_failures, scrape.breaker_max_backoff)) for s in sources
         ]
+        self._last_collect: float | None = None
+        self._pause_cap: float | None = None
+
+    def _note_scrape(self) -> None:
+        """Half the time since the previous scrape caps breaker pauses: every scrape still tries once."""
+        now = time.monotonic()
+        if self._last_collect is not None:
+            self._pause_cap = (now - self._last_collect) / 2
+        self._last_collect = now
 
     async def collect(self, budget: float) -> list[Family]:
         """Read every source within ``budget`` seconds and build the metric families."""
+        self._note_scrape()
         results = await asyncio.gather(*(self._read(state, budget) for state in self.states))
         health: list[Sample] = [Sample(BUILD_INFO, (__version__,), 1.0)]
         for state, (_, ok) in zip(self.states, results, strict=True):
@@ -102,7 +108,7 @@ class Collector:
         if error:
             state.errors += 1
             if not answered:
-                state.breaker.record_failure()
+                state.breaker.record_failure(self._pause_cap)
             log.warning("source read failed", extra={"source": source.name, "error": error})
             return families, False
         state.breaker.record_success()

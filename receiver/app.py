@@ -17,10 +17,22 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from opsloop.receiver.actions import Action, build_action
+from opsloop.receiver.actions import Action, attach_journal, build_action
 from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
-from opsloop.receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
+from opsloop.receiver.console.auth import Authenticator
+from opsloop.receiver.console.routes import add_console
+from opsloop.receiver.handlers import (
+    STATE,
+    TELEMETRY_PATH,
+    Credential,
+    ReceiverState,
+    healthy,
+    landing,
+    metrics,
+    ready,
+    receive_alerts,
+)  # fmt: skip
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import Notifier, build_notifiers
 from opsloop.receiver.recovery import PlanRunner, Verifier
@@ -36,18 +48,24 @@ class Components:
 
     webhook_auth: Credential
     admin_auth: Credential | None
+    console: Authenticator
     notifiers: Mapping[str, Notifier]
     actions: Mapping[str, Sequence[Action]]
+    metrics: ReceiverMetrics
 
     @classmethod
     def build(cls, config: ReceiverConfig) -> Components:
         """Raise ValueError (naming the section) when a secret or template cannot be used."""
-        admin = Credential.bearer(config.admin.resolve()) if config.admin is not None else None
+        token = config.admin.secret("token") if config.admin is not None else None
+        admin = Credential.bearer(token or "") if config.admin is not None else None
+        metrics = ReceiverMetrics()
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,
-            notifiers=build_notifiers(config.notifiers, config.templates_dir),
+            console=Authenticator(config.console, token),
+            notifiers=build_notifiers(config.notifiers, config.templates_dir, metrics.template_failures),
             actions={plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery},
+            metrics=metrics,
         )
 
     async def close(self) -> None:
@@ -62,20 +80,26 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_app(config: ReceiverConfig, components: Components | None = None) -> web.Application:
+def build_app(
+    config: ReceiverConfig, components: Components | None = None, telemetry_path: str = "/metrics"
+) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
-    app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app[STATE] = ReceiverState(config, parts.metrics, parts.webhook_auth, parts.admin_auth)
+    app[TELEMETRY_PATH] = telemetry_path
+    app.router.add_get("/", landing)
     app.router.add_post("/alerts", receive_alerts)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     add_admin_routes(app)
+    add_console(app, parts.console)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         state = app[STATE]
         store = open_store(config.store)
         await store.open()
+        await attach_journal([a for actions in parts.actions.values() for a in actions], store)
         owner = worker_id()
         async with aiohttp.ClientSession() as session:
             verifier = (

@@ -1,18 +1,33 @@
 """The receiver's own metrics, in a registry per running app (tests run several apps in one process).
 
-``/metrics`` serves this registry followed by the process-wide default one, which holds the process
-collectors and metrics of shared modules (such as notification template fallbacks).
+Nothing is module-level: ``Components.build`` makes one ``ReceiverMetrics`` per app and hands its
+counters to the parts that count (the worker, plans, notifier templates). ``/metrics`` serves this
+registry followed by prometheus-client's default one, which holds only its process and platform collectors.
 """
 
 from __future__ import annotations
 
 from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from opsloop.buildinfo import BuildInfoCollector
+
+# Prometheus has no use for the *_created series prometheus-client adds to every counter and histogram.
+disable_created_metrics()
 
 
 class ReceiverMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(BuildInfoCollector())
         self.webhooks = Counter(
             "opsloop_receiver_webhooks", "Webhook requests by outcome (accepted, unauthorized, invalid, "
             "too_large, unavailable).", ["outcome"], registry=self.registry,
@@ -48,6 +63,11 @@ class ReceiverMetrics:
         self.paused = Gauge(
             "opsloop_receiver_automation_paused", "1 while automation is paused, by scope ('*' for all "
             "plans, else the plan name).", ["scope"], registry=self.registry,
+        )  # fmt: skip
+        self.template_failures = Counter(
+            "opsloop_receiver_template_failures",
+            "Notifications sent with the built-in fallback text because their template failed.",
+            ["notifier"], registry=self.registry,
         )  # fmt: skip
         self.store_up = Gauge(
             "opsloop_receiver_store_up", "1 when the last store query at scrape time succeeded.",

@@ -236,9 +236,13 @@ class Server(abc.ABC):
 class RedisServer(Server):
     name = "redis"
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None, maxmemory: str = "0") -> None:
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, maxmemory: str = "0", extra: Sequence[str] = ()
+    ) -> None:
         super().__init__(workdir, port)
         self.maxmemory = maxmemory
+        self.extra = list(extra)
+        """More redis-server options (cluster mode, replicaof) for the topology launchers."""
 
     @property
     def url(self) -> str:
@@ -261,6 +265,7 @@ class RedisServer(Server):
                     "--protected-mode", "no",
                     # redis-server rewrites its process title; keep the workdir in it so leftovers can be found
                     "--proc-title-template", f"{{title}} {{listen-addr}} {self.workdir}",
+                    *self.extra,
                 ]
             )  # fmt: skip
 
@@ -415,9 +420,12 @@ class PrometheusServer(Server):
         interval: str = "1s",
         workdir: Path | None = None,
         port: int | None = None,
+        scrape_configs: Sequence[dict[str, Any]] = (),
     ) -> None:
+        """``scrape_configs`` are added as written (TLS, basic auth...) after the plain ``scrape_targets`` jobs."""
         super().__init__(workdir, port)
         self.scrape_targets = scrape_targets
+        self.extra_scrape_configs = list(scrape_configs)
         self.rule_files = [Path(p).resolve() for p in rule_files]
         self.alertmanager_port = alertmanager_port
         self.interval = interval
@@ -434,7 +442,7 @@ class PrometheusServer(Server):
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": targets}]}
                 for job, targets in self.scrape_targets.items()
-            ],
+            ] + self.extra_scrape_configs,
         }  # fmt: skip
         if self.alertmanager_port:
             cfg["alerting"] = {

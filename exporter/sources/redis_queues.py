@@ -20,14 +20,18 @@ from pathlib import Path
 
 from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
 from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from opsloop.metric_contract import QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_LAG, STREAM_GROUP_PENDING
+
 log = logging.getLogger(__name__)
 
 KEYS_SCRIPT = (Path(__file__).parent / "redis_keys.lua").read_text()
+register_per_key_script(KEYS_SCRIPT, fixed_args=3)
 SCRIPT_BATCH = 1000
 """Keys per script call: Redis serves other clients between calls, so a batch blocks it only briefly."""
 
@@ -43,30 +47,7 @@ class KeyMetrics:
     group_lag: Metric | None = None
 
 
-def key_metrics(label: str, prefix: str, what: str, groups: bool) -> KeyMetrics:
-    labels = ("redis", label)
-    group_labels = ("redis", label, "group")
-    return KeyMetrics(
-        label=label,
-        length=Metric(f"{prefix}_length", "gauge", f"Items in the {what} (0 when the key does not exist).", labels),
-        oldest_age=Metric(
-            f"{prefix}_oldest_age_seconds",
-            "gauge",
-            f"Age of the oldest item in the {what} (0 when empty).",
-            labels,
-        ),
-        group_pending=Metric(
-            "opsloop_stream_group_pending", "gauge", "Entries delivered to the group but not acknowledged.",
-            group_labels,
-        ) if groups else None,
-        group_lag=Metric(
-            "opsloop_stream_group_lag", "gauge", "Entries in the stream not yet delivered to the group.",
-            group_labels,
-        ) if groups else None,
-    )  # fmt: skip
-
-
-QUEUE_METRICS = key_metrics("queue", "opsloop_queue", "queue", groups=True)
+QUEUE_METRICS = KeyMetrics("queue", QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_PENDING, STREAM_GROUP_LAG)
 
 
 def parse_timestamp(value: object) -> float | None:
@@ -132,9 +113,27 @@ class KeyReader:
             hits, misses = counts.split("\t")
             self.lookups.add(int(hits), int(misses))
             for key, line in zip(keys[start : start + SCRIPT_BATCH], lines, strict=True):
-                yield from self._key_samples(key, line.split("\t"), now)
+                fields = line.split("\t")
+                if len(fields) == 3 and fields[0] == "list":
+                    yield from self._list_samples(key, fields[1], fields[2], now)
+                else:
+                    yield from self._key_samples(key, fields, now)
         if self.discovery is not None:
             yield from self.discovery.samples()
+
+    def _list_samples(self, key: str, length: str, stamp: str, now: float) -> tuple[Sample, ...]:
+        """The common case, kept short: a list with a unix-time stamp or none (an ISO stamp goes the long way)."""
+        labels = (self.redis_name, self._label(key))
+        size = Sample(self.metrics.length, labels, float(length))
+        if self.oldest is None or (stamp == "" and length != "0"):
+            return (size,)
+        try:
+            oldest = float(stamp) if stamp else now
+        except ValueError:
+            return tuple(self._key_samples(key, ["list", length, stamp], now))
+        if oldest > 1e11:  # milliseconds, as parse_timestamp reads them
+            oldest /= 1000.0
+        return size, Sample(self.metrics.oldest_age, labels, max(0.0, now - oldest))
 
     def _key_samples(self, key: str, fields: list[str], now: float) -> list[Sample]:
         kind, length, stamp, *groups = fields
