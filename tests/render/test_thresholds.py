@@ -76,11 +76,11 @@ def test_partial_override_changes_only_what_it_lists(tmp_path: Path) -> None:
         ),
         (
             "business:\n  job_failures:\n    max_ratio: 1\n",
-            "business.job_failures.max_ratio: Input should be less than 1",
+            "business.job_failures.max_ratio: expected a value < 1.0",
         ),
         (
             "business:\n  job_failures:\n    max_ratio: 0\n",
-            "business.job_failures.max_ratio: Input should be greater than 0",
+            "business.job_failures.max_ratio: expected a value > 0.0",
         ),
     ],
 )
