@@ -23,7 +23,7 @@ Commit = Callable[[Sequence[W]], Awaitable[Sequence[R | BaseException]]]
 class GroupCommit(Generic[W, R]):
     """``await submit(item)`` returns ``item``'s result once the batch holding it is committed."""
 
-    def __init__(self, commit: Commit[W, R], writers: int = 2, max_batch: int = 256) -> None:
+    def __init__(self, commit: Commit[W, R], writers: int = 1, max_batch: int = 256) -> None:
         self._commit = commit
         self._writers = writers
         self._max_batch = max_batch
