@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
-from opsloop.testsupport.servers import LOOPBACK, PostgresServer, free_port, http_ok, wait_until
+from opsloop.testsupport.servers import LOOPBACK, PostgresServer, ServerError, free_port, http_ok, wait_until
 from opsloop.testsupport.sinks import SlackSink
 
 TOKEN = "benchmark-token"
@@ -88,7 +88,11 @@ async def load(url: str, requests: int, concurrency: int, deadline: float) -> tu
 def start(argv: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
-    wait_until(lambda: http_ok(url + "/-/ready"), 30, " ".join(argv[:3]))
+    try:
+        wait_until(lambda: http_ok(url + "/-/ready"), 30, " ".join(argv[:3]))
+    except ServerError:
+        stop(proc)  # never leave a server behind
+        raise
     return proc
 
 

@@ -1,7 +1,7 @@
-"""Group commit: concurrent writes queue up and a few writer tasks commit whatever waits, once per batch.
+"""Group commit: concurrent writes queue up and one writer task (or a few) commits what waits, once per batch.
 
 A durable commit costs one WAL flush, whatever it holds; one flush per webhook caps a store at the
-disk's flush rate. Here each writer takes everything waiting (up to ``max_batch``), hands it to
+disk's flush rate. Here a writer takes everything waiting (up to ``max_batch``), hands it to
 ``commit`` (one transaction), and only after that returns settles each caller's future with its own
 result or error. So nothing is acknowledged before its commit, and a failed commit fails every caller
 in that batch (the webhook handler answers 503; Alertmanager retries).
