@@ -20,6 +20,8 @@ from aiohttp import web
 from opsloop.receiver.actions import Action, attach_journal, build_action
 from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.console.auth import Authenticator
+from opsloop.receiver.console.routes import add_console
 from opsloop.receiver.handlers import (
     STATE,
     TELEMETRY_PATH,
@@ -46,18 +48,24 @@ class Components:
 
     webhook_auth: Credential
     admin_auth: Credential | None
+    console: Authenticator
     notifiers: Mapping[str, Notifier]
     actions: Mapping[str, Sequence[Action]]
+    metrics: ReceiverMetrics
 
     @classmethod
     def build(cls, config: ReceiverConfig) -> Components:
         """Raise ValueError (naming the section) when a secret or template cannot be used."""
-        admin = Credential.bearer(config.admin.resolve()) if config.admin is not None else None
+        token = config.admin.secret("token") if config.admin is not None else None
+        admin = Credential.bearer(token or "") if config.admin is not None else None
+        metrics = ReceiverMetrics()
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,
-            notifiers=build_notifiers(config.notifiers, config.templates_dir),
+            console=Authenticator(config.console, token),
+            notifiers=build_notifiers(config.notifiers, config.templates_dir, metrics.template_failures),
             actions={plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery},
+            metrics=metrics,
         )
 
     async def close(self) -> None:
@@ -77,7 +85,7 @@ def build_app(
 ) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
-    app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app[STATE] = ReceiverState(config, parts.metrics, parts.webhook_auth, parts.admin_auth)
     app[TELEMETRY_PATH] = telemetry_path
     app.router.add_get("/", landing)
     app.router.add_post("/alerts", receive_alerts)
@@ -85,6 +93,7 @@ def build_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     add_admin_routes(app)
+    add_console(app, parts.console)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         state = app[STATE]

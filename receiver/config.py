@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 from opsloop.receiver.actions import template_fields
 from opsloop.receiver.actions.config import ActionConfig
+from opsloop.receiver.console.config import ConsoleConfig
 from opsloop.receiver.notify.config import NotifiersConfig
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, PlainValidator, ValidationError, field_validator, model_validator
 
-from opsloop.configfile import StrictModel, key_path, load_model
-from opsloop.durations import Duration
-from opsloop.secrets import exactly_one, read_secret
+from opsloop.configfile import StrictModel, describe_errors, key_path, load_model
+from opsloop.durations import Duration, parse_duration
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 DEFAULT_STORE = "sqlite:///var/lib/opsloop/receiver.db"
 DEFAULT_LISTEN = "127.0.0.1:9818"
@@ -37,24 +38,19 @@ def _compiles(pattern: str) -> str:
 Pattern = Annotated[str, AfterValidator(_compiles)]
 
 
-class BasicAuth(StrictModel):
+class BasicAuth(SecretsModel):
     username: str = Field(min_length=1)
-    password: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_password(self) -> BasicAuth:
-        exactly_one(password=self.password, password_env=self.password_env, password_file=self.password_file)
-        return self
+    password: Secret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
 
 
-class AuthConfig(StrictModel):
+class AuthConfig(SecretsModel):
     """How Alertmanager authenticates to ``POST /alerts``: a bearer token or basic auth, not both."""
 
-    bearer_token: str | None = None
-    bearer_token_env: str | None = None
-    bearer_token_file: Path | None = None
+    bearer_token: OptionalSecret = None
+    bearer_token_env: SecretEnv = None
+    bearer_token_file: SecretFile = None
     basic_auth: BasicAuth | None = None
 
     @model_validator(mode="after")
@@ -66,20 +62,12 @@ class AuthConfig(StrictModel):
         return self
 
 
-class AdminConfig(StrictModel):
+class AdminConfig(SecretsModel):
     """The admin API's own bearer token, separate from the webhook's credentials."""
 
-    token: str | None = None
-    token_env: str | None = None
-    token_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_token(self) -> AdminConfig:
-        exactly_one(token=self.token, token_env=self.token_env, token_file=self.token_file)
-        return self
-
-    def resolve(self) -> str:
-        return read_secret(value=self.token, env=self.token_env, file=self.token_file) or ""
+    token: Secret = None
+    token_env: SecretEnv = None
+    token_file: SecretFile = None
 
 
 class Route(StrictModel):
@@ -95,6 +83,47 @@ class MaxRuns(StrictModel):
     per_day: int | None = Field(None, ge=1)
 
 
+class Stage(float):
+    """A stage's offset from the run's first attempt in seconds (a number, as before), which may also
+    require a person's approval before the stage's actions run."""
+
+    def __new__(cls, after: float, approve: str = "none", approve_timeout: float = 3600.0) -> Stage:
+        stage = super().__new__(cls, after)
+        stage.approve = approve
+        stage.approve_timeout = approve_timeout
+        return stage
+
+    approve: str
+    approve_timeout: float
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.approve == "required"
+
+
+class StageSpec(StrictModel):
+    """A stage written as a mapping: ``{after: 5m, approve: required, approve_timeout: 15m}``."""
+
+    after: Duration = 0.0
+    approve: Literal["required", "none"] = "none"
+    approve_timeout: Duration = Field(3600.0, gt=0)
+
+
+def _stage(value: object) -> Stage:
+    if isinstance(value, Stage):
+        return value
+    if isinstance(value, dict):
+        try:
+            spec = StageSpec.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(describe_errors(exc))) from None
+        return Stage(spec.after, spec.approve, spec.approve_timeout)
+    return Stage(parse_duration(value))
+
+
+StageValue = Annotated[float, PlainValidator(_stage)]
+
+
 class Plan(StrictModel):
     """A recovery plan: which alerts it takes, what it does at each stage, and how it proves success."""
 
@@ -102,7 +131,7 @@ class Plan(StrictModel):
     match: dict[str, str] = Field(min_length=1)
     labels: dict[str, Pattern] = {}
     actions: list[ActionConfig] = Field(min_length=1)
-    stages: list[Duration] = Field([0.0], min_length=1)
+    stages: list[StageValue] = Field(default_factory=lambda: [Stage(0.0)], min_length=1)
     verify: str | None = None
     verify_after: Duration = 30.0
     cooldown: Duration = 0.0
@@ -119,6 +148,9 @@ class Plan(StrictModel):
         if stages != sorted(stages):
             raise ValueError("stages must be in ascending order")
         return stages
+
+    def stage(self, index: int) -> Stage:
+        return cast(Stage, self.stages[index])
 
     def template_values(self) -> set[str]:
         """Names a template may use: the validated labels and their patterns' named groups."""
@@ -164,6 +196,7 @@ class ReceiverConfig(StrictModel):
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     worker: WorkerConfig = WorkerConfig()
     limits: Limits = Limits()
+    console: ConsoleConfig = ConsoleConfig()
 
     @field_validator("store")
     @classmethod

@@ -15,6 +15,7 @@ from opsloop.receiver.notify.base import (
 from opsloop.receiver.notify.config import NotifiersConfig
 from opsloop.receiver.notify.email import EmailNotifier
 from opsloop.receiver.notify.slack import Pacer, SlackNotifier
+from prometheus_client import Counter
 
 __all__ = [
     "HistoryEntry",
@@ -32,11 +33,14 @@ class NotifierSetupError(ValueError):
     """A notifier cannot be built: unreadable secret, bad webhook URL or a template that won't compile."""
 
 
-def build_notifiers(config: NotifiersConfig, templates_dir: Path | None = None) -> dict[str, Notifier]:
+def build_notifiers(
+    config: NotifiersConfig, templates_dir: Path | None = None, failures: Counter | None = None
+) -> dict[str, Notifier]:
     """Every configured notifier by key (``slack/<name>``, ``email/<name>``).
 
     ``templates_dir`` holds templates that replace the built-in ones of the same file name. Notifiers
     posting to the same Slack webhook URL share one pacer, so together they stay at one message a second.
+    ``failures`` is the app's template-failure counter (``ReceiverMetrics.template_failures``).
     """
     notifiers: dict[str, Notifier] = {}
     pacers: dict[str, Pacer] = {}
@@ -44,13 +48,13 @@ def build_notifiers(config: NotifiersConfig, templates_dir: Path | None = None) 
         key = notifier_key("slack", slack.name)
         try:
             pacer = pacers.setdefault(slack.resolve_url(), Pacer())
-            notifiers[key] = SlackNotifier.from_config(slack, pacer, templates_dir)
+            notifiers[key] = SlackNotifier.from_config(slack, pacer, templates_dir, failures)
         except ValueError as exc:
             raise NotifierSetupError(f"{key}: {exc}") from None
     for email in config.email:
         key = notifier_key("email", email.name)
         try:
-            notifiers[key] = EmailNotifier.from_config(email, templates_dir)
+            notifiers[key] = EmailNotifier.from_config(email, templates_dir, failures)
         except ValueError as exc:
             raise NotifierSetupError(f"{key}: {exc}") from None
     return notifiers

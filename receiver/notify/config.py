@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
-from opsloop.secrets import exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -33,40 +33,43 @@ class EmailTemplates(StrictModel):
     html: Path | None = None
 
 
-class SlackConfig(StrictModel):
+class SlackConfig(SecretsModel):
     name: str = Field(pattern=NAME_PATTERN)
-    webhook_url: str | None = None
-    webhook_url_env: str | None = None
-    webhook_url_file: Path | None = None
+    webhook_url: Secret = None
+    webhook_url_env: SecretEnv = None
+    webhook_url_file: SecretFile = None
     timeout: Duration = 10.0
     channel: str | None = None
     username: str | None = None
     templates: SlackTemplates = SlackTemplates()
 
-    @model_validator(mode="after")
-    def _one_url(self) -> SlackConfig:
-        exactly_one(
-            webhook_url=self.webhook_url, webhook_url_env=self.webhook_url_env,
-            webhook_url_file=self.webhook_url_file,
-        )  # fmt: skip
-        return self
-
     def resolve_url(self) -> str:
-        url = read_secret(value=self.webhook_url, env=self.webhook_url_env, file=self.webhook_url_file)
+        url = self.secret("webhook_url")
         if not url or not url.startswith(("https://", "http://")):
             raise ValueError("the webhook URL must start with https:// or http://")
         return url.strip()
 
+    def secret_problems(self) -> list[tuple[str, str]]:
+        """Also a URL that is read but is not one, named by the key it came from (at load)."""
+        problems = super().secret_problems()
+        if not problems:
+            try:
+                self.resolve_url()
+            except ValueError as exc:
+                key = next(k for k in ("webhook_url", "webhook_url_env", "webhook_url_file") if getattr(self, k))
+                problems.append((key, str(exc)))
+        return problems
 
-class SmtpConfig(StrictModel):
+
+class SmtpConfig(SecretsModel):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     starttls: Literal["required", "opportunistic", "off"] = "required"
     tls: bool = False
     username: str | None = None
-    password: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
     ca_file: Path | None = None
     timeout: Duration = 30.0
 
@@ -80,15 +83,12 @@ class SmtpConfig(StrictModel):
     def _consistent(self) -> SmtpConfig:
         if self.tls and self.starttls != "off":
             raise ValueError("tls: true (implicit TLS) needs starttls: off")
-        secrets = (self.password, self.password_env, self.password_file)
-        if self.username is not None:
-            exactly_one(password=self.password, password_env=self.password_env, password_file=self.password_file)
-        elif any(s is not None for s in secrets):
+        given = any(s is not None for s in (self.password, self.password_env, self.password_file))
+        if self.username is not None and not given:
+            raise ValueError("set exactly one of password, password_env, password_file")
+        if self.username is None and given:
             raise ValueError("a password needs a username")
         return self
-
-    def resolve_password(self) -> str | None:
-        return read_secret(value=self.password, env=self.password_env, file=self.password_file)
 
 
 def _check_address(value: str) -> str:

@@ -9,6 +9,7 @@ in logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
+from prometheus_client import Counter
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -121,8 +123,12 @@ class SlackNotifier:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_config(cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None) -> SlackNotifier:
-        load = partial(load_template, notifier_key("slack", config.name), templates_dir=templates_dir)
+    def from_config(
+        cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None, failures: Counter | None = None
+    ) -> SlackNotifier:
+        load = partial(
+            load_template, notifier_key("slack", config.name), templates_dir=templates_dir, failures=failures
+        )
         return cls(
             config.name,
             config.resolve_url(),
@@ -142,6 +148,9 @@ class SlackNotifier:
         ]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
         return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks, **self._overrides}
+
+    def preview(self, notification: Notification) -> str:
+        return json.dumps(self.payload(notification), indent=1, ensure_ascii=False)
 
     async def notify(self, notification: Notification) -> None:
         payload = self.payload(notification)
