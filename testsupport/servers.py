@@ -288,7 +288,16 @@ class PostgresServer(Server):
         return done.stdout
 
     def kill(self) -> None:
+        """SIGKILL, and wait until the postmaster is gone: runuser may exit first, and a restart before the
+        postmaster died finds its postmaster.pid naming a live process and refuses to start."""
+        pidfile = self.datadir / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = None
         self.process.kill()
+        if pid is not None:
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the killed postmaster to exit")
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM ("smart") waits for clients to go away.

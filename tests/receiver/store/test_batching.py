@@ -11,13 +11,12 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 from opsloop.receiver.store import Store, StoreUnavailable, open_store
 from opsloop.receiver.store.batching import GroupCommit
-from opsloop.testsupport.servers import PostgresServer, wait_until
+from opsloop.testsupport.servers import PostgresServer
 
 from tests.receiver.store.conftest import fresh_postgres_url
 from tests.receiver.store.test_ops import NOW, alert
@@ -125,13 +124,6 @@ async def test_one_refused_webhook_does_not_fail_its_batch(db: Database) -> None
     assert db.rows("SELECT fingerprint FROM incidents ORDER BY 1") == [["ok1"], ["ok2"], ["ok3"]]
 
 
-def restart(server: PostgresServer) -> None:
-    """Start again once the killed postmaster is gone (its stale postmaster.pid names a dead process)."""
-    pid = int((server.datadir / "postmaster.pid").read_text().split()[0])
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the killed postmaster to exit")
-    server.start()
-
-
 @pytest.mark.slow
 async def test_server_killed_mid_commit_loses_nothing_acknowledged() -> None:
     with PostgresServer(durable=True) as server:
@@ -164,7 +156,7 @@ async def test_server_killed_mid_commit_loses_nothing_acknowledged() -> None:
             async with asyncio.timeout(120):
                 await asyncio.gather(crash(), *(client() for _ in range(32)))
             assert [type(exc) for exc in failed] == [StoreUnavailable] * 32
-            await asyncio.to_thread(restart, server)
+            await asyncio.to_thread(server.start)
             stored = {fp for (fp,) in rows(server, server.database, "SELECT fingerprint FROM incidents")}
             assert 300 <= len(acknowledged) < 5000
             assert acknowledged <= stored, f"acknowledged but lost: {sorted(acknowledged - stored)[:5]}"
