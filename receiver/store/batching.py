@@ -33,6 +33,7 @@ class GroupCommit(Generic[W, R]):
 
     async def submit(self, item: W) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)  # a caller that gave up leaves no "never retrieved" warning
         self._queue.append((item, future))
         if self._active < self._writers:
             # A writer starts only when one is free: while all are committing, new items wait and form
@@ -68,3 +69,8 @@ class GroupCommit(Generic[W, R]):
         """Wait for the writers to commit what is queued (before the store closes)."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _retrieved(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
