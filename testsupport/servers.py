@@ -297,9 +297,14 @@ def _postgres_user() -> pwd.struct_passwd | None:
 class PostgresServer(Server):
     name = "postgres"
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None, database: str = "opsloop") -> None:
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, database: str = "opsloop", durable: bool = False
+    ) -> None:
         super().__init__(workdir, port)
         self.database = database
+        self.durable = durable
+        """True: PostgreSQL's own defaults (fsync, synchronous_commit on), for durability tests and benchmarks;
+        False: no fsync at all, for speed."""
         self.datadir = self.workdir / "data"
         self.sockdir = self.workdir / "sock"
         self.user = _postgres_user()
@@ -336,8 +341,9 @@ class PostgresServer(Server):
             self.process.spawn(
                 self._as_owner(
                     [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-                     "-k", str(self.sockdir), "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off",
-                     "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+                     "-k", str(self.sockdir), "-c", f"listen_addresses={LOOPBACK}",
+                     *([] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                                "-c", "full_page_writes=off"])]
                 )
             )  # fmt: skip
 

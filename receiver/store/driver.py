@@ -1,7 +1,8 @@
 """How a store operation talks to a backend: statements out, results in, one transaction per operation.
 
 An operation (``Op``) is a generator that yields ``Stmt`` and receives ``Result``; ``drive`` runs it
-synchronously (SQLite's writer thread), ``drive_async`` one await at a time (PostgreSQL).
+synchronously (SQLite's writer thread), ``drive_async`` one await at a time (PostgreSQL), and
+``drive_together`` several independent operations side by side, one round trip per step of all.
 """
 
 from __future__ import annotations
@@ -54,3 +55,28 @@ async def drive_async(op: Op[T], execute: Callable[[Stmt], Awaitable[Result]]) -
             stmt = op.send(await execute(stmt))
     except StopIteration as done:
         return done.value
+
+
+async def drive_together(ops: Sequence[Op[T]], execute_all: Callable[[list[Stmt]], Awaitable[list[Result]]]) -> list[T]:
+    """Run operations side by side: each step sends the next statement of every unfinished one at once.
+
+    Their statements interleave, so the operations must touch disjoint rows (then the outcome is that of
+    running them one after another); the caller's order of ``ops`` is the order of every step.
+    """
+    results: list[Any] = [None] * len(ops)
+    waiting: dict[int, Stmt] = {}
+
+    def advance(index: int, result: Result | None) -> None:
+        try:
+            waiting[index] = ops[index].send(result)  # type: ignore[arg-type]  # None starts a generator
+        except StopIteration as done:
+            results[index] = done.value
+
+    for index in range(len(ops)):
+        advance(index, None)
+    while waiting:
+        step = list(waiting.items())
+        waiting.clear()
+        for (index, _), result in zip(step, await execute_all([stmt for _, stmt in step]), strict=True):
+            advance(index, result)
+    return results
