@@ -13,8 +13,9 @@ from typing import Annotated
 
 from opsloop.receiver.actions import template_fields
 from opsloop.receiver.actions.config import ActionConfig
+from opsloop.receiver.matchers import Matcher, parse_matchers
 from opsloop.receiver.notify.config import NotifiersConfig
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel, key_path, load_model
 from opsloop.durations import Duration
@@ -35,6 +36,29 @@ def _compiles(pattern: str) -> str:
 
 
 Pattern = Annotated[str, AfterValidator(_compiles)]
+
+MatcherEntry = Annotated[tuple[Matcher, ...], BeforeValidator(parse_matchers)]
+"""One ``matchers:`` string, which (as in Alertmanager) may hold several: ``{a="b", c=~"d"}``."""
+
+
+def _matcher_list(value: object) -> object:
+    """``matchers:`` is a list of strings, as in Alertmanager; a single string is taken as a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+Matchers = Annotated[list[MatcherEntry], BeforeValidator(_matcher_list)]
+
+
+class Matching(StrictModel):
+    """Which alerts a route or plan takes: the ``match:`` equality map and Alertmanager ``matchers:``, all ANDed."""
+
+    match: dict[str, str] = {}
+    matchers: Matchers = []
+
+    model_config = StrictModel.model_config | {"arbitrary_types_allowed": True}
+
+    def all_matchers(self) -> tuple[Matcher, ...]:
+        return tuple(m for entry in self.matchers for m in entry)
 
 
 class BasicAuth(StrictModel):
@@ -82,12 +106,11 @@ class AdminConfig(StrictModel):
         return read_secret(value=self.token, env=self.token_env, file=self.token_file) or ""
 
 
-class Route(StrictModel):
-    match: dict[str, str] = {}
+class Route(Matching):
     notify: list[str] = Field(min_length=1)
     continue_: bool = Field(False, alias="continue")
 
-    model_config = StrictModel.model_config | {"populate_by_name": True}
+    model_config = Matching.model_config | {"populate_by_name": True}
 
 
 class MaxRuns(StrictModel):
@@ -95,11 +118,10 @@ class MaxRuns(StrictModel):
     per_day: int | None = Field(None, ge=1)
 
 
-class Plan(StrictModel):
+class Plan(Matching):
     """A recovery plan: which alerts it takes, what it does at each stage, and how it proves success."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    match: dict[str, str] = Field(min_length=1)
     labels: dict[str, Pattern] = {}
     actions: list[ActionConfig] = Field(min_length=1)
     stages: list[Duration] = Field([0.0], min_length=1)
@@ -112,6 +134,12 @@ class Plan(StrictModel):
     notify_firing: bool = True
     """False: the routes hear of the alert only if the plan is skipped or escalates (repair first)."""
     dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> Plan:
+        if not self.match and not self.all_matchers():
+            raise ValueError("a plan needs match: or matchers:, or it would take every alert")
+        return self
 
     @field_validator("stages")
     @classmethod
