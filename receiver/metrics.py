@@ -9,6 +9,8 @@ from __future__ import annotations
 from opsloop.receiver.store.base import DELIVERY, GLOBAL, PLAN
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavailable")
+
 
 class ReceiverMetrics:
     def __init__(self) -> None:
@@ -49,6 +51,10 @@ class ReceiverMetrics:
             "opsloop_receiver_automation_paused", "1 while automation is paused, by scope ('*' for all "
             "plans, else the plan name).", ["scope"], registry=self.registry,
         )  # fmt: skip
+        self.guard_trips = Counter(
+            "opsloop_receiver_guard_trips", "Times a guard paused automation, by guard (circuit_breaker).",
+            ["guard"], registry=self.registry,
+        )  # fmt: skip
         self.store_up = Gauge(
             "opsloop_receiver_store_up", "1 when the last store query at scrape time succeeded.",
             registry=self.registry,
@@ -57,6 +63,10 @@ class ReceiverMetrics:
             self.queue_depth.labels(kind)
             self.oldest_pending.labels(kind)
         self.paused.labels(GLOBAL)
+        # Counters alerted on with increase() start at 0, so their first event already shows as one.
+        self.guard_trips.labels("circuit_breaker")
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhooks.labels(outcome)
 
     def observe_store(self, stats: dict[str, tuple[int, float]], pauses: dict[str, object]) -> None:
         for kind, (count, age) in stats.items():

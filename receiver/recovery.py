@@ -122,6 +122,8 @@ class PlanRunner:
                 job, self.owner, gate, now, lambda why, tripped: self._blocked(job, why, tripped)
             )
             if ended is not None:
+                if any(d.kind == "automation_paused" for d in ended.deliveries):
+                    self.metrics.guard_trips.labels("circuit_breaker").inc()
                 self._count_end(job, plan, ended)
                 return
             if not await self._run_actions(job, plan):

@@ -132,6 +132,19 @@ class Business(StrictModel):
     job_duration: JobDuration
 
 
+class ReceiverWatch(StrictModel):
+    """The receiver's own alerts, over its own scrape job (``selector``), so a stuck receiver is seen."""
+
+    selector: str
+    down: Rule
+    absent: Rule
+    webhooks_failing: WindowedRule
+    delivery_stuck: Rule
+    plan_backlog: Rule
+    automation_paused: Rule
+    guard_tripped: WindowedRule
+
+
 class Thresholds(StrictModel):
     selector: str
     links: Links
@@ -140,6 +153,7 @@ class Thresholds(StrictModel):
     cache: Cache
     sources: Sources
     business: Business
+    receiver: ReceiverWatch
 
 
 class _Partial(StrictModel):

@@ -226,7 +226,9 @@ async def test_circuit_breaker_pauses_automation_and_tells_a_human(
     assert status == 200
     assert body["paused"][GLOBAL]["reason"].startswith("circuit breaker: 2 actions within 3600s")
     async with receiver.session.get(receiver.url + "/metrics") as resp:
-        assert 'opsloop_receiver_automation_paused{scope="*"} 1.0' in await resp.text()
+        metrics = await resp.text()
+    assert 'opsloop_receiver_automation_paused{scope="*"} 1.0' in metrics
+    assert 'opsloop_receiver_guard_trips_total{guard="circuit_breaker"} 1.0' in metrics  # the trip, once
     assert (await receiver.admin("POST", "/api/automation/resume"))[1] == {"paused": {}}
 
 

@@ -20,6 +20,7 @@ def test_rule_and_unit_test_files_exist(rules_dir: Path) -> None:
         "cache.test.yml",
         "jobs.test.yml",
         "queues.test.yml",
+        "receiver.test.yml",
         "sources.test.yml",
     ]
 
