@@ -6,6 +6,7 @@ resolved when the notifiers are built, so a missing secret fails at startup, not
 
 from __future__ import annotations
 
+import re
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -18,6 +19,7 @@ from opsloop.durations import Duration
 from opsloop.secrets import exactly_one, read_secret
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
 
 
 class SlackTemplates(StrictModel):
@@ -32,29 +34,55 @@ class EmailTemplates(StrictModel):
     html: Path | None = None
 
 
+SLACK_API_URL = "https://slack.com/api/"
+
+
 class SlackConfig(StrictModel):
+    """One Slack destination: an incoming webhook, or a bot token posting to a channel id (app mode).
+
+    App mode posts with ``chat.postMessage`` and edits the same message with ``chat.update``; a webhook
+    can only post new messages.
+    """
+
     name: str = Field(pattern=NAME_PATTERN)
     webhook_url: str | None = None
     webhook_url_env: str | None = None
     webhook_url_file: Path | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    api_url: str = SLACK_API_URL
     timeout: Duration = 10.0
     channel: str | None = None
     username: str | None = None
     templates: SlackTemplates = SlackTemplates()
 
     @model_validator(mode="after")
-    def _one_url(self) -> SlackConfig:
+    def _one_destination(self) -> SlackConfig:
         exactly_one(
             webhook_url=self.webhook_url, webhook_url_env=self.webhook_url_env,
-            webhook_url_file=self.webhook_url_file,
+            webhook_url_file=self.webhook_url_file, token_env=self.token_env, token_file=self.token_file,
         )  # fmt: skip
+        if self.app_mode and (self.channel is None or not CHANNEL_ID.fullmatch(self.channel)):
+            raise ValueError("a bot token (app mode) needs channel: a channel id such as C0123456789")
+        if not self.api_url.startswith(("https://", "http://")) or not self.api_url.endswith("/"):
+            raise ValueError("api_url must be an http(s) URL ending in /, such as https://slack.com/api/")
         return self
+
+    @property
+    def app_mode(self) -> bool:
+        return self.token_env is not None or self.token_file is not None
 
     def resolve_url(self) -> str:
         url = read_secret(value=self.webhook_url, env=self.webhook_url_env, file=self.webhook_url_file)
         if not url or not url.startswith(("https://", "http://")):
             raise ValueError("the webhook URL must start with https:// or http://")
         return url.strip()
+
+    def resolve_token(self) -> str:
+        token = (read_secret(env=self.token_env, file=self.token_file) or "").strip()
+        if not token.startswith("xox"):
+            raise ValueError("the bot token must be a Slack token (xoxb-...)")
+        return token
 
 
 class SmtpConfig(StrictModel):
