@@ -72,9 +72,41 @@ def environment(flavor: Flavor, templates_dir: Path | None = None) -> ImmutableS
     return env
 
 
+SEVERITY_MARKS = {"critical": ("🔴", "#d93025"), "warning": ("🟠", "#e37400"), "info": ("🔵", "#1a73e8")}
+SETTLED_MARK = ("✅", "#188038")
+UNKNOWN_MARK = ("⚪", "#5f6368")
+LINK_ANNOTATIONS = (("runbook_url", "Runbook"), ("dashboard_url", "Dashboard"), ("dashboard", "Dashboard"))
+"""Annotations shown as links, in order; ``dashboard`` is what opsloop's own rules carry."""
+
+
+def glance(n: Notification) -> dict[str, str]:
+    """Severity at a glance: the same words everywhere, with an emoji (Slack) and a colour (HTML band)."""
+    severity = n.labels.get("severity", "")
+    settled = n.kind in ("resolved", "recovered")
+    emoji, color = SETTLED_MARK if settled else SEVERITY_MARKS.get(severity, UNKNOWN_MARK)
+    title = KIND_TITLES[n.kind]
+    if n.kind == "automation_paused" or not severity:
+        words = title
+    else:
+        words = f"{title} · was {severity}" if settled else f"{severity.upper()} · {title}"
+    return {"words": words, "emoji": emoji, "color": color}
+
+
+def links(n: Notification) -> list[tuple[str, str]]:
+    """The alert's runbook and dashboard links; only http(s) URLs, so no other scheme reaches a message."""
+    found: dict[str, str] = {}
+    for key, title in LINK_ANNOTATIONS:
+        url = n.annotations.get(key, "").strip()
+        if url.startswith(("https://", "http://")) and title not in found:
+            found[title] = url
+    return list(found.items())
+
+
 def context(n: Notification) -> dict[str, Any]:
     """The names a template can use (documented in docs/notifications.md)."""
     return {
+        "glance": glance(n),
+        "links": links(n),
         "kind": n.kind,
         "kind_title": KIND_TITLES[n.kind],
         "status": n.status,
