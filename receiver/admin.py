@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from opsloop.receiver.domain import GLOBAL, IncidentView
 from opsloop.receiver.handlers import STATE, ReceiverState, json_error
 from opsloop.receiver.models import PayloadError, parse_payload
 from opsloop.receiver.routing import explain, plan_values
-from opsloop.receiver.store.base import GLOBAL, IncidentView, Store, StoreUnavailable
+from opsloop.receiver.store import Store, StoreUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

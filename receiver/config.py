@@ -201,7 +201,7 @@ class ReceiverConfig(StrictModel):
         return value
 
     def notifier_names(self) -> list[str]:
-        return [f"slack/{s.name}" for s in self.notifiers.slack] + [f"email/{e.name}" for e in self.notifiers.email]
+        return self.notifiers.names()
 
     def plan(self, name: str) -> Plan | None:
         return next((p for p in self.recovery if p.name == name), None)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from opsloop.receiver.config import AuthConfig, ReceiverConfig
+from opsloop.receiver.domain import Alert, RoutedAlert
 from opsloop.receiver.metrics import ReceiverMetrics
-from opsloop.receiver.models import Alert, PayloadError, parse_payload
+from opsloop.receiver.models import PayloadError, parse_payload
 from opsloop.receiver.routing import decide
-from opsloop.receiver.store.base import IncomingAlert, Store, StoreUnavailable
+from opsloop.receiver.store import Store, StoreUnavailable
 from opsloop.receiver.worker import Worker
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -86,14 +87,11 @@ def json_error(status: type[web.HTTPError], message: str, **kwargs: int) -> web.
     return status(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
 
-def incoming(config: ReceiverConfig, alert: Alert) -> IncomingAlert:
+def incoming(config: ReceiverConfig, alert: Alert) -> RoutedAlert:
     decision = decide(config, alert.labels)
-    return IncomingAlert(
-        fingerprint=alert.fingerprint, starts_at=alert.starts_at, status=alert.status, labels=alert.labels,
-        annotations=alert.annotations, ends_at=None if alert.status == "firing" else alert.ends_at,
-        generator_url=alert.generator_url, plans=[(m.plan.name, m.values) for m in decision.plans],
-        notifiers=decision.notifiers, note=decision.note,
-        notify_firing=not decision.plans or any(m.plan.notify_firing for m in decision.plans),
+    return RoutedAlert(
+        alert, plans=[(m.plan.name, m.values) for m in decision.plans], notifiers=decision.notifiers,
+        note=decision.note, notify_firing=not decision.plans or any(m.plan.notify_firing for m in decision.plans),
     )  # fmt: skip
 
 

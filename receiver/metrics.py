@@ -6,7 +6,7 @@ collectors and metrics of shared modules (such as notification template fallback
 
 from __future__ import annotations
 
-from opsloop.receiver.store.base import DELIVERY, GLOBAL, PLAN
+from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavailable")

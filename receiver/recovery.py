@@ -21,9 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import aiohttp
 from opsloop.receiver.actions import Action, ActionResult
 from opsloop.receiver.config import Plan, ReceiverConfig
-from opsloop.receiver.metrics import ReceiverMetrics
-from opsloop.receiver.routing import route_notifiers
-from opsloop.receiver.store.base import (
+from opsloop.receiver.domain import (
     ESCALATED,
     RECOVERED,
     SKIPPED,
@@ -32,9 +30,11 @@ from opsloop.receiver.store.base import (
     Job,
     NewDelivery,
     Outcome,
-    Store,
     delivery_key,
 )
+from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.routing import route_notifiers
+from opsloop.receiver.store import Store
 
 log = logging.getLogger(__name__)
 

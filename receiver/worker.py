@@ -16,43 +16,21 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.domain import ANNOUNCED, DELIVERY, FAILED, PENDING, PLAN, SENT, ActionRecord, Job, Outcome
 from opsloop.receiver.metrics import ReceiverMetrics
-from opsloop.receiver.models import parse_time
 from opsloop.receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
 from opsloop.receiver.recovery import PlanRunner
 from opsloop.receiver.retry import backoff_delay, with_backoff
-from opsloop.receiver.store.base import (
-    DELIVERY,
-    FAILED,
-    PENDING,
-    PLAN,
-    SENT,
-    ActionRecord,
-    Job,
-    Outcome,
-    Store,
-    StoreUnavailable,
-)
+from opsloop.receiver.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
 def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notification:
     """The message for a delivery job, from the incident as stored (never from the request)."""
-    incident = job.incident
-    kind = job.notify_kind or "firing"
     return Notification(
-        kind=kind,  # type: ignore[arg-type]
-        thread_key=f"{incident.fingerprint}:{incident.starts_at}",
-        status="resolved" if kind == "resolved" else incident.status,
-        labels=incident.labels,
-        annotations=incident.annotations,
-        starts_at=parse_time(incident.starts_at) or datetime.fromtimestamp(incident.received_at, UTC),
-        ends_at=parse_time(incident.ends_at),
-        fingerprint=incident.fingerprint,
-        generator_url=incident.generator_url,
-        external_url=incident.external_url,
-        truncated_alerts=incident.truncated_alerts,
+        kind=job.notify_kind or "firing",
+        incident=job.incident,
         history=[
             HistoryEntry(
                 at=datetime.fromtimestamp(a.started_at, UTC),
@@ -146,7 +124,7 @@ class Worker:
             return
         (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
         if job.notify_kind == "resolved" and any(
-            j.kind == DELIVERY and j.target == job.target and j.notify_kind in ("firing", "escalation")
+            j.kind == DELIVERY and j.target == job.target and j.notify_kind in ANNOUNCED
             and j.state == PENDING for j in view.jobs
         ):  # fmt: skip
             # The firing message to this notifier is still being retried: resolved must not overtake it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import (
     HistoryEntry,
     Notification,
@@ -42,7 +43,7 @@ def build_notifiers(config: NotifiersConfig, templates_dir: Path | None = None) 
     notifiers: dict[str, Notifier] = {}
     pacers: dict[str, Pacer] = {}
     for slack in config.slack:
-        key = f"slack/{slack.name}"
+        key = notifier_key("slack", slack.name)
         try:
             if slack.app_mode:
                 pacer = pacers.setdefault(f"{slack.api_url}#{slack.channel}", Pacer())
@@ -53,7 +54,7 @@ def build_notifiers(config: NotifiersConfig, templates_dir: Path | None = None) 
         except ValueError as exc:
             raise NotifierSetupError(f"{key}: {exc}") from None
     for email in config.email:
-        key = f"email/{email.name}"
+        key = notifier_key("email", email.name)
         try:
             notifiers[key] = EmailNotifier.from_config(email, templates_dir)
         except ValueError as exc:

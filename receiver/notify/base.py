@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
-Kind = Literal["firing", "resolved", "escalation", "recovered", "automation_paused"]
+from opsloop.receiver.domain import NOTIFY_KINDS, Incident, Kind, parse_time
 
-KIND_TITLES: Mapping[str, str] = {
-    "firing": "FIRING",
-    "resolved": "RESOLVED",
-    "escalation": "ESCALATION",
-    "recovered": "RECOVERED",
-    "automation_paused": "AUTOMATION PAUSED",
-}
+KIND_TITLES: Mapping[str, str] = {kind: kind.replace("_", " ").upper() for kind in NOTIFY_KINDS}
+"""How a message names its kind: FIRING, RESOLVED, ESCALATION, RECOVERED, AUTOMATION PAUSED."""
 
 
 class TransientError(Exception):
@@ -48,25 +43,24 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class Notification:
-    """One message about one alert instance; ``thread_key`` ties its messages together."""
+    """One message about one stored alert instance: the incident seen as news of one kind."""
 
     kind: Kind
-    thread_key: str
-    status: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-    fingerprint: str
-    generator_url: str = ""
-    external_url: str = ""
-    truncated_alerts: int = 0
+    incident: Incident
     history: Sequence[HistoryEntry] = ()
     note: str = ""
 
     @property
-    def alertname(self) -> str:
-        return self.labels.get("alertname", "alert")
+    def status(self) -> str:
+        return "resolved" if self.kind == "resolved" else self.incident.status
+
+    @property
+    def starts_at(self) -> datetime:
+        return parse_time(self.incident.starts_at) or datetime.fromtimestamp(self.incident.received_at, UTC)
+
+    @property
+    def ends_at(self) -> datetime | None:
+        return parse_time(self.incident.ends_at)
 
 
 class Notifier(Protocol):

@@ -12,6 +12,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
+from opsloop.receiver.domain import notifier_key
 from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel
@@ -156,4 +157,4 @@ class NotifiersConfig(StrictModel):
 
     def names(self) -> list[str]:
         """Every notifier's key, as routes and plans refer to it: ``slack/oncall``, ``email/oncall``."""
-        return [f"slack/{s.name}" for s in self.slack] + [f"email/{e.name}" for e in self.email]
+        return [notifier_key("slack", s.name) for s in self.slack] + [notifier_key("email", e.name) for e in self.email]

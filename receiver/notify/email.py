@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 import aiosmtplib
+from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
 from opsloop.receiver.notify.config import EmailConfig, SmtpConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template
@@ -78,7 +79,7 @@ class EmailNotifier:
     def __init__(
         self, config: EmailConfig, *, subject: MessageTemplate, text: MessageTemplate, html: MessageTemplate
     ) -> None:
-        self.name = f"email/{config.name}"
+        self.name = notifier_key("email", config.name)
         self._config = config
         self._smtp = config.smtp
         self._password = config.smtp.resolve_password()
@@ -90,7 +91,7 @@ class EmailNotifier:
 
     @classmethod
     def from_config(cls, config: EmailConfig, templates_dir: Path | None = None) -> EmailNotifier:
-        load = partial(load_template, f"email/{config.name}", templates_dir=templates_dir)
+        load = partial(load_template, notifier_key("email", config.name), templates_dir=templates_dir)
         return cls(
             config,
             subject=load("title", "text", default="title.txt.j2", source=config.subject),
@@ -105,11 +106,11 @@ class EmailNotifier:
         msg["From"] = self._config.sender
         msg["To"] = ", ".join(self._config.to)
         msg["Date"] = format_datetime(datetime.now(UTC))
-        root = message_id(self._domain, n.thread_key)
+        root = message_id(self._domain, n.incident.thread_key)
         if n.kind == "firing" and not n.note:
             msg["Message-ID"] = root  # only the plain firing message: two different mails never share an ID
         else:
-            msg["Message-ID"] = message_id(self._domain, n.thread_key, n.kind, n.note)
+            msg["Message-ID"] = message_id(self._domain, n.incident.thread_key, n.kind, n.note)
             msg["In-Reply-To"] = root
             msg["References"] = root
         msg["Auto-Submitted"] = "auto-generated"

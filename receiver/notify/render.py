@@ -81,7 +81,7 @@ LINK_ANNOTATIONS = (("runbook_url", "Runbook"), ("dashboard_url", "Dashboard"), 
 
 def glance(n: Notification) -> dict[str, str]:
     """Severity at a glance: the same words everywhere, with an emoji (Slack) and a colour (HTML band)."""
-    severity = n.labels.get("severity", "")
+    severity = n.incident.labels.get("severity", "")
     settled = n.kind in ("resolved", "recovered")
     emoji, color = SETTLED_MARK if settled else SEVERITY_MARKS.get(severity, UNKNOWN_MARK)
     title = KIND_TITLES[n.kind]
@@ -96,7 +96,7 @@ def links(n: Notification) -> list[tuple[str, str]]:
     """The alert's runbook and dashboard links; only http(s) URLs, so no other scheme reaches a message."""
     found: dict[str, str] = {}
     for key, title in LINK_ANNOTATIONS:
-        url = n.annotations.get(key, "").strip()
+        url = n.incident.annotations.get(key, "").strip()
         if url.startswith(("https://", "http://")) and title not in found:
             found[title] = url
     return list(found.items())
@@ -110,41 +110,42 @@ def context(n: Notification) -> dict[str, Any]:
         "kind": n.kind,
         "kind_title": KIND_TITLES[n.kind],
         "status": n.status,
-        "alertname": n.alertname,
-        "labels": dict(n.labels),
-        "annotations": dict(n.annotations),
+        "alertname": n.incident.alertname,
+        "labels": dict(n.incident.labels),
+        "annotations": dict(n.incident.annotations),
         "starts_at": n.starts_at,
         "ends_at": n.ends_at,
-        "fingerprint": n.fingerprint,
-        "generator_url": n.generator_url,
-        "external_url": n.external_url,
-        "truncated_alerts": n.truncated_alerts,
+        "fingerprint": n.incident.fingerprint,
+        "generator_url": n.incident.generator_url,
+        "external_url": n.incident.external_url,
+        "truncated_alerts": n.incident.truncated_alerts,
         "history": list(n.history),
         "note": n.note,
     }
 
 
 def fallback_title(n: Notification) -> str:
-    return n.alertname
+    return n.incident.alertname
 
 
 def fallback_text(n: Notification) -> str:
     """The message without any template: every fact, plainly, in a fixed order."""
-    lines = [f"{KIND_TITLES[n.kind]}: {n.alertname} (status {n.status}, since {format_time(n.starts_at)})"]
+    incident = n.incident
+    lines = [f"{KIND_TITLES[n.kind]}: {incident.alertname} (status {n.status}, since {format_time(n.starts_at)})"]
     if n.note:
         lines.append(n.note)
-    lines += [f"{key}: {value}" for key, value in sorted(n.annotations.items())]
+    lines += [f"{key}: {value}" for key, value in sorted(incident.annotations.items())]
     lines.append("Labels:")
-    lines += [f"  {key} = {value}" for key, value in sorted(n.labels.items())]
+    lines += [f"  {key} = {value}" for key, value in sorted(incident.labels.items())]
     if n.history:
         lines.append("Recovery history:")
         lines += [
             f"  {format_time(h.at)} {h.plan} stage {h.stage} {h.action}: {'ok' if h.ok else 'failed'} - {h.detail}"
             for h in n.history
         ]
-    if n.truncated_alerts > 0:
-        lines.append(f"{n.truncated_alerts} more alerts of this group were truncated by Alertmanager.")
-    lines += [f"Source: {n.generator_url}"] if n.generator_url else []
+    if incident.truncated_alerts > 0:
+        lines.append(f"{incident.truncated_alerts} more alerts of this group were truncated by Alertmanager.")
+    lines += [f"Source: {incident.generator_url}"] if incident.generator_url else []
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
@@ -104,7 +105,7 @@ class BlockMessage:
 
     @classmethod
     def from_config(cls, config: SlackConfig, templates_dir: Path | None = None) -> BlockMessage:
-        load = partial(load_template, f"slack/{config.name}", templates_dir=templates_dir)
+        load = partial(load_template, notifier_key("slack", config.name), templates_dir=templates_dir)
         return cls(
             title=load("title", "text", default="title.txt.j2", path=config.templates.title),
             body=load("text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
@@ -134,7 +135,7 @@ class SlackNotifier:
         channel: str | None = None,
         username: str | None = None,
     ) -> None:
-        self.name = f"slack/{name}"
+        self.name = notifier_key("slack", name)
         self._url = url
         self._message = message
         self._pacer = pacer

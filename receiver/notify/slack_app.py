@@ -94,7 +94,7 @@ class SlackAppNotifier:
         payload: dict[str, Any] = {"channel": self._channel, **self._message.render(notification)}
         if self._username:
             payload["username"] = self._username
-        parent = await self._refs.get(notification.thread_key)
+        parent = await self._refs.get(notification.incident.thread_key)
         if parent is not None and notification.kind in EDITS:
             try:
                 await self._call("chat.update", {**payload, "ts": parent})
@@ -110,7 +110,7 @@ class SlackAppNotifier:
         except SlackApiError as exc:
             raise self._classify(exc) from None
         if "thread_ts" not in payload and isinstance(answer.get("ts"), str):
-            await self._refs.put(notification.thread_key, answer["ts"])
+            await self._refs.put(notification.incident.thread_key, answer["ts"])
 
     async def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One Web API call; SlackApiError for ``ok: false``, TransientError for transport trouble."""

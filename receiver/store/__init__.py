@@ -1,12 +1,17 @@
-"""Durable stores for the receiver: SQLite (one process) or PostgreSQL (several replicas)."""
+"""Durable stores for the receiver: SQLite (one process) or PostgreSQL (several replicas).
+
+The package's public names are all a caller needs; ``driver`` (how operations run), ``schema`` (tables
+and row mapping), ``ops`` (the shared SQL of every write) and ``reads`` (the admin queries) stay inside.
+"""
 
 from __future__ import annotations
 
-from opsloop.receiver.store.base import Store, StoreUnavailable
+from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable
+from opsloop.receiver.store.ops import Store
 from opsloop.receiver.store.postgres import PostgresStore
 from opsloop.receiver.store.sqlite import SqliteStore
 
-__all__ = ["Store", "StoreUnavailable", "open_store"]
+__all__ = ["Op", "Result", "Stmt", "Store", "StoreUnavailable", "open_store"]
 
 
 def open_store(url: str) -> Store:

@@ -11,7 +11,9 @@ import logging
 from typing import TypeVar
 
 import psycopg
-from opsloop.receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive_async
+from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, drive_async
+from opsloop.receiver.store.ops import Store
+from opsloop.receiver.store.schema import Dialect
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 T = TypeVar("T")

@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opsloop.receiver.store.base import Dialect, Op, Result, Stmt, Store, StoreUnavailable, drive
+from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, drive
+from opsloop.receiver.store.ops import Store
+from opsloop.receiver.store.schema import Dialect
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

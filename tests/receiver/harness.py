@@ -15,8 +15,9 @@ import yaml
 from aiohttp import web
 from opsloop.receiver.app import build_app
 from opsloop.receiver.config import load_config
+from opsloop.receiver.domain import IncidentView
 from opsloop.receiver.handlers import STATE, ReceiverState
-from opsloop.receiver.store.base import IncidentView, Store
+from opsloop.receiver.store import Store
 from opsloop.testsupport.servers import LOOPBACK, free_port
 
 TOKEN = "webhook-token-1"

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from opsloop.receiver.store.base import RECOVERED, SKIPPED
+from opsloop.receiver.domain import RECOVERED, SKIPPED
 
 from tests.receiver.harness import ADMIN_TOKEN, Receiver, alert, webhook, write_config
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-from opsloop.receiver.store.base import RECOVERED, SENT
+from opsloop.receiver.domain import RECOVERED, SENT
 from opsloop.testsupport.servers import AlertmanagerServer, PostgresServer
 from opsloop.testsupport.sinks import SmtpSink
 

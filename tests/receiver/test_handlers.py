@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from opsloop.receiver.store.base import SENT
+from opsloop.receiver.domain import SENT
 from opsloop.testsupport.servers import PostgresServer, port_open, wait_until
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from opsloop.receiver.store.base import SENT
+from opsloop.receiver.domain import SENT
 from opsloop.receiver.store.sqlite import SqliteStore
 from opsloop.testsupport.servers import LOOPBACK, free_port, http_ok, wait_until
 from opsloop.testsupport.sinks import SmtpSink

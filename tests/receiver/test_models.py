@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from opsloop.receiver.models import PayloadError, parse_payload, parse_time
+from opsloop.receiver.domain import parse_time
+from opsloop.receiver.models import PayloadError, parse_payload
 
 SAMPLE = Path(__file__).parent / "data" / "alertmanager-0.25-webhook-firing.json"
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 from aiohttp import web
+from opsloop.receiver.domain import ESCALATED, GLOBAL, RECOVERED, SENT, SKIPPED
 from opsloop.receiver.recovery import fill_query
-from opsloop.receiver.store.base import ESCALATED, GLOBAL, RECOVERED, SENT, SKIPPED
 from opsloop.testsupport.servers import LOOPBACK, PrometheusServer, RedisServer, free_port
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 

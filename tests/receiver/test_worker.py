@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from opsloop.receiver.store.base import FAILED, SENT
+from opsloop.receiver.domain import FAILED, SENT
 from opsloop.testsupport.sinks import SlackSink
 
 from tests.receiver.harness import Receiver, alert, slack_notifier, webhook, write_config

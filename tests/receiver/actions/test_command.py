@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from opsloop.receiver.actions import Action
+from opsloop.receiver.domain import Alert, RoutedAlert
 from opsloop.receiver.store import open_store
-from opsloop.receiver.store.base import IncomingAlert
 from opsloop.testsupport.servers import PostgresServer, wait_until
 
 from tests.receiver.store.conftest import fresh_postgres_url
@@ -144,7 +144,7 @@ async def test_a_nul_byte_in_the_output_is_dropped_and_the_result_recorded_in_po
     store = open_store(fresh_postgres_url(postgres_server, "nul"))
     await store.open()
     try:
-        alert = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {}, {}, None, "", plans=(("fix", {}),))
+        alert = RoutedAlert(Alert("fp", "2030-01-01T00:00:00Z", "firing", {}), plans=(("fix", {}),))
         await store.ingest([alert], "", 0, 1.0)
         (job,) = await store.claim("w", 10, 30, 1.0)
         action_id = await store.begin_action(job, "w", 0, "command", False, 1.0, 60.0)

@@ -4,34 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
+from opsloop.receiver.domain import Incident
 from opsloop.receiver.notify import Notification
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
-STARTS_AT = datetime(2024, 5, 1, 3, 0, 0, tzinfo=UTC)
-
-BASE = Notification(
-    kind="firing",
-    thread_key="f1c2d3e4:2024-05-01T03:00:00Z",
+INCIDENT = Incident(
+    id=1,
+    fingerprint="f1c2d3e4",
+    starts_at="2024-05-01T03:00:00Z",
     status="firing",
     labels={"alertname": "DLQEntriesIncreasing", "dlq": "dlq:emails", "severity": "critical"},
     annotations={"summary": "DLQ dlq:emails is growing", "description": "42 entries in 10 minutes"},
-    starts_at=STARTS_AT,
-    ends_at=None,
-    fingerprint="f1c2d3e4",
     generator_url="http://127.0.0.1:9090/graph?g0.expr=up&g0.tab=1",
     external_url="http://127.0.0.1:9093",
 )
+NOTIFICATION_FIELDS = {f.name for f in dataclasses.fields(Notification)}
 
 MakeNotification = Callable[..., Notification]
 
 
 @pytest.fixture
 def make_notification() -> MakeNotification:
-    """``make_notification(kind="resolved", labels={...})``: the sample with fields replaced."""
-    return lambda **changes: dataclasses.replace(BASE, **changes)
+    """``make_notification(kind="resolved", labels={...})``: the sample with fields of the notification
+    or of its incident replaced."""
+
+    def make(**changes: object) -> Notification:
+        own = {k: v for k, v in changes.items() if k in NOTIFICATION_FIELDS}
+        incident = dataclasses.replace(INCIDENT, **{k: v for k, v in changes.items() if k not in own})
+        return Notification(**{"kind": "firing", "incident": incident, **own})  # type: ignore[arg-type]
+
+    return make
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ def test_message_ids_are_stable_per_alert_instance(smtp_sink: SmtpSink, make_not
     notifier = email_notifier(smtp_sink, starttls="off")
     first = notifier.message(make_notification())["Message-ID"]
     again = notifier.message(make_notification())["Message-ID"]
-    other = notifier.message(make_notification(thread_key="f1c2d3e4:2024-05-02T00:00:00Z"))["Message-ID"]
+    other = notifier.message(make_notification(starts_at="2024-05-02T00:00:00Z"))["Message-ID"]
     assert first == again
     assert first != other
 

@@ -147,7 +147,8 @@ def test_default_title_is_the_same_for_every_kind(make_notification: MakeNotific
 def test_each_kind_opens_with_its_severity_words_and_sentence(
     make_notification: MakeNotification, kind: str, glance: str, sentence: str
 ) -> None:
-    n = make_notification(kind=kind, ends_at=datetime(2024, 5, 1, 3, 20, tzinfo=UTC))
+    ended = {"status": "resolved", "ends_at": "2024-05-01T03:20:00Z"} if kind == "resolved" else {}
+    n = make_notification(kind=kind, **ended)
     out = load_template("t", "text", "text", default="email.txt.j2").render(n)
     assert out.splitlines()[:2] == [glance, sentence]
     html = load_template("t", "html", "html", default="email.html.j2").render(n)

@@ -8,11 +8,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from opsloop.receiver.store import StoreUnavailable, open_store
-from opsloop.receiver.store.base import IncomingAlert, Op, Stmt
+from opsloop.receiver.domain import Alert, RoutedAlert
+from opsloop.receiver.store import Op, Stmt, StoreUnavailable, open_store
 from opsloop.receiver.store.sqlite import SqliteStore
 
-ALERT = IncomingAlert("fp", "2030-01-01T00:00:00Z", "firing", {"a": "b"}, {}, None, "", notifiers=("slack/x",))
+ALERT = RoutedAlert(Alert("fp", "2030-01-01T00:00:00Z", "firing", {"a": "b"}), notifiers=("slack/x",))
+
+
+def routed(fingerprint: str) -> RoutedAlert:
+    return dataclasses.replace(ALERT, alert=dataclasses.replace(ALERT.alert, fingerprint=fingerprint))
 
 
 async def test_wal_and_full_sync_and_reopen(tmp_path: Path) -> None:
@@ -51,7 +55,7 @@ async def test_concurrent_operations_share_commits_but_fail_alone(tmp_path: Path
         yield Stmt("INSERT INTO pauses (scope, reason, at) VALUES ('*', 'x', 1)")
         raise ValueError("a bug in one operation")
 
-    alerts = [dataclasses.replace(ALERT, fingerprint=f"fp{n}") for n in range(50)]
+    alerts = [routed(f"fp{n}") for n in range(50)]
     results = await asyncio.gather(
         *(store.ingest([a], "", 0, 1.0) for a in alerts), store._run(broken()), return_exceptions=True
     )
@@ -72,7 +76,7 @@ async def test_a_closed_connection_fails_every_waiter_instead_of_hanging(tmp_pat
     await asyncio.get_running_loop().run_in_executor(store._executor, conn.close)
     async with asyncio.timeout(5):
         results = await asyncio.gather(
-            *(store.ingest([dataclasses.replace(ALERT, fingerprint=f"fp{n}")], "", 0, 1.0) for n in range(5)),
+            *(store.ingest([routed(f"fp{n}")], "", 0, 1.0) for n in range(5)),
             store.pauses(),
             return_exceptions=True,
         )
@@ -94,5 +98,5 @@ async def test_a_corrupt_database_file_fails_promptly_instead_of_hanging(tmp_pat
     await corrupt.open()
     async with asyncio.timeout(5):
         with pytest.raises(StoreUnavailable, match="malformed"):
-            await corrupt.ingest([dataclasses.replace(ALERT, fingerprint="new")], "", 0, 2.0)
+            await corrupt.ingest([routed("new")], "", 0, 2.0)
     await corrupt.close()

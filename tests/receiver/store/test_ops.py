@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from opsloop.receiver.store.base import (
-    DELIVERY,
-    GLOBAL,
-    PLAN,
-    Gate,
-    IncomingAlert,
-    Job,
-    NewDelivery,
-    Outcome,
-    Store,
-)
+from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN, Alert, Gate, Job, NewDelivery, Outcome, RoutedAlert
+from opsloop.receiver.store import Store
 
 NOW = 1_800_000_000.0
 OPEN_GATE = Gate(cooldown=0, per_hour=None, per_day=None, breaker_max=100, breaker_window=600, first=True)
 
 
-def alert(fp: str = "fp1", status: str = "firing", **kw: object) -> IncomingAlert:
-    base = dict(
+def alert(fp: str = "fp1", status: str = "firing", **kw: object) -> RoutedAlert:
+    """An alert of a webhook as routing hands it to the store; ``kw`` sets the routing decision."""
+    instance = Alert(
         fingerprint=fp, starts_at="2030-01-01T00:00:00Z", status=status, labels={"alertname": "A", "fp": fp},
-        annotations={"summary": "s"}, ends_at=None, generator_url="http://g", notifiers=("slack/oncall",),
+        annotations={"summary": "s"}, ends_at=None, generator_url="http://g",
     )  # fmt: skip
-    return IncomingAlert(**{**base, **kw})  # type: ignore[arg-type]
+    return RoutedAlert(instance, **{"notifiers": ("slack/oncall",), **kw})  # type: ignore[arg-type]
 
 
 async def claim_plan(store: Store, now: float) -> Job:

@@ -1,0 +1,423 @@
+"""The durable store: incidents, work items ("jobs"), action history and automation pauses.
+
+Every operation is written once, as a generator that yields SQL statements and receives their results
+(``Op``). A backend only drives generators inside one transaction: SQLite runs a whole operation in its
+writer thread in one hop, PostgreSQL awaits each statement. So both backends share every query and
+every decision, and differ only in connections, locking clauses and column types.
+
+Idempotency lives in unique keys: an incident is (fingerprint, startsAt) and a job's ``key`` is
+(kind, plan or notifier, fingerprint, startsAt, status), so delivering a webhook twice inserts nothing.
+Workers lease jobs (``lease_owner``/``lease_until``); a lease that expires without release is taken
+over and counted in ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from opsloop.receiver.domain import (
+    ANNOUNCED,
+    DELIVERY,
+    GLOBAL,
+    PLAN,
+    RECOVERED,
+    ActionRecord,
+    Alert,
+    Gate,
+    IncidentView,
+    Job,
+    Kind,
+    Outcome,
+    RoutedAlert,
+    breaker_why,
+    cap_why,
+    cooldown_why,
+    delivery_key,
+    paused_why,
+    plan_key,
+)
+from opsloop.receiver.store import reads
+from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.schema import (
+    INSERT_JOB,
+    JOB_SELECT,
+    UPSERT_INCIDENT,
+    Dialect,
+    job_row,
+    json_text,
+    schema_statements,
+)
+
+T = TypeVar("T")
+
+# Stable key for PostgreSQL's advisory lock around plan gating (caps, cooldown, circuit breaker).
+GATE_LOCK = 0x6F70736C
+
+
+class Store(abc.ABC):
+    """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _run(self, op: Op[T]) -> T:
+        """Drive ``op`` inside one transaction; raise StoreUnavailable when the store cannot be used."""
+
+    def schema(self) -> list[str]:
+        return schema_statements(self.dialect)
+
+    async def ping(self) -> None:
+        await self._run(self._ping())
+
+    @staticmethod
+    def _ping() -> Op[None]:
+        yield Stmt("SELECT 1")
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    async def ingest(self, alerts: Sequence[RoutedAlert], external_url: str, truncated: int, now: float) -> int:
+        """Record a webhook's alerts and the work they cause, in one transaction; returns the alert count."""
+        # One lock order for replicas.
+        ordered = sorted(alerts, key=lambda routed: (routed.alert.fingerprint, routed.alert.starts_at))
+        return await self._run(self._ingest(ordered, external_url, truncated, now))
+
+    def _ingest(self, alerts: Sequence[RoutedAlert], external_url: str, truncated: int, now: float) -> Op[int]:
+        for routed in alerts:
+            alert = routed.alert
+            result = yield Stmt(
+                UPSERT_INCIDENT,
+                (alert.fingerprint, alert.starts_at, alert.status, json_text(alert.labels),
+                 json_text(alert.annotations), alert.ends_at, alert.generator_url, external_url, truncated,
+                 now, now),
+            )  # fmt: skip
+            incident_id, received_at, stored_status = result.rows[0]
+            is_new = received_at == now
+            if alert.status == "firing":
+                if stored_status == "firing":  # a late retry of a firing webhook never reopens
+                    yield from self._firing_work(incident_id, routed, now)
+            else:
+                yield from self._resolved_work(incident_id, routed, is_new, now)
+        return len(alerts)
+
+    def _firing_work(self, incident_id: int, routed: RoutedAlert, now: float) -> Op[None]:
+        alert = routed.alert
+        for plan, values in routed.plans:
+            key = plan_key(plan, alert.fingerprint, alert.starts_at)
+            yield from self._insert_job(key, PLAN, incident_id, plan, None, "", values, now, False, False)
+        if not routed.plans or routed.notify_firing:
+            for notifier in routed.notifiers:
+                yield from self._insert_delivery(incident_id, alert, notifier, "firing", routed.note, now)
+
+    def _resolved_work(self, incident_id: int, routed: RoutedAlert, is_new: bool, now: float) -> Op[None]:
+        alert = routed.alert
+        yield Stmt(
+            "UPDATE incidents SET status = 'resolved', ends_at = ?, updated_at = ? WHERE id = ? AND status = 'firing'",
+            (alert.ends_at, now, incident_id),
+        )
+        # A resolved alert tells every notifier that heard it was firing (or was asked to escalate it).
+        told = yield Stmt(
+            "SELECT DISTINCT target FROM jobs WHERE incident_id = ? AND kind = ? "
+            f"AND notify_kind IN ({marks(ANNOUNCED)}) ORDER BY target",
+            (incident_id, DELIVERY, *ANNOUNCED),
+        )
+        notifiers = [row[0] for row in told.rows]
+        if is_new and not routed.plans:
+            notifiers += routed.notifiers
+        # A plan waiting for its next stage looks again now: a resolved alert counts as recovered.
+        yield Stmt(
+            "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND due_at > ?",
+            (now, incident_id, PLAN, now),
+        )
+        for notifier in notifiers:
+            yield from self._insert_delivery(incident_id, alert, notifier, "resolved", "", now)
+
+    def _insert_delivery(
+        self, incident_id: int, alert: Alert, notifier: str, kind: Kind, note: str, now: float
+    ) -> Op[bool]:
+        key = delivery_key(notifier, alert.fingerprint, alert.starts_at, kind)
+        return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
+
+    @staticmethod
+    def _insert_job(
+        key: str, kind: str, incident_id: int, target: str, notify_kind: Kind | None, note: str,
+        values: Mapping[str, str], now: float, manual: bool = False, dry_run: bool = False,
+    ) -> Op[bool]:  # fmt: skip
+        result = yield Stmt(
+            INSERT_JOB,
+            (key, kind, incident_id, target, notify_kind, note, json_text(values), now, int(manual), int(dry_run),
+             now, now),
+        )  # fmt: skip
+        return result.rowcount > 0
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Job]:
+        """Lease up to ``limit`` due jobs; an expired lease of another owner counts as an interruption."""
+        return await self._run(self._claim(owner, limit, lease, now))
+
+    def _claim(self, owner: str, limit: int, lease: float, now: float) -> Op[list[Job]]:
+        result = yield Stmt(
+            "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ? "
+            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?" + self.dialect.skip_locked,
+            (now, now, limit),
+        )
+        ids = [row[0] for row in result.rows]
+        if not ids:
+            return []
+        yield Stmt(
+            "UPDATE jobs SET interrupted = interrupted + (CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END), "
+            f"lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN ({marks(ids)})",
+            (owner, now + lease, now, *ids),
+        )
+        result = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.due_at, j.id", ids)
+        return [job_row(row) for row in result.rows]
+
+    async def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
+        return await self._run(self._extend_lease(job_id, owner, until))
+
+    @staticmethod
+    def _extend_lease(job_id: int, owner: str, until: float) -> Op[bool]:
+        result = yield Stmt(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'pending'",
+            (until, job_id, owner),
+        )
+        return result.rowcount == 1
+
+    async def reschedule(
+        self, job_id: int, owner: str, *, due_at: float, now: float, stage: int | None = None,
+        phase: str | None = None, attempted: bool = False, result: str = "",
+    ) -> bool:  # fmt: skip
+        """Release a job until ``due_at``, optionally moving it to another stage or phase."""
+        return await self._run(self._reschedule(job_id, owner, due_at, now, stage, phase, attempted, result))
+
+    @staticmethod
+    def _reschedule(
+        job_id: int, owner: str, due_at: float, now: float, stage: int | None, phase: str | None,
+        attempted: bool, result: str,
+    ) -> Op[bool]:  # fmt: skip
+        done = yield Stmt(
+            "UPDATE jobs SET due_at = ?, stage = COALESCE(?, stage), phase = COALESCE(?, phase), "
+            "attempts = attempts + ?, result = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? "
+            "WHERE id = ? AND lease_owner = ? AND state = 'pending'",
+            (due_at, stage, phase, int(attempted), result, now, job_id, owner),
+        )
+        return done.rowcount == 1
+
+    async def finish(
+        self, job: Job, owner: str, now: float, outcome: Callable[[str], Outcome], attempted: bool = False
+    ) -> Outcome | None:
+        """End a job with ``outcome(incident status)`` (read under lock) and queue its notifications.
+
+        Returns None when the lease was lost (another worker owns the job now).
+        """
+        return await self._run(self._finish(job, owner, now, outcome, attempted))
+
+    def _finish(
+        self, job: Job, owner: str, now: float, outcome: Callable[[str], Outcome], attempted: bool
+    ) -> Op[Outcome | None]:
+        status = yield from self._incident_status(job.incident.id)
+        decided = outcome(status)
+        ended = yield from self._end(job, owner, decided, now, attempted)
+        return decided if ended else None
+
+    def _end(self, job: Job, owner: str, decided: Outcome, now: float, attempted: bool) -> Op[bool]:
+        done = yield Stmt(
+            "UPDATE jobs SET state = ?, result = ?, finished_at = ?, attempts = attempts + ?, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = ? "
+            "WHERE id = ? AND lease_owner = ? AND state = 'pending'",
+            (decided.state, decided.result, now, int(attempted), now, job.id, owner),
+        )
+        if done.rowcount != 1:
+            return False
+        for delivery in decided.deliveries:
+            yield from self._insert_job(
+                delivery.key, DELIVERY, job.incident.id, delivery.notifier, delivery.kind, delivery.note, {}, now
+            )
+        return True
+
+    def _incident_status(self, incident_id: int) -> Op[str]:
+        result = yield Stmt(f"SELECT status FROM incidents WHERE id = ?{self.dialect.row_lock}", (incident_id,))
+        return result.rows[0][0]
+
+    async def gate(
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome]
+    ) -> Outcome | None:
+        """Check pauses, cooldown, caps and the circuit breaker before an attempt, atomically.
+
+        Returns None when the attempt may go ahead (the run is then counted against the caps), else the
+        outcome that ended the job: recovered when the alert already resolved, else
+        ``blocked(reason, breaker_tripped)``.
+        """
+        return await self._run(self._gate(job, owner, gate, now, blocked))
+
+    def _gate(
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome]
+    ) -> Op[Outcome | None]:
+        if self.dialect.gate_lock:
+            yield Stmt(self.dialect.gate_lock, (GATE_LOCK,))
+        status = yield from self._incident_status(job.incident.id)
+        if status == "resolved":
+            decided = Outcome(RECOVERED, "the alert resolved before the attempt")
+            yield from self._end(job, owner, decided, now, attempted=False)
+            return decided
+        reason, tripped = ("", False) if job.manual else (yield from self._limits(job, gate, now))
+        if not reason:
+            yield Stmt(
+                "UPDATE jobs SET run_started_at = COALESCE(run_started_at, ?) WHERE id = ? AND lease_owner = ?",
+                (now, job.id, owner),
+            )
+            return None
+        decided = blocked(reason, tripped)
+        yield from self._end(job, owner, decided, now, attempted=False)
+        return decided
+
+    def _limits(self, job: Job, gate: Gate, now: float) -> Op[tuple[str, bool]]:
+        result = yield Stmt(
+            "SELECT scope, reason FROM pauses WHERE scope IN (?, ?) ORDER BY scope", (GLOBAL, job.target)
+        )
+        if result.rows:
+            scope, why = result.rows[0]
+            return paused_why(why, scope), False
+        # Dry runs touch nothing, so they do not count towards the breaker (dry_run is INTEGER 0/1 in both).
+        result = yield Stmt(
+            "SELECT COUNT(*) FROM actions WHERE started_at > ? AND dry_run = 0", (now - gate.breaker_window,)
+        )
+        count = result.rows[0][0]
+        if count >= gate.breaker_max:
+            why = breaker_why(count, gate.breaker_window)
+            yield Stmt(
+                "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING",
+                (GLOBAL, why, now),
+            )
+            return paused_why(why), True
+        if not gate.first:
+            return "", False
+        if gate.cooldown > 0:
+            result = yield Stmt(
+                "SELECT MAX(COALESCE(finished_at, ?)) FROM jobs WHERE kind = ? AND target = ? "
+                "AND vals = ? AND run_started_at IS NOT NULL AND id <> ?",
+                (now, PLAN, job.target, json_text(job.values), job.id),
+            )
+            last = result.rows[0][0]
+            if last is not None and last > now - gate.cooldown:
+                return cooldown_why(now - last), False
+        for cap, window, unit in ((gate.per_hour, 3600.0, "hour"), (gate.per_day, 86400.0, "day")):
+            if cap is None:
+                continue
+            result = yield Stmt(
+                "SELECT COUNT(*) FROM jobs WHERE kind = ? AND target = ? AND run_started_at > ?",
+                (PLAN, job.target, now - window),
+            )
+            if result.rows[0][0] >= cap:
+                return cap_why(cap, unit), False
+        return "", False
+
+    async def begin_action(
+        self, job: Job, owner: str, position: int, action_type: str, dry_run: bool, now: float, lease_until: float
+    ) -> int | None:
+        """Record an action as started (before it runs) and extend the lease; None if the lease is lost."""
+        return await self._run(self._begin_action(job, owner, position, action_type, dry_run, now, lease_until))
+
+    def _begin_action(
+        self, job: Job, owner: str, position: int, action_type: str, dry_run: bool, now: float, lease_until: float
+    ) -> Op[int | None]:
+        owned = yield from self._extend_lease(job.id, owner, lease_until)
+        if not owned:
+            return None
+        result = yield Stmt(
+            "INSERT INTO actions (job_id, plan, stage, position, type, state, detail, dry_run, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 'started', '', ?, ?) RETURNING id",
+            (job.id, job.target, job.stage, position, action_type, int(dry_run), now),
+        )
+        return result.rows[0][0]
+
+    async def end_action(self, action_id: int, ok: bool, detail: str, now: float) -> None:
+        await self._run(self._end_action(action_id, ok, detail, now))
+
+    @staticmethod
+    def _end_action(action_id: int, ok: bool, detail: str, now: float) -> Op[None]:
+        yield Stmt(
+            "UPDATE actions SET state = ?, detail = ?, finished_at = ? WHERE id = ?",
+            ("ok" if ok else "failed", detail, now, action_id),
+        )
+
+    async def interrupt_actions(self, job_id: int, stage: int, now: float) -> int:
+        """Mark actions left 'started' by a crashed worker; they are never run again for this stage."""
+        return await self._run(self._interrupt_actions(job_id, stage, now))
+
+    @staticmethod
+    def _interrupt_actions(job_id: int, stage: int, now: float) -> Op[int]:
+        yield Stmt(
+            "UPDATE actions SET state = 'interrupted', detail = 'the worker stopped while it ran', "
+            "finished_at = ? WHERE job_id = ? AND stage = ? AND state = 'started'",
+            (now, job_id, stage),
+        )
+        result = yield Stmt("SELECT COUNT(*) FROM actions WHERE job_id = ? AND stage = ?", (job_id, stage))
+        return result.rows[0][0]
+
+    async def actions_of(self, job_id: int) -> list[ActionRecord]:
+        return await self._run(reads.actions_of((job_id,)))
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    async def pause(self, scope: str, reason: str, now: float) -> None:
+        await self._run(self._pause(scope, reason, now))
+
+    @staticmethod
+    def _pause(scope: str, reason: str, now: float) -> Op[None]:
+        yield Stmt(
+            "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+            (scope, reason, now),
+        )
+
+    async def resume(self, scope: str) -> bool:
+        return await self._run(self._resume(scope))
+
+    @staticmethod
+    def _resume(scope: str) -> Op[bool]:
+        result = yield Stmt("DELETE FROM pauses WHERE scope = ?", (scope,))
+        return result.rowcount > 0
+
+    async def pauses(self) -> dict[str, tuple[str, float]]:
+        """Active pauses by scope ('*' for all plans): (reason, since)."""
+        return await self._run(reads.pauses())
+
+    async def incidents(
+        self, limit: int = 50, status: str | None = None, incident_id: int | None = None
+    ) -> list[IncidentView]:
+        """Newest incidents first, each with its jobs (plan runs, deliveries) and actions."""
+        return await self._run(reads.incidents(limit, status, incident_id))
+
+    async def start_manual_run(
+        self, plan: str, labels: Mapping[str, str], values: Mapping[str, str], dry_run: bool, run_id: str,
+        now: float, started: str,
+    ) -> int:  # fmt: skip
+        """Queue a plan run asked for by a person: a synthetic incident and a plan job; returns the job id."""
+        return await self._run(self._start_manual_run(plan, labels, values, dry_run, run_id, now, started))
+
+    def _start_manual_run(
+        self, plan: str, labels: Mapping[str, str], values: Mapping[str, str], dry_run: bool, run_id: str,
+        now: float, started: str,
+    ) -> Op[int]:  # fmt: skip
+        fingerprint = f"manual-{run_id}"
+        result = yield Stmt(
+            UPSERT_INCIDENT, (fingerprint, started, "firing", json_text(labels), "{}", None, "", "", 0, now, now)
+        )
+        incident_id = result.rows[0][0]
+        key = plan_key(plan, fingerprint, started)
+        yield from self._insert_job(key, PLAN, incident_id, plan, None, "run by hand", values, now, True, dry_run)
+        result = yield Stmt("SELECT id FROM jobs WHERE key = ?", (key,))
+        return result.rows[0][0]
+
+    async def queue_stats(self, now: float) -> dict[str, tuple[int, float]]:
+        """Per job kind: pending count and the age in seconds of the oldest job that is due."""
+        return await self._run(reads.queue_stats(now))

@@ -1,0 +1,153 @@
+"""The store's tables and how their rows map to domain objects.
+
+Column types that differ between SQLite and PostgreSQL are placeholders filled from the backend's
+``Dialect``; every other piece of SQL text is shared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opsloop.receiver.domain import ActionRecord, Incident, Job
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between backends in the SQL text itself."""
+
+    id_column: str
+    real: str
+    skip_locked: str
+    row_lock: str
+    gate_lock: str | None
+
+
+def json_text(value: Mapping[str, str]) -> str:
+    """Labels and values as stored: canonical JSON, so equal maps compare equal in SQL."""
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id {id_column},
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    ends_at TEXT,
+    generator_url TEXT NOT NULL,
+    external_url TEXT NOT NULL,
+    truncated_alerts INTEGER NOT NULL,
+    received_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    UNIQUE (fingerprint, starts_at)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id {id_column},
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    incident_id BIGINT NOT NULL REFERENCES incidents (id),
+    target TEXT NOT NULL,
+    notify_kind TEXT,
+    note TEXT NOT NULL,
+    vals TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stage INTEGER NOT NULL DEFAULT 0,
+    phase TEXT NOT NULL DEFAULT 'attempt',
+    due_at {real} NOT NULL,
+    run_started_at {real},
+    finished_at {real},
+    lease_owner TEXT,
+    lease_until {real},
+    attempts INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    manual INTEGER NOT NULL DEFAULT 0,
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    result TEXT NOT NULL DEFAULT '',
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at);
+CREATE INDEX IF NOT EXISTS jobs_incident ON jobs (incident_id);
+CREATE INDEX IF NOT EXISTS jobs_plan_runs ON jobs (target, run_started_at);
+CREATE TABLE IF NOT EXISTS actions (
+    id {id_column},
+    job_id BIGINT NOT NULL REFERENCES jobs (id),
+    plan TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    started_at {real} NOT NULL,
+    finished_at {real}
+);
+CREATE INDEX IF NOT EXISTS actions_job ON actions (job_id);
+CREATE INDEX IF NOT EXISTS actions_started ON actions (started_at);
+CREATE TABLE IF NOT EXISTS pauses (
+    scope TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    at {real} NOT NULL
+);
+"""
+
+INCIDENT_COLUMNS = (
+    "i.id, i.fingerprint, i.starts_at, i.status, i.labels, i.annotations, i.ends_at, i.generator_url, "
+    "i.external_url, i.truncated_alerts, i.received_at"
+)
+JOB_COLUMNS = (
+    "j.id, j.key, j.kind, j.target, j.notify_kind, j.note, j.vals, j.state, j.stage, j.phase, j.due_at, "
+    "j.run_started_at, j.attempts, j.interrupted, j.manual, j.dry_run, j.result, j.created_at"
+)
+JOB_SELECT = f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS} FROM jobs j JOIN incidents i ON i.id = j.incident_id"
+ACTION_COLUMNS = "id, job_id, plan, stage, position, type, state, detail, dry_run, started_at, finished_at"
+UPSERT_INCIDENT = """
+INSERT INTO incidents (fingerprint, starts_at, status, labels, annotations, ends_at, generator_url,
+                       external_url, truncated_alerts, received_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
+    annotations = excluded.annotations, generator_url = excluded.generator_url,
+    external_url = excluded.external_url, truncated_alerts = excluded.truncated_alerts,
+    updated_at = excluded.updated_at
+RETURNING id, received_at, status
+"""
+INSERT_JOB = """
+INSERT INTO jobs (key, kind, incident_id, target, notify_kind, note, vals, state, due_at, manual, dry_run,
+                  created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO NOTHING
+"""
+
+
+def schema_statements(dialect: Dialect) -> list[str]:
+    text = SCHEMA.format(id_column=dialect.id_column, real=dialect.real)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def incident_row(row: Sequence[Any]) -> Incident:
+    return Incident(
+        id=row[0], fingerprint=row[1], starts_at=row[2], status=row[3], labels=json.loads(row[4]),
+        annotations=json.loads(row[5]), ends_at=row[6], generator_url=row[7], external_url=row[8],
+        truncated_alerts=row[9], received_at=row[10],
+    )  # fmt: skip
+
+
+def job_row(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0], key=row[1], kind=row[2], target=row[3], notify_kind=row[4], note=row[5],
+        values=json.loads(row[6]), state=row[7], stage=row[8], phase=row[9], due_at=row[10],
+        run_started_at=row[11], attempts=row[12], interrupted=row[13], manual=bool(row[14]),
+        dry_run=bool(row[15]), result=row[16], created_at=row[17], incident=incident_row(row[18:]),
+    )  # fmt: skip
+
+
+def action_row(row: Sequence[Any]) -> ActionRecord:
+    return ActionRecord(
+        id=row[0], job_id=row[1], plan=row[2], stage=row[3], position=row[4], type=row[5], state=row[6],
+        detail=row[7], dry_run=bool(row[8]), started_at=row[9], finished_at=row[10],
+    )  # fmt: skip
