@@ -56,10 +56,16 @@ def incidents(limit: int, status: str | None, incident_id: int | None) -> Op[lis
 
 
 def queue_stats(now: float) -> Op[dict[str, tuple[int, float]]]:
+    """Per kind: pending jobs, and how long the oldest has waited.
+
+    A plan step waits from when it became due. A delivery that was already tried waits from when it was
+    queued (its first attempt), not from its latest retry round: a notifier failing for an hour shows an
+    hour, however often it was retried.
+    """
     result = yield Stmt(
-        "SELECT kind, COUNT(*), MIN(CASE WHEN due_at <= ? THEN due_at END) FROM jobs "
-        "WHERE state = 'pending' GROUP BY kind",
-        (now,),
+        "SELECT kind, COUNT(*), MIN(CASE WHEN kind = ? AND attempts > 0 THEN created_at "
+        "WHEN due_at <= ? THEN due_at END) FROM jobs WHERE state = 'pending' GROUP BY kind",
+        (DELIVERY, now),
     )
     stats = {PLAN: (0, 0.0), DELIVERY: (0, 0.0)}
     for kind, count, oldest in result.rows:

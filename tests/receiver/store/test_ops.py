@@ -152,6 +152,17 @@ async def test_queue_stats(store: Store) -> None:
     assert stats == {PLAN: (1, 7.0), DELIVERY: (1, 7.0)}
 
 
+async def test_delivery_age_counts_from_its_first_attempt_across_retry_rounds(store: Store) -> None:
+    await store.ingest([alert()], "", 0, NOW)
+    (job,) = await store.claim("w", 10, 30, NOW + 2)
+    # a failed round: the delivery waits for its next round, 60 s later, and is not due meanwhile
+    assert await store.reschedule(job.id, "w", due_at=NOW + 62, now=NOW + 2, attempted=True, result="503")
+    assert await store.queue_stats(NOW + 30) == {PLAN: (0, 0.0), DELIVERY: (1, 30.0)}
+    (job,) = await store.claim("w", 10, 30, NOW + 62)
+    assert await store.reschedule(job.id, "w", due_at=NOW + 182, now=NOW + 62, attempted=True, result="503")
+    assert await store.queue_stats(NOW + 100) == {PLAN: (0, 0.0), DELIVERY: (1, 100.0)}
+
+
 async def test_dry_runs_do_not_count_towards_the_circuit_breaker(store: Store) -> None:
     breaker = Gate(0, None, None, breaker_max=2, breaker_window=600, first=True)
     for n in range(3):  # dry runs touch nothing: three of them must not pause automation
