@@ -118,6 +118,13 @@ class MaxRuns(StrictModel):
     per_day: int | None = Field(None, ge=1)
 
 
+class StormGuard(StrictModel):
+    """More than ``max_runs`` runs of one plan within ``window`` pause that plan and tell a human once."""
+
+    max_runs: int = Field(10, ge=1)
+    window: Duration = 600.0
+
+
 class Plan(Matching):
     """A recovery plan: which alerts it takes, what it does at each stage, and how it proves success."""
 
@@ -129,6 +136,10 @@ class Plan(Matching):
     verify_after: Duration = 30.0
     cooldown: Duration = 0.0
     max_runs: MaxRuns = MaxRuns()
+    storm_guard: StormGuard | None = StormGuard()
+    """None (``storm_guard: null``) turns the plan's storm guard off; the circuit breaker still applies."""
+    max_concurrent: int | None = Field(4, ge=1)
+    """Runs of this plan in progress at once; more wait for a free place (None: no limit)."""
     escalate: list[str] = []
     notify_recovered: list[str] = []
     notify_firing: bool = True
@@ -157,9 +168,12 @@ class Plan(Matching):
 
 
 class CircuitBreaker(StrictModel):
-    """Pause all automation when more than ``max_actions`` actions ran within ``window``."""
+    """Pause all automation when more than ``max_actions`` actions ran within ``window``.
 
-    max_actions: int = Field(30, ge=1)
+    The last line of defence: a storm of one alertname trips that plan's storm guard long before.
+    """
+
+    max_actions: int = Field(100, ge=1)
     window: Duration = 600.0
     notify: list[str] = []
 

@@ -6,7 +6,7 @@ collectors and metrics of shared modules (such as notification template fallback
 
 from __future__ import annotations
 
-from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN
+from opsloop.receiver.domain import CIRCUIT_BREAKER, DELIVERY, GLOBAL, PLAN, STORM_GUARD
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavailable")
@@ -52,7 +52,7 @@ class ReceiverMetrics:
             "plans, else the plan name).", ["scope"], registry=self.registry,
         )  # fmt: skip
         self.guard_trips = Counter(
-            "opsloop_receiver_guard_trips", "Times a guard paused automation, by guard (circuit_breaker).",
+            "opsloop_receiver_guard_trips", "Times a guard paused automation, by guard (circuit_breaker, storm_guard).",
             ["guard"], registry=self.registry,
         )  # fmt: skip
         self.store_up = Gauge(
@@ -64,7 +64,8 @@ class ReceiverMetrics:
             self.oldest_pending.labels(kind)
         self.paused.labels(GLOBAL)
         # Counters alerted on with increase() start at 0, so their first event already shows as one.
-        self.guard_trips.labels("circuit_breaker")
+        for guard in (CIRCUIT_BREAKER, STORM_GUARD):
+            self.guard_trips.labels(guard)
         for outcome in WEBHOOK_OUTCOMES:
             self.webhooks.labels(outcome)
 

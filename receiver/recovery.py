@@ -23,6 +23,7 @@ from opsloop.receiver.actions import Action, ActionResult
 from opsloop.receiver.config import Plan, ReceiverConfig
 from opsloop.receiver.domain import (
     ESCALATED,
+    PENDING,
     RECOVERED,
     SKIPPED,
     ActionRecord,
@@ -113,23 +114,34 @@ class PlanRunner:
             log.warning("stage interrupted, not repeating its actions", extra=self._fields(job))
             self.metrics.actions.labels(plan.name, "any", "interrupted").inc()
         else:
-            gate = Gate(
-                cooldown=plan.cooldown, per_hour=plan.max_runs.per_hour, per_day=plan.max_runs.per_day,
-                breaker_max=self.config.circuit_breaker.max_actions,
-                breaker_window=self.config.circuit_breaker.window, first=job.run_started_at is None,
-            )  # fmt: skip
-            ended = await self.store.gate(
-                job, self.owner, gate, now, lambda why, tripped: self._blocked(job, why, tripped)
-            )
+            tripped: list[str] = []
+
+            def blocked(why: str, guard: str | None) -> Outcome:
+                tripped.extend([guard] if guard else [])
+                return self._blocked(job, why, guard)
+
+            ended = await self.store.gate(job, self.owner, self._gate(job, plan), now, blocked)
+            for guard in tripped:  # counted once the gate's transaction committed
+                self.metrics.guard_trips.labels(guard).inc()
+            if ended is not None and ended.state == PENDING:
+                log.info("plan run waits for a free place", extra={**self._fields(job), "result": ended.result})
+                return
             if ended is not None:
-                if any(d.kind == "automation_paused" for d in ended.deliveries):
-                    self.metrics.guard_trips.labels("circuit_breaker").inc()
                 self._count_end(job, plan, ended)
                 return
             if not await self._run_actions(job, plan):
                 return
         due = time.time() + (plan.verify_after if plan.verify else 0.0)
         await self.store.reschedule(job.id, self.owner, due_at=due, now=time.time(), phase="verify", attempted=True)
+
+    def _gate(self, job: Job, plan: Plan) -> Gate:
+        breaker, guard = self.config.circuit_breaker, plan.storm_guard
+        return Gate(
+            cooldown=plan.cooldown, per_hour=plan.max_runs.per_hour, per_day=plan.max_runs.per_day,
+            breaker_max=breaker.max_actions, breaker_window=breaker.window, first=job.run_started_at is None,
+            storm_max=guard.max_runs if guard else None, storm_window=guard.window if guard else 0.0,
+            max_concurrent=plan.max_concurrent,
+        )  # fmt: skip
 
     async def _run_actions(self, job: Job, plan: Plan) -> bool:
         """Run the stage's actions in order, stopping at the first failure; False if the lease was lost."""
@@ -214,10 +226,11 @@ class PlanRunner:
         """
         return Outcome(SKIPPED, why, self._deliveries(job, self._routes(job), "firing", why, f"plan:{job.target}"))
 
-    def _blocked(self, job: Job, why: str, tripped: bool) -> Outcome:
+    def _blocked(self, job: Job, why: str, guard: str | None) -> Outcome:
+        """The run did not go ahead; a guard that paused automation just now also tells a human, once."""
         note = f"plan {job.target} did not run: {why}" if job.stage == 0 else f"plan {job.target} stopped: {why}"
         outcome = self._fallback(job, note)
-        if not tripped:
+        if guard is None:
             return outcome
         told = self.config.circuit_breaker.notify or self._routes(job)
         paused = self._deliveries(job, told, "automation_paused", why, scope=f"{time.time():.0f}")

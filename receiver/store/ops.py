@@ -20,7 +20,7 @@ from typing import TypeVar
 from opsloop.receiver.domain import (
     ANNOUNCED,
     DELIVERY,
-    GLOBAL,
+    PENDING,
     PLAN,
     RECOVERED,
     ActionRecord,
@@ -31,14 +31,11 @@ from opsloop.receiver.domain import (
     Kind,
     Outcome,
     RoutedAlert,
-    breaker_why,
-    cap_why,
-    cooldown_why,
+    concurrency_why,
     delivery_key,
-    paused_why,
     plan_key,
 )
-from opsloop.receiver.store import reads
+from opsloop.receiver.store import gating, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
@@ -54,6 +51,8 @@ T = TypeVar("T")
 
 # Stable key for PostgreSQL's advisory lock around plan gating (caps, cooldown, circuit breaker).
 GATE_LOCK = 0x6F70736C
+CONCURRENCY_RECHECK = 5.0
+"""Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
 
 class Store(abc.ABC):
@@ -237,6 +236,8 @@ class Store(abc.ABC):
         )
         if done.rowcount != 1:
             return False
+        if job.kind == PLAN:
+            yield from gating.wake_waiting(job.target, now)
         for delivery in decided.deliveries:
             yield from self._insert_job(
                 delivery.key, DELIVERY, job.incident.id, delivery.notifier, delivery.kind, delivery.note, {}, now
@@ -248,18 +249,20 @@ class Store(abc.ABC):
         return result.rows[0][0]
 
     async def gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome]
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome]
     ) -> Outcome | None:
         """Check pauses, cooldown, caps and the circuit breaker before an attempt, atomically.
 
         Returns None when the attempt may go ahead (the run is then counted against the caps), else the
         outcome that ended the job: recovered when the alert already resolved, else
-        ``blocked(reason, breaker_tripped)``.
+        ``blocked(reason, guard)``, ``guard`` naming the guard that paused automation just now (else None).
+        A first attempt of a plan already at ``max_concurrent`` runs is put back to wait: the outcome
+        returned then is PENDING and the job is released, not ended.
         """
         return await self._run(self._gate(job, owner, gate, now, blocked))
 
     def _gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome]
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome]
     ) -> Op[Outcome | None]:
         if self.dialect.gate_lock:
             yield Stmt(self.dialect.gate_lock, (GATE_LOCK,))
@@ -268,57 +271,27 @@ class Store(abc.ABC):
             decided = Outcome(RECOVERED, "the alert resolved before the attempt")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
-        reason, tripped = ("", False) if job.manual else (yield from self._limits(job, gate, now))
+        reason, guard = ("", None) if job.manual else (yield from gating.limits(job, gate, now))
+        if not reason and gate.first and gate.max_concurrent is not None:
+            result = yield Stmt(
+                "SELECT COUNT(*) FROM jobs WHERE kind = ? AND target = ? AND state = 'pending' "
+                "AND run_started_at IS NOT NULL AND id <> ?",
+                (PLAN, job.target, job.id),
+            )
+            running = result.rows[0][0]
+            if running >= gate.max_concurrent:
+                why = concurrency_why(running)
+                yield from self._reschedule(job.id, owner, now + CONCURRENCY_RECHECK, now, None, None, False, why)
+                return Outcome(PENDING, why)
         if not reason:
             yield Stmt(
                 "UPDATE jobs SET run_started_at = COALESCE(run_started_at, ?) WHERE id = ? AND lease_owner = ?",
                 (now, job.id, owner),
             )
             return None
-        decided = blocked(reason, tripped)
+        decided = blocked(reason, guard)
         yield from self._end(job, owner, decided, now, attempted=False)
         return decided
-
-    def _limits(self, job: Job, gate: Gate, now: float) -> Op[tuple[str, bool]]:
-        result = yield Stmt(
-            "SELECT scope, reason FROM pauses WHERE scope IN (?, ?) ORDER BY scope", (GLOBAL, job.target)
-        )
-        if result.rows:
-            scope, why = result.rows[0]
-            return paused_why(why, scope), False
-        # Dry runs touch nothing, so they do not count towards the breaker (dry_run is INTEGER 0/1 in both).
-        result = yield Stmt(
-            "SELECT COUNT(*) FROM actions WHERE started_at > ? AND dry_run = 0", (now - gate.breaker_window,)
-        )
-        count = result.rows[0][0]
-        if count >= gate.breaker_max:
-            why = breaker_why(count, gate.breaker_window)
-            yield Stmt(
-                "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING",
-                (GLOBAL, why, now),
-            )
-            return paused_why(why), True
-        if not gate.first:
-            return "", False
-        if gate.cooldown > 0:
-            result = yield Stmt(
-                "SELECT MAX(COALESCE(finished_at, ?)) FROM jobs WHERE kind = ? AND target = ? "
-                "AND vals = ? AND run_started_at IS NOT NULL AND id <> ?",
-                (now, PLAN, job.target, json_text(job.values), job.id),
-            )
-            last = result.rows[0][0]
-            if last is not None and last > now - gate.cooldown:
-                return cooldown_why(now - last), False
-        for cap, window, unit in ((gate.per_hour, 3600.0, "hour"), (gate.per_day, 86400.0, "day")):
-            if cap is None:
-                continue
-            result = yield Stmt(
-                "SELECT COUNT(*) FROM jobs WHERE kind = ? AND target = ? AND run_started_at > ?",
-                (PLAN, job.target, now - window),
-            )
-            if result.rows[0][0] >= cap:
-                return cap_why(cap, unit), False
-        return "", False
 
     async def begin_action(
         self, job: Job, owner: str, position: int, action_type: str, dry_run: bool, now: float, lease_until: float

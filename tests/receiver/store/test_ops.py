@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN, Alert, Gate, Job, NewDelivery, Outcome, RoutedAlert
+from opsloop.receiver.domain import (
+    DELIVERY,
+    GLOBAL,
+    PENDING,
+    PLAN,
+    STORM_GUARD,
+    Alert,
+    Gate,
+    Job,
+    NewDelivery,
+    Outcome,
+    RoutedAlert,
+)
 from opsloop.receiver.store import Store
 
 NOW = 1_800_000_000.0
@@ -192,3 +204,46 @@ async def test_a_nul_byte_in_an_action_detail_does_not_lose_the_result(store: St
     (record,) = await store.actions_of(job.id)
     assert record.state == "failed"
     assert record.detail.replace("\x00", "") == "/bin/tool exit 1: badbyte"
+
+
+async def test_storm_guard_pauses_its_plan_once_and_no_other(store: Store) -> None:
+    guard = Gate(0, None, None, breaker_max=100, breaker_window=600, first=True, storm_max=2, storm_window=600)
+    guards: list[str | None] = []
+
+    def blocked(reason: str, tripped: str | None) -> Outcome:
+        guards.append(tripped)
+        return skipped(reason, tripped)
+
+    ended = []
+    for n in range(4):
+        await store.ingest([alert(f"s{n}", plans=[("fix", {})])], "", 0, NOW + n)
+        ended.append(await store.gate(await claim_plan(store, NOW + n), "w", guard, NOW + n, blocked))
+    assert ended[:2] == [None, None]
+    assert [e.state for e in ended[2:] if e is not None] == ["skipped", "skipped"]
+    assert guards == [STORM_GUARD, None]  # the trip, then the pause it left
+    assert list(await store.pauses()) == ["fix"]
+    await store.ingest([alert("o", plans=[("other", {})])], "", 0, NOW + 5)
+    assert await store.gate(await claim_plan(store, NOW + 5), "w", guard, NOW + 5, blocked) is None
+
+
+async def test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends(store: Store) -> None:
+    limit = Gate(0, None, None, breaker_max=100, breaker_window=600, first=True, max_concurrent=2)
+    running = []
+    for n in range(2):
+        await store.ingest([alert(f"c{n}", plans=[("fix", {})])], "", 0, NOW)
+        running.append(await claim_plan(store, NOW))
+        assert await store.gate(running[-1], "w", limit, NOW, skipped) is None
+    await store.ingest([alert("c2", plans=[("fix", {})])], "", 0, NOW + 1)
+    ended = await store.gate(await claim_plan(store, NOW + 1), "w", limit, NOW + 1, skipped)
+    assert ended is not None
+    assert (ended.state, ended.result) == (PENDING, "waiting: 2 runs of this plan are in progress (max_concurrent)")
+
+    async def waiting() -> Job:
+        (view,) = [v for v in await store.incidents() if v.incident.fingerprint == "c2"]
+        (job,) = [j for j in view.jobs if j.kind == PLAN]
+        return job
+
+    job = await waiting()
+    assert (job.state, job.run_started_at, job.due_at) == (PENDING, None, NOW + 6)  # released, asks again in 5 s
+    assert await store.finish(running[0], "w", NOW + 2, lambda status: Outcome("recovered", "ok")) is not None
+    assert (await waiting()).due_at == NOW + 2  # a place freed up: it asks at once
