@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +21,8 @@ from opsloop.receiver.handlers import STATE, Credential, ReceiverState, healthy,
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import Notifier, build_notifiers
 from opsloop.receiver.recovery import PlanRunner, Verifier
-from opsloop.receiver.store import open_store
+from opsloop.receiver.store import StoreUnavailable, open_store
+from opsloop.receiver.takeover import take_over, worker_id
 from opsloop.receiver.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -58,10 +56,6 @@ class Components:
                 await action.close()
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def build_app(config: ReceiverConfig, components: Components | None = None) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
@@ -77,6 +71,10 @@ def build_app(config: ReceiverConfig, components: Components | None = None) -> w
         store = open_store(config.store)
         await store.open()
         owner = worker_id()
+        try:
+            await take_over(store)
+        except StoreUnavailable as exc:  # not fatal: the leases still expire
+            log.warning("cannot look for a dead predecessor's work", extra={"error": str(exc)})
         async with aiohttp.ClientSession() as session:
             verifier = (
                 Verifier(session, config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None

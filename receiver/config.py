@@ -181,7 +181,7 @@ class CircuitBreaker(StrictModel):
 class WorkerConfig(StrictModel):
     concurrency: int = Field(8, ge=1, le=256)
     poll_interval: Duration = 0.5
-    lease: Duration = 120.0
+    lease: Duration = 10.0
     delivery_attempts: int = Field(3, ge=1, le=10)
     retry_base: Duration = 1.0
     retry_cap: Duration = 30.0

@@ -8,7 +8,8 @@ the run's first attempt, and after the last stage the plan escalates with its hi
 
 Actions run at most once per stage: a worker that finds actions of its stage already started (the
 previous owner died mid-stage) marks them interrupted and goes on to verification instead of repeating
-them.
+them. Their outcome is unknown, never "failed": the plan verifies after ``verify_after`` (PromQL, or the
+alert resolving meanwhile) before it moves on or escalates, and the escalation says what is known.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ class PlanRunner:
 
     async def _attempt_step(self, job: Job, plan: Plan) -> None:
         now = time.time()
-        if job.interrupted and await self.store.interrupt_actions(job.id, job.stage, now):
+        unknown = bool(job.interrupted) and bool(await self.store.interrupt_actions(job.id, job.stage, now))
+        if unknown:
             log.warning("stage interrupted, not repeating its actions", extra=self._fields(job))
             self.metrics.actions.labels(plan.name, "any", "interrupted").inc()
         else:
@@ -131,7 +133,8 @@ class PlanRunner:
                 return
             if not await self._run_actions(job, plan):
                 return
-        due = time.time() + (plan.verify_after if plan.verify else 0.0)
+        # An outcome unknown is verified after a grace period too: a resolved webhook within it proves it worked.
+        due = time.time() + (plan.verify_after if plan.verify or unknown else 0.0)
         await self.store.reschedule(job.id, self.owner, due_at=due, now=time.time(), phase="verify", attempted=True)
 
     def _gate(self, job: Job, plan: Plan) -> Gate:
@@ -193,6 +196,12 @@ class PlanRunner:
         if plan.verify and self.verifier is not None:
             return await self.verifier.holds(fill_query(plan.verify, job.values))
         stage = [a for a in history if a.stage == job.stage]
+        unknown = [a.type for a in stage if a.state == "interrupted"]
+        if unknown:
+            return False, (
+                f"outcome unknown: the receiver stopped while {', '.join(unknown)} ran, and the alert still "
+                f"fires {plan.verify_after:g}s later"
+            )
         ok = bool(stage) and all(a.state == "ok" for a in stage)
         return ok, "every action of the stage succeeded" if ok else "an action of the stage did not succeed"
 

@@ -39,10 +39,12 @@ def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notificatio
                 action=a.type,
                 ok=a.state == "ok",
                 detail=a.detail + (" (dry run)" if a.dry_run else ""),
+                unknown=a.state == "interrupted",
             )
             for a in history
         ],
         note=job.note,
+        maybe_repeat=job.interrupted > 0,
     )
 
 

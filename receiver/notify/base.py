@@ -39,6 +39,12 @@ class HistoryEntry:
     action: str
     ok: bool
     detail: str
+    unknown: bool = False
+    """The receiver stopped while the action ran: it may or may not have done its work."""
+
+    @property
+    def result(self) -> str:
+        return "ok" if self.ok else ("outcome unknown" if self.unknown else "failed")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Notification:
     incident: Incident
     history: Sequence[HistoryEntry] = ()
     note: str = ""
+    maybe_repeat: bool = False
+    """An earlier attempt was cut off by a crash while handing it over: it may have arrived already."""
 
     @property
     def status(self) -> str:

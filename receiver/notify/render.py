@@ -121,6 +121,7 @@ def context(n: Notification) -> dict[str, Any]:
         "truncated_alerts": n.incident.truncated_alerts,
         "history": list(n.history),
         "note": n.note,
+        "maybe_repeat": n.maybe_repeat,
     }
 
 
@@ -140,8 +141,7 @@ def fallback_text(n: Notification) -> str:
     if n.history:
         lines.append("Recovery history:")
         lines += [
-            f"  {format_time(h.at)} {h.plan} stage {h.stage} {h.action}: {'ok' if h.ok else 'failed'} - {h.detail}"
-            for h in n.history
+            f"  {format_time(h.at)} {h.plan} stage {h.stage} {h.action}: {h.result} - {h.detail}" for h in n.history
         ]
     if incident.truncated_alerts > 0:
         lines.append(f"{incident.truncated_alerts} more alerts of this group were truncated by Alertmanager.")

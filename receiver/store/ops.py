@@ -179,6 +179,23 @@ class Store(abc.ABC):
         result = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.due_at, j.id", ids)
         return [job_row(row) for row in result.rows]
 
+    async def lease_owners(self, now: float) -> list[str]:
+        return await self._run(reads.lease_owners(now))
+
+    async def expire_leases(self, owners: Sequence[str], now: float) -> int:
+        """End the leases of owners known to be dead: their work is due again at once, as interrupted."""
+        return await self._run(self._expire_leases(owners, now))
+
+    @staticmethod
+    def _expire_leases(owners: Sequence[str], now: float) -> Op[int]:
+        if not owners:
+            return 0
+        done = yield Stmt(
+            f"UPDATE jobs SET lease_until = ? WHERE state = 'pending' AND lease_owner IN ({marks(owners)})",
+            (now - 1, *owners),
+        )
+        return done.rowcount
+
     async def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
         return await self._run(self._extend_lease(job_id, owner, until))
 

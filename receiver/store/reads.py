@@ -71,3 +71,12 @@ def queue_stats(now: float) -> Op[dict[str, tuple[int, float]]]:
     for kind, count, oldest in result.rows:
         stats[kind] = (count, max(0.0, now - oldest) if oldest is not None else 0.0)
     return stats
+
+
+def lease_owners(now: float) -> Op[list[str]]:
+    """Owners holding a live lease on pending work (to find a dead predecessor's)."""
+    result = yield Stmt(
+        "SELECT DISTINCT lease_owner FROM jobs WHERE state = 'pending' AND lease_until >= ? ORDER BY lease_owner",
+        (now,),
+    )
+    return [row[0] for row in result.rows]

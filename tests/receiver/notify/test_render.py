@@ -221,3 +221,11 @@ def test_unreadable_or_broken_template_is_a_config_error(tmp_path: Path) -> None
     broken.write_text("{% if %}")
     with pytest.raises(TemplateConfigError, match="does not compile"):
         load_template("t", "text", "text", default="email.txt.j2", path=broken)
+
+
+def test_a_possible_repeat_says_so_in_every_part(make_notification: MakeNotification) -> None:
+    sentence = "This may repeat a message sent just before the receiver restarted."
+    for flavor, default in (("text", "email.txt.j2"), ("html", "email.html.j2"), ("mrkdwn", "slack.md.j2")):
+        template = load_template("t", "text", flavor, default=default)  # type: ignore[arg-type]
+        assert sentence in template.render(make_notification(maybe_repeat=True)), flavor
+        assert sentence not in template.render(make_notification()), flavor

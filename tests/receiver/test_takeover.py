@@ -1,0 +1,143 @@
+"""Crash takeover: a dead predecessor's leases end at once, interrupted stages count as outcome unknown.
+
+The end-to-end case kills a real receiver process with SIGKILL in the middle of a recovery action whose
+command goes on and finishes, restarts it, and checks that the work is resumed within seconds (the
+lease is a minute long, so only recognising the dead predecessor can explain that) and that the
+finished action is not escalated as a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opsloop.receiver.domain import PLAN, RECOVERED, Alert, RoutedAlert
+from opsloop.receiver.store import open_store
+from opsloop.receiver.takeover import dead_predecessors, take_over
+from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, http_ok, wait_until
+from opsloop.testsupport.sinks import SmtpSink
+
+from tests.receiver.harness import ADMIN_TOKEN, TOKEN, alert, email_notifier, webhook, write_config
+
+HOST = socket.gethostname()
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_dead_predecessors_are_this_hosts_processes_that_are_gone() -> None:
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        gone = dead_pid()
+        owners = [
+            f"{HOST}:{gone}:aa", f"{HOST}:{alive.pid}:bb", f"other-host:{gone}:cc", f"{HOST}:{os.getpid()}:dd",
+            "not-an-owner", f"{HOST}:x:ee",
+        ]  # fmt: skip
+        assert dead_predecessors(owners, HOST, os.getpid()) == [f"{HOST}:{gone}:aa"]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+async def test_take_over_makes_a_dead_owners_work_due_now_as_interrupted(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path / 'r.db'}")
+    await store.open()
+    try:
+        instance = Alert(
+            fingerprint="fp", starts_at="2030-01-01T00:00:00Z", status="firing", labels={"alertname": "A"},
+            annotations={}, ends_at=None, generator_url="",
+        )  # fmt: skip
+        await store.ingest([RoutedAlert(instance, notifiers=(), plans=[("fix", {})])], "", 0, time.time())
+        dead = f"{HOST}:{dead_pid()}:x"
+        (job,) = await store.claim(dead, 10, 3600, time.time())
+        assert await store.claim("someone-else", 10, 60, time.time()) == []  # leased for an hour
+        assert await take_over(store) == 1
+        (again,) = await store.claim("successor", 10, 60, time.time())
+        assert (again.id, again.kind, again.interrupted) == (job.id, PLAN, 1)
+    finally:
+        await store.close()
+
+
+def request(port: int, method: str, path: str, body: object = None, token: str = ADMIN_TOKEN) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"http://{LOOPBACK}:{port}{path}", data=data, method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def incident(port: int, fingerprint: str) -> dict[str, Any] | None:
+    found = [i for i in request(port, "GET", "/api/incidents")["incidents"] if i["fingerprint"] == fingerprint]
+    return found[0] if found else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resolves", [True, False])
+def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tmp_path: Path, resolves: bool) -> None:
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    script = (
+        "import sys, time, pathlib; pathlib.Path(sys.argv[1]).touch(); time.sleep(2); pathlib.Path(sys.argv[2]).touch()"
+    )
+    fix = {"type": "command", "argv": [sys.executable, "-c", script, str(started), str(finished)], "timeout": "30s"}
+    plan = {
+        "name": "fix", "match": {"alertname": "Broken"}, "actions": [fix], "stages": ["0s"], "verify_after": "4s",
+        "escalate": ["email/oncall"], "notify_firing": False,
+    }  # fmt: skip
+    with SmtpSink() as mailbox:
+        config = write_config(
+            tmp_path, recovery=[plan], notifiers={"email": [email_notifier("oncall", mailbox.port)]},
+            worker={"poll_interval": "100ms", "lease": "60s"},
+        )  # fmt: skip
+        port = free_port()
+        argv = [sys.executable, "-m", "opsloop.receiver", "--config", str(config), "--web.listen-address",
+                f"{LOOPBACK}:{port}"]  # fmt: skip
+        first, second = ManagedProcess("first", tmp_path), ManagedProcess("second", tmp_path)
+        try:
+            first.spawn(argv)
+            first.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+            request(port, "POST", "/alerts", webhook(alert("k1", alertname="Broken")), token=TOKEN)
+            wait_until(started.exists, 15, "the action to start")
+            assert first.proc is not None
+            os.kill(first.proc.pid, signal.SIGKILL)  # the receiver only: its command goes on and finishes
+            first.proc.wait(10)
+            restarted = time.monotonic()
+            second.spawn(argv)
+            second.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+
+            def resumed() -> bool:
+                found = incident(port, "k1")
+                return bool(found) and any(a["state"] == "interrupted" for a in found["actions"])
+
+            wait_until(resumed, 15, "the interrupted stage to be taken over")
+            assert time.monotonic() - restarted < 15  # the lease is 60 s: the dead predecessor was recognised
+            wait_until(finished.exists, 10, "the orphaned command to finish")
+            if resolves:  # the command did its work and the alert resolves within the grace period: no page
+                request(
+                    port, "POST", "/alerts", webhook(alert("k1", status="resolved", alertname="Broken")), token=TOKEN
+                )
+                wait_until(lambda: incident(port, "k1")["plan_runs"][0]["state"] == RECOVERED, 20, "the run to end")
+                assert mailbox.messages == []
+                return
+            # Still firing after the grace period: the escalation says what is known, not "failed".
+            (mail,) = mailbox.inbox.wait_for(1, 20)
+            text = mail.get_body(("plain",)).get_content()
+            assert "outcome unknown: the receiver stopped while command ran, and the alert still fires 4s later" in text
+            assert "command: OUTCOME UNKNOWN: the worker stopped while it ran" in text
+            assert "FAILED" not in text
+        finally:
+            second.stop()
+            first.stop()
