@@ -1,5 +1,8 @@
 """Background workers: claim due jobs from the store, keep their leases alive, run plan steps and deliveries.
 
+A delivery to a rate-limited destination (Slack) first takes a send slot shared through the store; when
+its slot is later it is released until then, so pacing never holds a worker or delays other work.
+
 Nothing here runs inside an HTTP request. Each claimed job is leased to this process (``owner``); a
 heartbeat renews the lease while the step runs, so only a dead process's work is taken over, by any
 replica, once its lease expires. A delivery makes a few quick attempts with ``with_backoff``; if they all
@@ -132,18 +135,27 @@ class Worker:
             # The firing message to this notifier is still being retried: resolved must not overtake it.
             await self.store.reschedule(job.id, self.owner, due_at=time.time() + 1.0, now=time.time())
             return
+        if notifier.pace is not None:
+            slot = await self.store.take_slot(job.id, notifier.pace.key, notifier.pace.interval, time.time())
+            if slot is not None:  # its slot is later: wait in the store, not in a worker
+                await self.store.reschedule(job.id, self.owner, due_at=slot, now=time.time())
+                return
         notification = build_notification(job, view.actions)
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
         if job.interrupted:
             log.warning("delivery interrupted earlier, sending again", extra=fields)
         try:
+            # A rate-limited destination gets one attempt per slot; its retries take a slot of their own.
             await with_backoff(
-                lambda: notifier.notify(notification), attempts=self.settings.delivery_attempts,
+                lambda: notifier.notify(notification),
+                attempts=1 if notifier.pace is not None else self.settings.delivery_attempts,
                 base=self.settings.retry_base, cap=self.settings.retry_cap,
             )  # fmt: skip
         except PermanentError as exc:
             await self._end_delivery(job, FAILED, f"permanent error: {exc}")
         except TransientError as exc:
+            if notifier.pace is not None and exc.retry_after is not None:  # every replica holds back
+                await self.store.push_slot(notifier.pace.key, time.time() + exc.retry_after)
             await self._retry_later(job, str(exc), exc.retry_after, fields)
         else:
             await self._end_delivery(job, SENT, "sent")

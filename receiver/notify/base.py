@@ -71,8 +71,21 @@ class Notification:
         return parse_time(self.incident.ends_at)
 
 
+@dataclass(frozen=True)
+class Pace:
+    """A destination's rate: at most one message per ``interval`` seconds to ``key``, across replicas.
+
+    ``key`` names the destination without revealing it (a webhook URL is a credential).
+    """
+
+    key: str
+    interval: float
+
+
 class Notifier(Protocol):
     name: str
+    pace: Pace | None
+    """Set when the destination limits its rate; the worker then takes a shared send slot first."""
 
     async def notify(self, notification: Notification) -> None:
         """Deliver once or raise TransientError / PermanentError."""

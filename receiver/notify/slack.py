@@ -9,6 +9,7 @@ in logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from functools import partial
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import aiohttp
 from opsloop.receiver.domain import notifier_key
-from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
 
@@ -136,6 +137,7 @@ class SlackNotifier:
         username: str | None = None,
     ) -> None:
         self.name = notifier_key("slack", name)
+        self.pace = Pace(f"slack-webhook:{hashlib.sha256(url.encode()).hexdigest()[:24]}", pacer.interval)
         self._url = url
         self._message = message
         self._pacer = pacer

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-from opsloop.receiver.notify.base import Notification, PermanentError, TransientError
+from opsloop.receiver.domain import notifier_key
+from opsloop.receiver.notify.base import Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.slack import BlockMessage, Pacer, describe, retry_after_seconds
 
@@ -67,7 +68,8 @@ class SlackAppNotifier:
         self, name: str, token: str, channel: str, *, message: BlockMessage, pacer: Pacer, refs: MessageRefs,
         api_url: str = "https://slack.com/api/", timeout: float = 10.0, username: str | None = None,
     ) -> None:  # fmt: skip
-        self.name = f"slack/{name}"
+        self.name = notifier_key("slack", name)
+        self.pace = Pace(f"slack-channel:{api_url}#{channel}", pacer.interval)
         self._token = token
         self._channel = channel
         self._message = message

@@ -35,7 +35,7 @@ from opsloop.receiver.domain import (
     delivery_key,
     plan_key,
 )
-from opsloop.receiver.store import gating, reads
+from opsloop.receiver.store import gating, pacing, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
@@ -178,6 +178,13 @@ class Store(abc.ABC):
         )
         result = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.due_at, j.id", ids)
         return [job_row(row) for row in result.rows]
+
+    async def take_slot(self, job_id: int, key: str, interval: float, now: float) -> float | None:
+        """A send slot of ``key`` for a delivery: None to send now, else the time to come back."""
+        return await self._run(pacing.take_slot(job_id, key, interval, now, self.dialect.row_lock))
+
+    async def push_slot(self, key: str, until: float) -> None:
+        await self._run(pacing.push_slot(key, until, self.dialect.row_lock))
 
     async def lease_owners(self, now: float) -> list[str]:
         return await self._run(reads.lease_owners(now))

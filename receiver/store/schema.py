@@ -94,6 +94,15 @@ CREATE TABLE IF NOT EXISTS pauses (
     reason TEXT NOT NULL,
     at {real} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS send_slots (
+    key TEXT PRIMARY KEY,
+    next_at {real} NOT NULL,
+    last_at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slot_holds (
+    job_id BIGINT PRIMARY KEY,
+    at {real} NOT NULL
+);
 """
 
 INCIDENT_COLUMNS = (

@@ -247,3 +247,18 @@ async def test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends(store
     assert (job.state, job.run_started_at, job.due_at) == (PENDING, None, NOW + 6)  # released, asks again in 5 s
     assert await store.finish(running[0], "w", NOW + 2, lambda status: Outcome("recovered", "ok")) is not None
     assert (await waiting()).due_at == NOW + 2  # a place freed up: it asks at once
+
+
+async def test_send_slots_space_a_destination_and_hold_each_jobs_slot(store: Store) -> None:
+    key = "slack-webhook:abc"
+    assert await store.take_slot(1, key, 1.0, NOW) is None  # free: send now
+    assert await store.take_slot(2, key, 1.0, NOW) == NOW + 1  # held for job 2
+    assert await store.take_slot(3, key, 1.0, NOW + 0.2) == NOW + 2
+    assert await store.take_slot(4, "slack-webhook:other", 1.0, NOW) is None  # another destination is free
+    assert await store.take_slot(2, key, 1.0, NOW + 0.5) == NOW + 1  # too early: same slot
+    assert await store.take_slot(2, key, 1.0, NOW + 1.4) is None  # its slot, claimed late: sends at 1.4
+    # job 3's slot (2.0) is less than an interval after that real send: it moves to 2.4
+    assert await store.take_slot(3, key, 1.0, NOW + 2.0) == NOW + 2.4
+    assert await store.take_slot(3, key, 1.0, NOW + 2.4) is None
+    await store.push_slot(key, NOW + 30)  # 429 Retry-After: 30
+    assert await store.take_slot(5, key, 1.0, NOW + 3) == NOW + 30

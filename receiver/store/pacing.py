@@ -1,0 +1,44 @@
+"""Send slots shared by every replica: one message per interval per destination (a Slack webhook or channel).
+
+A delivery asks for a slot before it sends. The next free slot of its destination is reserved for it in
+the store; if that slot is now, it sends; otherwise it is released until its slot and keeps the slot
+(a hold), so it neither waits in a worker nor queues again behind later work. A hold claimed late (a
+worker polls) moves on if the previous message went out less than an interval ago: spacing is kept
+between real sends, whichever replica makes them. A 429 pushes the next slot back.
+"""
+
+from __future__ import annotations
+
+from opsloop.receiver.store.driver import Op, Stmt
+
+UPSERT_SLOT = "INSERT INTO send_slots (key, next_at, last_at) VALUES (?, ?, 0) ON CONFLICT (key) DO NOTHING"
+
+
+def take_slot(job_id: int, key: str, interval: float, now: float, row_lock: str) -> Op[float | None]:
+    """None: send now (recorded as the destination's last send). A time: release the job until then."""
+    yield Stmt(UPSERT_SLOT, (key, now))
+    result = yield Stmt(f"SELECT next_at, last_at FROM send_slots WHERE key = ?{row_lock}", (key,))
+    next_at, last_at = result.rows[0]
+    held = yield Stmt("SELECT at FROM slot_holds WHERE job_id = ?", (job_id,))
+    if held.rows:
+        at = max(held.rows[0][0], last_at + interval)
+        if at > now:
+            yield Stmt("UPDATE slot_holds SET at = ? WHERE job_id = ?", (at, job_id))
+            return at
+        yield Stmt("DELETE FROM slot_holds WHERE job_id = ?", (job_id,))
+    else:
+        slot = max(now, next_at, last_at + interval)
+        yield Stmt("UPDATE send_slots SET next_at = ? WHERE key = ?", (slot + interval, key))
+        if slot > now:
+            yield Stmt("INSERT INTO slot_holds (job_id, at) VALUES (?, ?)", (job_id, slot))
+            return slot
+    yield Stmt("UPDATE send_slots SET last_at = ? WHERE key = ?", (now, key))
+    return None
+
+
+def push_slot(key: str, until: float, row_lock: str) -> Op[None]:
+    """The destination asked for a pause (429 Retry-After): no new slot before ``until``."""
+    yield Stmt(UPSERT_SLOT, (key, until))
+    result = yield Stmt(f"SELECT next_at FROM send_slots WHERE key = ?{row_lock}", (key,))
+    if result.rows[0][0] < until:
+        yield Stmt("UPDATE send_slots SET next_at = ? WHERE key = ?", (until, key))

@@ -1,0 +1,79 @@
+"""Pages never wait: Slack's one-message-a-second is kept in the store, not by workers waiting.
+
+A backlog on one webhook must not delay a page routed elsewhere, and replicas sharing a store must keep
+one webhook at one message a second together. The Slack stand-in refuses (429) anything faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from opsloop.testsupport.servers import PostgresServer
+from opsloop.testsupport.sinks import SlackSink
+from opsloop.testsupport.slack_limits import POST_INTERVAL, RATE_TOLERANCE
+
+from tests.receiver.harness import Receiver, alert, slack_notifier, webhook, write_config
+from tests.receiver.store.conftest import fresh_postgres_url
+
+Start = Callable[[Path], Awaitable[Receiver]]
+BACKLOG, PAGES = "/services/T/B/backlog", "/services/T/B/pages"
+
+
+async def test_a_backlog_on_one_webhook_never_delays_a_page_to_another(
+    tmp_path: Path, receivers: Start, slack: SlackSink
+) -> None:
+    config = write_config(
+        tmp_path,
+        notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG)), slack_notifier("pages", slack.url(PAGES))]},
+        routes=[
+            {"matchers": ['severity="critical"'], "notify": ["slack/pages"]}, {"match": {}, "notify": ["slack/team"]},
+        ],
+        worker={"concurrency": 2, "poll_interval": "50ms", "lease": "3s", "retry_base": "50ms", "retry_cap": "200ms"},
+    )  # fmt: skip
+    receiver = await receivers(config)
+    await receiver.post(webhook(*(alert(f"b{n}", severity="warning", queue=f"q{n}") for n in range(40))))
+    await slack.inbox.wait_for_async(2, 10)  # the backlog drains at one a second: about 40 s of it
+    posted = time.monotonic()
+    await receiver.post(webhook(alert("page", severity="critical")))
+
+    async def paged() -> bool:
+        return any(m.path == PAGES for m in slack.messages)
+
+    while not await paged():
+        assert time.monotonic() - posted < 5, "the page waited behind the backlog"
+        await asyncio.sleep(0.05)
+    backlog = [m for m in slack.messages if m.path == BACKLOG]
+    assert 2 <= len(backlog) < 40
+    assert 429 not in slack.responses  # the backlog itself kept Slack's rate
+
+
+@pytest.mark.slow
+async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second(
+    tmp_path: Path, receivers: Start, slack: SlackSink, postgres_server: PostgresServer
+) -> None:
+    store = fresh_postgres_url(postgres_server, "pacing")
+    replicas = []
+    for n in range(2):
+        directory = tmp_path / f"replica{n}"
+        directory.mkdir()
+        config = write_config(
+            directory, store=store, notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG))]},
+            routes=[{"match": {}, "notify": ["slack/team"]}],
+        )  # fmt: skip
+        replicas.append(await receivers(config))
+    # Like an Alertmanager HA pair: each webhook reaches both replicas; each replica works on its own.
+    for n in range(5):
+        await asyncio.gather(*(r.post(webhook(alert(f"r{n}"))) for r in replicas))
+    messages = await slack.inbox.wait_for_async(5, 20)
+    await replicas[0].settled()
+    assert len(slack.messages) == 5
+    assert 429 not in slack.responses
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(messages)]
+    assert min(gaps) >= POST_INTERVAL * RATE_TOLERANCE
+    sent = [r.state.metrics.deliveries.labels("slack/team", "sent")._value.get() for r in replicas]
+    assert sum(sent) == 5  # each alert once, by whichever replica held its slot
