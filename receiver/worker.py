@@ -136,7 +136,8 @@ class Worker:
             await self.store.reschedule(job.id, self.owner, due_at=time.time() + 1.0, now=time.time())
             return
         if notifier.pace is not None:
-            slot = await self.store.take_slot(job.id, notifier.pace.key, notifier.pace.interval, time.time())
+            urgent = job.notify_kind == "escalation" or job.incident.labels.get("severity") == "critical"
+            slot = await self.store.take_slot(job.id, notifier.pace.key, notifier.pace.interval, time.time(), urgent)
             if slot is not None:  # its slot is later: wait in the store, not in a worker
                 await self.store.reschedule(job.id, self.owner, due_at=slot, now=time.time())
                 return

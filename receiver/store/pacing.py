@@ -14,8 +14,14 @@ from opsloop.receiver.store.driver import Op, Stmt
 UPSERT_SLOT = "INSERT INTO send_slots (key, next_at, last_at) VALUES (?, ?, 0) ON CONFLICT (key) DO NOTHING"
 
 
-def take_slot(job_id: int, key: str, interval: float, now: float, row_lock: str) -> Op[float | None]:
-    """None: send now (recorded as the destination's last send). A time: release the job until then."""
+def take_slot(
+    job_id: int, key: str, interval: float, now: float, row_lock: str, urgent: bool = False
+) -> Op[float | None]:
+    """None: send now (recorded as the destination's last send). A time: release the job until then.
+
+    An ``urgent`` delivery (a critical alert, an escalation) takes the next slot after the last real
+    send and the urgent ones already held, ahead of every other held one; those move back one interval.
+    """
     yield Stmt(UPSERT_SLOT, (key, now))
     result = yield Stmt(f"SELECT next_at, last_at FROM send_slots WHERE key = ?{row_lock}", (key,))
     next_at, last_at = result.rows[0]
@@ -28,9 +34,16 @@ def take_slot(job_id: int, key: str, interval: float, now: float, row_lock: str)
         yield Stmt("DELETE FROM slot_holds WHERE job_id = ?", (job_id,))
     else:
         slot = max(now, next_at, last_at + interval)
-        yield Stmt("UPDATE send_slots SET next_at = ? WHERE key = ?", (slot + interval, key))
+        if urgent:  # after the last send and the urgent ones already held, ahead of all others
+            result = yield Stmt("SELECT MAX(at) FROM slot_holds WHERE key = ? AND urgent = 1", (key,))
+            slot = max(now, last_at + interval, (result.rows[0][0] or 0) + interval)
+            if slot < next_at:
+                yield Stmt("UPDATE slot_holds SET at = at + ? WHERE key = ? AND at >= ?", (interval, key, slot))
+        yield Stmt("UPDATE send_slots SET next_at = ? WHERE key = ?", (max(next_at, slot) + interval, key))
         if slot > now:
-            yield Stmt("INSERT INTO slot_holds (job_id, at) VALUES (?, ?)", (job_id, slot))
+            yield Stmt(
+                "INSERT INTO slot_holds (job_id, key, at, urgent) VALUES (?, ?, ?, ?)", (job_id, key, slot, int(urgent))
+            )
             return slot
     yield Stmt("UPDATE send_slots SET last_at = ? WHERE key = ?", (now, key))
     return None

@@ -101,7 +101,9 @@ CREATE TABLE IF NOT EXISTS send_slots (
 );
 CREATE TABLE IF NOT EXISTS slot_holds (
     job_id BIGINT PRIMARY KEY,
-    at {real} NOT NULL
+    key TEXT NOT NULL,
+    at {real} NOT NULL,
+    urgent INTEGER NOT NULL
 );
 """
 

@@ -52,6 +52,23 @@ async def test_a_backlog_on_one_webhook_never_delays_a_page_to_another(
     assert 429 not in slack.responses  # the backlog itself kept Slack's rate
 
 
+async def test_a_page_to_a_backlogged_webhook_goes_out_in_the_next_slot(
+    tmp_path: Path, receivers: Start, slack: SlackSink
+) -> None:
+    config = write_config(
+        tmp_path, notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG))]},
+        routes=[{"match": {}, "notify": ["slack/team"]}],
+    )  # fmt: skip
+    receiver = await receivers(config)
+    await receiver.post(webhook(*(alert(f"b{n}", severity="warning", queue=f"q{n}") for n in range(30))))
+    await slack.inbox.wait_for_async(2, 10)
+    before = len(slack.messages)
+    await receiver.post(webhook(alert("page", alertname="Page", severity="critical")))
+    messages = await slack.inbox.wait_for_async(before + 2, 10)
+    assert any("Page" in str(m.payload) for m in messages[before : before + 2])  # the next slot, or the one in flight
+    assert 429 not in slack.responses
+
+
 @pytest.mark.slow
 async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second(
     tmp_path: Path, receivers: Start, slack: SlackSink, postgres_server: PostgresServer
