@@ -1,6 +1,6 @@
 """Run the whole opsloop loop locally and break something on purpose.
 
-    python -m demo [--scenario dlq-storm|redis-down|slow-consumer|none] [--exit-after-loop]
+    python -m demo [--scenario dlq-storm|redis-down|slow-consumer|rq-failures|none] [--exit-after-loop]
 
 Starts Redis, PostgreSQL, the exporter, Prometheus with the rendered rules, Alertmanager, the receiver,
 local Slack and SMTP stand-ins and a workload, prints the URLs, every notification as it arrives and a
@@ -22,15 +22,20 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from opsloop.demo.stack import LoopStack
+from opsloop.demo import rq_jobs
+from opsloop.demo.stack import RQ_QUEUE, LoopStack
 from opsloop.demo.workload import Workload
 from opsloop.testsupport.sinks import SlackMessage
+from redis import Redis as SyncRedis
+from rq import Queue
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from opsloop.logs import setup_logging
 
-SCENARIOS = ("dlq-storm", "redis-down", "slow-consumer", "none")
+SCENARIOS = ("dlq-storm", "redis-down", "slow-consumer", "rq-failures", "none")
 SCENARIO_ALERTS = {"dlq-storm": "DLQEntriesIncreasing", "redis-down": "OpsloopSourceDown",
-                   "slow-consumer": "QueueBacklogHigh"}  # fmt: skip
+                   "slow-consumer": "QueueBacklogHigh", "rq-failures": "DLQEntriesIncreasing"}  # fmt: skip
+RQ_JOBS = 25
 WARM_UP = 12.0
 """Seconds before the scenario starts: Prometheus needs a baseline and must have found Alertmanager."""
 SUMMARY_EVERY = 5.0
@@ -50,6 +55,7 @@ class Demo:
         self.loop = asyncio.get_running_loop()
         self.stack = LoopStack(workdir, on_slack=self._slack, on_mail=self._mail)
         self.workload: Workload | None = None
+        self.rq_queue: Queue | None = None
         self.hook: web.AppRunner | None = None
 
     # -- notifications arrive on the sinks' threads ------------------------------------------
@@ -107,6 +113,8 @@ class Demo:
                 say(f"the loop did not complete within {LOOP_TIMEOUT:.0f}s: see the logs in {self.stack.workdir}")
                 return 1
             alert = SCENARIO_ALERTS[self.scenario]
+            if self.rq_queue is not None:
+                await self._rq_completed()
             say(f"loop complete: {alert} fired, the receiver handled it, it resolved ({self._elapsed()})")
             await asyncio.sleep(3)  # let the last e-mail and the plan's outcome print
             if not exit_after_loop:
@@ -125,6 +133,8 @@ class Demo:
         elif self.scenario == "redis-down":
             say("scenario redis-down: killing redis-server (kill -9)")
             self.stack.redis.kill()
+        elif self.scenario == "rq-failures":
+            await self._rq_failures()
         elif self.scenario == "slow-consumer":
             say("scenario slow-consumer: each email now takes 2 s and arrives every 50 ms")
             self.workload.consumer_delay = 2.0
@@ -133,6 +143,38 @@ class Demo:
             say("backlog alert is firing: the consumer recovers (as after a fix), the queue drains")
             self.workload.consumer_delay = 0.0
             self.workload.produce_interval = 0.2
+
+    async def _rq_failures(self) -> None:
+        """Real RQ jobs fail into RQ's failed registry; the dependency recovers; the receiver requeues."""
+        client = aioredis.Redis.from_url(self.stack.redis.url)
+        try:
+            await client.set(rq_jobs.BROKEN_FLAG, "1")
+            await asyncio.to_thread(self.stack.start_rq_worker)
+            say(f"scenario rq-failures: {RQ_JOBS} RQ report jobs fail (database down) into rq:failed:{RQ_QUEUE}")
+            queue = Queue(RQ_QUEUE, connection=SyncRedis.from_url(self.stack.redis.url))
+            for n in range(RQ_JOBS):
+                queue.enqueue(rq_jobs.build_report, n)
+            failed = FailedJobRegistry(queue=queue)
+            for _ in range(int(LOOP_TIMEOUT * 10)):  # bounded: 0.1 s polls
+                if await asyncio.to_thread(lambda: failed.count) >= RQ_JOBS:
+                    break
+                await asyncio.sleep(0.1)
+            await client.delete(rq_jobs.BROKEN_FLAG)
+            say("the reporting database is back; the failed jobs wait in RQ's failed registry for a requeue")
+            self.rq_queue = queue
+        finally:
+            await client.aclose()
+
+    async def _rq_completed(self) -> None:
+        """Wait (bounded) until RQ itself reports every requeued job finished."""
+        assert self.rq_queue is not None
+        finished = FinishedJobRegistry(queue=self.rq_queue)
+        for _ in range(300):
+            if await asyncio.to_thread(lambda: finished.count) >= RQ_JOBS:
+                break
+            await asyncio.sleep(0.1)
+        say(f"RQ reports {finished.count} of {RQ_JOBS} report jobs finished after the requeue "
+            f"({FailedJobRegistry(queue=self.rq_queue).count} still failed)")  # fmt: skip
 
     async def _until_firing(self, alertname: str) -> None:
         for _ in range(int(LOOP_TIMEOUT)):  # Prometheus has no push API: poll it, once a second

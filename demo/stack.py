@@ -40,6 +40,8 @@ from opsloop.testsupport.sinks import SlackMessage, SlackSink, SmtpSink
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTER_EXAMPLE = ROOT / "deploy" / "exporter.example.yml"
+RQ_QUEUE = "reports"
+"""The RQ queue of the rq-failures scenario, served by a real ``rq worker``."""
 
 DEMO_THRESHOLDS: dict[str, Any] = {
     # The shipped thresholds wait minutes before paging; the demo shows the loop within two minutes.
@@ -109,6 +111,7 @@ class LoopStack:
         """Where the demo serves its restart hook, which the ``restart-redis`` plan calls."""
         self.exporter = ManagedProcess("exporter", workdir)
         self.receiver = ManagedProcess("receiver", workdir)
+        self.rq_worker = ManagedProcess("rq-worker", workdir)
         self.webhook_token = secrets.token_urlsafe(24)
         self.admin_token = secrets.token_urlsafe(24)
         self.alertmanager: AlertmanagerServer | None = None
@@ -207,6 +210,8 @@ class LoopStack:
         # The demo's DLQs are fixed keys: they read 0 before the first failure, so growth shows as delta.
         config["dlqs"] = [{"redis": "main", "key": f"dlq:{name}", "oldest_age": {"field": "failed_at"}}
                           for name in ("emails", "render")]  # fmt: skip
+        # RQ's own layout: the failed registry rq:failed:reports is the DLQ of the rq-failures scenario.
+        config["frameworks"] = [{"redis": "main", "kind": "rq", "queues": [RQ_QUEUE]}]
         config["redis"][0]["discovery_interval"] = "5s"
         for query in config["business"]["queries"]:
             query["interval"] = "5s"
@@ -279,6 +284,26 @@ class LoopStack:
                     "escalate": notify,
                 },
                 {
+                    # RQ's failed registry: requeue the way RQ does (status, enqueued_at, queue, rq:queues).
+                    "name": "requeue-rq",
+                    "match": {"alertname": "DLQEntriesIncreasing", "framework": "rq"},
+                    "labels": {"queue": "^[a-z0-9_-]{1,64}$"},
+                    "actions": [
+                        {
+                            "type": "requeue_failed",
+                            "framework": "rq",
+                            "redis": self.redis.url,
+                            "queue": "{queue}",
+                            "max_items": 1000,
+                        },
+                    ],
+                    "stages": self.plan.stages,
+                    "verify": 'opsloop_dlq_length{framework="rq",queue="{queue}"} < 10',
+                    "verify_after": self.plan.verify_after,
+                    "cooldown": "5m",
+                    "escalate": notify,
+                },
+                {
                     "name": "restart-redis",
                     "match": {"alertname": "OpsloopSourceDown"},
                     "labels": {"source": "^redis/(?P<redis>[a-z0-9_-]{1,64})$"},
@@ -338,6 +363,14 @@ class LoopStack:
                 }
             ],
         }
+
+    def start_rq_worker(self) -> None:
+        """A real ``rq worker`` on the scenario's queue; stopped with the rest of the stack."""
+        self.rq_worker.spawn(
+            [str(Path(sys.executable).parent / "rq"), "worker", "--url", self.redis.url, "--name", "demo-reports",
+             "--logging_level", "WARNING", RQ_QUEUE]
+        )  # fmt: skip
+        self._stoppers.append(self.rq_worker.stop)
 
     # -- queries ---------------------------------------------------------------------------------
     def admin_get(self, path: str) -> Any:

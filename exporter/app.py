@@ -64,6 +64,7 @@ def config_summary(config: ExporterConfig) -> list[str]:
     for section, entries in (("queue", config.queues), ("dlq", config.dlqs)):
         lines += [f"{section} on {e.redis}: {e.key or e.pattern}" for e in entries]
     lines += [f"workers {w.name} on {w.redis}: {w.set or w.heartbeat_pattern}" for w in config.workers]
+    lines += [f"{f.kind} on {f.redis}: {', '.join(f.queues) or 'every queue'}" for f in config.frameworks]
     lines += [f"cache on {c.redis}" + (f": {c.app_stats_pattern}" if c.app_stats_pattern else "") for c in config.cache]
     if config.business is not None:
         lines += [f"business query {q.name} every {q.interval:g}s" for q in config.business.queries]

@@ -2,6 +2,7 @@
 
 Each top-level section maps to one module under ``sources/``: ``queues`` to ``redis_queues.py``,
 ``dlqs`` to ``redis_dlq.py``, ``workers`` to ``redis_workers.py``, ``cache`` to ``redis_cache.py``,
+``frameworks`` to ``sources/frameworks/``,
 ``business`` to ``postgres_sql.py``. Unknown keys are errors; every problem is reported with its key path.
 """
 
@@ -106,6 +107,37 @@ class WorkersConfig(StrictModel):
         return self
 
 
+class FrameworkConfig(StrictModel):
+    """One task framework's queues on one Redis, read in the framework's own key layout (docs/frameworks.md)."""
+
+    redis: str
+    kind: Literal["rq", "dramatiq", "celery", "arq"]
+    queues: list[str] = []
+    """Queue names; empty reads every queue RQ lists in ``rq:queues`` or Dramatiq's keys show (required for
+    Celery and arq, which keep no queue registry)."""
+    prefix: str | None = None
+    """RQ's key prefix (default ``rq:``) or kombu's ``global_keyprefix`` for Celery (default none)."""
+    namespace: str | None = None
+    """Dramatiq's broker namespace (default ``dramatiq``)."""
+    visibility_timeout: Duration = 3600.0
+    """Celery: an unacked task older than this is overdue (kombu's default visibility timeout)."""
+    priority_steps: list[int] = Field(default_factory=lambda: [0, 3, 6, 9])
+    """Celery: kombu's priority steps; each non-zero step is its own list ``<queue>\\x06\\x16<step>``."""
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Self:
+        if self.kind in ("celery", "arq") and not self.queues:
+            raise ValueError(f"{self.kind} keeps no queue registry in Redis: list its queues")
+        if self.namespace is not None and self.kind != "dramatiq":
+            raise ValueError("namespace applies to kind: dramatiq only")
+        if self.prefix is not None and self.kind not in ("rq", "celery"):
+            raise ValueError("prefix applies to kind: rq or celery only")
+        celery_only = sorted({"visibility_timeout", "priority_steps"} & self.model_fields_set)
+        if celery_only and self.kind != "celery":
+            raise ValueError(f"{', '.join(celery_only)} applies to kind: celery only")
+        return self
+
+
 class ValueConfig(StrictModel):
     type: Literal["gauge", "counter"] = "gauge"
     help: str = Field(min_length=1)
@@ -181,6 +213,7 @@ class ExporterConfig(StrictModel):
     dlqs: list[KeyConfig] = []
     cache: list[CacheConfig] = []
     workers: list[WorkersConfig] = []
+    frameworks: list[FrameworkConfig] = []
     business: BusinessConfig | None = None
 
     def redis_by_name(self, name: str) -> RedisConfig:
@@ -193,8 +226,9 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
     names = [r.name for r in config.redis]
     for dupe in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"redis: name {dupe!r} is used more than once")
-    sections: list[tuple[str, list[KeyConfig] | list[CacheConfig] | list[WorkersConfig]]] = [
+    sections: list[tuple[str, list[KeyConfig] | list[CacheConfig] | list[WorkersConfig] | list[FrameworkConfig]]] = [
         ("queues", config.queues), ("dlqs", config.dlqs), ("cache", config.cache), ("workers", config.workers),
+        ("frameworks", config.frameworks),
     ]  # fmt: skip
     for section, entries in sections:
         for i, entry in enumerate(entries):

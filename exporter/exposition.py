@@ -20,6 +20,25 @@ class Family:
     series: dict[tuple[str, ...], float] = field(default_factory=dict)
 
 
+def _widened(family: Family, metric: Metric) -> Family:
+    """``family`` under the union of both label name lists, its series padded with empty values.
+
+    A framework queue adds a ``framework`` label to ``opsloop_queue_length``; a hand-configured queue
+    has none. An empty label value is an absent label to Prometheus, and ``render`` leaves it out.
+    """
+    names = family.metric.labels + tuple(n for n in metric.labels if n not in family.metric.labels)
+    if names == family.metric.labels:
+        return family
+    pad = ("",) * (len(names) - len(family.metric.labels))
+    wide = Metric(family.metric.name, family.metric.kind, family.metric.help, names)
+    return Family(wide, {labels + pad: value for labels, value in family.series.items()})
+
+
+def _aligned(labels: tuple[str, ...], metric: Metric, family: Family) -> tuple[str, ...]:
+    values = dict(zip(metric.labels, labels, strict=True))
+    return tuple(values.get(name, "") for name in family.metric.labels)
+
+
 def group(samples: Iterable[Sample]) -> tuple[list[Family], int]:
     """Samples by metric name, in first-seen order; a repeated label set keeps its first value.
 
@@ -31,6 +50,9 @@ def group(samples: Iterable[Sample]) -> tuple[list[Family], int]:
         family = families.get(metric.name)
         if family is None:
             family = families[metric.name] = Family(metric)
+        elif metric is not family.metric and metric.labels != family.metric.labels:
+            family = families[metric.name] = _widened(family, metric)
+            labels = _aligned(labels, metric, family)
         family.series.setdefault(labels, value)
         total += 1
     return list(families.values()), total - sum(len(f.series) for f in families.values())
@@ -48,8 +70,13 @@ def merge(family_lists: Iterable[list[Family]]) -> list[Family]:
             first = merged.get(family.metric.name)
             if first is None:
                 merged[family.metric.name] = family
-            else:
-                merged[family.metric.name] = Family(first.metric, {**family.series, **first.series})
+                continue
+            wide = _widened(first, family.metric)
+            other = _widened(family, wide.metric)
+            series = other.series
+            if other.metric.labels != wide.metric.labels:
+                series = {_aligned(labels, other.metric, wide): value for labels, value in series.items()}
+            merged[family.metric.name] = Family(wide.metric, {**series, **wide.series})
     return list(merged.values())
 
 
@@ -86,6 +113,14 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
         # One %-format per series; names are validated metric and label names, so they hold no "%".
         line = sample_name + ("{" + ",".join(f'{n}="%s"' for n in m.labels) + "}" if m.labels else "") + " %s\n"
         for labels, value in family.series.items():
+            if "" in labels:  # an absent label of a widened family (see _widened)
+                pairs = ",".join(f'{n}="{_escape_label(v)}"' for n, v in zip(m.labels, labels, strict=True) if v)
+                out.append(
+                    f"{sample_name}{{{pairs}}} {format_value(value)}\n"
+                    if pairs
+                    else f"{sample_name} {format_value(value)}\n"
+                )
+                continue
             out.append(line % (*[_escape_label(v) for v in labels], format_value(value)))
             if len(out) >= CHUNK_LINES:
                 yield "".join(out).encode()

@@ -19,7 +19,8 @@ from opsloop.render.thresholds import Rule, Severity, Thresholds, Tier, Tiered
 QUEUE = f"queue {label('queue')} on Redis {label('redis')}"
 DLQ = f"DLQ {label('dlq')} on Redis {label('redis')}"
 REDIS = f"Redis {label('redis')}"
-QUEUE_MATCH = "on (job, instance, redis, queue)"
+QUEUE_MATCH = "on (job, instance, redis, queue, framework)"
+"""Framework queues carry ``framework``: an RQ and a Dramatiq queue may share a name on one Redis."""
 PER_SECOND = 'printf "%.3g"'  # humanize would print 0.1/s as "100m"
 
 
@@ -163,6 +164,21 @@ def _dlq_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     ]
 
 
+def _framework_alerts(b: Builder, t: Thresholds) -> list[Alert]:
+    stuck = t.frameworks.stuck_in_progress
+    return [
+        b.alert(
+            "QueueJobsStuckInProgress",
+            f"{series('opsloop_queue_in_progress_overdue', t.selector)} > {number(stuck.threshold)}",
+            stuck,
+            "Jobs are stuck in progress",
+            f"{value()} {label('framework')} jobs of the {QUEUE} are in progress past their deadline "
+            f"(worker heartbeat expired or unacked past the visibility timeout) for {duration(stuck.for_)}.",
+            QUEUES_UID,
+        ),
+    ]
+
+
 def _cache_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     c, sel = t.cache, t.selector
     return [
@@ -284,7 +300,7 @@ def _above(threshold: str, rule: Rule | Tier) -> str:
 def alert_groups(t: Thresholds) -> list[AlertGroup]:
     b = Builder(t)
     return [
-        AlertGroup("opsloop-queues", _queue_alerts(b, t) + _dlq_alerts(b, t)),
+        AlertGroup("opsloop-queues", _queue_alerts(b, t) + _dlq_alerts(b, t) + _framework_alerts(b, t)),
         AlertGroup("opsloop-cache", _cache_alerts(b, t)),
         AlertGroup("opsloop-sources", _source_alerts(b, t)),
         AlertGroup("opsloop-jobs", _job_alerts(b, t)),

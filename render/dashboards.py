@@ -11,7 +11,8 @@ from opsloop.render.thresholds import Thresholds, Tiered
 
 OVERVIEW_UID = "opsloop-overview"
 QUEUES_UID = "opsloop-queues"
-QUEUE = 'queue=~"$queue"'
+QUEUE = 'queue=~"$queue",framework=~"$framework"'
+"""``$framework`` is ``.*`` for All, so hand-configured queues (no framework label) stay in view."""
 RATE = "[$__rate_interval]"
 
 
@@ -195,6 +196,29 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "short",
                 [Target(query("opsloop_queue_workers", QUEUE), "{{redis}}/{{queue}}")],
                 steps("red", (1, "green")),
+            ),
+            Panel(
+                "timeseries",
+                "Jobs in progress",
+                "Task-framework jobs a worker has taken and not finished (started, unacked, running).",
+                "short",
+                [Target(query("opsloop_queue_in_progress", QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+            ),
+            Panel(
+                "timeseries",
+                "Jobs stuck in progress",
+                "In progress past their deadline (RQ heartbeat expired, Celery unacked past the visibility "
+                "timeout); QueueJobsStuckInProgress fires above the orange line.",
+                "short",
+                [Target(query("opsloop_queue_in_progress_overdue", QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+                steps("green", (t.frameworks.stuck_in_progress.threshold, "orange")),
+            ),
+            Panel(
+                "timeseries",
+                "Scheduled jobs",
+                "Task-framework jobs waiting for a future time (scheduled, delayed, ETA).",
+                "short",
+                [Target(query("opsloop_queue_scheduled", QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
             ),
             Panel(
                 "timeseries",

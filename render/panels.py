@@ -95,7 +95,7 @@ def layout(panels: list[Panel]) -> list[dict[str, Any]]:
     return out
 
 
-def _query_variable(name: str, definition: str) -> dict[str, Any]:
+def _query_variable(name: str, definition: str, all_value: str = ".+") -> dict[str, Any]:
     return {
         "name": name,
         "label": name,
@@ -105,7 +105,7 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
         "definition": definition,
         "refresh": 2,
         "includeAll": True,
-        "allValue": ".+",
+        "allValue": all_value,
         "multi": True,
         "sort": 1,
         "current": {},
@@ -115,8 +115,12 @@ def _query_variable(name: str, definition: str) -> dict[str, Any]:
     }
 
 
+HAS_FRAMEWORK = 'framework!=""'
+
+
 def variables() -> list[dict[str, Any]]:
-    """``datasource``, then ``job``, ``instance`` and ``queue``, each narrowed by the ones before."""
+    """``datasource``, then ``job``, ``instance``, ``queue`` and ``framework``, each narrowed by the ones
+    before (``framework`` by job and instance)."""
     return [
         {
             "name": "datasource",
@@ -132,6 +136,8 @@ def variables() -> list[dict[str, Any]]:
         _query_variable("job", "label_values(opsloop_exporter_build_info, job)"),
         _query_variable("instance", 'label_values(opsloop_exporter_build_info{job=~"$job"}, instance)'),
         _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
+        # ".*" for All: hand-configured queues have no framework label and must match too.
+        _query_variable("framework", f"label_values({query('opsloop_queue_length', HAS_FRAMEWORK)}, framework)", ".*"),
     ]
 
 

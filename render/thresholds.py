@@ -132,6 +132,10 @@ class Business(StrictModel):
     job_duration: JobDuration
 
 
+class Frameworks(StrictModel):
+    stuck_in_progress: Rule
+
+
 class ReceiverWatch(StrictModel):
     """The receiver's own alerts, over its own scrape job (``selector``), so a stuck receiver is seen."""
 
@@ -153,6 +157,7 @@ class Thresholds(StrictModel):
     cache: Cache
     sources: Sources
     business: Business
+    frameworks: Frameworks
     receiver: ReceiverWatch
 
 

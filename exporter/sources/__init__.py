@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from opsloop.exporter.config import ExporterConfig
 from opsloop.exporter.sources.base import Source
+from opsloop.exporter.sources.frameworks import framework_reader
 from opsloop.exporter.sources.redis_cache import CacheReader
 from opsloop.exporter.sources.redis_dlq import dlq_reader
 from opsloop.exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
@@ -23,6 +24,7 @@ def build_sources(config: ExporterConfig) -> list[Source]:
         if workers:
             readers.append(WorkersReader(workers, redis, lookups))
         readers += [CacheReader(c, redis, lookups) for c in config.cache if c.redis == redis.name]
+        readers += [framework_reader(f, redis, lookups) for f in config.frameworks if f.redis == redis.name]
         if readers:
             sources.append(RedisSource(redis, readers, lookups))
     if config.business is not None:

@@ -1,4 +1,5 @@
-"""Built-in recovery actions: Redis DLQ requeue, cache clear, flags, HTTP hooks, commands and SQL.
+"""Built-in recovery actions: Redis DLQ requeue, framework requeue/purge of failed jobs, cache clear,
+flags, HTTP hooks, commands and SQL.
 
 The core builds each configured action once (``build_action``) and runs it with label values it has
 already validated against the plan's regexes; ``template_fields`` tells it which names an action needs.
@@ -15,11 +16,16 @@ from opsloop.receiver.actions.config import ActionConfig
 from opsloop.receiver.actions.dlq_requeue import DlqRequeueAction
 from opsloop.receiver.actions.http import HttpAction
 from opsloop.receiver.actions.redis_set import RedisSetAction
+from opsloop.receiver.actions.requeue_failed import PurgeFailedAction, RequeueFailedAction
 from opsloop.receiver.actions.sql import SqlAction
 
 _ACTIONS: dict[str, Callable[..., Action]] = {
-    cls.type: cls for cls in (DlqRequeueAction, CacheClearAction, RedisSetAction, HttpAction, CommandAction, SqlAction)
-}
+    cls.type: cls
+    for cls in (
+        DlqRequeueAction, CacheClearAction, RedisSetAction, HttpAction, CommandAction, SqlAction,
+        RequeueFailedAction, PurgeFailedAction,
+    )
+}  # fmt: skip
 
 
 def build_action(config: ActionConfig) -> Action:

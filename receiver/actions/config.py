@@ -107,6 +107,58 @@ class DlqRequeueConfig(RedisActionConfig):
         return placeholder_names(self.from_) | placeholder_names(self.to)
 
 
+Framework = Literal["rq", "dramatiq", "celery", "list"]
+
+
+class FailedJobsConfig(RedisActionConfig):
+    """Keys shared by ``requeue_failed`` and ``purge_failed``: which framework, which queue, how many."""
+
+    framework: Framework
+    queue: Template
+    """The framework's queue name (RQ, Dramatiq, Celery) or, for ``list``, the queue's key."""
+    dlq: Template | None = None
+    """The dead-letter list for ``celery`` and ``list`` (those keep none of their own)."""
+    prefix: str | None = None
+    """RQ's key prefix (default ``rq:``) or kombu's ``global_keyprefix`` for Celery (default none)."""
+    namespace: str = "dramatiq"
+    max_items: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _dlq_where_needed(self) -> FailedJobsConfig:
+        if self.framework in ("celery", "list") and self.dlq is None:
+            raise ValueError(f"framework {self.framework} keeps no dead letters of its own: set dlq")
+        if self.framework in ("rq", "dramatiq") and self.dlq is not None:
+            raise ValueError(f"framework {self.framework} has its own failed registry: dlq does not apply")
+        return self
+
+    @property
+    def key_prefix(self) -> str:
+        default = "rq:" if self.framework == "rq" else ""
+        return self.prefix if self.prefix is not None else default
+
+    def template_fields(self) -> set[str]:
+        return placeholder_names(self.queue) | (placeholder_names(self.dlq) if self.dlq else set())
+
+
+class RequeueFailedConfig(FailedJobsConfig):
+    """Put failed jobs back on their queue the way the framework itself would (docs/actions.md)."""
+
+    type: Literal["requeue_failed"]
+
+
+class PurgeFailedConfig(FailedJobsConfig):
+    """Delete dead jobs that failed longer than ``older_than`` ago, at most ``max_items`` per run."""
+
+    type: Literal["purge_failed"]
+    older_than: PositiveDuration
+
+    @model_validator(mode="after")
+    def _timed_framework(self) -> PurgeFailedConfig:
+        if self.framework not in ("rq", "dramatiq"):
+            raise ValueError("purge_failed needs failure times: framework rq or dramatiq")
+        return self
+
+
 GLOB_SPECIAL = frozenset("*?[]\\")
 """Characters with a meaning in a Redis MATCH pattern."""
 
@@ -262,7 +314,14 @@ class SqlConfig(ActionBaseConfig):
 
 
 ActionConfig = Annotated[
-    DlqRequeueConfig | CacheClearConfig | RedisSetConfig | HttpConfig | CommandConfig | SqlConfig,
+    DlqRequeueConfig
+    | CacheClearConfig
+    | RedisSetConfig
+    | HttpConfig
+    | CommandConfig
+    | SqlConfig
+    | RequeueFailedConfig
+    | PurgeFailedConfig,
     Field(discriminator="type"),
 ]
 """One entry of a recovery plan's ``actions`` list, chosen by its ``type`` key."""

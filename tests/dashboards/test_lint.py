@@ -44,7 +44,9 @@ def test_schema_basics(board: dict[str, Any]) -> None:
 
 def test_datasource_variable_and_job_instance_queue_variables(board: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert list(variables) == ["datasource", "job", "instance", "queue"]
+    assert list(variables) == ["datasource", "job", "instance", "queue", "framework"]
+    # All frameworks must also match queues without the label (hand-configured ones): ".*", not ".+".
+    assert (variables["framework"]["includeAll"], variables["framework"]["allValue"]) == (True, ".*")
     assert (variables["datasource"]["type"], variables["datasource"]["query"]) == ("datasource", "prometheus")
     for name in ("job", "instance", "queue"):
         assert variables[name]["type"] == "query"

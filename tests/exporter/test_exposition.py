@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from opsloop.exporter.exposition import group, render
+from opsloop.exporter.exposition import group, merge, render
 from opsloop.exporter.sources.base import Metric, Sample
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -53,3 +53,17 @@ def test_openmetrics_names_counters_without_total_in_type_lines():
     assert parsed["opsloop_source_errors"].samples[0].name == "opsloop_source_errors_total"
     assert parsed["opsloop_source_errors"].samples[0].value == 4.0
     assert {s.labels["queue"] for s in parsed["opsloop_queue_length"].samples} >= {NASTY, "plain"}
+
+
+def test_a_label_only_some_series_have_is_left_out_where_they_lack_it():
+    framework = Metric("opsloop_queue_length", "gauge", "Items.", ("redis", "queue", "framework"))
+    plain, _ = group([Sample(QUEUE, ("main", "a"), 1.0), Sample(framework, ("main", "b", "rq"), 2.0)])
+    other, _ = group([Sample(framework, ("other", "c", "celery"), 3.0), Sample(QUEUE, ("other", "d"), 4.0)])
+    families = merge([plain, other])
+    (queue,) = parse_text(b"".join(render(families)).decode())
+    assert {(tuple(sorted(s.labels.items())), s.value) for s in queue.samples} == {
+        ((("queue", "a"), ("redis", "main")), 1.0),
+        ((("framework", "rq"), ("queue", "b"), ("redis", "main")), 2.0),
+        ((("framework", "celery"), ("queue", "c"), ("redis", "other")), 3.0),
+        ((("queue", "d"), ("redis", "other")), 4.0),
+    }

@@ -36,7 +36,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 DATABASE = "opsloop_rules"
-GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$job": "opsloop", "$instance": ".+", "$queue": ".+"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "15s", "$job": "opsloop", "$instance": ".+", "$queue": ".+", "$framework": ".*",
+}  # fmt: skip
 PROMETHEUS_SERIES = {"ALERTS"}  # made by Prometheus itself, present only while an alert is pending or firing
 SCHEMA = """
 create table jobs (id serial primary key, status text not null, started_at timestamptz not null,
@@ -64,6 +66,7 @@ def exporter_config(redis_url: str, dsn: str) -> dict[str, Any]:
         "dlqs": [{"redis": "main", "pattern": "dlq:*", "oldest_age": {"field": "failed_at"}}],
         "cache": [{"redis": "main"}],
         "workers": [{"redis": "main", "name": "mailer", "set": "workers:mailer", "queues": ["emails"]}],
+        "frameworks": [{"redis": "main", "kind": "rq", "queues": ["default"]}],
         "business": {"dsn": dsn, "queries": queries},
     }
 
@@ -232,4 +235,6 @@ def test_dashboard_variables_and_annotation_are_valid(stack: Stack) -> None:
             values = {s[label.strip()] for s in series}
             assert values, variable["name"]
             if variable["name"] == "queue":
-                assert values == {"emails", "events"}
+                assert values == {"emails", "events", "default"}
+            if variable["name"] == "framework":
+                assert values == {"rq"}

@@ -18,6 +18,7 @@ def test_rule_and_unit_test_files_exist(rules_dir: Path) -> None:
     assert sorted(p.name for p in rules_dir.glob("opsloop-*.yml")) == ["opsloop-alerts.yml", "opsloop-records.yml"]
     assert sorted(p.name for p in rules_dir.glob("tests/*.test.yml")) == [
         "cache.test.yml",
+        "frameworks.test.yml",
         "jobs.test.yml",
         "queues.test.yml",
         "receiver.test.yml",
