@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from opsloop.receiver.automation import describe
 from opsloop.receiver.config import ReceiverConfig
 from opsloop.receiver.domain import ANNOUNCED, DELIVERY, FAILED, PENDING, PLAN, SENT, ActionRecord, Job, Outcome
 from opsloop.receiver.metrics import ReceiverMetrics
@@ -29,7 +30,7 @@ from opsloop.receiver.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 
-def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notification:
+def build_notification(job: Job, history: Sequence[ActionRecord], automation: Sequence[str] = ()) -> Notification:
     """The message for a delivery job, from the incident as stored (never from the request)."""
     return Notification(
         kind=job.notify_kind or "firing",
@@ -48,6 +49,7 @@ def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notificatio
         ],
         note=job.note,
         maybe_repeat=job.interrupted > 0,
+        automation=tuple(automation),
     )
 
 
@@ -141,7 +143,7 @@ class Worker:
             if slot is not None:  # its slot is later: wait in the store, not in a worker
                 await self.store.reschedule(job.id, self.owner, due_at=slot, now=time.time())
                 return
-        notification = build_notification(job, view.actions)
+        notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
         if job.interrupted:
             log.warning("delivery interrupted earlier, sending again", extra=fields)

@@ -55,6 +55,8 @@ class Notification:
     incident: Incident
     history: Sequence[HistoryEntry] = ()
     note: str = ""
+    automation: Sequence[str] = ()
+    """What automation is doing about the alert: one line per plan run, or why none runs."""
     maybe_repeat: bool = False
     """An earlier attempt was cut off by a crash while handing it over: it may have arrived already."""
 

@@ -122,6 +122,7 @@ def context(n: Notification) -> dict[str, Any]:
         "history": list(n.history),
         "note": n.note,
         "maybe_repeat": n.maybe_repeat,
+        "automation": list(n.automation),
     }
 
 
@@ -135,6 +136,7 @@ def fallback_text(n: Notification) -> str:
     lines = [f"{KIND_TITLES[n.kind]}: {incident.alertname} (status {n.status}, since {format_time(n.starts_at)})"]
     if n.note:
         lines.append(n.note)
+    lines += [f"Automation: {line}" for line in n.automation]
     lines += [f"{key}: {value}" for key, value in sorted(incident.annotations.items())]
     lines.append("Labels:")
     lines += [f"  {key} = {value}" for key, value in sorted(incident.labels.items())]

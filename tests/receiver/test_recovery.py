@@ -323,7 +323,9 @@ async def test_blocked_plan_tells_the_routes_why_even_after_the_firing_message(
     await receiver.settled()
     messages = await mailbox.inbox.wait_for_async(2)
     bodies = sorted(m.get_body(("plain",)).get_content() for m in messages)
-    assert sum("plan requeue-dlq did not run" in body for body in bodies) == 1
+    # the reason is a message of its own once; other messages may show it as the automation state
+    notes = [any(line.startswith("plan requeue-dlq did not run") for line in body.splitlines()) for body in bodies]
+    assert sum(notes) == 1
     assert messages[0]["Message-ID"] != messages[1]["Message-ID"]
     (view,) = (await receiver.incidents()).values()
     assert [j.state for j in view.jobs if j.kind == "plan"] == [SKIPPED]
