@@ -51,6 +51,13 @@ T = TypeVar("T")
 
 # Stable key for PostgreSQL's advisory lock around plan gating (caps, cooldown, circuit breaker).
 GATE_LOCK = 0x6F70736C
+URGENCY = (
+    "(CASE WHEN notify_kind = 'escalation' THEN 0 ELSE (SELECT CASE WHEN labels LIKE ? THEN 1 "
+    "WHEN labels LIKE ? THEN 2 ELSE 3 END FROM incidents WHERE incidents.id = jobs.incident_id) END)"
+)
+URGENCY_PARAMS = ('%"severity":"critical"%', '%"severity":"warning"%')
+"""Due work is claimed most urgent first: escalations, then by the alert's severity (labels are stored as
+canonical JSON, so ``"severity":"critical"`` only matches that label, never a value containing it)."""
 CONCURRENCY_RECHECK = 5.0
 """Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
@@ -165,8 +172,9 @@ class Store(abc.ABC):
     def _claim(self, owner: str, limit: int, lease: float, now: float) -> Op[list[Job]]:
         result = yield Stmt(
             "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ? "
-            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?" + self.dialect.skip_locked,
-            (now, now, limit),
+            f"AND (lease_until IS NULL OR lease_until < ?) ORDER BY {URGENCY}, due_at, id LIMIT ?"
+            + self.dialect.skip_locked,
+            (now, now, *URGENCY_PARAMS, limit),
         )
         ids = [row[0] for row in result.rows]
         if not ids:

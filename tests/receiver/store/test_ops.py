@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from opsloop.receiver.domain import (
     DELIVERY,
     GLOBAL,
@@ -273,3 +275,16 @@ async def test_an_urgent_delivery_takes_the_next_slot_ahead_of_held_ones(store: 
     # the held ones moved back behind both, in their order, and come back early only to learn their new slot
     assert [await store.take_slot(n, key, 1.0, NOW + 0.3) for n in (2, 3, 4)] == [NOW + 3, NOW + 4, NOW + 5]
     assert await store.take_slot(5, key, 1.0, NOW + 0.4) == NOW + 6
+
+
+async def test_due_work_is_claimed_most_urgent_first(store: Store) -> None:
+    def with_severity(fp: str, severity: str) -> RoutedAlert:
+        routed = alert(fp)
+        labels = {**routed.alert.labels, "severity": severity, "note": 'x"severity":"critical"'}
+        return dataclasses.replace(routed, alert=dataclasses.replace(routed.alert, labels=labels))
+
+    await store.ingest([with_severity("i", "info"), with_severity("w", "warning"), alert("n")], "", 0, NOW)
+    await store.ingest([with_severity("c", "critical")], "", 0, NOW + 1)  # later, yet first
+    claimed = [(await store.claim("w", 1, 30, NOW + 2))[0].incident.fingerprint for _ in range(4)]
+    assert claimed[:2] == ["c", "w"]
+    assert sorted(claimed[2:]) == ["i", "n"]  # neither critical nor warning: by due time
