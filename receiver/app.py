@@ -20,6 +20,7 @@ from opsloop.receiver.config import ReceiverConfig
 from opsloop.receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import Notifier, build_notifiers
+from opsloop.receiver.notify.slack_app import SlackAppNotifier
 from opsloop.receiver.recovery import PlanRunner, Verifier
 from opsloop.receiver.store import StoreUnavailable, open_store
 from opsloop.receiver.takeover import take_over, worker_id
@@ -71,6 +72,9 @@ def build_app(config: ReceiverConfig, components: Components | None = None) -> w
         store = open_store(config.store)
         await store.open()
         owner = worker_id()
+        for notifier in parts.notifiers.values():
+            if isinstance(notifier, SlackAppNotifier):
+                notifier.keep_refs_in(store)
         try:
             await take_over(store)
         except StoreUnavailable as exc:  # not fatal: the leases still expire

@@ -9,12 +9,13 @@ Slack's Web API answers HTTP 200 with ``{"ok": false, "error": ...}`` for most f
 ``channel_not_found``, ``msg_too_long`` and the like are permanent. An edit of a message Slack no longer
 has (``message_not_found``, ``cant_update_message``, ``edit_window_closed``) posts a new one instead.
 
-Which message belongs to which alert is remembered by ``MessageRefs``; without a reference (another
-replica posted it, or the process restarted) the notifier posts instead of editing.
+Which message belongs to which alert is remembered by ``MessageRefs``: in the receiver's store once it
+is open (shared by replicas, kept across restarts); without a reference the notifier posts instead.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +52,26 @@ class MemoryRefs:
 
     async def put(self, key: str, ts: str) -> None:
         self._refs[key] = ts
+
+
+class RefStore(Protocol):
+    async def message_ref(self, key: str) -> str | None: ...
+
+    async def save_message_ref(self, key: str, ref: str, now: float) -> None: ...
+
+
+class StoreRefs:
+    """Message references in the receiver's store: shared by replicas, kept across restarts."""
+
+    def __init__(self, store: RefStore, notifier: str) -> None:
+        self._store = store
+        self._prefix = f"{notifier}|"
+
+    async def get(self, key: str) -> str | None:
+        return await self._store.message_ref(self._prefix + key)
+
+    async def put(self, key: str, ts: str) -> None:
+        await self._store.save_message_ref(self._prefix + key, ts, time.time())
 
 
 class SlackApiError(Exception):
@@ -91,6 +112,10 @@ class SlackAppNotifier:
             message=BlockMessage.from_config(config, templates_dir), pacer=pacer, refs=refs,
             api_url=config.api_url, timeout=config.timeout, username=config.username,
         )  # fmt: skip
+
+    def keep_refs_in(self, store: RefStore) -> None:
+        """Remember messages in the store from now on (it opens after the notifiers are built)."""
+        self._refs = StoreRefs(store, self.name)
 
     async def notify(self, notification: Notification) -> None:
         payload: dict[str, Any] = {"channel": self._channel, **self._message.render(notification)}

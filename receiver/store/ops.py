@@ -9,6 +9,10 @@ Idempotency lives in unique keys: an incident is (fingerprint, startsAt) and a j
 (kind, plan or notifier, fingerprint, startsAt, status), so delivering a webhook twice inserts nothing.
 Workers lease jobs (``lease_owner``/``lease_until``); a lease that expires without release is taken
 over and counted in ``interrupted``.
+
+This module is the ``Store`` interface, one method per operation, so it runs past 400 lines; operations
+of their own concern keep their SQL elsewhere (``gating``, ``pacing``, ``reads``) and appear here as
+one-line methods.
 """
 
 from __future__ import annotations
@@ -193,6 +197,12 @@ class Store(abc.ABC):
 
     async def push_slot(self, key: str, until: float) -> None:
         await self._run(pacing.push_slot(key, until, self.dialect.row_lock))
+
+    async def message_ref(self, key: str) -> str | None:
+        return await self._run(pacing.message_ref(key))
+
+    async def save_message_ref(self, key: str, ref: str, now: float) -> None:
+        await self._run(pacing.save_message_ref(key, ref, now))
 
     async def lease_owners(self, now: float) -> list[str]:
         return await self._run(reads.lease_owners(now))

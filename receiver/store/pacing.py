@@ -5,6 +5,9 @@ the store; if that slot is now, it sends; otherwise it is released until its slo
 (a hold), so it neither waits in a worker nor queues again behind later work. A hold claimed late (a
 worker polls) moves on if the previous message went out less than an interval ago: spacing is kept
 between real sends, whichever replica makes them. A 429 pushes the next slot back.
+
+Message references (which Slack message is about which alert) live here too, so any replica can edit
+the message another one posted.
 """
 
 from __future__ import annotations
@@ -55,3 +58,16 @@ def push_slot(key: str, until: float, row_lock: str) -> Op[None]:
     result = yield Stmt(f"SELECT next_at FROM send_slots WHERE key = ?{row_lock}", (key,))
     if result.rows[0][0] < until:
         yield Stmt("UPDATE send_slots SET next_at = ? WHERE key = ?", (until, key))
+
+
+def message_ref(key: str) -> Op[str | None]:
+    """Where a message already sent about ``key`` is (a Slack ``ts``), for editing it in place."""
+    result = yield Stmt("SELECT ref FROM message_refs WHERE key = ?", (key,))
+    return result.rows[0][0] if result.rows else None
+
+
+def save_message_ref(key: str, ref: str, now: float) -> Op[None]:
+    yield Stmt(
+        "INSERT INTO message_refs (key, ref, at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET ref = ?, at = ?",
+        (key, ref, now, ref, now),
+    )

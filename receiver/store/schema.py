@@ -99,6 +99,11 @@ CREATE TABLE IF NOT EXISTS send_slots (
     next_at {real} NOT NULL,
     last_at {real} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS message_refs (
+    key TEXT PRIMARY KEY,
+    ref TEXT NOT NULL,
+    at {real} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS slot_holds (
     job_id BIGINT PRIMARY KEY,
     key TEXT NOT NULL,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
 from opsloop.receiver.notify.slack_app import SlackAppNotifier
+from opsloop.receiver.store import open_store
 from opsloop.testsupport.slack_api import SlackApiSink
 from opsloop.testsupport.slack_limits import POST_INTERVAL, RATE_TOLERANCE
 
@@ -125,3 +126,27 @@ async def test_wrong_token_is_refused_by_the_server_not_guessed(
     finally:
         await notifier.close()
     assert api.responses == [("chat.postMessage", 200, "invalid_auth")]
+
+
+async def test_a_restarted_receiver_edits_the_message_its_predecessor_posted(
+    api: SlackApiSink, tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    """With references in the store, the edit works from a new process (or another replica)."""
+    (tmp_path / "token").write_text(TOKEN)
+    config = NotifiersConfig.model_validate(
+        {"slack": [{"name": "app", "token_file": str(tmp_path / "token"), "channel": CHANNEL, "api_url": api.url}]}
+    )
+    store = open_store(f"sqlite://{tmp_path / 'refs.db'}")
+    await store.open()
+    try:
+        for notification in (make_notification(), make_notification(kind="resolved", status="resolved")):
+            notifier = build_notifiers(config)["slack/app"]  # a fresh process each time
+            assert isinstance(notifier, SlackAppNotifier)
+            notifier.keep_refs_in(store)
+            await notifier.notify(notification)
+            await notifier.close()
+    finally:
+        await store.close()
+    (message,) = api.messages
+    assert header(message.payload).startswith("RESOLVED: ")
+    assert len(message.history) == 1
