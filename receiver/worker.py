@@ -139,10 +139,9 @@ class Worker:
             return
         if notifier.pace is not None:
             urgent = job.notify_kind == "escalation" or job.incident.labels.get("severity") == "critical"
-            slot = await self.store.take_slot(job.id, notifier.pace.key, notifier.pace.interval, time.time(), urgent)
-            if slot is not None:  # its slot is later: wait in the store, not in a worker
-                await self.store.reschedule(job.id, self.owner, due_at=slot, now=time.time())
-                return
+            pace = notifier.pace
+            if await self.store.take_slot(job.id, self.owner, pace.key, pace.interval, time.time(), urgent):
+                return  # its slot is later: it waits in the store until then, not in a worker
         notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
         if job.interrupted:

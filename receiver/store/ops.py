@@ -191,9 +191,20 @@ class Store(abc.ABC):
         result = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.due_at, j.id", ids)
         return [job_row(row) for row in result.rows]
 
-    async def take_slot(self, job_id: int, key: str, interval: float, now: float, urgent: bool = False) -> float | None:
-        """A send slot of ``key`` for a delivery: None to send now, else the time to come back."""
-        return await self._run(pacing.take_slot(job_id, key, interval, now, self.dialect.row_lock, urgent))
+    async def take_slot(
+        self, job_id: int, owner: str, key: str, interval: float, now: float, urgent: bool = False
+    ) -> float | None:
+        """A send slot of ``key`` for a delivery: None to send now, else its slot, until which the job is
+        released (in the same transaction)."""
+        return await self._run(self._take_slot(job_id, owner, key, interval, now, urgent))
+
+    def _take_slot(
+        self, job_id: int, owner: str, key: str, interval: float, now: float, urgent: bool
+    ) -> Op[float | None]:
+        slot = yield from pacing.take_slot(job_id, key, interval, now, self.dialect.row_lock, urgent)
+        if slot is not None:
+            yield from self._reschedule(job_id, owner, slot, now, None, None, False, "")
+        return slot
 
     async def push_slot(self, key: str, until: float) -> None:
         await self._run(pacing.push_slot(key, until, self.dialect.row_lock))

@@ -253,28 +253,28 @@ async def test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends(store
 
 async def test_send_slots_space_a_destination_and_hold_each_jobs_slot(store: Store) -> None:
     key = "slack-webhook:abc"
-    assert await store.take_slot(1, key, 1.0, NOW) is None  # free: send now
-    assert await store.take_slot(2, key, 1.0, NOW) == NOW + 1  # held for job 2
-    assert await store.take_slot(3, key, 1.0, NOW + 0.2) == NOW + 2
-    assert await store.take_slot(4, "slack-webhook:other", 1.0, NOW) is None  # another destination is free
-    assert await store.take_slot(2, key, 1.0, NOW + 0.5) == NOW + 1  # too early: same slot
-    assert await store.take_slot(2, key, 1.0, NOW + 1.4) is None  # its slot, claimed late: sends at 1.4
+    assert await store.take_slot(1, "w", key, 1.0, NOW) is None  # free: send now
+    assert await store.take_slot(2, "w", key, 1.0, NOW) == NOW + 1  # held for job 2
+    assert await store.take_slot(3, "w", key, 1.0, NOW + 0.2) == NOW + 2
+    assert await store.take_slot(4, "w", "slack-webhook:other", 1.0, NOW) is None  # another destination is free
+    assert await store.take_slot(2, "w", key, 1.0, NOW + 0.5) == NOW + 1  # too early: same slot
+    assert await store.take_slot(2, "w", key, 1.0, NOW + 1.4) is None  # its slot, claimed late: sends at 1.4
     # job 3's slot (2.0) is less than an interval after that real send: it moves to 2.4
-    assert await store.take_slot(3, key, 1.0, NOW + 2.0) == NOW + 2.4
-    assert await store.take_slot(3, key, 1.0, NOW + 2.4) is None
+    assert await store.take_slot(3, "w", key, 1.0, NOW + 2.0) == NOW + 2.4
+    assert await store.take_slot(3, "w", key, 1.0, NOW + 2.4) is None
     await store.push_slot(key, NOW + 30)  # 429 Retry-After: 30
-    assert await store.take_slot(5, key, 1.0, NOW + 3) == NOW + 30
+    assert await store.take_slot(5, "w", key, 1.0, NOW + 3) == NOW + 30
 
 
 async def test_an_urgent_delivery_takes_the_next_slot_ahead_of_held_ones(store: Store) -> None:
     key = "slack-channel:C1"
-    assert await store.take_slot(1, key, 1.0, NOW) is None
-    assert [await store.take_slot(n, key, 1.0, NOW) for n in (2, 3, 4)] == [NOW + 1, NOW + 2, NOW + 3]
-    assert await store.take_slot(10, key, 1.0, NOW + 0.1, urgent=True) == NOW + 1  # the next slot
-    assert await store.take_slot(11, key, 1.0, NOW + 0.2, urgent=True) == NOW + 2  # urgent ones keep their order
+    assert await store.take_slot(1, "w", key, 1.0, NOW) is None
+    assert [await store.take_slot(n, "w", key, 1.0, NOW) for n in (2, 3, 4)] == [NOW + 1, NOW + 2, NOW + 3]
+    assert await store.take_slot(10, "w", key, 1.0, NOW + 0.1, urgent=True) == NOW + 1  # the next slot
+    assert await store.take_slot(11, "w", key, 1.0, NOW + 0.2, urgent=True) == NOW + 2  # urgent ones keep their order
     # the held ones moved back behind both, in their order, and come back early only to learn their new slot
-    assert [await store.take_slot(n, key, 1.0, NOW + 0.3) for n in (2, 3, 4)] == [NOW + 3, NOW + 4, NOW + 5]
-    assert await store.take_slot(5, key, 1.0, NOW + 0.4) == NOW + 6
+    assert [await store.take_slot(n, "w", key, 1.0, NOW + 0.3) for n in (2, 3, 4)] == [NOW + 3, NOW + 4, NOW + 5]
+    assert await store.take_slot(5, "w", key, 1.0, NOW + 0.4) == NOW + 6
 
 
 async def test_due_work_is_claimed_most_urgent_first(store: Store) -> None:
