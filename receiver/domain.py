@@ -26,6 +26,8 @@ PENDING, RECOVERED, ESCALATED, SKIPPED, SENT, FAILED = (
     "sent",
     "failed",
 )
+REPLACED = "replaced"
+"""A firing message that had not gone out when its alert resolved: the resolved message replaces it."""
 GLOBAL = "*"
 """The pause scope that stops every plan."""
 

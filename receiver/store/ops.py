@@ -27,6 +27,7 @@ from opsloop.receiver.domain import (
     PENDING,
     PLAN,
     RECOVERED,
+    REPLACED,
     ActionRecord,
     Alert,
     Gate,
@@ -141,6 +142,20 @@ class Store(abc.ABC):
         notifiers = [row[0] for row in told.rows]
         if is_new and not routed.plans:
             notifiers += routed.notifiers
+        # A firing message still waiting (for its send slot, or a retry) would arrive stale: replace it.
+        stale = yield Stmt(
+            "SELECT id FROM jobs WHERE incident_id = ? AND kind = ? AND notify_kind = 'firing' "
+            "AND state = 'pending' AND lease_owner IS NULL",
+            (incident_id, DELIVERY),
+        )
+        stale_ids = [row[0] for row in stale.rows]
+        if stale_ids:
+            yield Stmt(
+                "UPDATE jobs SET state = ?, result = ?, finished_at = ?, updated_at = ? "
+                f"WHERE id IN ({marks(stale_ids)})",
+                (REPLACED, "the alert resolved before this message went out", now, now, *stale_ids),
+            )
+            yield from pacing.release_holds(stale_ids, self.dialect.row_lock)
         # A plan waiting for its next stage looks again now: a resolved alert counts as recovered.
         yield Stmt(
             "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND due_at > ?",

@@ -12,9 +12,14 @@ the message another one posted.
 
 from __future__ import annotations
 
-from opsloop.receiver.store.driver import Op, Stmt
+from collections.abc import Sequence
 
-UPSERT_SLOT = "INSERT INTO send_slots (key, next_at, last_at) VALUES (?, ?, 0) ON CONFLICT (key) DO NOTHING"
+from opsloop.receiver.store.driver import Op, Stmt, marks
+
+UPSERT_SLOT = (
+    "INSERT INTO send_slots (key, next_at, last_at, spacing) VALUES (?, ?, 0, ?) "
+    "ON CONFLICT (key) DO UPDATE SET spacing = excluded.spacing"
+)
 
 
 def take_slot(
@@ -25,7 +30,7 @@ def take_slot(
     An ``urgent`` delivery (a critical alert, an escalation) takes the next slot after the last real
     send and the urgent ones already held, ahead of every other held one; those move back one interval.
     """
-    yield Stmt(UPSERT_SLOT, (key, now))
+    yield Stmt(UPSERT_SLOT, (key, now, interval))
     result = yield Stmt(f"SELECT next_at, last_at FROM send_slots WHERE key = ?{row_lock}", (key,))
     next_at, last_at = result.rows[0]
     held = yield Stmt("SELECT at FROM slot_holds WHERE job_id = ?", (job_id,))
@@ -54,10 +59,26 @@ def take_slot(
 
 def push_slot(key: str, until: float, row_lock: str) -> Op[None]:
     """The destination asked for a pause (429 Retry-After): no new slot before ``until``."""
-    yield Stmt(UPSERT_SLOT, (key, until))
     result = yield Stmt(f"SELECT next_at FROM send_slots WHERE key = ?{row_lock}", (key,))
-    if result.rows[0][0] < until:
+    if result.rows and result.rows[0][0] < until:
         yield Stmt("UPDATE send_slots SET next_at = ? WHERE key = ?", (until, key))
+
+
+def release_holds(job_ids: Sequence[int], row_lock: str) -> Op[None]:
+    """Jobs that will not send give their slots back: each destination's queue ends after its last hold."""
+    if not job_ids:
+        return
+    result = yield Stmt(f"SELECT DISTINCT key FROM slot_holds WHERE job_id IN ({marks(job_ids)})", job_ids)
+    yield Stmt(f"DELETE FROM slot_holds WHERE job_id IN ({marks(job_ids)})", job_ids)
+    for (key,) in result.rows:
+        slots = yield Stmt(f"SELECT last_at, spacing FROM send_slots WHERE key = ?{row_lock}", (key,))
+        last_at, spacing = slots.rows[0]
+        held = yield Stmt("SELECT MAX(at) FROM slot_holds WHERE key = ?", (key,))
+        latest = held.rows[0][0]
+        yield Stmt(
+            "UPDATE send_slots SET next_at = ? WHERE key = ?",
+            ((latest if latest is not None else last_at) + spacing, key),
+        )
 
 
 def message_ref(key: str) -> Op[str | None]:

@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS pauses (
 CREATE TABLE IF NOT EXISTS send_slots (
     key TEXT PRIMARY KEY,
     next_at {real} NOT NULL,
-    last_at {real} NOT NULL
+    last_at {real} NOT NULL,
+    spacing {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS message_refs (
     key TEXT PRIMARY KEY,

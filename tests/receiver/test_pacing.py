@@ -97,3 +97,23 @@ async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second
     assert min(gaps) >= POST_INTERVAL * RATE_TOLERANCE
     sent = [r.state.metrics.deliveries.labels("slack/team", "sent")._value.get() for r in replicas]
     assert sum(sent) == 5  # each alert once, by whichever replica held its slot
+
+
+async def test_firing_messages_still_waiting_when_alerts_resolve_are_not_sent_stale(
+    tmp_path: Path, receivers: Start, slack: SlackSink
+) -> None:
+    config = write_config(
+        tmp_path, notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG))]},
+        routes=[{"match": {}, "notify": ["slack/team"]}],
+    )  # fmt: skip
+    receiver = await receivers(config)
+    await receiver.post(webhook(*(alert(f"s{n}", queue=f"q{n}") for n in range(6))))
+    await slack.inbox.wait_for_async(1, 10)
+    await receiver.post(webhook(*(alert(f"s{n}", status="resolved", queue=f"q{n}") for n in range(6))))
+    await receiver.settled(30)
+    kinds = [m.payload["blocks"][0]["text"]["text"].split(":")[0] for m in slack.messages]
+    assert kinds.count("RESOLVED") == 6  # every alert's resolution is told
+    assert kinds.count("FIRING") <= 2  # only what went out (or was going out) before the resolution
+    views = await receiver.incidents()
+    replaced = [j for v in views.values() for j in v.jobs if j.state == "replaced"]
+    assert len(replaced) == 6 - kinds.count("FIRING")

@@ -9,6 +9,7 @@ from opsloop.receiver.domain import (
     GLOBAL,
     PENDING,
     PLAN,
+    REPLACED,
     STORM_GUARD,
     Alert,
     Gate,
@@ -288,3 +289,16 @@ async def test_due_work_is_claimed_most_urgent_first(store: Store) -> None:
     claimed = [(await store.claim("w", 1, 30, NOW + 2))[0].incident.fingerprint for _ in range(4)]
     assert claimed[:2] == ["c", "w"]
     assert sorted(claimed[2:]) == ["i", "n"]  # neither critical nor warning: by due time
+
+
+async def test_resolved_replaces_a_firing_message_still_waiting_and_frees_its_slot(store: Store) -> None:
+    key = "slack-webhook:abc"
+    await store.ingest([alert("a"), alert("b")], "", 0, NOW)
+    first, second = await store.claim("w", 10, 30, NOW)
+    assert await store.take_slot(first.id, "w", key, 1.0, NOW) is None  # sending
+    assert await store.take_slot(second.id, "w", key, 1.0, NOW) == NOW + 1  # waits for its slot, released
+    await store.ingest([alert("b", status="resolved")], "", 0, NOW + 0.5)
+    (view,) = [v for v in await store.incidents() if v.incident.fingerprint == "b"]
+    assert sorted((j.notify_kind, j.state) for j in view.jobs) == [("firing", REPLACED), ("resolved", PENDING)]
+    (resolved,) = [j for j in await store.claim("w", 10, 30, NOW + 0.6) if j.incident.fingerprint == "b"]
+    assert await store.take_slot(resolved.id, "w", key, 1.0, NOW + 0.6) == NOW + 1  # the freed slot, not NOW + 2
