@@ -24,6 +24,12 @@ Start = Callable[[Path], Awaitable[Receiver]]
 BACKLOG, PAGES = "/services/T/B/backlog", "/services/T/B/pages"
 
 
+def team_config(directory: Path, slack: SlackSink, **sections: object) -> Path:
+    """One receiver whose every alert goes to one Slack webhook."""
+    notifiers = {"slack": [slack_notifier("team", slack.url(BACKLOG))]}
+    return write_config(directory, notifiers=notifiers, routes=[{"match": {}, "notify": ["slack/team"]}], **sections)
+
+
 @pytest.mark.parametrize("backlog", [40, pytest.param(2000, marks=pytest.mark.slow)])
 async def test_a_backlog_on_one_webhook_never_delays_a_page_to_another(
     tmp_path: Path, receivers: Start, slack: SlackSink, backlog: int
@@ -58,11 +64,7 @@ async def test_a_backlog_on_one_webhook_never_delays_a_page_to_another(
 async def test_a_page_to_a_backlogged_webhook_goes_out_in_the_next_slot(
     tmp_path: Path, receivers: Start, slack: SlackSink
 ) -> None:
-    config = write_config(
-        tmp_path, notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG))]},
-        routes=[{"match": {}, "notify": ["slack/team"]}],
-    )  # fmt: skip
-    receiver = await receivers(config)
+    receiver = await receivers(team_config(tmp_path, slack))
     await receiver.post(webhook(*(alert(f"b{n}", severity="warning", queue=f"q{n}") for n in range(30))))
     await slack.inbox.wait_for_async(2, 10)
     before = len(slack.messages)
@@ -81,11 +83,7 @@ async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second
     for n in range(2):
         directory = tmp_path / f"replica{n}"
         directory.mkdir()
-        config = write_config(
-            directory, store=store, notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG))]},
-            routes=[{"match": {}, "notify": ["slack/team"]}],
-        )  # fmt: skip
-        replicas.append(await receivers(config))
+        replicas.append(await receivers(team_config(directory, slack, store=store)))
     # Like an Alertmanager HA pair: each webhook reaches both replicas; each replica works on its own.
     for n in range(5):
         await asyncio.gather(*(r.post(webhook(alert(f"r{n}"))) for r in replicas))
@@ -102,11 +100,7 @@ async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second
 async def test_firing_messages_still_waiting_when_alerts_resolve_are_not_sent_stale(
     tmp_path: Path, receivers: Start, slack: SlackSink
 ) -> None:
-    config = write_config(
-        tmp_path, notifiers={"slack": [slack_notifier("team", slack.url(BACKLOG))]},
-        routes=[{"match": {}, "notify": ["slack/team"]}],
-    )  # fmt: skip
-    receiver = await receivers(config)
+    receiver = await receivers(team_config(tmp_path, slack))
     await receiver.post(webhook(*(alert(f"s{n}", queue=f"q{n}") for n in range(6))))
     await slack.inbox.wait_for_async(1, 10)
     await receiver.post(webhook(*(alert(f"s{n}", status="resolved", queue=f"q{n}") for n in range(6))))
