@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import tempfile
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -32,9 +35,14 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from opsloop.logs import setup_logging
 
+log = logging.getLogger("opsloop.demo")
+
 SCENARIOS = ("dlq-storm", "redis-down", "slow-consumer", "rq-failures", "none")
 SCENARIO_ALERTS = {"dlq-storm": "DLQEntriesIncreasing", "redis-down": "OpsloopSourceDown",
                    "slow-consumer": "QueueBacklogHigh", "rq-failures": "DLQEntriesIncreasing"}  # fmt: skip
+SCENARIO_LABELS = {"dlq-storm": {"dlq": "dlq:emails"}, "redis-down": {"source": "redis/main"},
+                   "slow-consumer": {"queue": "emails"}, "rq-failures": {"dlq": f"rq:failed:{RQ_QUEUE}"}}  # fmt: skip
+"""The labels of the one alert each scenario causes: another queue's alert resolving completes nothing."""
 RQ_JOBS = 25
 WARM_UP = 12.0
 """Seconds before the scenario starts: Prometheus needs a baseline and must have found Alertmanager."""
@@ -42,16 +50,34 @@ SUMMARY_EVERY = 5.0
 LOOP_TIMEOUT = 240.0
 
 
+_SAY_LOCK = threading.Lock()
+
+
 def say(text: str) -> None:
-    """The demo's own output: plain lines on stdout for a person watching (logs go to stderr)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+    """The demo's own output: plain lines on stdout for a person watching (logs go to stderr).
+
+    The sinks call this from their threads: one write per line, under a lock, so lines never run together.
+    """
+    with _SAY_LOCK:
+        sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        sys.stdout.flush()
+
+
+def is_scenario_alert(scenario: str, alert: dict[str, Any]) -> bool:
+    """Whether a Prometheus alert is the one ``scenario`` causes (name and identifying labels)."""
+    labels = alert.get("labels", {})
+    wanted = {"alertname": SCENARIO_ALERTS.get(scenario), **SCENARIO_LABELS.get(scenario, {})}
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 class Demo:
     def __init__(self, scenario: str, workdir: Path) -> None:
         self.scenario = scenario
         self.started = time.monotonic()
-        self.resolved_seen = asyncio.Event()
+        self.resolved_notices = 0
+        """Resolved notifications naming the scenario's alert so far (any labels: Prometheus tells whose)."""
+        self.ours_fired = False
+        self._starting: asyncio.Future[None] | None = None
         self.loop = asyncio.get_running_loop()
         self.stack = LoopStack(workdir, on_slack=self._slack, on_mail=self._mail)
         self.workload: Workload | None = None
@@ -68,10 +94,13 @@ class Demo:
         say(f"E-mail <- {subject}")
         self._maybe_done(subject)
 
+    def _count_resolved(self) -> None:
+        self.resolved_notices += 1
+
     def _maybe_done(self, text: str) -> None:
         alert = SCENARIO_ALERTS.get(self.scenario)
         if alert and alert in text and "resolved" in text.lower():
-            self.loop.call_soon_threadsafe(self.resolved_seen.set)
+            self.loop.call_soon_threadsafe(self._count_resolved)
 
     # -- the restart hook the restart-redis plan calls ----------------------------------------
     async def _restart(self, request: web.Request) -> web.Response:
@@ -94,7 +123,9 @@ class Demo:
     # -- run ---------------------------------------------------------------------------------
     async def run(self, exit_after_loop: bool) -> int:
         say("starting Redis, PostgreSQL, exporter, receiver, Alertmanager, Prometheus (first run takes a moment)")
-        await asyncio.to_thread(self.stack.start)
+        # The start runs in a thread a signal cannot stop: close() waits for it before cleaning up.
+        self._starting = asyncio.ensure_future(asyncio.to_thread(self.stack.start))
+        await asyncio.shield(self._starting)
         await self._start_hook()
         self.workload = Workload(self.stack.redis.url, self.stack.postgres.dsn, fail_rate=0.0, seed=1)
         await self.workload.start()
@@ -108,7 +139,7 @@ class Demo:
             await asyncio.sleep(WARM_UP)
             await self._break_something()
             try:
-                await asyncio.wait_for(self.resolved_seen.wait(), LOOP_TIMEOUT)
+                await asyncio.wait_for(self._until_ours_resolved(), LOOP_TIMEOUT)
             except TimeoutError:
                 say(f"the loop did not complete within {LOOP_TIMEOUT:.0f}s: see the logs in {self.stack.workdir}")
                 return 1
@@ -139,7 +170,7 @@ class Demo:
             say("scenario slow-consumer: each email now takes 2 s and arrives every 50 ms")
             self.workload.consumer_delay = 2.0
             self.workload.produce_interval = 0.05
-            await self._until_firing("QueueBacklogHigh")
+            await self._until_firing()
             say("backlog alert is firing: the consumer recovers (as after a fix), the queue drains")
             self.workload.consumer_delay = 0.0
             self.workload.produce_interval = 0.2
@@ -176,11 +207,28 @@ class Demo:
         say(f"RQ reports {finished.count} of {RQ_JOBS} report jobs finished after the requeue "
             f"({FailedJobRegistry(queue=self.rq_queue).count} still failed)")  # fmt: skip
 
-    async def _until_firing(self, alertname: str) -> None:
+    async def _ours_firing(self) -> bool:
+        firing = await asyncio.to_thread(self.stack.firing_alerts)
+        ours = any(is_scenario_alert(self.scenario, a) for a in firing)
+        self.ours_fired = self.ours_fired or ours
+        return ours
+
+    async def _until_firing(self) -> None:
         for _ in range(int(LOOP_TIMEOUT)):  # Prometheus has no push API: poll it, once a second
-            firing = await asyncio.to_thread(self.stack.firing_alerts)
-            if any(a["labels"]["alertname"] == alertname for a in firing):
+            if await self._ours_firing():
                 return
+            await asyncio.sleep(1)
+
+    async def _until_ours_resolved(self) -> None:
+        """A resolved notification counts only once the scenario's own alert fired and fires no more."""
+        checked = 0
+        while True:
+            if not self.ours_fired:
+                await self._ours_firing()
+            if self.resolved_notices > checked:
+                checked = self.resolved_notices  # a notice arriving during the check is checked next time
+                if self.ours_fired and not await self._ours_firing():
+                    return
             await asyncio.sleep(1)
 
     async def _watch_receiver(self) -> None:
@@ -227,10 +275,15 @@ class Demo:
         return f"{time.monotonic() - self.started:.0f}s"
 
     async def close(self) -> None:
-        if self.workload is not None:
-            await self.workload.stop()
-        if self.hook is not None:
-            await self.hook.cleanup()
+        """Stop everything started; each step runs even if one before it fails."""
+        if self._starting is not None:
+            await asyncio.wait([self._starting])
+        for step in (self.workload.stop if self.workload else None, self.hook.cleanup if self.hook else None):
+            if step is not None:
+                try:
+                    await step()
+                except Exception as exc:
+                    log.warning("stop step failed", extra={"error": str(exc)})
         await asyncio.to_thread(self.stack.cleanup)
 
 
@@ -240,14 +293,26 @@ async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    stopping = False
+
+    def on_signal() -> None:
+        # Only the first signal cancels the run: a second Ctrl-C must not interrupt the cleanup.
+        nonlocal stopping
+        if stopping:
+            say("already stopping every process; please wait")
+            return
+        stopping = True
+        task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, on_signal)
     try:
         return await demo.run(args.exit_after_loop)
     except asyncio.CancelledError:
         say("stopping every process and removing the temporary data")
         return 0
     finally:
+        stopping = True
         await demo.close()
 
 

@@ -217,10 +217,11 @@ class LoopStack:
             query["interval"] = "5s"
         path = self.workdir / "exporter.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._secret("postgres-dsn", self.postgres.dsn)
         self.exporter.spawn(
             [sys.executable, "-m", "opsloop.exporter", "--config", str(path),
              "--web.listen-address", f"{LOOPBACK}:{self.exporter_port}"],
-            env={"OPSLOOP_PG_DSN": self.postgres.dsn},
+            env={"CREDENTIALS_DIRECTORY": str(self.secrets)},  # the example reads its DSN from postgres-dsn there
         )  # fmt: skip
         self._stoppers.append(self.exporter.stop)
         self.exporter.wait_ready(lambda: http_ok(f"{self.exporter_url}/-/ready"))

@@ -13,9 +13,11 @@ from opsloop.exporter.sources import build_sources
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from opsloop import __version__
+from opsloop.buildinfo import BuildInfoCollector
+from opsloop.landing import landing_page
 
 CONFIG = web.AppKey("config", ExporterConfig)
+TELEMETRY_PATH = web.AppKey("telemetry_path", str)
 COLLECTOR = web.AppKey("collector", Collector)
 PROCESS = web.AppKey("process", CollectorRegistry)
 MIN_DEADLINE = 0.1
@@ -82,12 +84,7 @@ def _redact_url(url: str) -> str:
 
 async def landing(request: web.Request) -> web.Response:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in config_summary(request.app[CONFIG]))
-    body = (
-        "<!doctype html><html><head><title>opsloop exporter</title></head><body>"
-        f"<h1>opsloop exporter {html.escape(__version__)}</h1>"
-        '<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> · <a href="-/ready">Ready</a></p>'
-        f"<h2>Configuration</h2><ul>{items}</ul></body></html>"
-    )
+    body = landing_page("opsloop exporter", request.app[TELEMETRY_PATH], f"<h2>Configuration</h2><ul>{items}</ul>")
     return web.Response(text=body, content_type="text/html")
 
 
@@ -98,15 +95,17 @@ async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
     await collector.close()
 
 
-def create_app(config: ExporterConfig) -> web.Application:
+def create_app(config: ExporterConfig, telemetry_path: str = "/metrics") -> web.Application:
     app = web.Application()
     app[CONFIG] = config
+    app[TELEMETRY_PATH] = telemetry_path
     process = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=process)
     PlatformCollector(registry=process)
+    process.register(BuildInfoCollector())
     app[PROCESS] = process
     app.cleanup_ctx.append(collector_ctx)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/", landing)

@@ -50,9 +50,19 @@ class Collector:
         self.states = [
             SourceState(s, CircuitBreaker(scrape.breaker_failures, scrape.breaker_max_backoff)) for s in sources
         ]
+        self._last_collect: float | None = None
+        self._pause_cap: float | None = None
+
+    def _note_scrape(self) -> None:
+        """Half the time since the previous scrape caps breaker pauses: every scrape still tries once."""
+        now = time.monotonic()
+        if self._last_collect is not None:
+            self._pause_cap = (now - self._last_collect) / 2
+        self._last_collect = now
 
     async def collect(self, budget: float) -> list[Family]:
         """Read every source within ``budget`` seconds and build the metric families."""
+        self._note_scrape()
         results = await asyncio.gather(*(self._read(state, budget) for state in self.states))
         health: list[Sample] = [Sample(BUILD_INFO, (__version__,), 1.0)]
         for state, (_, ok) in zip(self.states, results, strict=True):
@@ -102,7 +112,7 @@ class Collector:
         if error:
             state.errors += 1
             if not answered:
-                state.breaker.record_failure()
+                state.breaker.record_failure(self._pause_cap)
             log.warning("source read failed", extra={"source": source.name, "error": error})
             return families, False
         state.breaker.record_success()

@@ -5,24 +5,39 @@ from __future__ import annotations
 import argparse
 import sys
 
-from opsloop.logs import LEVELS
+from opsloop.buildinfo import version_text
+from opsloop.listen import listen_address_flag
+from opsloop.logs import FORMATS, LEVELS
 
 
 def parse_service_args(
     prog: str, description: str | None, default_listen: str, argv: list[str] | None
 ) -> argparse.Namespace:
-    """``--config FILE [--web.listen-address HOST:PORT] [--check-config] [--log.level LEVEL]``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", required=True, help="YAML configuration file")
+    """The flags of both services, spelled as Prometheus tools spell them (see the README's table)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config.file", "--config", dest="config", required=True, help="YAML configuration file")
     parser.add_argument(
-        "--web.listen-address", dest="listen", default=default_listen,
-        help=f"HOST:PORT to serve on, :PORT for every interface (default {default_listen})",
+        "--web.listen-address", dest="listen", action="append", type=listen_address_flag,
+        help=f"HOST:PORT to serve on, :PORT for every interface; repeat for several (default {default_listen})",
     )  # fmt: skip
+    parser.add_argument(
+        "--web.config.file", dest="web_config", default="",
+        help="exporter-toolkit web configuration file: TLS, basic auth, response headers",
+    )  # fmt: skip
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path of the metrics")
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and its secrets, then exit"
     )
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
-    return parser.parse_args(argv)
+    parser.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
+    parser.add_argument("--version", action="version", version=version_text(prog))
+    args = parser.parse_args(argv)
+    if not args.telemetry_path.startswith("/"):
+        parser.error("argument --web.telemetry-path: must start with /")
+    args.listen = args.listen or [default_listen]
+    return args
 
 
 def report_problems(config_path: str, exc: Exception) -> int:

@@ -2,6 +2,8 @@
 
 Config sections name a secret three ways: ``x`` (inline, for local use), ``x_env`` (an environment
 variable) or ``x_file`` (a file such as a Kubernetes or systemd credential). Exactly one may be set.
+A file path may start with ``${CREDENTIALS_DIRECTORY}``, the directory systemd's ``LoadCredential=``
+fills (a container sets the variable to its secrets mount), so one config serves both.
 """
 
 from __future__ import annotations
@@ -12,6 +14,20 @@ from pathlib import Path
 
 class SecretError(ValueError):
     """A secret is configured but cannot be read; the message names where it was looked for."""
+
+
+CREDENTIALS_DIRECTORY = "${CREDENTIALS_DIRECTORY}"
+
+
+def credential_path(file: str | Path) -> Path:
+    """``${CREDENTIALS_DIRECTORY}/name`` -> a path in the directory the environment names."""
+    text = str(file)
+    if CREDENTIALS_DIRECTORY in text:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise SecretError(f"{text}: CREDENTIALS_DIRECTORY is not set (systemd sets it with LoadCredential=)")
+        text = text.replace(CREDENTIALS_DIRECTORY, directory)
+    return Path(text)
 
 
 def read_secret(*, value: str | None = None, env: str | None = None, file: str | Path | None = None) -> str | None:
@@ -27,7 +43,7 @@ def read_secret(*, value: str | None = None, env: str | None = None, file: str |
         return os.environ[env]
     if file is not None:
         try:
-            text = Path(file).read_text()
+            text = credential_path(file).read_text()
         except OSError as exc:
             raise SecretError(f"cannot read secret file {file}: {exc.strerror}") from exc
         return text[:-1] if text.endswith("\n") else text

@@ -1,60 +1,59 @@
-"""``opsloop-receiver --config FILE [--web.listen-address HOST:PORT] [--check-config] [--log.level LEVEL]``."""
+"""``opsloop-receiver --config.file FILE [--web.listen-address HOST:PORT ...] [--check-config] [--log.level LEVEL]``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
-from aiohttp import web
 from opsloop.receiver.app import Components, build_app
 from opsloop.receiver.config import DEFAULT_LISTEN, ReceiverConfig, load_config
 from opsloop.receiver.store import StoreUnavailable
 
 from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
-from opsloop.listen import parse_listen_address
+from opsloop.listen import serve
 from opsloop.logs import setup_logging
+from opsloop.webconfig import WebConfigError
+from opsloop.webguard import WebGuard
 
 log = logging.getLogger("opsloop.receiver")
 
 
-async def serve(config: ReceiverConfig, components: Components, host: str | None, port: int) -> None:
-    runner = web.AppRunner(build_app(config, components), access_log=None, handle_signals=False)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await web.TCPSite(runner, host, port).start()
-        log.info("listening", extra={"address": f"{host}:{port}"})
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
+def idle_warning(config: ReceiverConfig) -> str | None:
+    """Why this configuration would accept alerts and do nothing with them, if it would."""
+    if config.routes or config.recovery:
+        return None
+    return "no routes and no recovery plans: alerts are stored and nobody hears of them"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_service_args("opsloop-receiver", __doc__, DEFAULT_LISTEN, argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
-        host, port = parse_listen_address(args.listen)
         components = Components.build(config)
     except (ConfigError, ValueError) as exc:  # ValueError: an unreadable secret or a bad template
         return report_problems(args.config, exc)
+    try:
+        guard = WebGuard(args.web_config)
+    except WebConfigError:
+        asyncio.run(components.close())
+        return 1  # WebGuard logged the one line that says why
+    idle = idle_warning(config)
     if args.check_config:
         asyncio.run(components.close())
+        if idle:
+            print(f"{args.config}: warning: {idle}", file=sys.stderr)
         print(f"{args.config}: configuration is valid ({len(config.routes)} routes, {len(config.recovery)} plans)")
         return 0
+    if idle:
+        log.warning(idle, extra={"config": args.config})
     try:
-        asyncio.run(serve(config, components, host, port))
+        return asyncio.run(serve(build_app(config, components, args.telemetry_path), args.listen, guard))
     except StoreUnavailable as exc:
         log.error("cannot open the store", extra={"error": str(exc)})
         return 1
-    return 0
 
 
 if __name__ == "__main__":

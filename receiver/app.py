@@ -17,7 +17,17 @@ from aiohttp import web
 from opsloop.receiver.actions import Action, build_action
 from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
-from opsloop.receiver.handlers import STATE, Credential, ReceiverState, healthy, metrics, ready, receive_alerts
+from opsloop.receiver.handlers import (
+    STATE,
+    TELEMETRY_PATH,
+    Credential,
+    ReceiverState,
+    healthy,
+    landing,
+    metrics,
+    ready,
+    receive_alerts,
+)  # fmt: skip
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import Notifier, build_notifiers
 from opsloop.receiver.notify.slack_app import SlackAppNotifier
@@ -57,12 +67,16 @@ class Components:
                 await action.close()
 
 
-def build_app(config: ReceiverConfig, components: Components | None = None) -> web.Application:
+def build_app(
+    config: ReceiverConfig, components: Components | None = None, telemetry_path: str = "/metrics"
+) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
     app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app[TELEMETRY_PATH] = telemetry_path
+    app.router.add_get("/", landing)
     app.router.add_post("/alerts", receive_alerts)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     add_admin_routes(app)

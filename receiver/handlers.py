@@ -26,6 +26,7 @@ from opsloop.receiver.store import Store, StoreUnavailable
 from opsloop.receiver.worker import Worker
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from opsloop.landing import landing_page
 from opsloop.secrets import read_secret
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,17 @@ async def receive_alerts(request: web.Request) -> web.Response:
     if state.worker is not None:
         state.worker.wake()
     return web.json_response({"status": "accepted", "alerts": len(alerts)})
+
+
+TELEMETRY_PATH = web.AppKey("telemetry_path", str)
+
+
+async def landing(request: web.Request) -> web.Response:
+    """Links to the endpoints; no configuration, no secrets."""
+    note = "<p>Alertmanager posts its webhooks to <code>/alerts</code>.</p>"
+    return web.Response(
+        text=landing_page("opsloop receiver", request.app[TELEMETRY_PATH], note), content_type="text/html"
+    )
 
 
 async def healthy(request: web.Request) -> web.Response:

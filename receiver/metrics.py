@@ -7,7 +7,20 @@ collectors and metrics of shared modules (such as notification template fallback
 from __future__ import annotations
 
 from opsloop.receiver.domain import CIRCUIT_BREAKER, DELIVERY, GLOBAL, PLAN, STORM_GUARD
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from opsloop.buildinfo import BuildInfoCollector
+
+# Prometheus has no use for the *_created series prometheus-client adds to every counter and histogram.
+disable_created_metrics()
 
 WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavailable")
 
@@ -15,6 +28,7 @@ WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavail
 class ReceiverMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(BuildInfoCollector())
         self.webhooks = Counter(
             "opsloop_receiver_webhooks", "Webhook requests by outcome (accepted, unauthorized, invalid, "
             "too_large, unavailable).", ["outcome"], registry=self.registry,

@@ -18,7 +18,7 @@ from opsloop.render.prometheusrule import prometheus_rule
 from opsloop.render.thresholds import load_thresholds
 
 from opsloop.configfile import ConfigError
-from opsloop.logs import LEVELS, setup_logging
+from opsloop.logs import FORMATS, LEVELS, setup_logging
 
 log = logging.getLogger("opsloop.render")
 
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--namespace", help="metadata.namespace of the PrometheusRule")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out, write nothing")
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
     return parser.parse_args(argv)
 
 
@@ -46,7 +47,7 @@ def stale_files(files: dict[str, str], out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         thresholds = load_thresholds(args.thresholds)
     except ConfigError as exc:

@@ -127,7 +127,7 @@ def overview(t: Thresholds) -> dict[str, Any]:
                 "timeseries",
                 "Jobs finished",
                 "Jobs finished per second by final status.",
-                "ops",
+                "suffix: jobs/s",
                 [Target(f"sum by ({jobs.status_label}) (rate({query(jobs.metric)}{RATE}))", "{{status}}")],
             ),
             Panel(
@@ -151,7 +151,7 @@ def overview(t: Thresholds) -> dict[str, Any]:
                 "timeseries",
                 "Source errors",
                 "Failed collections per second by source, and failed business queries per second.",
-                "ops",
+                "suffix: errors/s",
                 [
                     Target(f"sum by (source) (rate({query('opsloop_source_errors_total')}{RATE}))", "{{source}}"),
                     Target(
@@ -170,6 +170,7 @@ def overview(t: Thresholds) -> dict[str, Any]:
             ),
         ],
         [_link(QUEUES_UID, "Queues and DLQs")],
+        t.selector,
     )
 
 
@@ -185,7 +186,7 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "Queue growth",
                 f"Items per second each queue grew by over {duration(t.queues.not_draining.window)}; "
                 "QueueNotDraining fires when it stays above zero while workers serve the queue.",
-                "ops",
+                "suffix: items/s",
                 [Target(query(records.queue_growth(t), QUEUE), "{{redis}}/{{queue}}")],
                 steps("green", (t.queues.not_draining.threshold, "orange")),
             ),
@@ -259,6 +260,7 @@ def queues(t: Thresholds) -> dict[str, Any]:
             ),
         ],
         [_link(OVERVIEW_UID, "Overview")],
+        t.selector,
     )
 
 

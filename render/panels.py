@@ -95,8 +95,10 @@ def layout(panels: list[Panel]) -> list[dict[str, Any]]:
     return out
 
 
-def _query_variable(name: str, definition: str, all_value: str = ".+") -> dict[str, Any]:
-    return {
+def _query_variable(name: str, definition: str, all_value: str | None = None) -> dict[str, Any]:
+    """Without ``all_value``, "All" is the alternation of the listed values, which the selector bounds,
+    rather than ".+", which would match every target Prometheus scrapes."""
+    variable = {
         "name": name,
         "label": name,
         "type": "query",
@@ -105,7 +107,6 @@ def _query_variable(name: str, definition: str, all_value: str = ".+") -> dict[s
         "definition": definition,
         "refresh": 2,
         "includeAll": True,
-        "allValue": all_value,
         "multi": True,
         "sort": 1,
         "current": {},
@@ -113,14 +114,20 @@ def _query_variable(name: str, definition: str, all_value: str = ".+") -> dict[s
         "hide": 0,
         "regex": "",
     }
+    if all_value is not None:
+        variable["allValue"] = all_value
+    return variable
 
 
 HAS_FRAMEWORK = 'framework!=""'
 
 
-def variables() -> list[dict[str, Any]]:
+def variables(selector: str) -> list[dict[str, Any]]:
     """``datasource``, then ``job``, ``instance``, ``queue`` and ``framework``, each narrowed by the ones
-    before (``framework`` by job and instance)."""
+    before (``framework`` by job and instance).
+
+    ``selector`` (thresholds.yaml's) bounds the jobs and instances offered, as it bounds the rules.
+    """
     return [
         {
             "name": "datasource",
@@ -133,22 +140,22 @@ def variables() -> list[dict[str, Any]]:
             "refresh": 1,
             "regex": "",
         },
-        _query_variable("job", "label_values(opsloop_exporter_build_info, job)"),
-        _query_variable("instance", 'label_values(opsloop_exporter_build_info{job=~"$job"}, instance)'),
+        _query_variable("job", f"label_values(opsloop_exporter_build_info{{{selector}}}, job)"),
+        _query_variable("instance", f'label_values(opsloop_exporter_build_info{{{selector},job=~"$job"}}, instance)'),
         _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
         # ".*" for All: hand-configured queues have no framework label and must match too.
         _query_variable("framework", f"label_values({query('opsloop_queue_length', HAS_FRAMEWORK)}, framework)", ".*"),
     ]
 
 
-def alerts_annotation() -> dict[str, Any]:
-    """Firing opsloop alerts drawn on every time series panel."""
+def alerts_annotation(selector: str) -> dict[str, Any]:
+    """Firing opsloop alerts drawn on every time series panel: only those of the selected opsloop jobs."""
     return {
         "name": "Firing alerts",
         "datasource": DATASOURCE,
         "enable": True,
         "iconColor": "red",
-        "expr": 'ALERTS{alertstate="firing",job=~"$job"}',
+        "expr": f'ALERTS{{alertstate="firing",{selector},job=~"$job"}}',
         "step": "60s",
         "titleFormat": "{{alertname}}",
         "textFormat": "{{severity}} {{instance}}",
@@ -158,7 +165,7 @@ def alerts_annotation() -> dict[str, Any]:
 
 
 def dashboard(
-    uid: str, title: str, description: str, panels: list[Panel], links: list[dict[str, Any]]
+    uid: str, title: str, description: str, panels: list[Panel], links: list[dict[str, Any]], selector: str
 ) -> dict[str, Any]:
     return {
         "uid": uid,
@@ -173,7 +180,7 @@ def dashboard(
         "time": {"from": "now-3h", "to": "now"},
         "timezone": "browser",
         "links": links,
-        "annotations": {"list": [alerts_annotation()]},
-        "templating": {"list": variables()},
+        "annotations": {"list": [alerts_annotation(selector)]},
+        "templating": {"list": variables(selector)},
         "panels": layout(panels),
     }

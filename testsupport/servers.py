@@ -302,9 +302,12 @@ class PrometheusServer(Server):
         interval: str = "1s",
         workdir: Path | None = None,
         port: int | None = None,
+        scrape_configs: Sequence[dict[str, Any]] = (),
     ) -> None:
+        """``scrape_configs`` are added as written (TLS, basic auth...) after the plain ``scrape_targets`` jobs."""
         super().__init__(workdir, port)
         self.scrape_targets = scrape_targets
+        self.extra_scrape_configs = list(scrape_configs)
         self.rule_files = [Path(p).resolve() for p in rule_files]
         self.alertmanager_port = alertmanager_port
         self.interval = interval
@@ -321,7 +324,7 @@ class PrometheusServer(Server):
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": targets}]}
                 for job, targets in self.scrape_targets.items()
-            ],
+            ] + self.extra_scrape_configs,
         }  # fmt: skip
         if self.alertmanager_port:
             cfg["alerting"] = {

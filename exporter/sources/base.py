@@ -58,6 +58,8 @@ class CircuitBreaker:
     After ``failures`` consecutive errors the breaker opens for an exponentially growing, jittered
     pause (1 s, 2 s, 4 s, ... up to ``max_backoff``); while open the source is reported down at once
     instead of costing a timeout. The first call after the pause is the trial: success closes it.
+    ``cap`` (the collector passes half the time between scrapes) keeps every pause shorter than the
+    scrape interval, so the first scrape after the source answers again reports it up.
     """
 
     def __init__(self, failures: int = 3, max_backoff: float = 30.0) -> None:
@@ -74,9 +76,10 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self.open_until = 0.0
 
-    def record_failure(self) -> None:
+    def record_failure(self, cap: float | None = None) -> None:
         self.consecutive_failures += 1
         excess = self.consecutive_failures - self.threshold
         if excess >= 0:
-            pause = min(self.max_backoff, 2.0**excess) * random.uniform(0.5, 1.0)
+            longest = self.max_backoff if cap is None else min(self.max_backoff, cap)
+            pause = min(longest, 2.0**excess) * random.uniform(0.5, 1.0)
             self.open_until = time.monotonic() + pause

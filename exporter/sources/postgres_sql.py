@@ -74,7 +74,7 @@ class BusinessQuery:
         seen: set[tuple[str, ...]] = set()
         samples: list[Sample] = []
         for row in rows:
-            labels = tuple("" if row[i] is None else str(row[i]) for i in label_pos)
+            labels = tuple(_label_text(row[i]) for i in label_pos)
             if labels in seen:
                 raise QueryDataError(f"duplicate label set {dict(zip(self.config.labels, labels, strict=True))}")
             seen.add(labels)
@@ -84,6 +84,16 @@ class BusinessQuery:
                     continue  # NULL: no sample rather than a made-up 0
                 samples.append(Sample(self.metrics[name], labels, _number(raw, name)))
         return samples
+
+
+def _label_text(raw: object) -> str:
+    """A label value as text. A SQL_ASCII database hands text over as bytes: decode them as UTF-8,
+    replacing what is not, so a label is ``paid`` and never ``b'paid'``."""
+    if raw is None:
+        return ""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        return bytes(raw).decode("utf-8", errors="replace")
+    return str(raw)
 
 
 def _number(raw: object, column: str) -> float:

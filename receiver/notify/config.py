@@ -98,6 +98,12 @@ class SmtpConfig(StrictModel):
     ca_file: Path | None = None
     timeout: Duration = 30.0
 
+    @field_validator("starttls", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        """YAML 1.1 reads an unquoted ``off`` as false (and ``on`` as true): take them as meant."""
+        return {False: "off", True: "required"}.get(value, value) if isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> SmtpConfig:
         if self.tls and self.starttls != "off":

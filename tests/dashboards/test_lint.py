@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+SELECTOR_FROM_THRESHOLDS = yaml.safe_load((Path(__file__).resolve().parents[2] / "rules/thresholds.yaml").read_text())[
+    "selector"
+]
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "dashboards").glob("*.json"))
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SELECTOR = re.compile(r"\{([^}]*)\}")
@@ -53,7 +57,13 @@ def test_datasource_variable_and_job_instance_queue_variables(board: dict[str, A
         assert variables[name]["datasource"] == DATASOURCE
         assert variables[name]["query"].startswith("label_values(")
         assert variables[name]["includeAll"] is True
-        assert variables[name]["allValue"] == ".+"
+        # "All" is the listed values, never ".+" (which matches every target Prometheus scrapes).
+        assert "allValue" not in variables[name]
+    # The listed jobs and instances are bounded by the rules' selector from thresholds.yaml.
+    assert variables["job"]["query"] == f"label_values(opsloop_exporter_build_info{{{SELECTOR_FROM_THRESHOLDS}}}, job)"
+    assert variables["instance"]["query"] == (
+        f'label_values(opsloop_exporter_build_info{{{SELECTOR_FROM_THRESHOLDS},job=~"$job"}}, instance)'
+    )
 
 
 def test_every_panel_and_query_uses_the_datasource_variable(board: dict[str, Any]) -> None:
@@ -110,7 +120,7 @@ def test_panels_fit_the_grid_without_overlap(board: dict[str, Any]) -> None:
 def test_firing_alerts_annotation(board: dict[str, Any]) -> None:
     [annotation] = board["annotations"]["list"]
     assert annotation["datasource"] == DATASOURCE
-    assert annotation["expr"] == 'ALERTS{alertstate="firing",job=~"$job"}'
+    assert annotation["expr"] == f'ALERTS{{alertstate="firing",{SELECTOR_FROM_THRESHOLDS},job=~"$job"}}'
     assert annotation["enable"] is True
 
 
@@ -118,3 +128,21 @@ def test_links_point_at_the_other_dashboard(board: dict[str, Any]) -> None:
     uids = {_load(p)["uid"] for p in DASHBOARDS}
     targets = {link["url"].removeprefix("/d/") for link in board["links"]}
     assert targets == uids - {board["uid"]}
+
+
+def test_rates_have_rate_units_not_ops(board: dict[str, Any]) -> None:
+    units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in board["panels"]}
+    assert "ops" not in units.values()
+    if "Queue growth" in units:
+        assert units["Queue growth"] == "suffix: items/s"
+
+
+def test_job_failure_threshold_is_drawn_on_the_failure_ratio_panel() -> None:
+    thresholds = yaml.safe_load((Path(__file__).resolve().parents[2] / "rules/thresholds.yaml").read_text())
+    ratio = thresholds["business"]["job_failures"]["max_ratio"]
+    overview = _load(next(p for p in DASHBOARDS if p.name == "opsloop-overview.json"))
+    (panel,) = [p for p in overview["panels"] if any("job_failure" in t["expr"] for t in p["targets"])]
+    defaults = panel["fieldConfig"]["defaults"]
+    assert ratio in [step["value"] for step in defaults["thresholds"]["steps"]]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] in ("line", "dashed", "line+area", "dashed+area")
+    assert defaults["unit"] == "percentunit"

@@ -211,7 +211,7 @@ def test_systemd_unit_is_hardened_and_verifies(unit: str, tmp_path: Path) -> Non
     argv = service["ExecStart"].split()
     assert Path(argv[0]).name == unit
     assert unit in SCRIPTS
-    assert argv[argv.index("--config") + 1].startswith("/etc/opsloop/")
+    assert argv[argv.index("--config.file") + 1].startswith("/etc/opsloop/")
     assert argv[argv.index("--web.listen-address") + 1] == f"127.0.0.1:{UNITS[unit]}"
     for key, value in {
         "Restart": "on-failure",

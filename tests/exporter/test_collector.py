@@ -151,3 +151,25 @@ async def test_exporter_starts_and_serves_with_redis_down(write_config, exporter
         assert value(series, "opsloop_queue_length", redis="main", queue="emails") == 0
     finally:
         server.cleanup()
+
+
+async def test_recovered_redis_is_up_on_the_next_scrape(write_config, exporter_client):
+    """However long Redis was down, the breaker's pause stays under the scrape interval."""
+    with RedisServer() as server:
+        cfg = write_config(
+            {"scrape": {"breaker_failures": 1},  # default breaker_max_backoff: 30s
+             "redis": [{"name": "main", "url": server.url}],
+             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+        )  # fmt: skip
+        client = await exporter_client(cfg)
+        interval = 0.5
+        assert value(await scrape(client), "opsloop_source_up", source="redis/main") == 1
+        server.kill()
+        for _ in range(16):  # 8 s down: unbounded, the pause would have grown to 8-16 s
+            await asyncio.sleep(interval)
+            assert value(await scrape(client, timeout=5), "opsloop_source_up", source="redis/main") == 0
+        server.start()
+        await asyncio.sleep(interval)
+        series = await scrape(client, timeout=5)
+    assert value(series, "opsloop_source_up", source="redis/main") == 1
+    assert value(series, "opsloop_source_breaker_open", source="redis/main") == 0

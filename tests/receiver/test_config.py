@@ -99,11 +99,11 @@ def test_duplicate_plan_names_are_rejected(tmp_path: Path) -> None:
 
 def test_the_deploy_example_loads_when_its_secrets_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parents[2] / "deploy" / "receiver.example.yml"
-    for name in ("opsloop-token", "slack-oncall", "smtp"):
-        (tmp_path / name).write_text("https://hooks.slack.invalid/x\n" if name == "slack-oncall" else "s3cret\n")
-    text = example.read_text().replace("/run/secrets/", f"{tmp_path}/").replace("/var/lib/opsloop/", f"{tmp_path}/")
+    for name in ("opsloop-token", "opsloop-admin-token", "slack-oncall", "slack-ui-team", "smtp"):
+        (tmp_path / name).write_text("https://hooks.slack.invalid/x\n" if name.startswith("slack") else "s3cret\n")
+    text = example.read_text().replace("/var/lib/opsloop-receiver/", f"{tmp_path}/")
     (tmp_path / "receiver.yml").write_text(text)
-    monkeypatch.setenv("SLACK_UI_URL", "https://hooks.slack.invalid/ui")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     config = load_config(tmp_path / "receiver.yml")
     assert [plan.name for plan in config.recovery] == ["requeue-dlq"]
     assert config.routes[0].notify == ["slack/oncall", "email/oncall"]

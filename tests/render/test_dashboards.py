@@ -62,3 +62,19 @@ def test_queue_panels_are_shared_between_dashboards() -> None:
     for title in ("Queue length", "Oldest item age", "DLQ length"):
         first, second = (dict(b[title], id=0, gridPos={}) for b in by_title)
         assert first == second, title
+
+
+def test_another_scrape_job_name_reaches_variables_annotations_and_rules(tmp_path: Path) -> None:
+    from opsloop.render.alerts import alert_groups
+
+    override = tmp_path / "override.yaml"
+    override.write_text("selector: 'job=\"shop-metrics\"'\n")
+    t = load_thresholds(override)
+    for board in (overview(t), queues(t)):
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert 'opsloop_exporter_build_info{job="shop-metrics"}' in variables["job"]["query"]
+        assert 'job="shop-metrics"' in variables["instance"]["query"]
+        assert 'job="shop-metrics"' in board["annotations"]["list"][0]["expr"]
+    exprs = [rule.expr for group in alert_groups(t) for rule in group.rules]
+    assert all('job="opsloop"' not in expr for expr in exprs)
+    assert sum('job="shop-metrics"' in expr for expr in exprs) >= len(exprs) - 1  # all but the absence alert

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opsloop.render.__main__ import main
+from opsloop.render.__main__ import main as render_main
 
 
 def test_renders_with_a_partial_override(tmp_path: Path) -> None:
@@ -19,6 +19,11 @@ def test_renders_with_a_partial_override(tmp_path: Path) -> None:
     queues = json.loads((tmp_path / "out/dashboards/opsloop-queues.json").read_text())
     length = next(p for p in queues["panels"] if p["title"] == "Queue length")
     assert [s["value"] for s in length["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 20, 500]
+
+
+def main(argv: list[str]) -> int:
+    """opsloop-render with JSON logs, which the tests read back."""
+    return render_main([*argv, "--log.format", "json"])
 
 
 def _logged(capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:

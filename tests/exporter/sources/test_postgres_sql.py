@@ -135,3 +135,24 @@ def test_dsn_from_env_and_file(tmp_path, monkeypatch, write_config: Callable[[di
     (tmp_path / "dsn").write_text("postgresql://file\n")
     cfg = write_config({"business": {"dsn_file": str(tmp_path / "dsn"), "queries": []}})
     assert cfg.business.resolve_dsn() == "postgresql://file"
+
+
+async def test_labels_are_text_in_a_sql_ascii_database(postgres_server, write_config, exporter_client):
+    """SQL_ASCII hands text to the client as bytes; labels stay text, invalid UTF-8 replaced."""
+    name = f"ascii{next(_databases)}"
+    postgres_server.psql(f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+                         database="postgres")  # fmt: skip
+    postgres_server.psql(
+        "create table orders(status text, amount numeric);"
+        "insert into orders values ('paid', 1), ('caf' || convert_from('\\xc3a9', 'SQL_ASCII'), 2),"
+        " (convert_from('\\x6f6c64e9', 'SQL_ASCII'), 3);",
+        database=name,
+    )
+    assert postgres_server.psql("show server_encoding", database=name).strip() == "SQL_ASCII"
+    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    series = await scrape(await exporter_client(write_config(business(dsn, ORDERS))))
+    assert value(series, "opsloop_business_orders_count", status="paid") == 1
+    assert value(series, "opsloop_business_orders_count", status="café") == 1  # valid UTF-8 bytes
+    assert value(series, "opsloop_business_orders_count", status="old\ufffd") == 1  # latin-1 é replaced
+    statuses = {dict(labels)["status"] for metric, labels in series if metric == "opsloop_business_orders_count"}
+    assert statuses == {"paid", "café", "old\ufffd"}

@@ -162,3 +162,10 @@ def test_unusable_ca_file_fails_at_build_time(tmp_path: Path, content: str | Non
     config = NotifiersConfig.model_validate({"email": [{"name": "m", "smtp": smtp, "from": "a@b.c", "to": ["d@e.f"]}]})
     with pytest.raises(NotifierSetupError, match=r"^email/m: cannot load ca_file .*ca\.pem: "):
         build_notifiers(config)
+
+
+@pytest.mark.parametrize(("written", "meant"), [("off", "off"), ("no", "off"), ("on", "required"), ("'off'", "off")])
+def test_unquoted_yaml_booleans_for_starttls(written: str, meant: str) -> None:
+    smtp = yaml.safe_load(f"{{host: mail, starttls: {written}}}")  # YAML 1.1: off and no are false, on is true
+    email = EmailConfig.model_validate({"name": "x", "smtp": smtp, "from": "a@b.c", "to": ["d@e.f"]})
+    assert email.smtp.starttls == meant

@@ -1,0 +1,178 @@
+"""Apply a ``--web.config.file`` while serving: basic auth and headers per request, TLS per connection.
+
+The file is read again whenever it or a file it names changes (checked on each request and each TLS
+handshake, by modification time and size) and on SIGHUP, like exporter-toolkit, which reads it for
+every request and every handshake. bcrypt runs in a thread, its results cached per
+(user, hash, password), so a scrape every second costs one hash check per password change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import bcrypt
+from aiohttp import web
+
+from opsloop.webconfig import LoadedWebConfig, WebConfigError, load_web_config
+
+log = logging.getLogger("opsloop.web")
+
+# Checked for unknown users too, so a wrong user name takes as long as a wrong password.
+_DUMMY_HASH = bcrypt.hashpw(b"opsloop-unknown-user", bcrypt.gensalt(rounds=10))
+_CACHE_LIMIT = 100
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
+    stamps = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
+
+
+class WebGuard:
+    """The current web config of one server; ``None`` path means plain HTTP with no authentication."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self._loaded: LoadedWebConfig | None = None
+        self._context: ssl.SSLContext | None = None
+        self._error: str | None = None
+        self._stamp: tuple[tuple[int, int] | None, ...] = ()
+        self._auth_cache: dict[bytes, bool] = {}
+        self._outer: list[ssl.SSLContext] = []
+        if self.path is not None:
+            self._load()
+            if self._error is not None:
+                raise WebConfigError(self._error)
+
+    def _files(self) -> list[Path]:
+        if self._loaded is not None:
+            return self._loaded.files
+        return [self.path] if self.path is not None else []
+
+    def _load(self) -> None:
+        assert self.path is not None
+        stamp = _stamp(self._files())
+        try:
+            loaded = load_web_config(self.path)
+            self._context = loaded.ssl_context()
+        except WebConfigError as exc:
+            if self._error != str(exc):
+                log.error("cannot use the web config file", extra={"file": str(self.path), "error": str(exc)})
+            self._error = str(exc)
+            self._stamp = stamp
+            return
+        if self._loaded is not None or self._error is not None:
+            log.info("web config file reloaded", extra={"file": str(self.path)})
+        self._loaded, self._error = loaded, None
+        self._stamp = _stamp(loaded.files)
+        self._auth_cache.clear()
+        self._update_outer()
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload when a file changed (or always, for SIGHUP)."""
+        if self.path is not None and (force or _stamp(self._files()) != self._stamp):
+            self._load()
+
+    @property
+    def tls(self) -> bool:
+        return self._context is not None
+
+    def server_context(self) -> ssl.SSLContext | None:
+        """The context to listen with, or None for plain HTTP.
+
+        OpenSSL takes the protocol versions, ciphers and client-certificate request from the listening
+        context and only the certificate, key and CA store from the one a handshake switches to (see
+        ``_on_hello``), so a reload also updates the former, for the connections that follow.
+        """
+        if self._context is None:
+            return None
+        outer = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        outer.sni_callback = self._on_hello
+        self._outer.append(outer)
+        self._update_outer()
+        return outer
+
+    def _update_outer(self) -> None:
+        if self._context is None or self._loaded is None:
+            return
+        for outer in self._outer:
+            outer.minimum_version = self._context.minimum_version
+            outer.maximum_version = self._context.maximum_version
+            outer.verify_mode = self._context.verify_mode
+            outer.options = self._context.options
+            outer.set_ciphers(self._loaded.openssl_ciphers or "DEFAULT")
+
+    def _on_hello(self, sslobj: ssl.SSLObject, _server_name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        self.refresh()
+        if self._error is not None or self._context is None:
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        sslobj.context = self._context
+        return None
+
+    async def _authorized(self, header: str) -> bool:
+        assert self._loaded is not None
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        hashed = self._loaded.config.basic_auth_users.get(user)
+        known = hashed is not None
+        hashed_bytes = hashed.encode() if hashed is not None else _DUMMY_HASH
+        key = hashlib.sha256(b"\0".join((user.encode(), hashed_bytes, password.encode()))).digest()
+        ok = self._auth_cache.get(key)
+        if ok is None:
+            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed_bytes)
+            if len(self._auth_cache) >= _CACHE_LIMIT:
+                self._auth_cache.clear()
+            self._auth_cache[key] = ok
+        return ok and known
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.refresh()
+        if self._error is not None or self._loaded is None:
+            return web.Response(status=500, text="Internal Server Error\n")
+        if self._loaded.config.basic_auth_users and not await self._authorized(
+            request.headers.get("Authorization", "")
+        ):
+            return web.Response(status=401, text="Unauthorized\n", headers={"WWW-Authenticate": "Basic"})
+        if not self._client_san_allowed(request):
+            return web.Response(status=403, text="Forbidden\n")
+        return await handler(request)
+
+    async def _add_headers(self, _request: web.Request, response: web.StreamResponse) -> None:
+        if self._loaded is not None:
+            response.headers.update(self._loaded.config.http_server_config.headers)
+
+    def install(self, app: web.Application) -> None:
+        """Put every route of ``app`` behind the web config (a no-op without ``--web.config.file``)."""
+        if self.path is not None:
+            app.middlewares.insert(0, self.middleware)
+            app.on_response_prepare.append(self._add_headers)
+
+    def _client_san_allowed(self, request: web.Request) -> bool:
+        assert self._loaded is not None
+        allowed = self._loaded.config.tls_server_config.client_allowed_sans
+        if allowed is None or request.transport is None:
+            return True
+        cert = request.transport.get_extra_info("peercert") or {}
+        sans = [value for _kind, value in cert.get("subjectAltName", ())]
+        return any(san in allowed for san in sans)
