@@ -304,5 +304,5 @@ def alert_groups(t: Thresholds) -> list[AlertGroup]:
         AlertGroup("opsloop-cache", _cache_alerts(b, t)),
         AlertGroup("opsloop-sources", _source_alerts(b, t)),
         AlertGroup("opsloop-jobs", _job_alerts(b, t)),
-        AlertGroup("opsloop-receiver", receiver_alerts(b, t)),
+        *([AlertGroup("opsloop-receiver", receiver_alerts(b, t))] if t.receiver.enabled else []),
     ]

@@ -139,6 +139,8 @@ class Frameworks(StrictModel):
 class ReceiverWatch(StrictModel):
     """The receiver's own alerts, over its own scrape job (``selector``), so a stuck receiver is seen."""
 
+    enabled: bool = True
+    """False where no opsloop receiver runs: its absence would otherwise page."""
     selector: str
     down: Rule
     absent: Rule
