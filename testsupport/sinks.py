@@ -283,6 +283,8 @@ class _SmtpHandler:
             return self.sink.failures.popleft()
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         self.sink.inbox.add(cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(content)))
+        if self.sink.accept_delay:  # a slow server: the message is in, the client still waits for the 250
+            await asyncio.sleep(self.sink.accept_delay)
         return "250 Message accepted for delivery"
 
 
@@ -306,6 +308,8 @@ class SmtpSink:
         self.inbox: Inbox[EmailMessage] = Inbox(on_message)
         self.failures: deque[str] = deque()
         self.refused: dict[str, str] = {}
+        self.accept_delay = 0.0
+        """Seconds between taking a message and answering 250, as a slow mail server does."""
         self.ca_file: Path | None = None
         self._starttls = starttls
         self._credentials = credentials

@@ -141,3 +141,48 @@ def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tm
         finally:
             second.stop()
             first.stop()
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twice_only_if_in_flight(
+    tmp_path: Path,
+) -> None:
+    count, concurrency = 40, 4
+    repeat = "This may repeat a message sent just before the receiver restarted."
+    with SmtpSink() as mailbox:
+        mailbox.accept_delay = 0.5  # a slow mail server: messages are in flight when the receiver dies
+        config = write_config(
+            tmp_path, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
+            routes=[{"match": {}, "notify": ["email/oncall"]}],
+            worker={"poll_interval": "100ms", "lease": "60s", "concurrency": concurrency},
+        )  # fmt: skip
+        port = free_port()
+        argv = [sys.executable, "-m", "opsloop.receiver", "--config", str(config), "--web.listen-address",
+                f"{LOOPBACK}:{port}"]  # fmt: skip
+        first, second = ManagedProcess("first", tmp_path), ManagedProcess("second", tmp_path)
+        try:
+            first.spawn(argv)
+            first.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+            request(port, "POST", "/alerts", webhook(*(alert(f"m{n}", n=str(n)) for n in range(count))), token=TOKEN)
+            mailbox.inbox.wait_for(concurrency, 15)
+            assert first.proc is not None
+            os.kill(first.proc.pid, signal.SIGKILL)
+            first.proc.wait(10)
+            restarted = time.monotonic()
+            second.spawn(argv)
+
+            def subjects() -> list[str]:
+                return [str(m["Subject"]) for m in mailbox.messages]
+
+            wait_until(lambda: len(set(subjects())) == count, 15, "every acknowledged alert to be mailed")
+            assert time.monotonic() - restarted < 15
+        finally:
+            second.stop()
+            first.stop()
+        by_subject: dict[str, list[str]] = {}
+        for message in mailbox.messages:
+            by_subject.setdefault(str(message["Subject"]), []).append(message.get_body(("plain",)).get_content())
+        doubles = {subject: bodies for subject, bodies in by_subject.items() if len(bodies) > 1}
+        assert 1 <= len(doubles) <= concurrency  # only the messages in flight at the kill (and there were some)
+        assert all(len(bodies) == 2 and repeat in bodies[1] for bodies in doubles.values())
+        assert all(repeat not in bodies[0] for bodies in by_subject.values())
