@@ -85,6 +85,22 @@ def incident(port: int, fingerprint: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def spawn_receiver(tmp_path: Path, config: Path, port: int, name: str) -> ManagedProcess:
+    """A receiver as its own process (so it can be killed), ready to take webhooks."""
+    process = ManagedProcess(name, tmp_path)
+    process.spawn([sys.executable, "-m", "opsloop.receiver", "--config", str(config),
+                   "--web.listen-address", f"{LOOPBACK}:{port}"])  # fmt: skip
+    process.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+    return process
+
+
+def kill_9(process: ManagedProcess) -> None:
+    """SIGKILL the receiver itself: children it started (commands) go on."""
+    assert process.proc is not None
+    os.kill(process.proc.pid, signal.SIGKILL)
+    process.proc.wait(10)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("resolves", [True, False])
 def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tmp_path: Path, resolves: bool) -> None:
@@ -103,20 +119,14 @@ def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tm
             worker={"poll_interval": "100ms", "lease": "60s"},
         )  # fmt: skip
         port = free_port()
-        argv = [sys.executable, "-m", "opsloop.receiver", "--config", str(config), "--web.listen-address",
-                f"{LOOPBACK}:{port}"]  # fmt: skip
-        first, second = ManagedProcess("first", tmp_path), ManagedProcess("second", tmp_path)
+        first = spawn_receiver(tmp_path, config, port, "first")
+        second: ManagedProcess | None = None
         try:
-            first.spawn(argv)
-            first.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
             request(port, "POST", "/alerts", webhook(alert("k1", alertname="Broken")), token=TOKEN)
             wait_until(started.exists, 15, "the action to start")
-            assert first.proc is not None
-            os.kill(first.proc.pid, signal.SIGKILL)  # the receiver only: its command goes on and finishes
-            first.proc.wait(10)
+            kill_9(first)  # the receiver only: its command goes on and finishes
             restarted = time.monotonic()
-            second.spawn(argv)
-            second.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+            second = spawn_receiver(tmp_path, config, port, "second")
 
             def resumed() -> bool:
                 found = incident(port, "k1")
@@ -139,8 +149,9 @@ def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tm
             assert "command: OUTCOME UNKNOWN: the worker stopped while it ran" in text
             assert "FAILED" not in text
         finally:
-            second.stop()
-            first.stop()
+            for process in (second, first):
+                if process is not None:
+                    process.stop()
 
 
 @pytest.mark.slow
@@ -157,19 +168,14 @@ def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twic
             worker={"poll_interval": "100ms", "lease": "60s", "concurrency": concurrency},
         )  # fmt: skip
         port = free_port()
-        argv = [sys.executable, "-m", "opsloop.receiver", "--config", str(config), "--web.listen-address",
-                f"{LOOPBACK}:{port}"]  # fmt: skip
-        first, second = ManagedProcess("first", tmp_path), ManagedProcess("second", tmp_path)
+        first = spawn_receiver(tmp_path, config, port, "first")
+        second: ManagedProcess | None = None
         try:
-            first.spawn(argv)
-            first.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
             request(port, "POST", "/alerts", webhook(*(alert(f"m{n}", n=str(n)) for n in range(count))), token=TOKEN)
             mailbox.inbox.wait_for(concurrency, 15)
-            assert first.proc is not None
-            os.kill(first.proc.pid, signal.SIGKILL)
-            first.proc.wait(10)
+            kill_9(first)
             restarted = time.monotonic()
-            second.spawn(argv)
+            second = spawn_receiver(tmp_path, config, port, "second")
 
             def subjects() -> list[str]:
                 return [str(m["Subject"]) for m in mailbox.messages]
@@ -177,8 +183,9 @@ def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twic
             wait_until(lambda: len(set(subjects())) == count, 15, "every acknowledged alert to be mailed")
             assert time.monotonic() - restarted < 15
         finally:
-            second.stop()
-            first.stop()
+            for process in (second, first):
+                if process is not None:
+                    process.stop()
         by_subject: dict[str, list[str]] = {}
         for message in mailbox.messages:
             by_subject.setdefault(str(message["Subject"]), []).append(message.get_body(("plain",)).get_content())
