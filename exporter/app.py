@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from opsloop.exporter.collector import Collector
-from opsloop.exporter.config import ExporterConfig
+from opsloop.exporter.config import ExporterConfig, RedisConfig
 from opsloop.exporter.exposition import render
 from opsloop.exporter.sources import build_sources
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -62,7 +62,7 @@ async def ready(request: web.Request) -> web.Response:
 
 def config_summary(config: ExporterConfig) -> list[str]:
     """One line per configured item, with no URL credentials and no secrets."""
-    lines = [f"redis {r.name}: {_redact_url(r.url)}" for r in config.redis]
+    lines = [f"redis {r.name}: {_describe_redis(r)}" for r in config.redis]
     for section, entries in (("queue", config.queues), ("dlq", config.dlqs)):
         lines += [f"{section} on {e.redis}: {e.key or e.pattern}" for e in entries]
     lines += [f"workers {w.name} on {w.redis}: {w.set or w.heartbeat_pattern}" for w in config.workers]
@@ -71,6 +71,15 @@ def config_summary(config: ExporterConfig) -> list[str]:
     if config.business is not None:
         lines += [f"business query {q.name} every {q.interval:g}s" for q in config.business.queries]
     return lines
+
+
+def _describe_redis(redis: RedisConfig) -> str:
+    mode = redis.effective_mode(redis.url)
+    if mode == "sentinel":
+        return f"sentinel primary {redis.primary_name} via {', '.join(redis.sentinels)}"
+    assert redis.url is not None  # required outside sentinel mode
+    seeds = "".join(f", {_redact_url(seed)}" for seed in redis.seeds)
+    return ("cluster " if mode == "cluster" else "") + _redact_url(redis.url) + seeds
 
 
 def _redact_url(url: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel, load_model
 from opsloop.durations import Duration
+from opsloop.redis_connect import RedisTarget, RedisTopology, resolve_target
 from opsloop.secrets import SecretError, exactly_one, read_secret
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -39,16 +40,20 @@ class ScrapeConfig(StrictModel):
     """Longest pause of an open breaker (exponential with jitter from 1 s)."""
 
 
-class RedisConfig(StrictModel):
+class RedisConfig(RedisTopology):
     name: str = Field(min_length=1)
-    url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    url: str | None = Field(None, pattern=r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://")
+    """The server (standalone), one seed node (cluster); optional with sentinels (credentials, database)."""
     password: str | None = None
     password_env: str | None = None
     password_file: Path | None = None
     connect_timeout: Duration = 2.0
+    node_timeout: Duration = 3.0
+    """Cluster and sentinel: how long one node may take to answer before its keys are reported unread."""
     discovery_interval: Duration = 30.0
     """How often SCAN discovery of patterns runs; scrapes in between use the cached key list."""
-    max_keys_per_pattern: int = Field(10_000, ge=1)
+    max_keys_per_pattern: int = Field(100_000, ge=1)
+    """Bounds memory: 100,000 list keys peak at about 100 MiB RSS during a scrape (benchmarks/README.md)."""
     forget_after: Duration = 3600.0
     """How long a discovered key that Redis deleted (an emptied list) keeps reading 0 before it is dropped."""
 
@@ -58,6 +63,13 @@ class RedisConfig(StrictModel):
         if len(given) > 1:
             raise ValueError("set at most one of password, password_env, password_file")
         return self
+
+    def topology_url(self) -> str | None:
+        return self.url
+
+    def target(self) -> RedisTarget:
+        """Where to connect, secrets resolved."""
+        return resolve_target(self, self.url, self.resolve_password())
 
     def resolve_password(self) -> str | None:
         return read_secret(value=self.password, env=self.password_env, file=self.password_file)
@@ -234,11 +246,24 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
         for i, entry in enumerate(entries):
             if entry.redis not in names:
                 problems.append(f"{section}[{i}].redis: no redis entry is named {entry.redis!r}")
+    clusters = {r.name for r in config.redis if r.effective_mode(r.url) == "cluster"}
+    for i, framework in enumerate(config.frameworks):
+        if framework.redis in clusters:
+            problems.append(
+                f"frameworks[{i}].redis: {framework.redis!r} is a Redis Cluster; framework scripts derive key names"
+                " inside Redis, which a cluster refuses (use a standalone Redis or a Sentinel-managed primary)"
+            )
     for i, redis in enumerate(config.redis):
+        if redis.url is None and redis.effective_mode(None) != "sentinel":
+            problems.append(f"redis[{i}].url: required key is missing (optional only with mode: sentinel)")
         try:
             redis.resolve_password()
         except SecretError as exc:
             problems.append(f"redis[{i}].password: {exc}")
+        try:
+            redis.resolve_sentinel_password()
+        except SecretError as exc:
+            problems.append(f"redis[{i}].sentinel_password: {exc}")
     if config.business is not None:
         try:
             config.business.resolve_dsn()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from opsloop.receiver.actions import Action, build_action
+from opsloop.receiver.actions import Action, attach_journal, build_action
 from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
 from opsloop.receiver.handlers import (
@@ -85,6 +85,7 @@ def build_app(
         state = app[STATE]
         store = open_store(config.store)
         await store.open()
+        await attach_journal([a for actions in parts.actions.values() for a in actions], store)
         owner = worker_id()
         for notifier in parts.notifiers.values():
             if isinstance(notifier, SlackAppNotifier):

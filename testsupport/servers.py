@@ -162,9 +162,13 @@ class Server(abc.ABC):
 class RedisServer(Server):
     name = "redis"
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None, maxmemory: str = "0") -> None:
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, maxmemory: str = "0", extra: Sequence[str] = ()
+    ) -> None:
         super().__init__(workdir, port)
         self.maxmemory = maxmemory
+        self.extra = list(extra)
+        """More redis-server options (cluster mode, replicaof) for the topology launchers."""
 
     @property
     def url(self) -> str:
@@ -185,6 +189,7 @@ class RedisServer(Server):
                 "--protected-mode", "no",
                 # redis-server rewrites its process title; keep the workdir in it so leftovers can be found
                 "--proc-title-template", f"{{title}} {{listen-addr}} {self.workdir}",
+                *self.extra,
             ]
         )  # fmt: skip
         self.process.wait_ready(lambda: port_open(self.port))

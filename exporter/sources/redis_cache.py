@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from opsloop.exporter.config import CacheConfig, RedisConfig
 from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_cluster import NodeUnreachable
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
@@ -77,10 +78,13 @@ class CacheReader:
         labels = (self.redis_name,)
         samples = [Sample(PING, labels, self._ping)]
         info = replies[0]
-        if isinstance(info, Exception):
+        if isinstance(info, NodeUnreachable):
+            pass  # a cluster node is down: a partial sum would look like a counter reset, so publish none
+        elif isinstance(info, Exception):
             raise info  # INFO failing means this Redis is not usable: fail the source
-        assert isinstance(info, dict)
-        samples.extend(Sample(metric, labels, float(info[field])) for field, metric in INFO_METRICS if field in info)
+        else:
+            assert isinstance(info, dict)
+            samples.extend(Sample(m, labels, float(info[field])) for field, m in INFO_METRICS if field in info)
         for key, fields in zip(hashes, replies[1:], strict=True):
             if isinstance(fields, Exception):
                 self.lookups.add(1, 0)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
 from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
@@ -28,6 +29,7 @@ from redis.asyncio.client import Pipeline
 log = logging.getLogger(__name__)
 
 KEYS_SCRIPT = (Path(__file__).parent / "redis_keys.lua").read_text()
+register_per_key_script(KEYS_SCRIPT, fixed_args=3)
 SCRIPT_BATCH = 1000
 """Keys per script call: Redis serves other clients between calls, so a batch blocks it only briefly."""
 
@@ -132,9 +134,27 @@ class KeyReader:
             hits, misses = counts.split("\t")
             self.lookups.add(int(hits), int(misses))
             for key, line in zip(keys[start : start + SCRIPT_BATCH], lines, strict=True):
-                yield from self._key_samples(key, line.split("\t"), now)
+                fields = line.split("\t")
+                if len(fields) == 3 and fields[0] == "list":
+                    yield from self._list_samples(key, fields[1], fields[2], now)
+                else:
+                    yield from self._key_samples(key, fields, now)
         if self.discovery is not None:
             yield from self.discovery.samples()
+
+    def _list_samples(self, key: str, length: str, stamp: str, now: float) -> tuple[Sample, ...]:
+        """The common case, kept short: a list with a unix-time stamp or none (an ISO stamp goes the long way)."""
+        labels = (self.redis_name, self._label(key))
+        size = Sample(self.metrics.length, labels, float(length))
+        if self.oldest is None or (stamp == "" and length != "0"):
+            return (size,)
+        try:
+            oldest = float(stamp) if stamp else now
+        except ValueError:
+            return tuple(self._key_samples(key, ["list", length, stamp], now))
+        if oldest > 1e11:  # milliseconds, as parse_timestamp reads them
+            oldest /= 1000.0
+        return size, Sample(self.metrics.oldest_age, labels, max(0.0, now - oldest))
 
     def _key_samples(self, key: str, fields: list[str], now: float) -> list[Sample]:
         kind, length, stamp, *groups = fields

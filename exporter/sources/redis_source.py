@@ -11,15 +11,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from opsloop.exporter.config import RedisConfig
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Metric, PartialFailure, Sample
+from opsloop.exporter.sources.redis_cluster import ClusterClient, ClusterNodes
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from opsloop.redis_connect import connect as redis_connect
+from opsloop.redis_connect import node_client
 
 Parser = Callable[[Sequence[object]], Iterable[Sample]]
 
@@ -63,18 +67,33 @@ class RedisReader(Protocol):
         ...
 
 
-def connect(config: RedisConfig, max_connections: int) -> Redis:
-    """A client that fails fast: no internal retries (the collector's breaker paces reconnects)."""
-    return Redis.from_url(
-        config.url,
-        password=config.resolve_password(),
-        decode_responses=True,
-        encoding_errors="replace",
-        socket_connect_timeout=config.connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=max_connections,
-        client_name="opsloop-exporter",
-    )
+def connect(config: RedisConfig, max_connections: int) -> Redis | ClusterClient:
+    """A client that fails fast: no internal retries (the collector's breaker paces reconnects).
+
+    A cluster gets a ``ClusterClient``: the readers' commands then go out as one pipeline per primary.
+    """
+    target = config.target()
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "encoding_errors": "replace",
+        "socket_connect_timeout": config.connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": max_connections,
+        "client_name": "opsloop-exporter",
+    }
+    if target.mode == "cluster":
+        nodes = ClusterNodes(
+            target.cluster_nodes(),
+            lambda host, port: node_client(target, host, port, **options),
+            node_timeout=config.node_timeout,
+        )
+        return ClusterClient(nodes)
+    if target.mode == "sentinel":
+        # A failover leaves no socket to fail fast on, only silence: bound every reply.
+        options["socket_timeout"] = config.node_timeout
+    client = redis_connect(target, **options)
+    assert isinstance(client, Redis)
+    return client
 
 
 class RedisSource:
@@ -88,8 +107,10 @@ class RedisSource:
         self.client = connect(config, max_connections=2 + len(self.discoveries))
 
     async def read(self) -> Iterable[Sample]:
+        if isinstance(self.client, ClusterClient):
+            await self.client.ensure_slots()
         for reader in self.readers:
-            await reader.prepare(self.client)
+            await reader.prepare(self.client)  # type: ignore[arg-type]
         pipe = self.client.pipeline(transaction=False)
         plans: list[tuple[int, int, Parser]] = []
         for reader in self.readers:
@@ -99,7 +120,15 @@ class RedisSource:
         replies = await pipe.execute(raise_on_error=False) if pipe.command_stack else []
         # Lazy: 10,000 keys' samples go straight into their families instead of into a list first.
         parsed = itertools.chain.from_iterable(parse(replies[start:end]) for start, end, parse in plans)
-        return itertools.chain(parsed, self._own_lookups())
+        samples = itertools.chain(parsed, self._own_lookups())
+        if not isinstance(self.client, ClusterClient):
+            return samples
+        nodes = self.client.nodes
+        down = nodes.down()
+        if down:  # partial: the reachable nodes' keys are published, the source is reported down
+            partial = [*samples, *nodes.samples(self.redis_name)]
+            raise PartialFailure(partial, "cluster nodes unreachable: " + ", ".join(down))
+        return itertools.chain(samples, nodes.samples(self.redis_name))
 
     def _own_lookups(self) -> Iterator[Sample]:
         """Last in the chain: the parsers above have counted this scrape's lookups by then."""

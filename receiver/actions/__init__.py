@@ -7,7 +7,7 @@ already validated against the plan's regexes; ``template_fields`` tells it which
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from opsloop.receiver.actions.base import Action, ActionResult
 from opsloop.receiver.actions.cache_clear import CacheClearAction
@@ -18,6 +18,7 @@ from opsloop.receiver.actions.http import HttpAction
 from opsloop.receiver.actions.redis_set import RedisSetAction
 from opsloop.receiver.actions.requeue_failed import PurgeFailedAction, RequeueFailedAction
 from opsloop.receiver.actions.sql import SqlAction
+from opsloop.receiver.store import MoveJournal
 
 _ACTIONS: dict[str, Callable[..., Action]] = {
     cls.type: cls
@@ -34,9 +35,17 @@ def build_action(config: ActionConfig) -> Action:
     return _ACTIONS[config.type](config)
 
 
+async def attach_journal(actions: Iterable[Action], journal: MoveJournal) -> None:
+    """Give the actions that move items between cluster slots the receiver's store, and let them settle
+    the moves a crash interrupted."""
+    for action in actions:
+        if isinstance(action, DlqRequeueAction):
+            await action.use_journal(journal)
+
+
 def template_fields(config: ActionConfig) -> set[str]:
     """Every ``{name}`` (or SQL ``%(name)s``) an action's templates use."""
     return config.template_fields()
 
 
-__all__ = ["Action", "ActionConfig", "ActionResult", "build_action", "template_fields"]
+__all__ = ["Action", "ActionConfig", "ActionResult", "attach_journal", "build_action", "template_fields"]

@@ -7,12 +7,13 @@ literal star and cannot widen the pattern.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from opsloop.receiver.actions.base import ActionResult, Progress
 from opsloop.receiver.actions.config import GLOB_SPECIAL, CacheClearConfig
 from opsloop.receiver.actions.placeholders import fill
 from opsloop.receiver.actions.redis_action import RedisAction
+from redis.asyncio import Redis, RedisCluster
 
 
 def escape_glob(value: str) -> str:
@@ -27,23 +28,32 @@ class CacheClearAction(RedisAction[CacheClearConfig]):
         cfg = self.config
         pattern = fill(cfg.pattern, values, quote=escape_glob)
         seen: set[bytes] = set()
-        unlinked, cursor, capped = 0, 0, False
+        unlinked, capped = 0, False
         async with self.connect() as client:
-            while True:
-                cursor, keys = await client.scan(cursor=cursor, match=pattern, count=cfg.batch)
+            async for keys, finished in self._scan(client, pattern):
                 fresh = [key for key in dict.fromkeys(keys) if key not in seen]
                 room = cfg.max_keys - len(seen)
                 taken, capped = fresh[:room], len(fresh) > room
                 seen.update(taken)
                 if taken and not dry_run:
-                    unlinked += await client.unlink(*taken)
+                    unlinked += await client.unlink(*taken)  # a cluster client splits it by slot
                     progress.note = f"unlinked {unlinked} keys matching {pattern}"
-                if cursor == 0:
-                    break
-                if len(seen) >= cfg.max_keys:
+                if len(seen) >= cfg.max_keys and not finished:
                     capped = True
                     break
         limit = f"; stopped at max_keys {cfg.max_keys}, more may remain" if capped else ""
         if dry_run:
             return ActionResult(True, f"would unlink {len(seen)} keys matching {pattern}{limit}", True)
         return ActionResult(True, f"unlinked {unlinked} keys matching {pattern}{limit}")
+
+    async def _scan(self, client: Redis | RedisCluster, pattern: str) -> AsyncIterator[tuple[list[bytes], bool]]:
+        """One SCAN page at a time, and whether it was the last; on a cluster every primary in turn."""
+        nodes = client.get_primaries() if isinstance(client, RedisCluster) else [None]
+        for n, node in enumerate(nodes, 1):
+            options = {} if node is None else {"target_nodes": node}
+            cursor = None
+            while cursor != 0:
+                cursor, keys = await client.scan(cursor=cursor or 0, match=pattern, count=self.config.batch, **options)
+                if isinstance(cursor, dict):  # a cluster client answers the cursor as {node: cursor}
+                    (cursor,) = cursor.values()
+                yield keys, cursor == 0 and n == len(nodes)

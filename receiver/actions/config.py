@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
+from opsloop.redis_connect import URL_SCHEMES, RedisTopology
 from opsloop.secrets import exactly_one, read_secret
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
@@ -58,8 +59,9 @@ class SecretValue(StrictModel):
         return self
 
 
-class RedisActionConfig(ActionBaseConfig):
-    """Where a Redis action connects: a URL (which may carry credentials) and an optional password."""
+class RedisActionConfig(ActionBaseConfig, RedisTopology):
+    """Where a Redis action connects: a URL (which may carry credentials), an optional password, and
+    for a cluster or a Sentinel set the topology keys of ``opsloop.redis_connect``."""
 
     redis: str | None = None
     redis_env: str | None = None
@@ -71,13 +73,18 @@ class RedisActionConfig(ActionBaseConfig):
     @field_validator("redis")
     @classmethod
     def _redis_url(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        if url is not None and urlsplit(url).scheme not in URL_SCHEMES:
+            raise ValueError("expected a redis://, rediss://, unix:// or redis+cluster:// URL")
         return url
+
+    def topology_url(self) -> str | None:
+        return self.redis
 
     @model_validator(mode="after")
     def _secrets(self) -> RedisActionConfig:
-        exactly_one(**secret_options(self, "redis"))
+        url = secret_options(self, "redis")
+        if self.mode != "sentinel" or any(v is not None for v in url.values()):
+            exactly_one(**url)  # with sentinels the URL is optional: it only carries credentials and db
         password = secret_options(self, "password")
         if any(v is not None for v in password.values()):
             exactly_one(**password)
@@ -108,6 +115,7 @@ class DlqRequeueConfig(RedisActionConfig):
 
 
 Framework = Literal["rq", "dramatiq", "celery", "list"]
+NOT_ON_CLUSTER = "framework scripts derive key names inside Redis, which a Redis Cluster refuses"
 
 
 class FailedJobsConfig(RedisActionConfig):
@@ -125,6 +133,8 @@ class FailedJobsConfig(RedisActionConfig):
 
     @model_validator(mode="after")
     def _dlq_where_needed(self) -> FailedJobsConfig:
+        if self.effective_mode(self.redis) == "cluster":
+            raise ValueError(f"{NOT_ON_CLUSTER}; use a standalone Redis or a Sentinel-managed primary")
         if self.framework in ("celery", "list") and self.dlq is None:
             raise ValueError(f"framework {self.framework} keeps no dead letters of its own: set dlq")
         if self.framework in ("rq", "dramatiq") and self.dlq is not None:

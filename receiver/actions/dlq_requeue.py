@@ -21,12 +21,21 @@ IDs and consumer-group state, which has no single right answer.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from opsloop.receiver.actions.base import ActionResult, Progress
 from opsloop.receiver.actions.config import DlqRequeueConfig
 from opsloop.receiver.actions.placeholders import fill
 from opsloop.receiver.actions.redis_action import RedisAction
+from opsloop.receiver.actions.slot_move import SlotMove
+from opsloop.receiver.store import MoveJournal
+from redis.asyncio import RedisCluster
+from redis.crc import key_slot
+
+log = logging.getLogger(__name__)
+MAX_CHANGED = 10
+"""Batches in a row that consumers changed before they could be taken, before giving up for this run."""
 
 # KEYS: source, target. ARGV: wanted, batch, position, count_only ("1": report, change nothing).
 # Returns {moved (or would move), source size before the call, source type}.
@@ -72,6 +81,19 @@ return {k, size, kind}
 
 class DlqRequeueAction(RedisAction[DlqRequeueConfig]):
     type = "dlq_requeue"
+    journal: MoveJournal | None = None
+
+    async def use_journal(self, journal: MoveJournal) -> None:
+        """Journal moves between cluster slots in the receiver's store, and settle what a crash left."""
+        self.journal = journal
+        if not self.cluster:
+            return
+        try:
+            async with self.connect() as client:
+                assert isinstance(client, RedisCluster)
+                await SlotMove(client, journal, self.redis_id).settle()
+        except self.failures as exc:  # Redis down at startup: the next run of the action settles them
+            log.warning("cannot settle interrupted moves yet", extra={"error": str(exc)})
 
     async def _run(self, values: Mapping[str, str], dry_run: bool, progress: Progress) -> ActionResult:
         cfg = self.config
@@ -79,6 +101,8 @@ class DlqRequeueAction(RedisAction[DlqRequeueConfig]):
         route = f"{source} -> {target}"
         if source == target:
             return ActionResult(False, f"refusing to move {source} onto itself", dry_run)
+        if self.cluster and key_slot(source.encode()) != key_slot(target.encode()):
+            return await self._journalled(source, target, dry_run, progress)
         async with self.connect() as client:
             move = client.register_script(_MOVE)
             if dry_run:
@@ -99,3 +123,34 @@ class DlqRequeueAction(RedisAction[DlqRequeueConfig]):
                     break
         remaining = f" ({left} left, max_items {cfg.max_items} reached)" if left else ""
         return ActionResult(True, f"moved {moved} items {route}{remaining}")
+
+    async def _journalled(self, source: str, target: str, dry_run: bool, progress: Progress) -> ActionResult:
+        """Different cluster slots: batch by batch through the store's journal (see ``slot_move``)."""
+        cfg = self.config
+        route = f"{source} -> {target}"
+        if self.journal is None:
+            return ActionResult(False, f"{route} spans two cluster slots and needs the receiver's store", dry_run)
+        async with self.connect() as client:
+            assert isinstance(client, RedisCluster)
+            mover = SlotMove(client, self.journal, self.redis_id)
+            await mover.settle()
+            if dry_run:
+                kind, size, n, _ = await mover.peek(source, cfg.max_items, cfg.max_items, cfg.position)
+                where = "" if kind == "zset" else f" at the {cfg.position.replace('_', ' ')}"
+                return ActionResult(True, f"would move {n} of {size} items {route}{where} (journalled)", True)
+            loop = asyncio.get_running_loop()
+            started, moved, changed = loop.time(), 0, 0
+            while moved < cfg.max_items and changed < MAX_CHANGED:
+                if cfg.rate is not None and moved:
+                    await asyncio.sleep(max(0.0, started + moved / cfg.rate - loop.time()))
+                count = await mover.move(source, target, cfg.max_items - moved, cfg.batch, cfg.position)
+                if count == 0:
+                    break
+                if count is None:  # consumers changed the DLQ between look and take: look again
+                    changed += 1
+                    continue
+                moved += count
+                progress.note = f"moved {moved} items {route}"
+            _, left, _, _ = await mover.peek(source, 0, 0, cfg.position)
+        remaining = f" ({left} left, max_items {cfg.max_items} reached)" if left and moved >= cfg.max_items else ""
+        return ActionResult(True, f"moved {moved} items {route}{remaining} (journalled)")

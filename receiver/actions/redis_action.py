@@ -10,30 +10,42 @@ from typing import ClassVar, TypeVar
 
 from opsloop.receiver.actions.base import BaseAction
 from opsloop.receiver.actions.config import RedisActionConfig, resolve_secret
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import parse_url
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
+
+from opsloop.redis_connect import connect, resolve_target
 
 RC = TypeVar("RC", bound=RedisActionConfig)
 
 
 class RedisAction(BaseAction[RC]):
-    failures: ClassVar[tuple[type[Exception], ...]] = (RedisError, OSError)
+    failures: ClassVar[tuple[type[Exception], ...]] = (RedisError, RedisClusterException, OSError)
+    cluster_safe: ClassVar[bool] = True
+    cluster_unsafe_reason: ClassVar[str] = ""
 
     def __init__(self, config: RC) -> None:
         super().__init__(config)
         url = resolve_secret(config, "redis")
-        assert url is not None  # the config requires exactly one of redis, redis_env, redis_file
-        parse_url(url)  # a malformed URL from the environment or a file fails at startup, not at 3 a.m.
-        self._url = url
-        self._password = resolve_secret(config, "password")
+        # A malformed URL or an unreadable sentinel password fails at startup, not at 3 a.m.
+        self._target = resolve_target(config, url, resolve_secret(config, "password"))
+        if url is not None and self._target.mode != "cluster":
+            parse_url(url)
+        if self.cluster and not self.cluster_safe:  # a cluster URL from a secret is known only now
+            raise ValueError(f"{self.type} cannot run on a Redis Cluster: {self.cluster_unsafe_reason}")
 
-    def connect(self) -> Redis:
-        """A client for one run (use as ``async with``); binary-safe, bounded by the action timeout."""
-        options: dict[str, object] = {
-            "socket_timeout": self.config.timeout,
-            "socket_connect_timeout": self.config.timeout,
-        }
-        if self._password is not None:
-            options["password"] = self._password
-        return Redis.from_url(self._url, **options)
+    @property
+    def redis_id(self) -> str:
+        """Names the Redis deployment (no credentials) in journal records."""
+        return f"{self._target.mode}:" + ",".join(sorted(f"{h}:{p}" for h, p in self._target.cluster_nodes()))
+
+    @property
+    def cluster(self) -> bool:
+        return self._target.mode == "cluster"
+
+    def connect(self) -> Redis | RedisCluster:
+        """A client for one run (use as ``async with``); binary-safe, bounded by the action timeout.
+
+        With sentinels, each run asks them for the current primary, so a failover needs no restart.
+        """
+        return connect(self._target, socket_timeout=self.config.timeout, socket_connect_timeout=self.config.timeout)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from opsloop.receiver.actions.base import ActionResult, Progress
-from opsloop.receiver.actions.config import FailedJobsConfig, PurgeFailedConfig, RequeueFailedConfig
+from opsloop.receiver.actions.config import NOT_ON_CLUSTER, FailedJobsConfig, PurgeFailedConfig, RequeueFailedConfig
 from opsloop.receiver.actions.placeholders import fill
 from opsloop.receiver.actions.redis_action import RedisAction
 from redis.asyncio import Redis
@@ -65,6 +65,8 @@ async def _call(client: Redis, target: Target, dry: bool, wanted: int, *extra: s
 
 class RequeueFailedAction(RedisAction[RequeueFailedConfig]):
     type = "requeue_failed"
+    cluster_safe = False
+    cluster_unsafe_reason = NOT_ON_CLUSTER
 
     async def _run(self, values: Mapping[str, str], dry_run: bool, progress: Progress) -> ActionResult:
         cfg = self.config
@@ -86,6 +88,8 @@ class RequeueFailedAction(RedisAction[RequeueFailedConfig]):
 
 class PurgeFailedAction(RedisAction[PurgeFailedConfig]):
     type = "purge_failed"
+    cluster_safe = False
+    cluster_unsafe_reason = NOT_ON_CLUSTER
 
     async def _run(self, values: Mapping[str, str], dry_run: bool, progress: Progress) -> ActionResult:
         cfg = self.config

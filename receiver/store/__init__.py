@@ -7,11 +7,12 @@ and row mapping), ``ops`` (the shared SQL of every write) and ``reads`` (the adm
 from __future__ import annotations
 
 from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable
+from opsloop.receiver.store.moves import Move, MoveJournal
 from opsloop.receiver.store.ops import Store
 from opsloop.receiver.store.postgres import PostgresStore
 from opsloop.receiver.store.sqlite import SqliteStore
 
-__all__ = ["Op", "Result", "Stmt", "Store", "StoreUnavailable", "open_store"]
+__all__ = ["Move", "MoveJournal", "Op", "Result", "Stmt", "Store", "StoreUnavailable", "open_store"]
 
 
 def open_store(url: str) -> Store:

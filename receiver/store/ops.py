@@ -42,6 +42,7 @@ from opsloop.receiver.domain import (
 )
 from opsloop.receiver.store import gating, pacing, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
     JOB_SELECT,
@@ -67,7 +68,7 @@ CONCURRENCY_RECHECK = 5.0
 """Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
 
-class Store(abc.ABC):
+class Store(MoveJournal, abc.ABC):
     """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
 
     dialect: Dialect

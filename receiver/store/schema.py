@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsloop.receiver.domain import ActionRecord, Incident, Job
+from opsloop.receiver.store.moves import MOVES_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ ON CONFLICT (key) DO NOTHING
 
 
 def schema_statements(dialect: Dialect) -> list[str]:
-    text = SCHEMA.format(id_column=dialect.id_column, real=dialect.real)
+    text = (SCHEMA + ";" + MOVES_SCHEMA).format(id_column=dialect.id_column, real=dialect.real)
     return [s.strip() for s in text.split(";") if s.strip()]
 
 

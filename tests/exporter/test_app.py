@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 
+from opsloop.exporter.app import config_summary
 from opsloop.exporter.config import load_config
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
@@ -49,3 +50,17 @@ async def test_health_ready_and_landing_page_without_secrets(redis_server, tmp_p
     assert "s3cret" not in text
     assert "querysecret" not in text
     assert "redis://***@127.0.0.1" in text
+
+
+def test_the_landing_page_names_cluster_seeds_and_sentinels_without_secrets(tmp_path):
+    (tmp_path / "c.yml").write_text(
+        "redis:\n"
+        "  - {name: c, url: 'redis+cluster://u:hunter2@127.0.0.1:7000', seeds: ['redis://:pw2@127.0.0.1:7001']}\n"
+        "  - {name: s, mode: sentinel, sentinels: ['127.0.0.1:26379'], primary_name: main,\n"
+        "     sentinel_password: sentinelsecret}\n"
+    )
+    lines = config_summary(load_config(tmp_path / "c.yml"))
+    assert lines == [
+        "redis c: cluster redis+cluster://***@127.0.0.1:7000, redis://***@127.0.0.1:7001",
+        "redis s: sentinel primary main via 127.0.0.1:26379",
+    ]

@@ -81,6 +81,20 @@ def problems_or_none(tmp_path: Path, text: str) -> list[str] | None:
         ("business: {dsn: x, queries: [{name: q, sql: 'select 1', values: {v: {help: h}}, interval: soon}]}",
          "business.queries[0].interval: expected a duration such as 30s, 5m or 1h, got 'soon'"),
         ("workers: [{redis: main, name: w}]", "workers[0]: set exactly one of set, heartbeat_pattern"),
+        ("redis: [{name: m, mode: sentinel, sentinels: ['127.0.0.1:26379']}]",
+         "redis[0]: mode: sentinel needs sentinels (host:port list) and primary_name"),
+        ("redis: [{name: m, mode: sentinel, sentinels: ['nohost'], primary_name: p}]",
+         "redis[0]: 'nohost' is not a host:port address"),
+        ("redis: [{name: m, url: 'redis://x', seeds: ['redis://y']}]", "redis[0]: seeds apply to mode: cluster"),
+        ("redis: [{name: m, url: 'redis+cluster://x:1', mode: sentinel, sentinels: ['h:1'], primary_name: p}]",
+         "redis[0]: a redis+cluster:// URL cannot be used with mode sentinel"),
+        ("redis: [{name: m, url: 'redis://x', primary_name: p}]",
+         "redis[0]: sentinels, primary_name and sentinel_password apply to mode: sentinel only"),
+        ("redis: [{name: m, mode: cluster}]", "redis[0].url: required key is missing"),
+        ("redis: [{name: m, mode: sentinel, sentinels: ['h:1'], primary_name: p, sentinel_password_env: NOPE_NOT_SET}]",
+         "redis[0].sentinel_password: environment variable NOPE_NOT_SET is not set"),
+        ("redis: [{name: c, url: 'redis+cluster://h:1'}]\nframeworks: [{redis: c, kind: rq}]",
+         "frameworks[0].redis: 'c' is a Redis Cluster; framework scripts derive key names inside Redis"),
         ("- just\n- a list", "(top level): expected a mapping"),
         ("redis: [", "invalid YAML"),
     ],
@@ -136,3 +150,17 @@ def test_check_config_cli_exit_codes(tmp_path):
     assert listen.returncode == 2
     assert "argument --web.listen-address: expected HOST:PORT" in listen.stderr
     assert str(bad) not in listen.stderr
+
+
+def test_cluster_and_sentinel_entries_load(tmp_path):
+    (tmp_path / "c.yml").write_text(
+        "redis:\n"
+        "  - {name: c, url: 'redis+cluster://127.0.0.1:7000', seeds: ['redis://127.0.0.1:7001']}\n"
+        "  - {name: s, mode: sentinel, sentinels: ['127.0.0.1:26379'], primary_name: main}\n"
+    )
+    cluster, sentinel = load_config(tmp_path / "c.yml").redis
+    assert cluster.target().mode == "cluster"
+    assert cluster.target().cluster_nodes() == [("127.0.0.1", 7000), ("127.0.0.1", 7001)]
+    assert sentinel.target().mode == "sentinel"
+    assert sentinel.target().sentinels == (("127.0.0.1", 26379),)
+    assert cluster.max_keys_per_pattern == 100_000

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opsloop.receiver.actions import build_action
 from opsloop.receiver.actions.config import ActionConfig, DlqRequeueConfig, bind_names
 from pydantic import ValidationError
 
@@ -83,8 +84,16 @@ REDIS = {"redis": "redis://127.0.0.1:6379/0"}
         ({"type": "sql", "dsn": "x", "dsn_file": "/f", "statement": "SELECT 1"}, "set exactly one of dsn"),
         ({"type": "sql", "dsn": "x", "statement": "SELECT 1", "shell": "x"}, "shell"),
         ({"type": "flushall"}, "does not match any of the expected tags"),
+        ({"type": "redis_set", "mode": "sentinel", "sentinels": ["h:1"], "key": "k", "value": "v", "ttl": 1},
+         "mode: sentinel needs sentinels (host:port list) and primary_name"),
+        ({"type": "redis_set", **REDIS, "seeds": ["redis://h:2"], "key": "k", "value": "v", "ttl": 1},
+         "seeds apply to mode: cluster only"),
+        ({"type": "redis_set", "mode": "cluster", "key": "k", "value": "v", "ttl": 1},
+         "set exactly one of redis, redis_env, redis_file"),
+        ({"type": "requeue_failed", "redis": "redis+cluster://h:1", "framework": "rq", "queue": "default"},
+         "framework scripts derive key names inside Redis, which a Redis Cluster refuses"),
     ],
-)
+)  # fmt: skip
 def test_invalid_configs_are_rejected(parse_action: Callable[..., Any], config: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_action(**config)
@@ -121,3 +130,28 @@ def test_bind_names_accepts_literal_percent_and_all_psycopg_formats() -> None:
 def test_durations_and_dry_run_are_parsed(parse_action: Callable[..., Any]) -> None:
     config = parse_action(type="redis_set", **REDIS, key="k", value="v", ttl="1h30m", timeout="250ms", dry_run=True)
     assert (config.ttl, config.timeout, config.dry_run) == (5400.0, 0.25, True)
+
+
+def test_sentinel_actions_need_no_url_and_clusters_take_a_cluster_url(parse_action: Callable[..., Any]) -> None:
+    sentinel = parse_action(
+        type="redis_set",
+        mode="sentinel",
+        sentinels=["127.0.0.1:26379"],
+        primary_name="main",
+        key="k",
+        value="v",
+        ttl=1,
+    )
+    assert sentinel.redis is None
+    cluster = parse_action(type="cache_clear", redis="redis+cluster://127.0.0.1:7000", pattern="cache:*")
+    assert cluster.effective_mode(cluster.redis) == "cluster"
+
+
+def test_a_cluster_url_from_a_secret_fails_framework_actions_when_built(
+    parse_action: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSLOOP_TEST_CLUSTER_URL", "redis+cluster://127.0.0.1:7000")
+    config = parse_action(type="purge_failed", redis_env="OPSLOOP_TEST_CLUSTER_URL", framework="rq", queue="default",
+                          older_than="1d")  # fmt: skip
+    with pytest.raises(ValueError, match="purge_failed cannot run on a Redis Cluster"):
+        build_action(config)

@@ -1,0 +1,188 @@
+"""One way to reach Redis for every part: a standalone server, a Redis Cluster or a Sentinel-managed primary.
+
+Config sections that name a Redis (the exporter's ``redis`` entries, the receiver's Redis actions) mix in
+``RedisTopology`` and build their clients with ``connect``, so the three modes read the same everywhere:
+
+- ``standalone`` (the default): one ``redis://``, ``rediss://`` or ``unix://`` URL.
+- ``cluster``: a ``redis+cluster://`` URL (or ``mode: cluster`` with a ``redis://`` URL) plus any
+  further ``seeds``; the client learns the slot map from whichever seed answers.
+- ``sentinel``: ``sentinels`` (``host:port``) and ``primary_name``; the client asks the sentinels for
+  the primary on every new connection, so a failover needs no restart. The URL, optional here, only
+  supplies the primary's credentials and database; its host is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, model_validator
+
+from opsloop.configfile import StrictModel
+from opsloop.secrets import read_secret
+
+if TYPE_CHECKING:  # redis-py is imported when a client is built, so loading a config does not pay for it
+    from redis.asyncio import Redis, RedisCluster
+
+Mode = Literal["standalone", "cluster", "sentinel"]
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+
+
+def url_mode(url: str | None) -> Mode:
+    """The mode a URL implies: ``redis+cluster://`` means cluster, anything else standalone."""
+    return "cluster" if url is not None and urlsplit(url).scheme in CLUSTER_SCHEMES else "standalone"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not a host:port address")
+    return host, int(port)
+
+
+class RedisTopology(StrictModel):
+    """The keys that say which kind of Redis deployment a URL points into."""
+
+    mode: Mode | None = None
+    """standalone, cluster or sentinel; unset means cluster for redis+cluster:// URLs, else standalone."""
+    seeds: list[str] = []
+    """Cluster only: more node URLs to learn the slot map from when the first one is down."""
+    sentinels: list[str] = []
+    """Sentinel only: ``host:port`` of each sentinel."""
+    primary_name: str | None = Field(None, min_length=1)
+    """Sentinel only: the name the sentinels monitor the primary under."""
+    sentinel_password: str | None = None
+    sentinel_password_env: str | None = None
+    sentinel_password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _topology(self) -> Self:
+        mode = self.mode
+        if mode is not None and mode != "cluster" and url_mode(self.topology_url()) == "cluster":
+            raise ValueError(f"a redis+cluster:// URL cannot be used with mode {mode}")
+        mode = mode or url_mode(self.topology_url())
+        if mode != "cluster" and self.seeds:
+            raise ValueError("seeds apply to mode: cluster only")
+        for seed in self.seeds:
+            if urlsplit(seed).scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
+                raise ValueError(f"seed {seed!r} is not a redis:// or redis+cluster:// URL")
+        sentinel_keys = [self.primary_name, self.sentinel_password, self.sentinel_password_env]
+        if mode != "sentinel" and (self.sentinels or any(v is not None for v in sentinel_keys)):
+            raise ValueError("sentinels, primary_name and sentinel_password apply to mode: sentinel only")
+        if mode == "sentinel":
+            if not self.sentinels or self.primary_name is None:
+                raise ValueError("mode: sentinel needs sentinels (host:port list) and primary_name")
+            for address in self.sentinels:
+                _host_port(address)
+        return self
+
+    def topology_url(self) -> str | None:
+        """The inline URL, when the section has one (secret URLs are checked when resolved)."""
+        return None
+
+    def effective_mode(self, url: str | None) -> Mode:
+        return self.mode or url_mode(url)
+
+    def resolve_sentinel_password(self) -> str | None:
+        return read_secret(
+            value=self.sentinel_password, env=self.sentinel_password_env, file=self.sentinel_password_file
+        )
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A resolved topology: what ``connect`` needs, secrets included (never log it)."""
+
+    mode: Mode
+    url: str | None
+    password: str | None = None
+    seeds: tuple[str, ...] = ()
+    sentinels: tuple[tuple[str, int], ...] = ()
+    primary_name: str | None = None
+    sentinel_password: str | None = None
+
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """Every seed as (host, port), the URL first."""
+        urls = [u for u in (self.url, *self.seeds) if u is not None]
+        return [(parts.hostname or "127.0.0.1", parts.port or 6379) for parts in map(urlsplit, urls)]
+
+
+def resolve_target(topology: RedisTopology, url: str | None, password: str | None) -> RedisTarget:
+    mode = topology.effective_mode(url)
+    if url is not None and urlsplit(url).scheme not in URL_SCHEMES:
+        raise ValueError(
+            f"not a Redis URL: expected redis://, rediss://, unix:// or redis+cluster://, got {urlsplit(url).scheme}://"
+        )
+    if mode == "cluster" and url is not None and urlsplit(url).scheme == "unix":
+        raise ValueError("a cluster is reached over TCP: use redis:// or redis+cluster:// URLs")
+    return RedisTarget(
+        mode=mode,
+        url=url,
+        password=password,
+        seeds=tuple(topology.seeds),
+        sentinels=tuple(_host_port(a) for a in topology.sentinels),
+        primary_name=topology.primary_name,
+        sentinel_password=topology.resolve_sentinel_password(),
+    )
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """Credentials, database and TLS from a URL, for clients built from parts rather than from the URL."""
+    parts = urlsplit(url.replace("+cluster://", "://", 1))
+    options: dict[str, Any] = {}
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    if parts.scheme == "rediss":
+        options["ssl"] = True
+    db = parts.path.strip("/")
+    if db.isdigit():
+        options["db"] = int(db)
+    return options
+
+
+def node_client(target: RedisTarget, host: str, port: int, **options: Any) -> Redis:
+    """A plain client for one cluster node, with the target's credentials."""
+    from redis.asyncio import Redis
+
+    merged = {**_url_options(target.url or ""), **options}
+    merged.pop("db", None)  # cluster nodes have database 0 only
+    if target.password is not None:
+        merged["password"] = target.password
+    return Redis(host=host, port=port, **merged)
+
+
+def connect(target: RedisTarget, **options: Any) -> Redis | RedisCluster:
+    """An asyncio client for the target; ``options`` are redis-py connection options (timeouts, decoding)."""
+    from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.sentinel import Sentinel
+
+    if target.mode == "cluster":
+        merged = {**_url_options(target.url or ""), **options}
+        merged.pop("db", None)
+        merged.pop("max_connections", None)  # per node in a cluster; redis-py's default suits actions
+        if target.password is not None:
+            merged["password"] = target.password
+        nodes = [ClusterNode(host, port) for host, port in target.cluster_nodes()]
+        return RedisCluster(startup_nodes=nodes, **merged)
+    if target.mode == "sentinel":
+        merged = {**(_url_options(target.url) if target.url else {}), **options}
+        if target.password is not None:
+            merged["password"] = target.password
+        sentinel_options = {
+            k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout", "client_name")
+        }
+        if target.sentinel_password is not None:
+            sentinel_options["password"] = target.sentinel_password
+        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
+        assert target.primary_name is not None  # checked by RedisTopology
+        return sentinel.master_for(target.primary_name, redis_class=Redis, **merged)
+    assert target.url is not None
+    if target.password is not None:
+        options = {**options, "password": target.password}
+    return Redis.from_url(target.url, **options)
