@@ -158,10 +158,10 @@ def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tm
 def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twice_only_if_in_flight(
     tmp_path: Path,
 ) -> None:
-    count, concurrency = 40, 4
+    count, concurrency = 30, 4
     repeat = "This may repeat a message sent just before the receiver restarted."
     with SmtpSink() as mailbox:
-        mailbox.accept_delay = 0.5  # a slow mail server: messages are in flight when the receiver dies
+        mailbox.accept_delay = 0.3  # a slow mail server: messages are in flight when the receiver dies
         config = write_config(
             tmp_path, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
             routes=[{"match": {}, "notify": ["email/oncall"]}],
@@ -181,7 +181,8 @@ def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twic
                 return [str(m["Subject"]) for m in mailbox.messages]
 
             wait_until(lambda: len(set(subjects())) == count, 15, "every acknowledged alert to be mailed")
-            assert time.monotonic() - restarted < 15
+            took = time.monotonic() - restarted
+            assert took < 15, took
         finally:
             for process in (second, first):
                 if process is not None:
