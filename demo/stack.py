@@ -135,6 +135,7 @@ class LoopStack:
             "prometheus": f"{self.prometheus.url}/alerts",
             "alertmanager": self.alertmanager.url,
             "receiver admin": f"{self.receiver_url}/api/incidents (Authorization: Bearer {self.admin_token})",
+            "console": f"{self.receiver_url}/ui/ (sign in with any name and the admin token {self.admin_token})",
         }
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ ensure_debian_packages() {
   id postgres >/dev/null 2>&1 || missing+=(postgresql-15)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   command -v pgrep >/dev/null || missing+=(procps)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq

@@ -9,8 +9,9 @@ and handshakes fail, with one error log line, until the file is fixed. Every end
 health endpoints included, as exporter-toolkit leaves them.
 
 Python's ssl module cannot do everything Go's crypto/tls does; what it cannot do is rejected with a
-message rather than ignored: ``curve_preferences``, and the client auth types that accept a client
-certificate without verifying it (``RequestClientCert``, ``RequireAnyClientCert``).
+message rather than ignored. It cannot accept a client certificate without verifying it, so
+``RequestClientCert`` and ``RequireAnyClientCert`` need a client CA and verify against it, and it can
+restrict the key exchange to one curve only, so ``curve_preferences`` takes one curve.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opsloop.configfile import describe_errors
+from opsloop.durations import Duration
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -52,12 +54,20 @@ CIPHERS = {
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
 }
+# exporter-toolkit's curve names (Go's tls.CurveID) -> OpenSSL's group names.
+CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
 CLIENT_AUTH = {
     "": ssl.CERT_NONE,
     "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "RequireClientCert": ssl.CERT_REQUIRED,  # exporter-toolkit's older name for RequireAnyClientCert
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+# Go accepts any certificate for these; Python's ssl module verifies every certificate it gets, so
+# they need a client CA to verify against (then they behave as their verifying counterparts).
+UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
 # The headers exporter-toolkit lets a file set, with the values it allows (None: any value).
 HEADERS: dict[str, tuple[str, ...] | None] = {
     "Strict-Transport-Security": None,
@@ -108,18 +118,18 @@ class TlsServerConfig(_Section):
 
     @field_validator("curve_preferences")
     @classmethod
-    def _no_curves(cls, value: list[str]) -> list[str]:
-        if value:
-            raise ValueError("not supported: Python's ssl module cannot set a list of curves")
+    def _one_known_curve(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in CURVES:
+                raise ValueError(f"unknown curve: {name} (known: {', '.join(CURVES)})")
+        if len(value) > 1:
+            raise ValueError("list one curve: Python's ssl module can restrict the key exchange to one curve only")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TlsServerConfig:
         if self.client_auth_type not in CLIENT_AUTH:
-            raise ValueError(
-                f"client_auth_type {self.client_auth_type!r} is not supported: use NoClientCert, "
-                "VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-            )
+            raise ValueError(f"invalid ClientAuth: {self.client_auth_type}")
         if not self.enabled:
             return self
         if not (self.cert or self.cert_file):
@@ -128,8 +138,16 @@ class TlsServerConfig(_Section):
             raise ValueError("missing one of key or key_file")
         if (self.client_ca or self.client_ca_file) and CLIENT_AUTH[self.client_auth_type] == ssl.CERT_NONE:
             raise ValueError("client CA's have been configured without a Client Auth Policy")
-        if self.client_allowed_sans is not None and self.client_auth_type != "RequireAndVerifyClientCert":
-            raise ValueError("client_allowed_sans requires client_auth_type RequireAndVerifyClientCert")
+        if self.client_auth_type in UNVERIFIED_CLIENT_AUTH and not (self.client_ca or self.client_ca_file):
+            raise ValueError(
+                f"client_auth_type {self.client_auth_type} needs client_ca_file or client_ca: Python's ssl "
+                "module cannot accept a client certificate without verifying it"
+            )
+        if self.client_allowed_sans is not None and CLIENT_AUTH[self.client_auth_type] != ssl.CERT_REQUIRED:
+            raise ValueError(
+                "client_allowed_sans requires client_auth_type to be one of RequireAnyClientCert or "
+                "RequireAndVerifyClientCert"
+            )
         if TLS_VERSIONS[self.min_version] > TLS_VERSIONS[self.max_version]:
             raise ValueError("min_version is above max_version")
         return self
@@ -151,9 +169,23 @@ class HttpServerConfig(_Section):
         return value
 
 
+class RateLimit(_Section):
+    """exporter-toolkit's ``rate_limit``: one token every ``interval``, at most ``burst`` at once."""
+
+    interval: Duration = 0.0
+    burst: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _burst_with_interval(self) -> RateLimit:
+        if self.interval and self.burst < 1:
+            raise ValueError("burst must be at least 1 when interval is set (0 would refuse every request)")
+        return self
+
+
 class WebConfig(_Section):
     tls_server_config: TlsServerConfig = Field(default_factory=TlsServerConfig)
     http_server_config: HttpServerConfig = Field(default_factory=HttpServerConfig)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("basic_auth_users")
@@ -200,6 +232,8 @@ class LoadedWebConfig:
             ctx.set_ciphers(self.openssl_ciphers)
         if tls.prefer_server_cipher_suites:
             ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        for curve in tls.curve_preferences:
+            ctx.set_ecdh_curve(CURVES[curve])
         with (
             _pem_file(self.path, tls.cert, self.cert_file, "cert") as cert,
             _pem_file(self.path, tls.key, self.key_file, "key") as key,

@@ -1,8 +1,10 @@
 """Apply a ``--web.config.file`` while serving: basic auth and headers per request, TLS per connection.
 
-The file is read again whenever it or a file it names changes (checked on each request and each TLS
-handshake, by modification time and size) and on SIGHUP, like exporter-toolkit, which reads it for
-every request and every handshake. bcrypt runs in a thread, its results cached per
+The file is read again whenever it or a file it names changes (checked on each request and each new
+TLS connection, by modification time and size) and on SIGHUP, like exporter-toolkit, which reads it for
+every request and every handshake. Each new connection is wrapped by a context built from the file as
+it is at that moment, so a change (client auth type, versions, curve, certificate) applies to the very
+connection that noticed it. bcrypt runs in a thread, its results cached per
 (user, hash, password), so a scrape every second costs one hash check per password change.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 import bcrypt
 from aiohttp import web
 
+from opsloop.ratelimit import TokenBucket
 from opsloop.webconfig import LoadedWebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("opsloop.web")
@@ -43,6 +46,26 @@ def _stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
     return tuple(stamps)
 
 
+class _PerConnectionContext(ssl.SSLContext):
+    """The listening context: it hands each new connection to the guard's context of the moment."""
+
+    guard: WebGuard
+
+    def wrap_bio(  # type: ignore[override]
+        self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+        server_hostname: str | None = None, session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:  # fmt: skip
+        context = self.guard.connection_context()
+        return context.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+
+def _refusing_context() -> ssl.SSLContext:
+    """Fails every handshake with an internal-error alert: the file is broken, fail closed."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sni_callback = lambda *_: ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+    return ctx
+
+
 class WebGuard:
     """The current web config of one server; ``None`` path means plain HTTP with no authentication."""
 
@@ -53,7 +76,8 @@ class WebGuard:
         self._error: str | None = None
         self._stamp: tuple[tuple[int, int] | None, ...] = ()
         self._auth_cache: dict[bytes, bool] = {}
-        self._outer: list[ssl.SSLContext] = []
+        self._limiter: TokenBucket | None = None
+        self._refusing = _refusing_context()
         if self.path is not None:
             self._load()
             if self._error is not None:
@@ -81,7 +105,17 @@ class WebGuard:
         self._loaded, self._error = loaded, None
         self._stamp = _stamp(loaded.files)
         self._auth_cache.clear()
-        self._update_outer()
+        self._set_rate_limit()
+
+    def _set_rate_limit(self) -> None:
+        """A new bucket only when the limits change, so a reload does not refill it."""
+        assert self._loaded is not None
+        limit = self._loaded.config.rate_limit
+        current = (self._limiter.interval, self._limiter.burst) if self._limiter else (0.0, 0)
+        if (limit.interval, limit.burst) == current or (not limit.interval and self._limiter is None):
+            return
+        self._limiter = TokenBucket(limit.interval, limit.burst) if limit.interval else None
+        log.info("rate limit set", extra={"interval_seconds": limit.interval, "burst": limit.burst})
 
     def refresh(self, force: bool = False) -> None:
         """Reload when a file changed (or always, for SIGHUP)."""
@@ -93,36 +127,19 @@ class WebGuard:
         return self._context is not None
 
     def server_context(self) -> ssl.SSLContext | None:
-        """The context to listen with, or None for plain HTTP.
-
-        OpenSSL takes the protocol versions, ciphers and client-certificate request from the listening
-        context and only the certificate, key and CA store from the one a handshake switches to (see
-        ``_on_hello``), so a reload also updates the former, for the connections that follow.
-        """
+        """The context to listen with, or None for plain HTTP (decided at start, as exporter-toolkit does)."""
         if self._context is None:
             return None
-        outer = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        outer.sni_callback = self._on_hello
-        self._outer.append(outer)
-        self._update_outer()
-        return outer
+        listening = _PerConnectionContext(ssl.PROTOCOL_TLS_SERVER)
+        listening.guard = self
+        return listening
 
-    def _update_outer(self) -> None:
-        if self._context is None or self._loaded is None:
-            return
-        for outer in self._outer:
-            outer.minimum_version = self._context.minimum_version
-            outer.maximum_version = self._context.maximum_version
-            outer.verify_mode = self._context.verify_mode
-            outer.options = self._context.options
-            outer.set_ciphers(self._loaded.openssl_ciphers or "DEFAULT")
-
-    def _on_hello(self, sslobj: ssl.SSLObject, _server_name: str | None, _ctx: ssl.SSLContext) -> int | None:
+    def connection_context(self) -> ssl.SSLContext:
+        """The context for a new connection: the file as it is now, or one that refuses the handshake."""
         self.refresh()
         if self._error is not None or self._context is None:
-            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-        sslobj.context = self._context
-        return None
+            return self._refusing
+        return self._context
 
     async def _authorized(self, header: str) -> bool:
         assert self._loaded is not None
@@ -150,6 +167,8 @@ class WebGuard:
         self.refresh()
         if self._error is not None or self._loaded is None:
             return web.Response(status=500, text="Internal Server Error\n")
+        if self._limiter is not None and not self._limiter.allow():
+            return web.Response(status=429, text="Too Many Requests\n")
         if self._loaded.config.basic_auth_users and not await self._authorized(
             request.headers.get("Authorization", "")
         ):

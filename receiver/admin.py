@@ -1,7 +1,9 @@
 """Admin API under ``/api/``, behind its own bearer token (``admin.token*``).
 
 - ``GET /api/incidents[?status=firing|resolved&limit=N]`` and ``GET /api/incidents/{id}``: incidents with
-  their plan runs, actions and deliveries.
+  their plan runs, actions, deliveries, approvals and events. The console's filters apply too
+  (``alertname``, ``plan``, ``severity``, ``since``, ``until``, ``range``, ``page``).
+- ``GET /api/stats[?range=30d|since=...&until=...]``: the console's statistics as JSON.
 - ``GET /api/automation``: active pauses. ``POST /api/automation/pause`` / ``resume`` (all plans) and
   ``POST /api/plans/{name}/pause`` / ``resume`` (one plan); pause bodies may carry ``{"reason": "..."}``.
 - ``POST /api/plans/{name}/run`` with ``{"labels": {...}, "dry_run": false}``: run a plan by hand (the
@@ -14,20 +16,22 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from opsloop.receiver.domain import GLOBAL, IncidentView
-from opsloop.receiver.handlers import STATE, ReceiverState, json_error
+from opsloop.receiver.console.filters import FilterError, PageQuery, stats_window
+from opsloop.receiver.console.stats import compute
+from opsloop.receiver.domain import IncidentView
+from opsloop.receiver.handlers import STATE, json_error
 from opsloop.receiver.models import PayloadError, parse_payload
-from opsloop.receiver.routing import explain, plan_values
+from opsloop.receiver.steering import Refused, explain_alerts, pause, preview_run, resume, run_by_hand
 from opsloop.receiver.store import Store, StoreUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ACTOR = "admin API"
+"""The name pauses and runs made through the admin API carry in incident timelines."""
 
 
 @web.middleware
@@ -76,16 +80,19 @@ def _view_json(view: IncidentView) -> dict[str, Any]:
         "plan_runs": [j for j in jobs if j["kind"] == "plan"],
         "deliveries": [j for j in jobs if j["kind"] == "delivery"],
         "actions": [asdict(a) for a in view.actions],
+        "approvals": [asdict(a) for a in view.approvals],
+        "events": [asdict(e) for e in view.events],
     }
 
 
 async def list_incidents(request: web.Request) -> web.Response:
-    status = request.query.get("status")
     try:
         limit = min(int(request.query.get("limit", "50")), 1000)
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "limit must be an integer") from None
-    views = await _store(request).incidents(limit=limit, status=status)
+        query = PageQuery.parse(request.query, time.time())
+    except ValueError as exc:  # FilterError included
+        message = str(exc) if isinstance(exc, FilterError) else "limit must be an integer"
+        raise json_error(web.HTTPBadRequest, message) from None
+    views = await _store(request).incidents(limit=limit, offset=(query.page - 1) * limit, filter=query.filter)
     return web.json_response({"incidents": [_view_json(v) for v in views]})
 
 
@@ -105,48 +112,38 @@ async def automation(request: web.Request) -> web.Response:
     return web.json_response({"paused": {scope: {"reason": r, "since": at} for scope, (r, at) in pauses.items()}})
 
 
-def _scope(request: web.Request, state: ReceiverState) -> str:
-    name = request.match_info.get("name")
-    if name is None:
-        return GLOBAL
-    if state.config.plan(name) is None:
-        raise json_error(web.HTTPNotFound, f"no plan named {name!r}")
-    return name
-
-
-async def pause(request: web.Request) -> web.Response:
-    scope = _scope(request, request.app[STATE])
-    reason = str((await _json_body(request)).get("reason") or "paused through the admin API")
-    await _store(request).pause(scope, reason[:500], time.time())
-    return await automation(request)
-
-
-async def resume(request: web.Request) -> web.Response:
-    scope = _scope(request, request.app[STATE])
-    await _store(request).resume(scope)
+async def pause_or_resume(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    plan = request.match_info.get("name")
+    try:
+        if request.match_info["change"] == "pause":
+            reason = str((await _json_body(request)).get("reason") or "paused through the admin API")
+            await pause(_store(request), state.config, plan, reason, ACTOR)
+        else:
+            await resume(_store(request), state.config, plan, ACTOR)
+    except Refused as exc:
+        raise json_error(web.HTTPNotFound, str(exc)) from None
     return await automation(request)
 
 
 async def run_plan(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    plan = state.config.plan(_scope(request, state))
-    assert plan is not None  # _scope answered 404 otherwise
+    name = request.match_info["name"]
+    if state.config.plan(name) is None:
+        raise json_error(web.HTTPNotFound, f"no plan named {name!r}")
     body = await _json_body(request)
-    labels = body.get("labels", {})
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise json_error(web.HTTPBadRequest, "labels must be an object of strings")
-    values, problems = plan_values(plan, labels)
-    if problems:
-        raise json_error(web.HTTPBadRequest, "; ".join(problems))
-    now = time.time()
-    started = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-    job_id = await _store(request).start_manual_run(
-        plan.name, {**labels, "alertname": labels.get("alertname", f"manual:{plan.name}")}, values,
-        bool(body.get("dry_run", False)), uuid.uuid4().hex, now, started,
-    )  # fmt: skip
+    try:
+        started = await run_by_hand(
+            _store(request), state.config, name, body.get("labels", {}), bool(body.get("dry_run", False)), ACTOR
+        )
+    except Refused as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
     if state.worker is not None:
         state.worker.wake()
-    return web.json_response({"job": job_id, "plan": plan.name, "values": values}, status=202)
+    _, values = preview_run(state.config, name, body.get("labels", {}))
+    return web.json_response(
+        {"job": started.job_id, "incident": started.incident_id, "plan": name, "values": values}, status=202
+    )
 
 
 async def explain_payload(request: web.Request) -> web.Response:
@@ -155,15 +152,18 @@ async def explain_payload(request: web.Request) -> web.Response:
         payload = parse_payload(await request.read())
     except PayloadError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    pauses = await _store(request).pauses()
-    alerts = []
-    for alert in payload.alerts:
-        found = explain(state.config, alert.labels)
-        for plan in found.plans:
-            paused = pauses.get(GLOBAL) or pauses.get(str(plan["name"]))
-            plan["paused"] = paused[0] if paused else None
-        alerts.append({"fingerprint": alert.fingerprint, "labels": alert.labels, **asdict(found)})
+    found = await explain_alerts(_store(request), state.config, [a.labels for a in payload.alerts])
+    alerts = [{"fingerprint": a.fingerprint, **f} for a, f in zip(payload.alerts, found, strict=True)]
     return web.json_response({"alerts": alerts})
+
+
+async def stats(request: web.Request) -> web.Response:
+    now = time.time()
+    try:
+        since, until = stats_window(PageQuery.parse(request.query, now, default_range="30d"), now)
+    except FilterError as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
+    return web.json_response(compute(await _store(request).stats_facts(since, until), since, until).as_dict())
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -171,9 +171,8 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/api/incidents", list_incidents)
     app.router.add_get("/api/incidents/{id}", get_incident)
     app.router.add_get("/api/automation", automation)
-    app.router.add_post("/api/automation/pause", pause)
-    app.router.add_post("/api/automation/resume", resume)
-    app.router.add_post("/api/plans/{name}/pause", pause)
-    app.router.add_post("/api/plans/{name}/resume", resume)
+    app.router.add_post("/api/automation/{change:pause|resume}", pause_or_resume)
+    app.router.add_post("/api/plans/{name}/{change:pause|resume}", pause_or_resume)
     app.router.add_post("/api/plans/{name}/run", run_plan)
     app.router.add_post("/api/explain", explain_payload)
+    app.router.add_get("/api/stats", stats)

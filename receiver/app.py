@@ -17,6 +17,8 @@ from aiohttp import web
 from opsloop.receiver.actions import Action, attach_journal, build_action
 from opsloop.receiver.admin import add_admin_routes
 from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.console.auth import Authenticator
+from opsloop.receiver.console.routes import add_console
 from opsloop.receiver.handlers import (
     STATE,
     TELEMETRY_PATH,
@@ -45,16 +47,19 @@ class Components:
 
     webhook_auth: Credential
     admin_auth: Credential | None
+    console: Authenticator
     notifiers: Mapping[str, Notifier]
     actions: Mapping[str, Sequence[Action]]
 
     @classmethod
     def build(cls, config: ReceiverConfig) -> Components:
         """Raise ValueError (naming the section) when a secret or template cannot be used."""
-        admin = Credential.bearer(config.admin.resolve()) if config.admin is not None else None
+        token = config.admin.resolve() if config.admin is not None else None
+        admin = Credential.bearer(token or "") if config.admin is not None else None
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,
+            console=Authenticator(config.console, token),
             notifiers=build_notifiers(config.notifiers, config.templates_dir),
             actions={plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery},
         )
@@ -80,6 +85,7 @@ def build_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     add_admin_routes(app)
+    add_console(app, parts.console)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         state = app[STATE]

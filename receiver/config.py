@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 from opsloop.receiver.actions import template_fields
 from opsloop.receiver.actions.config import ActionConfig
+from opsloop.receiver.console.config import ConsoleConfig
 from opsloop.receiver.matchers import Matcher, parse_matchers
 from opsloop.receiver.notify.config import NotifiersConfig
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from opsloop.configfile import StrictModel, key_path, load_model
-from opsloop.durations import Duration
+from opsloop.configfile import StrictModel, describe_errors, key_path, load_model
+from opsloop.durations import Duration, parse_duration
 from opsloop.secrets import exactly_one, read_secret
 
 DEFAULT_STORE = "sqlite:///var/lib/opsloop/receiver.db"
@@ -125,21 +134,62 @@ class StormGuard(StrictModel):
     window: Duration = 600.0
 
 
+class Stage(float):
+    """A stage's offset from the run's first attempt in seconds (a number, as before), which may also
+    require a person's approval before the stage's actions run."""
+
+    def __new__(cls, after: float, approve: str = "none", approve_timeout: float = 3600.0) -> Stage:
+        stage = super().__new__(cls, after)
+        stage.approve = approve
+        stage.approve_timeout = approve_timeout
+        return stage
+
+    approve: str
+    approve_timeout: float
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.approve == "required"
+
+
+class StageSpec(StrictModel):
+    """A stage written as a mapping: ``{after: 5m, approve: required, approve_timeout: 15m}``."""
+
+    after: Duration = 0.0
+    approve: Literal["required", "none"] = "none"
+    approve_timeout: Duration = Field(3600.0, gt=0)
+
+
+def _stage(value: object) -> Stage:
+    if isinstance(value, Stage):
+        return value
+    if isinstance(value, dict):
+        try:
+            spec = StageSpec.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(describe_errors(exc))) from None
+        return Stage(spec.after, spec.approve, spec.approve_timeout)
+    return Stage(parse_duration(value))
+
+
+StageValue = Annotated[float, PlainValidator(_stage)]
+
+
 class Plan(Matching):
     """A recovery plan: which alerts it takes, what it does at each stage, and how it proves success."""
 
     name: str = Field(pattern=NAME_PATTERN)
     labels: dict[str, Pattern] = {}
     actions: list[ActionConfig] = Field(min_length=1)
-    stages: list[Duration] = Field([0.0], min_length=1)
+    stages: list[StageValue] = Field(default_factory=lambda: [Stage(0.0)], min_length=1)
     verify: str | None = None
     verify_after: Duration = 30.0
     cooldown: Duration = 0.0
     max_runs: MaxRuns = MaxRuns()
     storm_guard: StormGuard | None = StormGuard()
     """None (``storm_guard: null``) turns the plan's storm guard off; the circuit breaker still applies."""
-    max_concurrent: int | None = Field(4, ge=1)
-    """Runs of this plan in progress at once; more wait for a free place (None: no limit)."""
+    max_concurrent: int | None = Field(None, ge=1)
+    """Runs of this plan in progress at once (a run waiting for approval counts); more wait for a place."""
     escalate: list[str] = []
     notify_recovered: list[str] = []
     notify_firing: bool = True
@@ -158,6 +208,9 @@ class Plan(Matching):
         if stages != sorted(stages):
             raise ValueError("stages must be in ascending order")
         return stages
+
+    def stage(self, index: int) -> Stage:
+        return cast(Stage, self.stages[index])
 
     def template_values(self) -> set[str]:
         """Names a template may use: the validated labels and their patterns' named groups."""
@@ -206,6 +259,7 @@ class ReceiverConfig(StrictModel):
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     worker: WorkerConfig = WorkerConfig()
     limits: Limits = Limits()
+    console: ConsoleConfig = ConsoleConfig()
 
     @field_validator("store")
     @classmethod

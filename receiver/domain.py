@@ -30,8 +30,10 @@ REPLACED = "replaced"
 """A firing message that had not gone out when its alert resolved: the resolved message replaces it."""
 GLOBAL = "*"
 """The pause scope that stops every plan."""
+# Approval states: pending until a person approves or rejects, or the deadline passes first.
+APPROVED, REJECTED, TIMED_OUT = "approved", "rejected", "timed_out"
 
-Kind = Literal["firing", "resolved", "escalation", "recovered", "automation_paused"]
+Kind = Literal["firing", "resolved", "escalation", "recovered", "automation_paused", "approval_needed"]
 """What a notification says about its alert."""
 NOTIFY_KINDS: tuple[Kind, ...] = get_args(Kind)
 ANNOUNCED: tuple[Kind, ...] = ("firing", "escalation")
@@ -139,6 +141,8 @@ class Job:
     dry_run: bool
     result: str
     created_at: float
+    finished_at: float | None
+    updated_at: float
     incident: Incident
 
 
@@ -194,10 +198,49 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """A person's go-ahead asked for before a plan stage; its ``state`` leaves ``pending`` exactly once."""
+
+    job_id: int
+    stage: int
+    state: str
+    requested_at: float
+    deadline: float
+    decided_by: str
+    decided_at: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """A line of an incident's timeline the other records do not hold: manual changes (with who made
+    them), verifications and messages as sent; without an incident, a change to automation as a whole."""
+
+    id: int
+    incident_id: int | None
+    job_id: int | None
+    at: float
+    kind: str
+    actor: str
+    title: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ManualRun:
+    """A plan run a person asked for, and the incident that stands for it."""
+
+    job_id: int
+    incident_id: int
+
+
+@dataclass(frozen=True)
 class IncidentView:
     incident: Incident
     jobs: list[Job] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
+    approvals: list[Approval] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
 # -- keys --------------------------------------------------------------------------------------------

@@ -140,9 +140,15 @@ async def receive_alerts(request: web.Request) -> web.Response:
 TELEMETRY_PATH = web.AppKey("telemetry_path", str)
 
 
+CONSOLE_ROUTE = "console"
+"""The name of the console's entry route, present only when the console is served."""
+
+
 async def landing(request: web.Request) -> web.Response:
     """Links to the endpoints; no configuration, no secrets."""
     note = "<p>Alertmanager posts its webhooks to <code>/alerts</code>.</p>"
+    if CONSOLE_ROUTE in request.app.router.named_resources():
+        note += '<p>People on call use the <a href="/ui/">incident console</a>.</p>'
     return web.Response(
         text=landing_page("opsloop receiver", request.app[TELEMETRY_PATH], note), content_type="text/html"
     )

@@ -23,10 +23,12 @@ import aiohttp
 from opsloop.receiver.actions import Action, ActionResult
 from opsloop.receiver.config import Plan, ReceiverConfig
 from opsloop.receiver.domain import (
+    APPROVED,
     ESCALATED,
     PENDING,
     RECOVERED,
     SKIPPED,
+    TIMED_OUT,
     ActionRecord,
     Gate,
     Job,
@@ -76,9 +78,11 @@ class Verifier:
             data = body["data"]
             scalar = data["resultType"] in ("scalar", "string")
             ok = data["result"][1] not in ("0", "") if scalar else bool(data["result"])
+            values = [data["result"][1]] if scalar else [str(s["value"][1]) for s in data["result"][:5]]
         except (KeyError, IndexError, TypeError):
             return False, f"prometheus answered without a usable result: {str(body)[:200]}"
-        return ok, f"verify {'holds' if ok else 'does not hold yet'}: {query}"
+        more = "" if scalar or len(data["result"]) <= 5 else f" (+{len(data['result']) - 5} more)"
+        return ok, f"verify {'holds' if ok else 'does not hold yet'}: {query} -> [{', '.join(values)}]{more}"
 
 
 class PlanRunner:
@@ -122,7 +126,10 @@ class PlanRunner:
                 tripped.extend([guard] if guard else [])
                 return self._blocked(job, why, guard)
 
-            ended = await self.store.gate(job, self.owner, self._gate(job, plan), now, blocked)
+            ended = await self.store.gate(
+                job, self.owner, self._gate(job, plan), now, blocked,
+                resolved=lambda why: self._recovered(job, plan, why, stage=job.stage),
+            )  # fmt: skip
             for guard in tripped:  # counted once the gate's transaction committed
                 self.metrics.guard_trips.labels(guard).inc()
             if ended is not None and ended.state == PENDING:
@@ -130,6 +137,8 @@ class PlanRunner:
                 return
             if ended is not None:
                 self._count_end(job, plan, ended)
+                return
+            if plan.stage(job.stage).needs_approval and not await self._approved(job, plan):
                 return
             if not await self._run_actions(job, plan):
                 return
@@ -145,6 +154,46 @@ class PlanRunner:
             storm_max=guard.max_runs if guard else None, storm_window=guard.window if guard else 0.0,
             max_concurrent=plan.max_concurrent,
         )  # fmt: skip
+
+    async def _approved(self, job: Job, plan: Plan) -> bool:
+        """Whether a person approved this stage; otherwise ask for approval, wait, or escalate.
+
+        The decision is the store's (a conditional update), so a person and the timeout, or two
+        replicas, cannot both decide.
+        """
+        now, stage = time.time(), plan.stage(job.stage)
+        approval = await self.store.approval(job.id, job.stage)
+        if approval is None:
+            note = f"plan {plan.name} waits for approval before stage {job.stage + 1}" + self._link(job)
+            told = self._deliveries(
+                job, plan.escalate or self._routes(job), "approval_needed", note, f"approve:{job.stage}"
+            )
+            await self.store.request_approval(job, self.owner, now, now + stage.approve_timeout, told)
+            log.info("plan waits for approval", extra=self._fields(job))
+            return False
+        if approval.state == APPROVED:
+            return True
+        if approval.state == PENDING:
+            if now < approval.deadline:
+                await self.store.reschedule(job.id, self.owner, due_at=approval.deadline, now=now)
+                return False
+            why = f"no decision within {stage.approve_timeout:g}s"
+            if not await self.store.decide_approval(job.id, job.stage, TIMED_OUT, "", why, now):
+                return await self._approved(job, plan)  # a person decided at the same moment: follow them
+            approval = await self.store.approval(job.id, job.stage)
+            assert approval is not None
+        if approval.state == TIMED_OUT:
+            why = f"no one approved stage {job.stage + 1}: {approval.reason}"
+        else:
+            why = f"stage {job.stage + 1} was rejected by {approval.decided_by or 'someone'}" + (
+                f": {approval.reason}" if approval.reason else ""
+            )
+        await self._end(job, plan, lambda status: self._declined(job, plan, status, why))
+        return False
+
+    def _link(self, job: Job) -> str:
+        base = self.config.console.external_url
+        return f": {base}/ui/incidents/{job.incident.id}" if base else f" (incident {job.incident.id})"
 
     async def _run_actions(self, job: Job, plan: Plan) -> bool:
         """Run the stage's actions in order, stopping at the first failure; False if the lease was lost."""
@@ -178,6 +227,8 @@ class PlanRunner:
     async def _verify_step(self, job: Job, plan: Plan) -> None:
         history = await self.store.actions_of(job.id)
         recovered, detail = await self._verified(job, plan, history)
+        title = f"{plan.name} stage {job.stage + 1} verification: {'recovered' if recovered else 'not yet'}"
+        await self.store.record_event(job.incident.id, job.id, "verify", title, detail, time.time())
         if recovered:
             await self._end(job, plan, lambda status: self._recovered(job, plan, detail))
             return
@@ -245,8 +296,9 @@ class PlanRunner:
         paused = self._deliveries(job, told, "automation_paused", why, scope=f"{time.time():.0f}")
         return Outcome(outcome.state, outcome.result, [*outcome.deliveries, *paused])
 
-    def _recovered(self, job: Job, plan: Plan, detail: str) -> Outcome:
-        note = f"plan {plan.name} recovered at stage {job.stage + 1}: {detail}"
+    def _recovered(self, job: Job, plan: Plan, detail: str, stage: int | None = None) -> Outcome:
+        """``stage``: the last stage that ran (1-based), when it is not the job's current one."""
+        note = f"plan {plan.name} recovered at stage {job.stage + 1 if stage is None else stage}: {detail}"
         return Outcome(RECOVERED, note, self._deliveries(job, plan.notify_recovered, "recovered", note, plan.name))
 
     def _escalation(self, job: Job, plan: Plan, status: str, detail: str, history: Sequence[ActionRecord]) -> Outcome:
@@ -257,6 +309,15 @@ class PlanRunner:
             f"plan {plan.name} ran all {len(plan.stages)} stages ({len(history)} actions, {failed} not ok) "
             f"and the problem remains: {detail}"
         )
+        return self._escalate(job, plan, note)
+
+    def _declined(self, job: Job, plan: Plan, status: str, why: str) -> Outcome:
+        """A stage that needed approval was rejected or not approved in time."""
+        if status == "resolved":
+            return Outcome(RECOVERED, "the alert resolved")
+        return self._escalate(job, plan, f"plan {plan.name} stopped before stage {job.stage + 1}: {why}")
+
+    def _escalate(self, job: Job, plan: Plan, note: str) -> Outcome:
         notifiers = plan.escalate or self._routes(job)
         return Outcome(ESCALATED, note, self._deliveries(job, notifiers, "escalation", note, plan.name))
 

@@ -28,6 +28,7 @@ from opsloop.receiver.retry import backoff_delay, with_backoff
 from opsloop.receiver.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+PREVIEW_LIMIT = 20_000
 
 
 def build_notification(job: Job, history: Sequence[ActionRecord], automation: Sequence[str] = ()) -> Notification:
@@ -51,6 +52,15 @@ def build_notification(job: Job, history: Sequence[ActionRecord], automation: Se
         maybe_repeat=job.interrupted > 0,
         automation=tuple(automation),
     )
+
+
+def notification_preview(notifier: Notifier, notification: Notification) -> str:
+    """The message as the notifier sends it, cut to a size the timeline can show."""
+    try:
+        text = notifier.preview(notification)
+    except Exception as exc:  # a preview must never stop the delivery itself
+        text = f"(the message could not be shown: {type(exc).__name__})"
+    return text if len(text) <= PREVIEW_LIMIT else text[:PREVIEW_LIMIT] + "\n[cut]"
 
 
 class Worker:
@@ -144,6 +154,10 @@ class Worker:
                 return  # its slot is later: it waits in the store until then, not in a worker
         notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
+        if job.attempts == 0:  # the message as sent, once: retries send the same and are counted on the job
+            title = f"{job.notify_kind} message to {job.target}"
+            preview = notification_preview(notifier, notification)
+            await self.store.record_event(job.incident.id, job.id, "delivery", title, preview, time.time())
         if job.interrupted:
             log.warning("delivery interrupted earlier, sending again", extra=fields)
         try:

@@ -14,7 +14,8 @@ from typing import Protocol
 from opsloop.receiver.domain import NOTIFY_KINDS, Incident, Kind, parse_time
 
 KIND_TITLES: Mapping[str, str] = {kind: kind.replace("_", " ").upper() for kind in NOTIFY_KINDS}
-"""How a message names its kind: FIRING, RESOLVED, ESCALATION, RECOVERED, AUTOMATION PAUSED."""
+"""How a message names its kind: FIRING, RESOLVED, ESCALATION, RECOVERED, AUTOMATION PAUSED,
+APPROVAL NEEDED."""
 
 
 class TransientError(Exception):
@@ -91,6 +92,10 @@ class Notifier(Protocol):
 
     async def notify(self, notification: Notification) -> None:
         """Deliver once or raise TransientError / PermanentError."""
+        ...
+
+    def preview(self, notification: Notification) -> str:
+        """The message as it is sent, as text, for the incident timeline."""
         ...
 
     async def close(self) -> None: ...

@@ -119,6 +119,12 @@ class EmailNotifier:
         msg.add_alternative(self._html.render(n), subtype="html")
         return msg
 
+    def preview(self, notification: Notification) -> str:
+        msg = self.message(notification)
+        text = msg.get_body(("plain",))
+        body = text.get_content() if text is not None else ""
+        return f"Subject: {msg['Subject']}\nTo: {msg['To']}\n\n{body}"
+
     async def notify(self, notification: Notification) -> None:
         msg = self.message(notification)
         smtp = self._smtp

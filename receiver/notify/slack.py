@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -160,6 +161,9 @@ class SlackNotifier:
     def payload(self, n: Notification) -> dict[str, Any]:
         """The webhook JSON: a header, mrkdwn sections and a short ``text`` for notifications."""
         return {**self._message.render(n), **self._overrides}
+
+    def preview(self, notification: Notification) -> str:
+        return json.dumps(self.payload(notification), indent=1, ensure_ascii=False)
 
     async def notify(self, notification: Notification) -> None:
         payload = self.payload(notification)

@@ -10,9 +10,23 @@ from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable
 from opsloop.receiver.store.moves import Move, MoveJournal
 from opsloop.receiver.store.ops import Store
 from opsloop.receiver.store.postgres import PostgresStore
+from opsloop.receiver.store.reads import IncidentFilter, StatsFacts, StatsIncident, StatsRun
 from opsloop.receiver.store.sqlite import SqliteStore
 
-__all__ = ["Move", "MoveJournal", "Op", "Result", "Stmt", "Store", "StoreUnavailable", "open_store"]
+__all__ = [
+    "IncidentFilter",
+    "Move",
+    "MoveJournal",
+    "Op",
+    "Result",
+    "StatsFacts",
+    "StatsIncident",
+    "StatsRun",
+    "Stmt",
+    "Store",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
 def open_store(url: str) -> Store:

@@ -21,6 +21,7 @@ from opsloop.receiver.domain import (
 )
 from opsloop.receiver.store.driver import Op, Stmt
 from opsloop.receiver.store.schema import json_text
+from opsloop.receiver.store.steering import event, scope_words
 
 
 def limits(job: Job, gate: Gate, now: float) -> Op[tuple[str, str | None]]:
@@ -36,7 +37,7 @@ def limits(job: Job, gate: Gate, now: float) -> Op[tuple[str, str | None]]:
     count = result.rows[0][0]
     if count >= gate.breaker_max:
         why = breaker_why(count, gate.breaker_window)
-        yield from _pause(GLOBAL, why, now)
+        yield from _pause(GLOBAL, why, now, "circuit breaker")
         return paused_why(why), CIRCUIT_BREAKER
     if not gate.first:
         return "", None
@@ -48,7 +49,7 @@ def limits(job: Job, gate: Gate, now: float) -> Op[tuple[str, str | None]]:
         count = result.rows[0][0]
         if count >= gate.storm_max:
             why = storm_why(count, gate.storm_window)
-            yield from _pause(job.target, why, now)
+            yield from _pause(job.target, why, now, "storm guard")
             return paused_why(why, job.target), STORM_GUARD
     if gate.cooldown > 0:
         result = yield Stmt(
@@ -71,11 +72,13 @@ def limits(job: Job, gate: Gate, now: float) -> Op[tuple[str, str | None]]:
     return "", None
 
 
-def _pause(scope: str, why: str, now: float) -> Op[None]:
-    """A guard's pause; one set by a person (or an earlier trip) stays as it was."""
-    yield Stmt(
+def _pause(scope: str, why: str, now: float, guard: str) -> Op[None]:
+    """A guard's pause, on the incident timeline; one set by a person (or an earlier trip) stays as it was."""
+    paused = yield Stmt(
         "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING", (scope, why, now)
     )
+    if paused.rowcount > 0:
+        yield from event(None, None, "pause", f"paused {scope_words(scope)}", why, guard, now)
 
 
 def wake_waiting(plan: str, now: float) -> Op[None]:

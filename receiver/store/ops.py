@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from opsloop.receiver.domain import (
@@ -43,6 +44,7 @@ from opsloop.receiver.domain import (
 from opsloop.receiver.store import gating, pacing, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
 from opsloop.receiver.store.moves import MoveJournal
+from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
 from opsloop.receiver.store.schema import (
     INSERT_JOB,
     JOB_SELECT,
@@ -52,6 +54,7 @@ from opsloop.receiver.store.schema import (
     json_text,
     schema_statements,
 )
+from opsloop.receiver.store.steering import SteeringOps
 
 T = TypeVar("T")
 
@@ -68,7 +71,7 @@ CONCURRENCY_RECHECK = 5.0
 """Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
 
-class Store(MoveJournal, abc.ABC):
+class Store(SteeringOps, MoveJournal, abc.ABC):
     """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
 
     dialect: Dialect
@@ -318,26 +321,32 @@ class Store(MoveJournal, abc.ABC):
         return result.rows[0][0]
 
     async def gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome]
-    ) -> Outcome | None:
-        """Check pauses, cooldown, caps and the circuit breaker before an attempt, atomically.
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome],
+        resolved: Callable[[str], Outcome] = lambda why: Outcome(RECOVERED, why),
+    ) -> Outcome | None:  # fmt: skip
+        """Check pauses, cooldown, caps, the storm guard and the circuit breaker before an attempt, atomically.
 
         Returns None when the attempt may go ahead (the run is then counted against the caps), else the
-        outcome that ended the job: recovered when the alert already resolved, else
-        ``blocked(reason, guard)``, ``guard`` naming the guard that paused automation just now (else None).
-        A first attempt of a plan already at ``max_concurrent`` runs is put back to wait: the outcome
-        returned then is PENDING and the job is released, not ended.
+        outcome that ended the job: recovered when the alert already resolved (``resolved(why)`` once
+        a stage ran), else ``blocked(reason, guard)``, ``guard`` naming the guard that paused automation
+        just now (else None). A first attempt of a plan already at ``max_concurrent`` runs is put back to
+        wait: the outcome returned then is PENDING and the job is released, not ended.
         """
-        return await self._run(self._gate(job, owner, gate, now, blocked))
+        return await self._run(self._gate(job, owner, gate, now, blocked, resolved))
 
     def _gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome]
-    ) -> Op[Outcome | None]:
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome],
+        resolved: Callable[[str], Outcome],
+    ) -> Op[Outcome | None]:  # fmt: skip
         if self.dialect.gate_lock:
             yield Stmt(self.dialect.gate_lock, (GATE_LOCK,))
         status = yield from self._incident_status(job.incident.id)
         if status == "resolved":
-            decided = Outcome(RECOVERED, "the alert resolved before the attempt")
+            # Before a later stage, earlier stages ran: the alert resolved after them, not before the run.
+            if job.stage:
+                decided = resolved(f"the alert resolved after stage {job.stage}")
+            else:
+                decided = Outcome(RECOVERED, "the alert resolved before the attempt")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
         reason, guard = ("", None) if job.manual else (yield from gating.limits(job, gate, now))
@@ -410,55 +419,24 @@ class Store(MoveJournal, abc.ABC):
 
     # -- admin ----------------------------------------------------------------------------------
 
-    async def pause(self, scope: str, reason: str, now: float) -> None:
-        await self._run(self._pause(scope, reason, now))
-
-    @staticmethod
-    def _pause(scope: str, reason: str, now: float) -> Op[None]:
-        yield Stmt(
-            "INSERT INTO pauses (scope, reason, at) VALUES (?, ?, ?) "
-            "ON CONFLICT (scope) DO UPDATE SET reason = excluded.reason, at = excluded.at",
-            (scope, reason, now),
-        )
-
-    async def resume(self, scope: str) -> bool:
-        return await self._run(self._resume(scope))
-
-    @staticmethod
-    def _resume(scope: str) -> Op[bool]:
-        result = yield Stmt("DELETE FROM pauses WHERE scope = ?", (scope,))
-        return result.rowcount > 0
-
     async def pauses(self) -> dict[str, tuple[str, float]]:
         """Active pauses by scope ('*' for all plans): (reason, since)."""
         return await self._run(reads.pauses())
 
     async def incidents(
-        self, limit: int = 50, status: str | None = None, incident_id: int | None = None
-    ) -> list[IncidentView]:
-        """Newest incidents first, each with its jobs (plan runs, deliveries) and actions."""
-        return await self._run(reads.incidents(limit, status, incident_id))
+        self, limit: int = 50, status: str | None = None, incident_id: int | None = None, *,
+        filter: IncidentFilter | None = None, offset: int = 0,
+    ) -> list[IncidentView]:  # fmt: skip
+        """Newest incidents first, each with its jobs (plan runs, deliveries), actions, approvals and events."""
+        found = replace(filter or IncidentFilter(), **({"status": status} if status is not None else {}))
+        return await self._run(reads.incidents(self.dialect, limit, found, incident_id, offset))
 
-    async def start_manual_run(
-        self, plan: str, labels: Mapping[str, str], values: Mapping[str, str], dry_run: bool, run_id: str,
-        now: float, started: str,
-    ) -> int:  # fmt: skip
-        """Queue a plan run asked for by a person: a synthetic incident and a plan job; returns the job id."""
-        return await self._run(self._start_manual_run(plan, labels, values, dry_run, run_id, now, started))
+    async def count_incidents(self, filter: IncidentFilter) -> int:
+        return await self._run(reads.count_incidents(self.dialect, filter))
 
-    def _start_manual_run(
-        self, plan: str, labels: Mapping[str, str], values: Mapping[str, str], dry_run: bool, run_id: str,
-        now: float, started: str,
-    ) -> Op[int]:  # fmt: skip
-        fingerprint = f"manual-{run_id}"
-        result = yield Stmt(
-            UPSERT_INCIDENT, (fingerprint, started, "firing", json_text(labels), "{}", None, "", "", 0, now, now)
-        )
-        incident_id = result.rows[0][0]
-        key = plan_key(plan, fingerprint, started)
-        yield from self._insert_job(key, PLAN, incident_id, plan, None, "run by hand", values, now, True, dry_run)
-        result = yield Stmt("SELECT id FROM jobs WHERE key = ?", (key,))
-        return result.rows[0][0]
+    async def stats_facts(self, since: float, until: float) -> StatsFacts:
+        """Incidents received in [since, until) (runs by hand left out), their plan runs and action counts."""
+        return await self._run(reads.stats_facts(self.dialect, since, until))
 
     async def queue_stats(self, now: float) -> dict[str, tuple[int, float]]:
         """Per job kind: pending count and the age in seconds of the oldest job that is due."""

@@ -25,6 +25,8 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     row_lock=" FOR UPDATE",
     gate_lock="SELECT pg_advisory_xact_lock(?)",
+    contains="strpos({column}, ?) > 0",
+    json_field="({column}::json ->> '{name}')",
 )
 SCHEMA_LOCK = 0x6F70736D
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opsloop.receiver.domain import ActionRecord, Incident, Job
+from opsloop.receiver.domain import ActionRecord, Approval, Event, Incident, Job
 from opsloop.receiver.store.moves import MOVES_SCHEMA
 
 
@@ -24,6 +24,10 @@ class Dialect:
     skip_locked: str
     row_lock: str
     gate_lock: str | None
+    contains: str
+    """A condition true when ``{column}`` holds the text bound to its ``?`` as a substring."""
+    json_field: str
+    """The text of key ``{name}`` (a constant, never input) of the JSON object in ``{column}``."""
 
 
 def json_text(value: Mapping[str, str]) -> str:
@@ -112,6 +116,36 @@ CREATE TABLE IF NOT EXISTS slot_holds (
     at {real} NOT NULL,
     urgent INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS incidents_received ON incidents (received_at);
+CREATE TABLE IF NOT EXISTS approvals (
+    job_id BIGINT NOT NULL REFERENCES jobs (id),
+    stage INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    requested_at {real} NOT NULL,
+    deadline {real} NOT NULL,
+    decided_by TEXT NOT NULL DEFAULT '',
+    decided_at {real},
+    reason TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, stage)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id {id_column},
+    incident_id BIGINT,
+    job_id BIGINT,
+    at {real} NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    title TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_incident ON events (incident_id);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    expires_at {real} NOT NULL
+);
 """
 
 INCIDENT_COLUMNS = (
@@ -120,9 +154,12 @@ INCIDENT_COLUMNS = (
 )
 JOB_COLUMNS = (
     "j.id, j.key, j.kind, j.target, j.notify_kind, j.note, j.vals, j.state, j.stage, j.phase, j.due_at, "
-    "j.run_started_at, j.attempts, j.interrupted, j.manual, j.dry_run, j.result, j.created_at"
+    "j.run_started_at, j.attempts, j.interrupted, j.manual, j.dry_run, j.result, j.created_at, j.finished_at, "
+    "j.updated_at"
 )
 JOB_SELECT = f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS} FROM jobs j JOIN incidents i ON i.id = j.incident_id"
+APPROVAL_COLUMNS = "job_id, stage, state, requested_at, deadline, decided_by, decided_at, reason"
+EVENT_COLUMNS = "id, incident_id, job_id, at, kind, actor, title, detail"
 ACTION_COLUMNS = "id, job_id, plan, stage, position, type, state, detail, dry_run, started_at, finished_at"
 UPSERT_INCIDENT = """
 INSERT INTO incidents (fingerprint, starts_at, status, labels, annotations, ends_at, generator_url,
@@ -160,7 +197,8 @@ def job_row(row: Sequence[Any]) -> Job:
         id=row[0], key=row[1], kind=row[2], target=row[3], notify_kind=row[4], note=row[5],
         values=json.loads(row[6]), state=row[7], stage=row[8], phase=row[9], due_at=row[10],
         run_started_at=row[11], attempts=row[12], interrupted=row[13], manual=bool(row[14]),
-        dry_run=bool(row[15]), result=row[16], created_at=row[17], incident=incident_row(row[18:]),
+        dry_run=bool(row[15]), result=row[16], created_at=row[17], finished_at=row[18], updated_at=row[19],
+        incident=incident_row(row[20:]),
     )  # fmt: skip
 
 
@@ -169,3 +207,11 @@ def action_row(row: Sequence[Any]) -> ActionRecord:
         id=row[0], job_id=row[1], plan=row[2], stage=row[3], position=row[4], type=row[5], state=row[6],
         detail=row[7], dry_run=bool(row[8]), started_at=row[9], finished_at=row[10],
     )  # fmt: skip
+
+
+def approval_row(row: Sequence[Any]) -> Approval:
+    return Approval(*row)
+
+
+def event_row(row: Sequence[Any]) -> Event:
+    return Event(*row)

@@ -23,7 +23,10 @@ from opsloop.receiver.store.schema import Dialect
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SQLITE = Dialect(id_column="INTEGER PRIMARY KEY", real="REAL", skip_locked="", row_lock="", gate_lock=None)
+SQLITE = Dialect(
+    id_column="INTEGER PRIMARY KEY", real="REAL", skip_locked="", row_lock="", gate_lock=None,
+    contains="instr({column}, ?) > 0", json_field="json_extract({column}, '$.{name}')",
+)  # fmt: skip
 
 
 class SqliteStore(Store):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "prometheus: http://127.0.0.1:" in out
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/ui/ \(sign in with any name and the admin token \S+\)", out)
     assert "Slack  <- FIRING: DLQEntriesIncreasing dlq=dlq:emails" in out
     assert "E-mail <- [FIRING] DLQEntriesIncreasing dlq=dlq:emails" in out
     assert "Action -> plan requeue-dlq stage 1: dlq_requeue ok: moved 25 items dlq:emails -> queue:emails" in out

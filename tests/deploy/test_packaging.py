@@ -24,6 +24,8 @@ def test_wheel_builds_without_warnings_and_holds_templates_and_license(tmp_path:
     (wheel,) = tmp_path.glob("opsloop-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "opsloop/receiver/templates/email.html.j2" in names
+    assert "opsloop/receiver/templates/console/incidents.html.j2" in names
+    assert {"opsloop/receiver/static/console.css", "opsloop/receiver/static/refresh.js"} <= names
     assert "opsloop/render/templates/rules.yml.j2" in names
     assert "opsloop/render/thresholds.yaml" in names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

@@ -49,11 +49,20 @@ def test_no_tls_section_means_plain_http(tmp_path: Path) -> None:
         ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem", "client_ca_file": "ca.pem"}},
          "client CA's have been configured without a Client Auth Policy"),
         ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem",
-                                "client_auth_type": "RequestClientCert"}}, "is not supported"),
+                                "client_auth_type": "RequestClientCert"}}, "needs client_ca_file or client_ca"),
+        ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem",
+                                "client_auth_type": "Whatever"}}, "invalid ClientAuth: Whatever"),
+        ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem", "client_ca_file": "ca.pem",
+                                "client_auth_type": "VerifyClientCertIfGiven", "client_allowed_sans": ["x"]}},
+         "client_allowed_sans requires client_auth_type to be one of RequireAnyClientCert"),
         ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem",
                                 "cipher_suites": ["TLS_RC4_IS_FINE"]}}, "unknown cipher: TLS_RC4_IS_FINE"),
         ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem",
-                                "curve_preferences": ["X25519"]}}, "curve_preferences: not supported"),
+                                "curve_preferences": ["X25519", "CurveP256"]}}, "curve_preferences: list one curve"),
+        ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem",
+                                "curve_preferences": ["P256"]}}, "unknown curve: P256"),
+        ({"rate_limit": {"interval": "1s"}}, "rate_limit: burst must be at least 1"),
+        ({"rate_limit": {"interval": "soon", "burst": 1}}, "rate_limit.interval: "),
         ({"tls_server_config": {"cert_file": "server.pem", "key_file": "server-key.pem",
                                 "min_version": "TLS13", "max_version": "TLS12"}}, "min_version is above max_version"),
         ({"tls_server_config": {"cert_file": "nope.pem", "key_file": "server-key.pem"}}, "cannot read cert_file"),
@@ -83,3 +92,21 @@ def test_inline_cert_and_key_and_missing_file(certs: Certs, tmp_path: Path) -> N
     assert ctx.verify_mode == ssl.CERT_OPTIONAL
     with pytest.raises(WebConfigError, match="cannot read file"):
         load_web_config(tmp_path / "missing.yml")
+
+
+@pytest.mark.parametrize(
+    ("auth_type", "mode"),
+    [("RequestClientCert", ssl.CERT_OPTIONAL), ("RequireAnyClientCert", ssl.CERT_REQUIRED),
+     ("RequireClientCert", ssl.CERT_REQUIRED)],
+)  # fmt: skip
+def test_client_auth_types_without_verification_in_go_verify_against_the_client_ca(
+    certs: Certs, auth_type: str, mode: ssl.VerifyMode
+) -> None:
+    path = write_web_config(certs.dir / "web.yml", {"tls_server_config": {
+        "cert_file": "server.pem", "key_file": "server-key.pem", "client_ca_file": "ca.pem",
+        "client_auth_type": auth_type, "curve_preferences": ["CurveP384"],
+    }})  # fmt: skip
+    ctx = load_web_config(path).ssl_context()
+    assert ctx is not None
+    assert ctx.verify_mode == mode
+    assert len(ctx.get_ca_certs()) == 1  # the client CA, which every client certificate must chain to

@@ -196,3 +196,75 @@ def test_plain_http_basic_auth_and_a_broken_file_fails_closed(
     assert len(errors) == 1
     assert "the password must be a bcrypt hash" in errors[0]
     assert PASSWORD not in exporter.log
+
+
+def handshake_ok(url: str, ctx: ssl.SSLContext) -> bool:
+    """True when a TLS connection (and the request on it) succeeds, False when the handshake is refused."""
+    try:
+        return get(url, ctx)[0] == 200
+    except (urllib.error.URLError, ConnectionError, ssl.SSLError):
+        return False
+
+
+def test_a_client_auth_change_applies_to_the_connection_that_notices_it(
+    certs: Certs, services: Callable[..., Service], exporter_config: Path, tmp_path: Path
+) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"tls_server_config": tls_config(certs)})
+    port = free_port()
+    exporter = services("exporter", "--config.file", str(exporter_config), "--web.listen-address",
+                        f"{LOOPBACK}:{port}", "--web.config.file", str(web))  # fmt: skip
+    exporter.wait_listening(port)
+    url = f"https://{LOOPBACK}:{port}/-/healthy"
+    anonymous = client_context(certs.ca_file)
+    with_cert = client_context(certs.ca_file, certs.client_cert, certs.client_key)
+    assert handshake_ok(url, anonymous)
+    write_web_config(web, {"tls_server_config": tls_config(
+        certs, client_ca_file=str(certs.ca_file), client_auth_type="RequireAndVerifyClientCert")})  # fmt: skip
+    assert not handshake_ok(url, anonymous)  # the first connection after the change already requires one
+    assert handshake_ok(url, with_cert)
+    write_web_config(web, {"tls_server_config": tls_config(certs)})
+    assert handshake_ok(url, anonymous)
+
+
+def test_require_any_client_cert_and_one_curve(
+    certs: Certs, services: Callable[..., Service], exporter_config: Path, tmp_path: Path
+) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"tls_server_config": tls_config(
+        certs, client_ca_file=str(certs.ca_file), client_auth_type="RequireAnyClientCert",
+        curve_preferences=["CurveP384"])})  # fmt: skip
+    port = free_port()
+    exporter = services("exporter", "--config.file", str(exporter_config), "--web.listen-address",
+                        f"{LOOPBACK}:{port}", "--web.config.file", str(web))  # fmt: skip
+    exporter.wait_listening(port)
+    url = f"https://{LOOPBACK}:{port}/-/healthy"
+
+    def client(curve: str, cert: bool = True) -> ssl.SSLContext:
+        ctx = client_context(certs.ca_file, *((certs.client_cert, certs.client_key) if cert else ()))
+        ctx.set_ecdh_curve(curve)  # the client offers this one curve only
+        return ctx
+
+    assert handshake_ok(url, client("secp384r1"))
+    assert not handshake_ok(url, client("secp384r1", cert=False))
+    assert not handshake_ok(url, client("prime256v1"))
+    assert not handshake_ok(url, client("X25519"))
+    # Go's RequireAnyClientCert would take any certificate; here it must chain to the client CA.
+    stranger = write_certs(tmp_path / "stranger")
+    ctx = client_context(certs.ca_file, stranger.client_cert, stranger.client_key)
+    ctx.set_ecdh_curve("secp384r1")
+    assert not handshake_ok(url, ctx)
+
+
+def test_rate_limit_answers_429_beyond_the_burst(
+    services: Callable[..., Service], exporter_config: Path, tmp_path: Path
+) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"rate_limit": {"interval": "1h", "burst": 3}})
+    port = free_port()
+    exporter = services("exporter", "--config.file", str(exporter_config), "--web.listen-address",
+                        f"{LOOPBACK}:{port}", "--web.config.file", str(web))  # fmt: skip
+    exporter.wait_listening(port)
+    url = f"http://{LOOPBACK}:{port}/-/healthy"
+    assert [get(url)[0] for _ in range(5)] == [200, 200, 200, 429, 429]
+    assert get(f"http://{LOOPBACK}:{port}/metrics")[:1] == (429,)
+    # Removing the limit applies on reload, like every other key of the file.
+    write_web_config(web, {})
+    assert [get(url)[0] for _ in range(5)] == [200] * 5

@@ -24,7 +24,7 @@ INCIDENT = Incident(
 RUN = Job(
     id=1, key="k", kind=PLAN, target="fix", notify_kind=None, note="", values={}, state=PENDING, stage=0,
     phase="attempt", due_at=0.0, run_started_at=None, attempts=0, interrupted=0, manual=False, dry_run=False,
-    result="", created_at=0.0, incident=INCIDENT,
+    result="", created_at=0.0, finished_at=None, updated_at=0.0, incident=INCIDENT,
 )  # fmt: skip
 
 

@@ -91,7 +91,7 @@ async def test_failing_action_walks_every_stage_then_escalates_with_history(
 async def test_resolved_webhook_counts_as_recovered(
     tmp_path: Path, receivers: Start, slack: SlackSink, mailbox: SmtpSink
 ) -> None:
-    plan = dlq_plan(stages=["0s", "30s"], escalate=["slack/oncall"])
+    plan = dlq_plan(stages=["0s", "30s"], escalate=["slack/oncall"], notify_recovered=["email/oncall"])
     receiver = await receivers(write_config(tmp_path, **notifying(slack, mailbox), recovery=[plan]))
     await receiver.post(webhook(alert("d2", **DLQ_ALERT)))
 
@@ -102,11 +102,14 @@ async def test_resolved_webhook_counts_as_recovered(
     await eventually(attempted)
     await receiver.post(webhook(alert("d2", status="resolved", ends="2030-01-02T04:00:00Z", **DLQ_ALERT)))
     view = await plan_job(receiver, "d2", RECOVERED, timeout=5)
-    assert view.jobs[0].result == "the alert resolved before the attempt"
+    # Stage 1 ran, so the alert resolved after it (not "before the attempt"), and the plan's
+    # notify_recovered hears of it as of a recovery its verify saw.
+    assert view.jobs[0].result == "plan requeue-dlq recovered at stage 1: the alert resolved after stage 1"
     assert len(view.actions) == 1  # the second stage never ran
     await receiver.settled()
     assert slack.messages == []
-    assert mailbox.messages == []
+    (mail,) = mailbox.messages
+    assert "recovered at stage 1: the alert resolved after stage 1" in mail.get_body(("plain",)).get_content()
 
 
 @pytest.fixture

@@ -143,22 +143,26 @@ async def test_gate_cooldown_caps_and_breaker(store: Store) -> None:
     )
     assert tripped is not None
     assert "circuit breaker: 3 actions" in tripped.result
+    (view,) = await store.incidents(limit=1, incident_id=job.incident.id)
+    assert [(e.kind, e.title, e.actor) for e in view.events] == [("pause", "paused all plans", "circuit breaker")]
     assert GLOBAL in await store.pauses()
 
 
 async def test_manual_run_bypasses_pause_and_actions_are_recorded(store: Store) -> None:
-    await store.pause(GLOBAL, "maintenance", NOW)
-    job_id = await store.start_manual_run("fix", {"q": "a"}, {"q": "a"}, True, "r1", NOW, "2030-01-01T00:00:00Z")
+    await store.pause(GLOBAL, "maintenance", NOW, "ops")
+    run = await store.start_manual_run("fix", {"q": "a"}, {"q": "a"}, True, "r1", NOW, "2030-01-01T00:00:00Z", "ann")
     (job,) = await store.claim("w", 10, 30, NOW)
-    assert (job.id, job.manual, job.dry_run, job.values) == (job_id, True, True, {"q": "a"})
+    assert (job.id, job.incident.id, job.manual, job.dry_run, job.values) == (
+        run.job_id, run.incident_id, True, True, {"q": "a"},
+    )  # fmt: skip
     assert await store.gate(job, "w", OPEN_GATE, NOW, skipped) is None
     action = await store.begin_action(job, "w", 0, "redis_set", True, NOW, NOW + 60)
     assert action is not None
     assert await store.interrupt_actions(job.id, 0, NOW + 1) == 1
     (record,) = await store.actions_of(job.id)
     assert (record.state, record.dry_run, record.plan) == ("interrupted", True, "fix")
-    assert await store.resume(GLOBAL)
-    assert not await store.resume(GLOBAL)
+    assert await store.resume(GLOBAL, NOW + 2, "ops")
+    assert not await store.resume(GLOBAL, NOW + 3, "ops")
 
 
 async def test_queue_stats(store: Store) -> None:
