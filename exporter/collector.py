@@ -16,23 +16,19 @@ from dataclasses import dataclass
 
 from opsloop.exporter.config import ScrapeConfig
 from opsloop.exporter.exposition import Family, group, merge
-from opsloop.exporter.sources.base import CircuitBreaker, Metric, PartialFailure, Sample, Source
+from opsloop.exporter.sources.base import CircuitBreaker, PartialFailure, Sample, Source
 
 from opsloop import __version__
+from opsloop.metric_contract import (
+    BREAKER_OPEN,
+    BUILD_INFO,
+    SOURCE_DURATION,
+    SOURCE_ERRORS,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_UP,
+)
 
 log = logging.getLogger(__name__)
-
-_S = ("source",)
-SOURCE_UP = Metric("opsloop_source_up", "gauge", "1 when the last read of the source succeeded in time.", _S)
-SOURCE_DURATION = Metric(
-    "opsloop_source_scrape_duration_seconds", "gauge", "Duration of the source's last completed read.", _S
-)
-SOURCE_LAST_SUCCESS = Metric(
-    "opsloop_source_last_success_timestamp_seconds", "gauge", "Unix time of the source's last good read.", _S
-)
-SOURCE_ERRORS = Metric("opsloop_source_errors", "counter", "Failed or timed-out reads of the source.", _S)
-BREAKER_OPEN = Metric("opsloop_source_breaker_open", "gauge", "1 while the source's circuit breaker skips reads.", _S)
-BUILD_INFO = Metric("opsloop_exporter_build_info", "gauge", "Always 1; the version is a label.", ("version",))
 
 
 @dataclass

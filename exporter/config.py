@@ -14,10 +14,10 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from opsloop.configfile import StrictModel, load_model
+from opsloop.configfile import StrictModel, exactly_one, load_model
 from opsloop.durations import Duration
 from opsloop.redis_connect import RedisTarget, RedisTopology, resolve_target
-from opsloop.secrets import SecretError, exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -44,9 +44,9 @@ class RedisConfig(RedisTopology):
     name: str = Field(min_length=1)
     url: str | None = Field(None, pattern=r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://")
     """The server (standalone), one seed node (cluster); optional with sentinels (credentials, database)."""
-    password: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
     connect_timeout: Duration = 2.0
     node_timeout: Duration = 3.0
     """Cluster and sentinel: how long one node may take to answer before its keys are reported unread."""
@@ -57,13 +57,6 @@ class RedisConfig(RedisTopology):
     forget_after: Duration = 3600.0
     """How long a discovered key that Redis deleted (an emptied list) keeps reading 0 before it is dropped."""
 
-    @model_validator(mode="after")
-    def _one_password(self) -> Self:
-        given = [v for v in (self.password, self.password_env, self.password_file) if v is not None]
-        if len(given) > 1:
-            raise ValueError("set at most one of password, password_env, password_file")
-        return self
-
     def topology_url(self) -> str | None:
         return self.url
 
@@ -72,7 +65,7 @@ class RedisConfig(RedisTopology):
         return resolve_target(self, self.url, self.resolve_password())
 
     def resolve_password(self) -> str | None:
-        return read_secret(value=self.password, env=self.password_env, file=self.password_file)
+        return self.secret("password")
 
 
 class OldestAgeConfig(StrictModel):
@@ -195,17 +188,16 @@ class QueryConfig(StrictModel):
         return self
 
 
-class BusinessConfig(StrictModel):
-    dsn: str | None = None
-    dsn_env: str | None = None
-    dsn_file: Path | None = None
+class BusinessConfig(SecretsModel):
+    dsn: Secret = None
+    dsn_env: SecretEnv = None
+    dsn_file: SecretFile = None
     pool_size: int = Field(2, ge=1, le=20)
     connect_timeout: Duration = 3.0
     queries: list[QueryConfig] = []
 
     @model_validator(mode="after")
-    def _one_dsn(self) -> Self:
-        exactly_one(dsn=self.dsn, dsn_env=self.dsn_env, dsn_file=self.dsn_file)
+    def _unique_queries(self) -> Self:
         names = [q.name for q in self.queries]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -213,8 +205,8 @@ class BusinessConfig(StrictModel):
         return self
 
     def resolve_dsn(self) -> str:
-        dsn = read_secret(value=self.dsn, env=self.dsn_env, file=self.dsn_file)
-        assert dsn is not None  # guaranteed by _one_dsn
+        dsn = self.secret("dsn")
+        assert dsn is not None  # required: SecretsModel checked that one of the three keys is set
         return dsn
 
 
@@ -233,7 +225,7 @@ class ExporterConfig(StrictModel):
 
 
 def _cross_reference_problems(config: ExporterConfig) -> list[str]:
-    """Checks that span sections: names that must exist, be unique, and secrets that must be readable."""
+    """Checks that span sections: names that must exist and be unique."""
     problems: list[str] = []
     names = [r.name for r in config.redis]
     for dupe in sorted({n for n in names if names.count(n) > 1}):
@@ -256,19 +248,6 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
     for i, redis in enumerate(config.redis):
         if redis.url is None and redis.effective_mode(None) != "sentinel":
             problems.append(f"redis[{i}].url: required key is missing (optional only with mode: sentinel)")
-        try:
-            redis.resolve_password()
-        except SecretError as exc:
-            problems.append(f"redis[{i}].password: {exc}")
-        try:
-            redis.resolve_sentinel_password()
-        except SecretError as exc:
-            problems.append(f"redis[{i}].sentinel_password: {exc}")
-    if config.business is not None:
-        try:
-            config.business.resolve_dsn()
-        except SecretError as exc:
-            problems.append(f"business.dsn: {exc}")
     return problems
 
 

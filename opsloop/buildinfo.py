@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from opsloop import __version__
+from opsloop.metric_contract import OPSLOOP_BUILD_INFO
 
 
 @cache
@@ -69,9 +70,7 @@ class BuildInfoCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            "opsloop_build_info",
-            "Always 1; the labels say which build of opsloop is running.",
-            labels=["version", "revision", "pythonversion"],
+            OPSLOOP_BUILD_INFO.name, OPSLOOP_BUILD_INFO.help, labels=list(OPSLOOP_BUILD_INFO.labels)
         )
         family.add_metric([__version__, revision(), platform.python_version()], 1)
         yield family

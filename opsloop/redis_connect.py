@@ -14,14 +14,12 @@ Config sections that name a Redis (the exporter's ``redis`` entries, the receive
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, model_validator
 
-from opsloop.configfile import StrictModel
-from opsloop.secrets import read_secret
+from opsloop.secrets import OptionalSecret, SecretEnv, SecretFile, SecretsModel
 
 if TYPE_CHECKING:  # redis-py is imported when a client is built, so loading a config does not pay for it
     from redis.asyncio import Redis, RedisCluster
@@ -43,7 +41,7 @@ def _host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class RedisTopology(StrictModel):
+class RedisTopology(SecretsModel):
     """The keys that say which kind of Redis deployment a URL points into."""
 
     mode: Mode | None = None
@@ -54,9 +52,9 @@ class RedisTopology(StrictModel):
     """Sentinel only: ``host:port`` of each sentinel."""
     primary_name: str | None = Field(None, min_length=1)
     """Sentinel only: the name the sentinels monitor the primary under."""
-    sentinel_password: str | None = None
-    sentinel_password_env: str | None = None
-    sentinel_password_file: Path | None = None
+    sentinel_password: OptionalSecret = None
+    sentinel_password_env: SecretEnv = None
+    sentinel_password_file: SecretFile = None
 
     @model_validator(mode="after")
     def _topology(self) -> Self:
@@ -87,9 +85,7 @@ class RedisTopology(StrictModel):
         return self.mode or url_mode(url)
 
     def resolve_sentinel_password(self) -> str | None:
-        return read_secret(
-            value=self.sentinel_password, env=self.sentinel_password_env, file=self.sentinel_password_file
-        )
+        return self.secret("sentinel_password")
 
 
 @dataclass(frozen=True)

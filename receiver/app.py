@@ -50,18 +50,21 @@ class Components:
     console: Authenticator
     notifiers: Mapping[str, Notifier]
     actions: Mapping[str, Sequence[Action]]
+    metrics: ReceiverMetrics
 
     @classmethod
     def build(cls, config: ReceiverConfig) -> Components:
         """Raise ValueError (naming the section) when a secret or template cannot be used."""
-        token = config.admin.resolve() if config.admin is not None else None
+        token = config.admin.secret("token") if config.admin is not None else None
         admin = Credential.bearer(token or "") if config.admin is not None else None
+        metrics = ReceiverMetrics()
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,
             console=Authenticator(config.console, token),
-            notifiers=build_notifiers(config.notifiers, config.templates_dir),
+            notifiers=build_notifiers(config.notifiers, config.templates_dir, metrics.template_failures),
             actions={plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery},
+            metrics=metrics,
         )
 
     async def close(self) -> None:
@@ -77,7 +80,7 @@ def build_app(
 ) -> web.Application:
     parts = components or Components.build(config)
     app = web.Application(client_max_size=config.limits.max_body_bytes)
-    app[STATE] = ReceiverState(config, ReceiverMetrics(), parts.webhook_auth, parts.admin_auth)
+    app[STATE] = ReceiverState(config, parts.metrics, parts.webhook_auth, parts.admin_auth)
     app[TELEMETRY_PATH] = telemetry_path
     app.router.add_get("/", landing)
     app.router.add_post("/alerts", receive_alerts)

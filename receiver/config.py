@@ -28,7 +28,7 @@ from pydantic import (
 
 from opsloop.configfile import StrictModel, describe_errors, key_path, load_model
 from opsloop.durations import Duration, parse_duration
-from opsloop.secrets import exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 DEFAULT_STORE = "sqlite:///var/lib/opsloop/receiver.db"
 DEFAULT_LISTEN = "127.0.0.1:9818"
@@ -70,24 +70,19 @@ class Matching(StrictModel):
         return tuple(m for entry in self.matchers for m in entry)
 
 
-class BasicAuth(StrictModel):
+class BasicAuth(SecretsModel):
     username: str = Field(min_length=1)
-    password: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_password(self) -> BasicAuth:
-        exactly_one(password=self.password, password_env=self.password_env, password_file=self.password_file)
-        return self
+    password: Secret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
 
 
-class AuthConfig(StrictModel):
+class AuthConfig(SecretsModel):
     """How Alertmanager authenticates to ``POST /alerts``: a bearer token or basic auth, not both."""
 
-    bearer_token: str | None = None
-    bearer_token_env: str | None = None
-    bearer_token_file: Path | None = None
+    bearer_token: OptionalSecret = None
+    bearer_token_env: SecretEnv = None
+    bearer_token_file: SecretFile = None
     basic_auth: BasicAuth | None = None
 
     @model_validator(mode="after")
@@ -99,20 +94,12 @@ class AuthConfig(StrictModel):
         return self
 
 
-class AdminConfig(StrictModel):
+class AdminConfig(SecretsModel):
     """The admin API's own bearer token, separate from the webhook's credentials."""
 
-    token: str | None = None
-    token_env: str | None = None
-    token_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_token(self) -> AdminConfig:
-        exactly_one(token=self.token, token_env=self.token_env, token_file=self.token_file)
-        return self
-
-    def resolve(self) -> str:
-        return read_secret(value=self.token, env=self.token_env, file=self.token_file) or ""
+    token: Secret = None
+    token_env: SecretEnv = None
+    token_file: SecretFile = None
 
 
 class Route(Matching):

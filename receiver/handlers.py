@@ -27,7 +27,6 @@ from opsloop.receiver.worker import Worker
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from opsloop.landing import landing_page
-from opsloop.secrets import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,9 @@ class Credential:
         """Read the configured secret now, so a missing file fails at startup."""
         if auth.basic_auth is not None:
             basic = auth.basic_auth
-            password = read_secret(value=basic.password, env=basic.password_env, file=basic.password_file) or ""
+            password = basic.secret("password") or ""
             return cls("Basic", base64.b64encode(f"{basic.username}:{password}".encode()).decode())
-        token = read_secret(value=auth.bearer_token, env=auth.bearer_token_env, file=auth.bearer_token_file)
-        return cls.bearer(token or "")
+        return cls.bearer(auth.secret("bearer_token") or "")
 
     def allows(self, header: str | None) -> bool:
         scheme, _, given = (header or "").strip().partition(" ")

@@ -1,7 +1,8 @@
 """The receiver's own metrics, in a registry per running app (tests run several apps in one process).
 
-``/metrics`` serves this registry followed by the process-wide default one, which holds the process
-collectors and metrics of shared modules (such as notification template fallbacks).
+Nothing is module-level: ``Components.build`` makes one ``ReceiverMetrics`` per app and hands its
+counters to the parts that count (the worker, plans, notifier templates). ``/metrics`` serves this
+registry followed by prometheus-client's default one, which holds only its process and platform collectors.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class ReceiverMetrics:
         self.guard_trips = Counter(
             "opsloop_receiver_guard_trips", "Times a guard paused automation, by guard (circuit_breaker, storm_guard).",
             ["guard"], registry=self.registry,
+        )  # fmt: skip
+        self.template_failures = Counter(
+            "opsloop_receiver_template_failures",
+            "Notifications sent with the built-in fallback text because their template failed.",
+            ["notifier"], registry=self.registry,
         )  # fmt: skip
         self.store_up = Gauge(
             "opsloop_receiver_store_up", "1 when the last store query at scrape time succeeded.",

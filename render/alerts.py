@@ -16,6 +16,8 @@ from opsloop.render.promql import label, series, value
 from opsloop.render.receiver_alerts import receiver_alerts
 from opsloop.render.thresholds import Rule, Severity, Thresholds, Tier, Tiered
 
+from opsloop import metric_contract as contract
+
 QUEUE = f"queue {label('queue')} on Redis {label('redis')}"
 DLQ = f"DLQ {label('dlq')} on Redis {label('redis')}"
 REDIS = f"Redis {label('redis')}"
@@ -84,8 +86,8 @@ class Builder:
 
 def _queue_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     q, sel = t.queues, t.selector
-    length = series("opsloop_queue_length", sel)
-    workers = series("opsloop_queue_workers", sel)
+    length = series(contract.QUEUE_LENGTH.series, sel)
+    workers = series(contract.QUEUE_WORKERS.series, sel)
     return [
         *b.tiered(
             "QueueBacklogHigh",
@@ -98,7 +100,7 @@ def _queue_alerts(b: Builder, t: Thresholds) -> list[Alert]:
         *b.tiered(
             "QueueOldestItemTooOld",
             q.oldest_age,
-            lambda tier: f"{series('opsloop_queue_oldest_age_seconds', sel)} > {number(tier.threshold)}",
+            lambda tier: f"{series(contract.QUEUE_OLDEST_AGE.series, sel)} > {number(tier.threshold)}",
             "Queue items wait too long",
             lambda tier: (
                 f"The oldest item in the {QUEUE} has waited {value('humanizeDuration')} "
@@ -126,7 +128,7 @@ def _queue_alerts(b: Builder, t: Thresholds) -> list[Alert]:
         ),
         b.alert(
             "QueueKeysTruncated",
-            f"{series('opsloop_keys_truncated', sel)} > {number(q.keys_truncated.threshold)}",
+            f"{series(contract.KEYS_TRUNCATED.series, sel)} > {number(q.keys_truncated.threshold)}",
             q.keys_truncated,
             "Exporter key scan truncated",
             f"The exporter stopped scanning keys matching {label('pattern')} on {REDIS} at its limit: "
@@ -145,8 +147,8 @@ def _dlq_alerts(b: Builder, t: Thresholds) -> list[Alert]:
             # (first found by a pattern) counts whole: its first burst starts its series, so it never shows
             # as growth. The `up offset` guard keeps a fresh Prometheus or a new exporter from paging.
             f"{series(records.dlq_growth(t), sel)} >= {number(d.increasing.threshold)}\n"
-            f"or ({series('opsloop_dlq_length', sel)} >= {number(d.increasing.threshold)}"
-            f" unless {series('opsloop_dlq_length', sel)} offset {duration(d.increasing.window)})\n"
+            f"or ({series(contract.DLQ_LENGTH.series, sel)} >= {number(d.increasing.threshold)}"
+            f" unless {series(contract.DLQ_LENGTH.series, sel)} offset {duration(d.increasing.window)})\n"
             f"  and on (job, instance) {series('up', sel)} offset {duration(d.increasing.window)}",
             d.increasing,
             "Dead letters are piling up",
@@ -155,7 +157,7 @@ def _dlq_alerts(b: Builder, t: Thresholds) -> list[Alert]:
         ),
         b.alert(
             "DLQNotEmpty",
-            f"{series('opsloop_dlq_length', sel)} > {number(d.not_empty.threshold)}",
+            f"{series(contract.DLQ_LENGTH.series, sel)} > {number(d.not_empty.threshold)}",
             d.not_empty,
             "Dead letters wait for triage",
             f"The {DLQ} holds {value()} entries ({_above(number(d.not_empty.threshold), d.not_empty)}).",
@@ -169,7 +171,7 @@ def _framework_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     return [
         b.alert(
             "QueueJobsStuckInProgress",
-            f"{series('opsloop_queue_in_progress_overdue', t.selector)} > {number(stuck.threshold)}",
+            f"{series(contract.QUEUE_IN_PROGRESS_OVERDUE.series, t.selector)} > {number(stuck.threshold)}",
             stuck,
             "Jobs are stuck in progress",
             f"{value()} {label('framework')} jobs of the {QUEUE} are in progress past their deadline "
@@ -209,7 +211,7 @@ def _cache_alerts(b: Builder, t: Thresholds) -> list[Alert]:
         ),
         b.alert(
             "RedisSlow",
-            f"{series('opsloop_cache_ping_seconds', sel)} > {number(c.slow.threshold)}",
+            f"{series(contract.CACHE_PING.series, sel)} > {number(c.slow.threshold)}",
             c.slow,
             "Redis answers slowly",
             f"{REDIS} took {value('humanizeDuration')} to answer PING ({_above(duration(c.slow.threshold), c.slow)}).",
@@ -222,7 +224,7 @@ def _source_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     return [
         b.alert(
             "OpsloopSourceDown",
-            f"{series('opsloop_source_up', sel)} == 0",
+            f"{series(contract.SOURCE_UP.series, sel)} == 0",
             s.down,
             "Exporter cannot reach a source",
             f"The opsloop exporter {label('instance')} cannot reach {label('source')}.",
@@ -243,7 +245,7 @@ def _source_alerts(b: Builder, t: Thresholds) -> list[Alert]:
         ),
         b.alert(
             "BusinessQueryFailing",
-            f"increase({series('opsloop_business_query_errors_total', sel)}[{duration(s.query_failing.window)}]) > 0",
+            f"increase({series(contract.QUERY_ERRORS.series, sel)}[{duration(s.query_failing.window)}]) > 0",
             s.query_failing,
             "Business query fails",
             f"Business query {label('query')} failed on the opsloop exporter {label('instance')} "
@@ -251,7 +253,7 @@ def _source_alerts(b: Builder, t: Thresholds) -> list[Alert]:
         ),
         b.alert(
             "BusinessQueryStale",
-            f"{series('opsloop_business_query_result_age_seconds', sel)} > {number(s.query_stale.threshold)}",
+            f"{series(contract.QUERY_RESULT_AGE.series, sel)} > {number(s.query_stale.threshold)}",
             s.query_stale,
             "Business query result is stale",
             f"Business query {label('query')} last produced a result {value('humanizeDuration')} ago "

@@ -9,6 +9,8 @@ from opsloop.render.formats import duration
 from opsloop.render.panels import Panel, Target, dashboard, query, steps
 from opsloop.render.thresholds import Thresholds, Tiered
 
+from opsloop import metric_contract as contract
+
 OVERVIEW_UID = "opsloop-overview"
 QUEUES_UID = "opsloop-queues"
 QUEUE = 'queue=~"$queue",framework=~"$framework"'
@@ -44,7 +46,7 @@ def _queue_panels(t: Thresholds) -> list[Panel]:
             f"Items waiting per queue. QueueBacklogHigh fires above {t.queues.backlog.warning.threshold:g} "
             f"(warning) and {t.queues.backlog.critical.threshold:g} (critical).",
             "short",
-            [Target(query("opsloop_queue_length", QUEUE), "{{redis}}/{{queue}}")],
+            [Target(query(contract.QUEUE_LENGTH.series, QUEUE), "{{redis}}/{{queue}}")],
             tier_steps(t.queues.backlog),
         ),
         Panel(
@@ -53,7 +55,7 @@ def _queue_panels(t: Thresholds) -> list[Panel]:
             "How long the oldest waiting item of each queue has waited; QueueOldestItemTooOld uses the same "
             "thresholds.",
             "s",
-            [Target(query("opsloop_queue_oldest_age_seconds", QUEUE), "{{redis}}/{{queue}}")],
+            [Target(query(contract.QUEUE_OLDEST_AGE.series, QUEUE), "{{redis}}/{{queue}}")],
             tier_steps(t.queues.oldest_age),
         ),
     ]
@@ -65,7 +67,7 @@ def _dlq_panel(t: Thresholds) -> Panel:
         "DLQ length",
         "Dead letters waiting for triage; DLQNotEmpty fires above the orange line.",
         "short",
-        [Target(query("opsloop_dlq_length"), "{{redis}}/{{dlq}}")],
+        [Target(query(contract.DLQ_LENGTH.series), "{{redis}}/{{dlq}}")],
         steps("green", (t.dlq.not_empty.threshold, "orange")),
     )
 
@@ -92,7 +94,7 @@ def overview(t: Thresholds) -> dict[str, Any]:
                 "Sources up",
                 "Whether the exporter reaches each Redis and PostgreSQL source (OpsloopSourceDown).",
                 "bool_on_off",
-                [Target(query("opsloop_source_up"), "{{source}}")],
+                [Target(query(contract.SOURCE_UP.series), "{{source}}")],
                 steps("red", (1, "green")),
                 width=18,
                 height=4,
@@ -120,7 +122,7 @@ def overview(t: Thresholds) -> dict[str, Any]:
                 "Redis PING time",
                 "Round trip of the exporter's PING; RedisSlow fires above the orange line.",
                 "s",
-                [Target(query("opsloop_cache_ping_seconds"), "{{redis}}")],
+                [Target(query(contract.CACHE_PING.series), "{{redis}}")],
                 steps("green", (t.cache.slow.threshold, "orange")),
             ),
             Panel(
@@ -153,9 +155,9 @@ def overview(t: Thresholds) -> dict[str, Any]:
                 "Failed collections per second by source, and failed business queries per second.",
                 "suffix: errors/s",
                 [
-                    Target(f"sum by (source) (rate({query('opsloop_source_errors_total')}{RATE}))", "{{source}}"),
+                    Target(f"sum by (source) (rate({query(contract.SOURCE_ERRORS.series)}{RATE}))", "{{source}}"),
                     Target(
-                        f"sum by (query) (rate({query('opsloop_business_query_errors_total')}{RATE}))",
+                        f"sum by (query) (rate({query(contract.QUERY_ERRORS.series)}{RATE}))",
                         "query {{query}}",
                     ),
                 ],
@@ -165,7 +167,7 @@ def overview(t: Thresholds) -> dict[str, Any]:
                 "Business query result age",
                 "Seconds since each business query last produced a result (BusinessQueryStale).",
                 "s",
-                [Target(query("opsloop_business_query_result_age_seconds"), "{{query}}")],
+                [Target(query(contract.QUERY_RESULT_AGE.series), "{{query}}")],
                 steps("green", (t.sources.query_stale.threshold, "orange")),
             ),
         ],
@@ -195,7 +197,7 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "Workers per queue",
                 "Workers serving each queue; QueueNoWorkers fires when this is zero and the queue has items.",
                 "short",
-                [Target(query("opsloop_queue_workers", QUEUE), "{{redis}}/{{queue}}")],
+                [Target(query(contract.QUEUE_WORKERS.series, QUEUE), "{{redis}}/{{queue}}")],
                 steps("red", (1, "green")),
             ),
             Panel(
@@ -203,7 +205,7 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "Jobs in progress",
                 "Task-framework jobs a worker has taken and not finished (started, unacked, running).",
                 "short",
-                [Target(query("opsloop_queue_in_progress", QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+                [Target(query(contract.QUEUE_IN_PROGRESS.series, QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
             ),
             Panel(
                 "timeseries",
@@ -211,7 +213,7 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "In progress past their deadline (RQ heartbeat expired, Celery unacked past the visibility "
                 "timeout); QueueJobsStuckInProgress fires above the orange line.",
                 "short",
-                [Target(query("opsloop_queue_in_progress_overdue", QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+                [Target(query(contract.QUEUE_IN_PROGRESS_OVERDUE.series, QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
                 steps("green", (t.frameworks.stuck_in_progress.threshold, "orange")),
             ),
             Panel(
@@ -219,28 +221,28 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "Scheduled jobs",
                 "Task-framework jobs waiting for a future time (scheduled, delayed, ETA).",
                 "short",
-                [Target(query("opsloop_queue_scheduled", QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
+                [Target(query(contract.QUEUE_SCHEDULED.series, QUEUE), "{{redis}}/{{framework}}/{{queue}}")],
             ),
             Panel(
                 "timeseries",
                 "Workers by group",
                 "Live workers per worker group.",
                 "short",
-                [Target(query("opsloop_workers"), "{{redis}}/{{name}}")],
+                [Target(query(contract.WORKERS.series), "{{redis}}/{{name}}")],
             ),
             Panel(
                 "timeseries",
                 "Stream pending entries",
                 "Entries delivered to a consumer group but not acknowledged.",
                 "short",
-                [Target(query("opsloop_stream_group_pending", QUEUE), "{{queue}}/{{group}}")],
+                [Target(query(contract.STREAM_GROUP_PENDING.series, QUEUE), "{{queue}}/{{group}}")],
             ),
             Panel(
                 "timeseries",
                 "Stream consumer lag",
                 "Entries in the stream not yet delivered to each consumer group.",
                 "short",
-                [Target(query("opsloop_stream_group_lag", QUEUE), "{{queue}}/{{group}}")],
+                [Target(query(contract.STREAM_GROUP_LAG.series, QUEUE), "{{queue}}/{{group}}")],
             ),
             _dlq_panel(t),
             Panel(
@@ -256,7 +258,7 @@ def queues(t: Thresholds) -> dict[str, Any]:
                 "DLQ oldest entry age",
                 "How long the oldest dead letter of each DLQ has waited.",
                 "s",
-                [Target(query("opsloop_dlq_oldest_age_seconds"), "{{redis}}/{{dlq}}")],
+                [Target(query(contract.DLQ_OLDEST_AGE.series), "{{redis}}/{{dlq}}")],
             ),
         ],
         [_link(OVERVIEW_UID, "Overview")],

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsloop.metric_contract import BUILD_INFO, QUEUE_LENGTH
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 
@@ -140,11 +142,11 @@ def variables(selector: str) -> list[dict[str, Any]]:
             "refresh": 1,
             "regex": "",
         },
-        _query_variable("job", f"label_values(opsloop_exporter_build_info{{{selector}}}, job)"),
-        _query_variable("instance", f'label_values(opsloop_exporter_build_info{{{selector},job=~"$job"}}, instance)'),
-        _query_variable("queue", f"label_values({query('opsloop_queue_length')}, queue)"),
+        _query_variable("job", f"label_values({BUILD_INFO.series}{{{selector}}}, job)"),
+        _query_variable("instance", f'label_values({BUILD_INFO.series}{{{selector},job=~"$job"}}, instance)'),
+        _query_variable("queue", f"label_values({query(QUEUE_LENGTH.series)}, queue)"),
         # ".*" for All: hand-configured queues have no framework label and must match too.
-        _query_variable("framework", f"label_values({query('opsloop_queue_length', HAS_FRAMEWORK)}, framework)", ".*"),
+        _query_variable("framework", f"label_values({query(QUEUE_LENGTH.series, HAS_FRAMEWORK)}, framework)", ".*"),
     ]
 
 

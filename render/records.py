@@ -8,6 +8,8 @@ from opsloop.render.formats import duration
 from opsloop.render.promql import series
 from opsloop.render.thresholds import Thresholds
 
+from opsloop import metric_contract as contract
+
 REDIS_LEVEL = "job, instance, redis"
 INSTANCE_LEVEL = "job, instance"
 
@@ -26,12 +28,12 @@ class RecordGroup:
 
 def queue_growth(t: Thresholds) -> str:
     """Items per second a queue grows by, averaged over the not-draining window."""
-    return f"queue:opsloop_queue_length:deriv{duration(t.queues.not_draining.window)}"
+    return f"queue:{contract.QUEUE_LENGTH.series}:deriv{duration(t.queues.not_draining.window)}"
 
 
 def dlq_growth(t: Thresholds) -> str:
     """Entries a DLQ gained over the increasing window (negative once drained)."""
-    return f"dlq:opsloop_dlq_length:delta{duration(t.dlq.increasing.window)}"
+    return f"dlq:{contract.DLQ_LENGTH.series}:delta{duration(t.dlq.increasing.window)}"
 
 
 CACHE_HIT_RATIO = "redis:opsloop_cache_hit:ratio_rate5m"
@@ -77,28 +79,32 @@ def record_groups(t: Thresholds) -> list[RecordGroup]:
                 f"/ {series(jobs_finished(window), t.selector)}",
             ),
         ]
+    queue_length, dlq_length = (
+        series(contract.QUEUE_LENGTH.series, t.selector),
+        series(contract.DLQ_LENGTH.series, t.selector),
+    )
     return [
         RecordGroup(
             "opsloop-queues.records",
             [
-                Record(queue_growth(t), f"deriv({series('opsloop_queue_length', t.selector)}[{duration(queues)}])"),
-                Record(dlq_growth(t), f"delta({series('opsloop_dlq_length', t.selector)}[{duration(dlq)}])"),
+                Record(queue_growth(t), f"deriv({queue_length}[{duration(queues)}])"),
+                Record(dlq_growth(t), f"delta({dlq_length}[{duration(dlq)}])"),
             ],
         ),
         RecordGroup(
             "opsloop-cache.records",
             [
-                _app_rate(t, hits, "opsloop_cache_hits_total", "opsloop_exporter_keyspace_hits_total"),
-                _app_rate(t, misses, "opsloop_cache_misses_total", "opsloop_exporter_keyspace_misses_total"),
+                _app_rate(t, hits, contract.CACHE_HITS.series, contract.OWN_HITS.series),
+                _app_rate(t, misses, contract.CACHE_MISSES.series, contract.OWN_MISSES.series),
                 Record(
                     CACHE_HIT_RATIO,
                     f"{series(hits, t.selector)}\n/ ({series(hits, t.selector)} + {series(misses, t.selector)})",
                 ),
-                _redis_rate(t, CACHE_EVICTIONS, "opsloop_cache_evicted_keys_total"),
+                _redis_rate(t, CACHE_EVICTIONS, contract.CACHE_EVICTED_KEYS.series),
                 Record(
                     CACHE_MEMORY_RATIO,
-                    f"{series('opsloop_cache_memory_used_bytes', t.selector)}\n"
-                    f"/ ({series('opsloop_cache_memory_max_bytes', t.selector)} > 0)",
+                    f"{series(contract.CACHE_MEMORY_USED.series, t.selector)}\n"
+                    f"/ ({series(contract.CACHE_MEMORY_MAX.series, t.selector)} > 0)",
                 ),
             ],
         ),

@@ -1,22 +1,16 @@
-"""What every source shares: metric declarations, samples, the Source protocol and the circuit breaker."""
+"""What every source shares: samples, the Source protocol and the circuit breaker.
+
+Metric declarations live in ``opsloop.metric_contract``; ``Metric`` is re-exported here for sources.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """A metric a source declares: name (without ``_total`` for counters), type, help and label names."""
-
-    name: str
-    kind: Literal["gauge", "counter"]
-    help: str
-    labels: tuple[str, ...] = ()
+from opsloop.metric_contract import Metric
 
 
 class Sample(NamedTuple):

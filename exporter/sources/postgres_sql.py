@@ -21,19 +21,10 @@ from opsloop.exporter.config import BusinessConfig, QueryConfig
 from opsloop.exporter.sources.base import Metric, PartialFailure, Sample
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from opsloop.metric_contract import QUERY_DURATION, QUERY_ERRORS, QUERY_RESULT_AGE, business_metric
+
 log = logging.getLogger(__name__)
 
-RESULT_AGE = Metric(
-    "opsloop_business_query_result_age_seconds", "gauge",
-    "Seconds since the query's served result was fetched.", ("query",),
-)  # fmt: skip
-QUERY_ERRORS = Metric("opsloop_business_query_errors", "counter", "Failed runs of the query.", ("query",))
-QUERY_DURATION = Metric(
-    "opsloop_business_query_duration_seconds",
-    "gauge",
-    "Duration of the query's last successful run.",
-    ("query",),
-)
 RETRY_AFTER_FAILURE = 5.0
 """Seconds before a failed query is tried again (its interval, when shorter)."""
 
@@ -56,12 +47,7 @@ class BusinessQuery:
 
     def __post_init__(self) -> None:
         self.metrics = {
-            name: Metric(
-                f"opsloop_business_{self.config.name}_{name}",
-                value.type,
-                value.help,
-                tuple(self.config.labels),
-            )
+            name: business_metric(self.config.name, name, value.type, value.help, tuple(self.config.labels))
             for name, value in self.config.values.items()
         }
 
@@ -146,7 +132,7 @@ class PostgresSource:
             if query.samples is None or query.fetched_at is None:
                 continue
             samples.extend(query.samples)
-            samples.append(Sample(RESULT_AGE, label, max(0.0, wall - query.fetched_at)))
+            samples.append(Sample(QUERY_RESULT_AGE, label, max(0.0, wall - query.fetched_at)))
             samples.append(Sample(QUERY_DURATION, label, query.duration))
         return samples
 

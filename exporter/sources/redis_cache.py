@@ -20,28 +20,30 @@ from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from opsloop.metric_contract import (
+    CACHE_CLIENTS,
+    CACHE_EVICTED_KEYS,
+    CACHE_EXPIRED_KEYS,
+    CACHE_HITS,
+    CACHE_MEMORY_MAX,
+    CACHE_MEMORY_USED,
+    CACHE_MISSES,
+    CACHE_PING,
+    app_cache_metric,
+)
+
 log = logging.getLogger(__name__)
 
-_R = ("redis",)
 INFO_METRICS: tuple[tuple[str, Metric], ...] = (
-    ("keyspace_hits", Metric("opsloop_cache_hits", "counter", "Successful key lookups (INFO keyspace_hits).", _R)),
-    ("keyspace_misses", Metric("opsloop_cache_misses", "counter", "Failed key lookups (INFO keyspace_misses).", _R)),
-    ("evicted_keys", Metric("opsloop_cache_evicted_keys", "counter", "Keys evicted by maxmemory policy.", _R)),
-    ("expired_keys", Metric("opsloop_cache_expired_keys", "counter", "Keys removed on TTL expiry.", _R)),
-    ("used_memory", Metric("opsloop_cache_memory_used_bytes", "gauge", "Memory used by Redis.", _R)),
-    ("maxmemory", Metric("opsloop_cache_memory_max_bytes", "gauge", "maxmemory setting; 0 means no limit.", _R)),
-    ("connected_clients", Metric("opsloop_cache_connected_clients", "gauge", "Client connections.", _R)),
-)  # fmt: skip
-PING = Metric("opsloop_cache_ping_seconds", "gauge", "Round trip of a PING to Redis.", _R)
-_FIELD = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def app_metric(field: str) -> Metric:
-    name = _FIELD.sub("_", field).lower().removesuffix("_total")
-    return Metric(
-        f"opsloop_app_cache_{name}", "counter", f"Application cache counter {field!r} from its stats hash.",
-        ("redis", "cache"),
-    )  # fmt: skip
+    ("keyspace_hits", CACHE_HITS),
+    ("keyspace_misses", CACHE_MISSES),
+    ("evicted_keys", CACHE_EVICTED_KEYS),
+    ("expired_keys", CACHE_EXPIRED_KEYS),
+    ("used_memory", CACHE_MEMORY_USED),
+    ("maxmemory", CACHE_MEMORY_MAX),
+    ("connected_clients", CACHE_CLIENTS),
+)
+"""INFO fields and the metric each becomes."""
 
 
 def _literal_prefix(pattern: str) -> str:
@@ -76,7 +78,7 @@ class CacheReader:
 
     def _parse(self, hashes: list[str], replies: Sequence[object]) -> list[Sample]:
         labels = (self.redis_name,)
-        samples = [Sample(PING, labels, self._ping)]
+        samples = [Sample(CACHE_PING, labels, self._ping)]
         info = replies[0]
         if isinstance(info, NodeUnreachable):
             pass  # a cluster node is down: a partial sum would look like a counter reset, so publish none
@@ -98,7 +100,7 @@ class CacheReader:
                 except ValueError:
                     log.debug("non-numeric cache stat skipped", extra={"key": key, "field": field})
                     continue
-                samples.append(Sample(app_metric(field), (self.redis_name, cache), value))
+                samples.append(Sample(app_cache_metric(field), (self.redis_name, cache), value))
         if self.discovery is not None:
             samples.extend(self.discovery.samples())
         return samples

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Sample
 from redis.asyncio import Redis
 from redis.commands.core import AsyncCoreCommands
 from redis.crc import key_slot
@@ -38,15 +38,11 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from opsloop.metric_contract import REDIS_NODE_ERRORS, REDIS_NODE_UP
+
 log = logging.getLogger(__name__)
 
 SLOTS = 16384
-NODE_UP = Metric(
-    "opsloop_redis_node_up", "gauge", "1 when the cluster node answered the last read in time.", ("redis", "node")
-)
-NODE_ERRORS = Metric(
-    "opsloop_redis_node_errors", "counter", "Reads of the cluster node that failed or timed out.", ("redis", "node")
-)
 UNREAD = "unread\t0\t"
 """The per-key script line of a key whose node could not be read this scrape."""
 _PER_KEY_SCRIPTS: dict[str, tuple[str, int]] = {}
@@ -147,8 +143,8 @@ class ClusterNodes:
         out: list[Sample] = []  # the primaries of the current slot map: a replaced node drops out
         for address in self.primaries():
             state = self.states.setdefault(address, NodeState())
-            out.append(Sample(NODE_UP, (redis_name, address), 1.0 if state.up else 0.0))
-            out.append(Sample(NODE_ERRORS, (redis_name, address), float(state.errors)))
+            out.append(Sample(REDIS_NODE_UP, (redis_name, address), 1.0 if state.up else 0.0))
+            out.append(Sample(REDIS_NODE_ERRORS, (redis_name, address), float(state.errors)))
         return out
 
     def down(self) -> list[str]:

@@ -7,17 +7,13 @@ import logging
 import time
 
 from opsloop.exporter.config import RedisConfig
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Sample
 from redis.asyncio import Redis
+
+from opsloop.metric_contract import KEYS_TRUNCATED
 
 log = logging.getLogger(__name__)
 
-KEYS_TRUNCATED = Metric(
-    "opsloop_keys_truncated",
-    "gauge",
-    "1 when SCAN discovery of the pattern stopped at max_keys_per_pattern, else 0.",
-    ("redis", "pattern"),
-)
 SCAN_COUNT = 1000
 SCAN_TIMEOUT = 60.0
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from opsloop.exporter.config import KeyConfig, RedisConfig
-from opsloop.exporter.sources.redis_queues import KeyMetrics, KeyReader, key_metrics
+from opsloop.exporter.sources.redis_queues import KeyMetrics, KeyReader
 from opsloop.exporter.sources.redis_source import KeyLookups
 
-DLQ_METRICS: KeyMetrics = key_metrics("dlq", "opsloop_dlq", "dead-letter queue", groups=False)
+from opsloop.metric_contract import DLQ_LENGTH, DLQ_OLDEST_AGE
+
+DLQ_METRICS = KeyMetrics("dlq", DLQ_LENGTH, DLQ_OLDEST_AGE)
 
 
 def dlq_reader(entry: KeyConfig, redis: RedisConfig, lookups: KeyLookups) -> KeyReader:

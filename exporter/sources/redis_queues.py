@@ -26,6 +26,8 @@ from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from opsloop.metric_contract import QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_LAG, STREAM_GROUP_PENDING
+
 log = logging.getLogger(__name__)
 
 KEYS_SCRIPT = (Path(__file__).parent / "redis_keys.lua").read_text()
@@ -45,30 +47,7 @@ class KeyMetrics:
     group_lag: Metric | None = None
 
 
-def key_metrics(label: str, prefix: str, what: str, groups: bool) -> KeyMetrics:
-    labels = ("redis", label)
-    group_labels = ("redis", label, "group")
-    return KeyMetrics(
-        label=label,
-        length=Metric(f"{prefix}_length", "gauge", f"Items in the {what} (0 when the key does not exist).", labels),
-        oldest_age=Metric(
-            f"{prefix}_oldest_age_seconds",
-            "gauge",
-            f"Age of the oldest item in the {what} (0 when empty).",
-            labels,
-        ),
-        group_pending=Metric(
-            "opsloop_stream_group_pending", "gauge", "Entries delivered to the group but not acknowledged.",
-            group_labels,
-        ) if groups else None,
-        group_lag=Metric(
-            "opsloop_stream_group_lag", "gauge", "Entries in the stream not yet delivered to the group.",
-            group_labels,
-        ) if groups else None,
-    )  # fmt: skip
-
-
-QUEUE_METRICS = key_metrics("queue", "opsloop_queue", "queue", groups=True)
+QUEUE_METRICS = KeyMetrics("queue", QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_PENDING, STREAM_GROUP_LAG)
 
 
 def parse_timestamp(value: object) -> float | None:

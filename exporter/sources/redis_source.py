@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opsloop.exporter.config import RedisConfig
-from opsloop.exporter.sources.base import Metric, PartialFailure, Sample
+from opsloop.exporter.sources.base import PartialFailure, Sample
 from opsloop.exporter.sources.redis_cluster import ClusterClient, ClusterNodes
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from redis.asyncio import Redis
@@ -22,19 +22,11 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from opsloop.metric_contract import OWN_HITS, OWN_MISSES
 from opsloop.redis_connect import connect as redis_connect
 from opsloop.redis_connect import node_client
 
 Parser = Callable[[Sequence[object]], Iterable[Sample]]
-
-OWN_HITS = Metric(
-    "opsloop_exporter_keyspace_hits", "counter",
-    "Keyspace hits caused by the exporter's own reads; included in opsloop_cache_hits_total.", ("redis",),
-)  # fmt: skip
-OWN_MISSES = Metric(
-    "opsloop_exporter_keyspace_misses", "counter",
-    "Keyspace misses caused by the exporter's own reads; included in opsloop_cache_misses_total.", ("redis",),
-)  # fmt: skip
 
 
 @dataclass

@@ -11,17 +11,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from opsloop.exporter.config import RedisConfig, WorkersConfig
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Sample
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-WORKERS = Metric("opsloop_workers", "gauge", "Live workers in the group.", ("redis", "name"))
-QUEUE_WORKERS = Metric(
-    "opsloop_queue_workers", "gauge", "Live workers serving the queue (sum over groups that list it).",
-    ("redis", "queue"),
-)  # fmt: skip
+from opsloop.metric_contract import QUEUE_WORKERS, WORKERS
 
 
 class WorkersReader:

@@ -19,20 +19,9 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
 from opsloop.redis_connect import URL_SCHEMES, RedisTopology
-from opsloop.secrets import exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
-
-
-def secret_options(model: StrictModel, name: str) -> dict[str, str | None]:
-    """The ``x`` / ``x_env`` / ``x_file`` trio of a model, keyed by config key."""
-    return {key: getattr(model, key) for key in (name, f"{name}_env", f"{name}_file")}
-
-
-def resolve_secret(model: StrictModel, name: str) -> str | None:
-    """Read the secret ``name`` of a model (inline, from the environment or a file); None when unset."""
-    inline, env, file = secret_options(model, name).values()
-    return read_secret(value=inline, env=env, file=file)
 
 
 class ActionBaseConfig(StrictModel, abc.ABC):
@@ -46,29 +35,24 @@ class ActionBaseConfig(StrictModel, abc.ABC):
         """Every ``{name}`` this action's templates use."""
 
 
-class SecretValue(StrictModel):
-    """A value given inline, by environment variable or by file (exactly one)."""
+class SecretValue(SecretsModel):
+    """A header value given inline, by environment variable or by file (exactly one)."""
 
-    value: str | None = None
-    value_env: str | None = None
-    value_file: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretValue:
-        exactly_one(**secret_options(self, "value"))
-        return self
+    value: Secret = None
+    value_env: SecretEnv = None
+    value_file: SecretFile = None
 
 
 class RedisActionConfig(ActionBaseConfig, RedisTopology):
     """Where a Redis action connects: a URL (which may carry credentials), an optional password, and
     for a cluster or a Sentinel set the topology keys of ``opsloop.redis_connect``."""
 
-    redis: str | None = None
-    redis_env: str | None = None
-    redis_file: str | None = None
-    password: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
+    redis: OptionalSecret = None
+    redis_env: SecretEnv = None
+    redis_file: SecretFile = None
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
 
     @field_validator("redis")
     @classmethod
@@ -81,13 +65,11 @@ class RedisActionConfig(ActionBaseConfig, RedisTopology):
         return self.redis
 
     @model_validator(mode="after")
-    def _secrets(self) -> RedisActionConfig:
-        url = secret_options(self, "redis")
-        if self.mode != "sentinel" or any(v is not None for v in url.values()):
-            exactly_one(**url)  # with sentinels the URL is optional: it only carries credentials and db
-        password = secret_options(self, "password")
-        if any(v is not None for v in password.values()):
-            exactly_one(**password)
+    def _url_unless_sentinel(self) -> RedisActionConfig:
+        # With sentinels the URL is optional: it only carries credentials and db.
+        given = any(getattr(self, key) is not None for key in ("redis", "redis_env", "redis_file"))
+        if self.mode != "sentinel" and not given:
+            raise ValueError("set exactly one of redis, redis_env, redis_file")
         return self
 
 
@@ -298,14 +280,14 @@ def bind_names(statement: str) -> set[str]:
     return names
 
 
-class SqlConfig(ActionBaseConfig):
+class SqlConfig(ActionBaseConfig, SecretsModel):
     """Run one statement from config, label values bound as parameters."""
 
     type: Literal["sql"]
     name: str = "statement"
-    dsn: str | None = None
-    dsn_env: str | None = None
-    dsn_file: str | None = None
+    dsn: Secret = None
+    dsn_env: SecretEnv = None
+    dsn_file: SecretFile = None
     statement: str = Field(min_length=1)
 
     @field_validator("statement")
@@ -313,11 +295,6 @@ class SqlConfig(ActionBaseConfig):
     def _statement(cls, statement: str) -> str:
         bind_names(statement)
         return statement
-
-    @model_validator(mode="after")
-    def _dsn(self) -> SqlConfig:
-        exactly_one(**secret_options(self, "dsn"))
-        return self
 
     def template_fields(self) -> set[str]:
         return bind_names(self.statement)

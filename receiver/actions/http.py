@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import yarl
 from opsloop.receiver.actions.base import ActionResult, BaseAction, Progress
-from opsloop.receiver.actions.config import HttpConfig, resolve_secret
+from opsloop.receiver.actions.config import HttpConfig
 from opsloop.receiver.actions.placeholders import fill
 from pydantic import JsonValue
 
@@ -76,7 +76,7 @@ class HttpAction(BaseAction[HttpConfig]):
     def __init__(self, config: HttpConfig) -> None:
         super().__init__(config)
         self._headers = {
-            name: value if isinstance(value, str) else resolve_secret(value, "value") or ""
+            name: value if isinstance(value, str) else value.secret("value") or ""
             for name, value in config.headers.items()
         }
 

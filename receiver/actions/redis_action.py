@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar, TypeVar
 
 from opsloop.receiver.actions.base import BaseAction
-from opsloop.receiver.actions.config import RedisActionConfig, resolve_secret
+from opsloop.receiver.actions.config import RedisActionConfig
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisClusterException, RedisError
@@ -26,9 +26,9 @@ class RedisAction(BaseAction[RC]):
 
     def __init__(self, config: RC) -> None:
         super().__init__(config)
-        url = resolve_secret(config, "redis")
+        url = config.secret("redis")
         # A malformed URL or an unreadable sentinel password fails at startup, not at 3 a.m.
-        self._target = resolve_target(config, url, resolve_secret(config, "password"))
+        self._target = resolve_target(config, url, config.secret("password"))
         if url is not None and self._target.mode != "cluster":
             parse_url(url)
         if self.cluster and not self.cluster_safe:  # a cluster URL from a secret is known only now

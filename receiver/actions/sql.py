@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import psycopg
 from opsloop.receiver.actions.base import ActionResult, BaseAction, Progress
-from opsloop.receiver.actions.config import SqlConfig, resolve_secret
+from opsloop.receiver.actions.config import SqlConfig
 from opsloop.receiver.actions.placeholders import value_of
 from psycopg.conninfo import conninfo_to_dict
 
@@ -29,7 +29,7 @@ class SqlAction(BaseAction[SqlConfig]):
 
     def __init__(self, config: SqlConfig) -> None:
         super().__init__(config)
-        self._dsn = resolve_secret(config, "dsn") or ""
+        self._dsn = config.secret("dsn") or ""
         try:
             options = conninfo_to_dict(self._dsn)
         except psycopg.Error:

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
-from opsloop.secrets import exactly_one, read_secret
+from opsloop.secrets import OptionalSecret, SecretEnv, SecretFile, SecretsModel
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
@@ -36,9 +36,11 @@ class EmailTemplates(StrictModel):
 
 
 SLACK_API_URL = "https://slack.com/api/"
+WEBHOOK_KEYS = ("webhook_url", "webhook_url_env", "webhook_url_file")
+TOKEN_KEYS = ("token", "token_env", "token_file")
 
 
-class SlackConfig(StrictModel):
+class SlackConfig(SecretsModel):
     """One Slack destination: an incoming webhook, or a bot token posting to a channel id (app mode).
 
     App mode posts with ``chat.postMessage`` and edits the same message with ``chat.update``; a webhook
@@ -46,11 +48,12 @@ class SlackConfig(StrictModel):
     """
 
     name: str = Field(pattern=NAME_PATTERN)
-    webhook_url: str | None = None
-    webhook_url_env: str | None = None
-    webhook_url_file: Path | None = None
-    token_env: str | None = None
-    token_file: Path | None = None
+    webhook_url: OptionalSecret = None
+    webhook_url_env: SecretEnv = None
+    webhook_url_file: SecretFile = None
+    token: OptionalSecret = None
+    token_env: SecretEnv = None
+    token_file: SecretFile = None
     api_url: str = SLACK_API_URL
     timeout: Duration = 10.0
     channel: str | None = None
@@ -59,10 +62,10 @@ class SlackConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_destination(self) -> SlackConfig:
-        exactly_one(
-            webhook_url=self.webhook_url, webhook_url_env=self.webhook_url_env,
-            webhook_url_file=self.webhook_url_file, token_env=self.token_env, token_file=self.token_file,
-        )  # fmt: skip
+        given = [key for key in (*WEBHOOK_KEYS, *TOKEN_KEYS) if getattr(self, key) is not None]
+        if len(given) != 1:
+            got = f" (got {', '.join(given)})" if given else ""
+            raise ValueError(f"set exactly one of {', '.join((*WEBHOOK_KEYS, *TOKEN_KEYS))}{got}")
         if self.app_mode and (self.channel is None or not CHANNEL_ID.fullmatch(self.channel)):
             raise ValueError("a bot token (app mode) needs channel: a channel id such as C0123456789")
         if not self.api_url.startswith(("https://", "http://")) or not self.api_url.endswith("/"):
@@ -71,30 +74,41 @@ class SlackConfig(StrictModel):
 
     @property
     def app_mode(self) -> bool:
-        return self.token_env is not None or self.token_file is not None
+        return any(getattr(self, key) is not None for key in TOKEN_KEYS)
 
     def resolve_url(self) -> str:
-        url = read_secret(value=self.webhook_url, env=self.webhook_url_env, file=self.webhook_url_file)
+        url = self.secret("webhook_url")
         if not url or not url.startswith(("https://", "http://")):
             raise ValueError("the webhook URL must start with https:// or http://")
         return url.strip()
 
     def resolve_token(self) -> str:
-        token = (read_secret(env=self.token_env, file=self.token_file) or "").strip()
+        token = (self.secret("token") or "").strip()
         if not token.startswith("xox"):
             raise ValueError("the bot token must be a Slack token (xoxb-...)")
         return token
 
+    def secret_problems(self) -> list[tuple[str, str]]:
+        """Also a URL or token that is read but is not one, named by the key it came from (at load)."""
+        problems = super().secret_problems()
+        if not problems:
+            keys, check = (TOKEN_KEYS, self.resolve_token) if self.app_mode else (WEBHOOK_KEYS, self.resolve_url)
+            try:
+                check()
+            except ValueError as exc:
+                problems.append((next(k for k in keys if getattr(self, k)), str(exc)))
+        return problems
 
-class SmtpConfig(StrictModel):
+
+class SmtpConfig(SecretsModel):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     starttls: Literal["required", "opportunistic", "off"] = "required"
     tls: bool = False
     username: str | None = None
-    password: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
     ca_file: Path | None = None
     timeout: Duration = 30.0
 
@@ -108,15 +122,12 @@ class SmtpConfig(StrictModel):
     def _consistent(self) -> SmtpConfig:
         if self.tls and self.starttls != "off":
             raise ValueError("tls: true (implicit TLS) needs starttls: off")
-        secrets = (self.password, self.password_env, self.password_file)
-        if self.username is not None:
-            exactly_one(password=self.password, password_env=self.password_env, password_file=self.password_file)
-        elif any(s is not None for s in secrets):
+        given = any(s is not None for s in (self.password, self.password_env, self.password_file))
+        if self.username is not None and not given:
+            raise ValueError("set exactly one of password, password_env, password_file")
+        if self.username is None and given:
             raise ValueError("a password needs a username")
         return self
-
-    def resolve_password(self) -> str | None:
-        return read_secret(value=self.password, env=self.password_env, file=self.password_file)
 
 
 def _check_address(value: str) -> str:

@@ -22,6 +22,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import EmailConfig, SmtpConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template
+from prometheus_client import Counter
 
 _START_TLS = {"required": True, "opportunistic": None, "off": False}
 
@@ -83,7 +84,7 @@ class EmailNotifier:
         self.pace: Pace | None = None
         self._config = config
         self._smtp = config.smtp
-        self._password = config.smtp.resolve_password()
+        self._password = config.smtp.secret("password")
         self._tls = tls_context(config.smtp)
         self._domain = parseaddr(config.sender)[1].rsplit("@", 1)[1]
         self._subject = subject
@@ -91,8 +92,12 @@ class EmailNotifier:
         self._html = html
 
     @classmethod
-    def from_config(cls, config: EmailConfig, templates_dir: Path | None = None) -> EmailNotifier:
-        load = partial(load_template, notifier_key("email", config.name), templates_dir=templates_dir)
+    def from_config(
+        cls, config: EmailConfig, templates_dir: Path | None = None, failures: Counter | None = None
+    ) -> EmailNotifier:
+        load = partial(
+            load_template, notifier_key("email", config.name), templates_dir=templates_dir, failures=failures
+        )
         return cls(
             config,
             subject=load("title", "text", default="title.txt.j2", source=config.subject),

@@ -27,12 +27,6 @@ Flavor = Literal["text", "html", "mrkdwn"]
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
 
-TEMPLATE_FAILURES = Counter(
-    "opsloop_receiver_template_failures",
-    "Notifications sent with the built-in fallback text because their template failed.",
-    ["notifier"],
-)
-
 log = logging.getLogger(__name__)
 
 
@@ -169,6 +163,8 @@ class MessageTemplate:
     template: jinja2.Template
     fallback: Callable[[Notification], str]
     one_line: bool = False
+    failures: Counter | None = None
+    """The app's ``opsloop_receiver_template_failures_total`` (labelled by notifier), when counted."""
 
     def render(self, n: Notification) -> str:
         try:
@@ -176,7 +172,8 @@ class MessageTemplate:
             if not text.strip():
                 raise ValueError("the template rendered nothing")
         except Exception as exc:
-            TEMPLATE_FAILURES.labels(notifier=self.notifier).inc()
+            if self.failures is not None:
+                self.failures.labels(notifier=self.notifier).inc()
             log.warning(
                 "template failed, using the fallback text",
                 extra={"notifier": self.notifier, "part": self.part, "error": f"{type(exc).__name__}: {exc}"},
@@ -194,6 +191,7 @@ def load_template(
     path: Path | None = None,
     source: str | None = None,
     templates_dir: Path | None = None,
+    failures: Counter | None = None,
 ) -> MessageTemplate:
     """Compile the user's template (a file ``path`` or inline ``source``) or else the default by name.
 
@@ -211,4 +209,4 @@ def load_template(
         raise TemplateConfigError(f"template {where} does not compile: {exc}") from exc
     is_title = part == "title"
     fallback = fallback_title if is_title else partial(fallback_body, flavor)
-    return MessageTemplate(notifier, part, template, fallback, one_line=is_title)
+    return MessageTemplate(notifier, part, template, fallback, one_line=is_title, failures=failures)

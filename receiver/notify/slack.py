@@ -21,6 +21,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
+from prometheus_client import Counter
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -106,8 +107,12 @@ class BlockMessage:
         self._body = body
 
     @classmethod
-    def from_config(cls, config: SlackConfig, templates_dir: Path | None = None) -> BlockMessage:
-        load = partial(load_template, notifier_key("slack", config.name), templates_dir=templates_dir)
+    def from_config(
+        cls, config: SlackConfig, templates_dir: Path | None = None, failures: Counter | None = None
+    ) -> BlockMessage:
+        load = partial(
+            load_template, notifier_key("slack", config.name), templates_dir=templates_dir, failures=failures
+        )
         return cls(
             title=load("title", "text", default="title.txt.j2", path=config.templates.title),
             body=load("text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
@@ -147,11 +152,13 @@ class SlackNotifier:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_config(cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None) -> SlackNotifier:
+    def from_config(
+        cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None, failures: Counter | None = None
+    ) -> SlackNotifier:
         return cls(
             config.name,
             config.resolve_url(),
-            message=BlockMessage.from_config(config, templates_dir),
+            message=BlockMessage.from_config(config, templates_dir, failures),
             pacer=pacer,
             timeout=config.timeout,
             channel=config.channel,

@@ -24,6 +24,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.slack import BlockMessage, Pacer, describe, retry_after_seconds
+from prometheus_client import Counter
 
 TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 """Slack's errors that a later attempt can fix; any other ``ok: false`` error is permanent."""
@@ -103,13 +104,14 @@ class SlackAppNotifier:
 
     @classmethod
     def from_config(
-        cls, config: SlackConfig, pacer: Pacer, refs: MessageRefs, templates_dir: Path | None = None
-    ) -> SlackAppNotifier:
+        cls, config: SlackConfig, pacer: Pacer, refs: MessageRefs, templates_dir: Path | None = None,
+        failures: Counter | None = None,
+    ) -> SlackAppNotifier:  # fmt: skip
         if config.channel is None:
             raise ValueError("app mode needs a channel id")
         return cls(
             config.name, config.resolve_token(), config.channel,
-            message=BlockMessage.from_config(config, templates_dir), pacer=pacer, refs=refs,
+            message=BlockMessage.from_config(config, templates_dir, failures), pacer=pacer, refs=refs,
             api_url=config.api_url, timeout=config.timeout, username=config.username,
         )  # fmt: skip
 

@@ -1,7 +1,8 @@
 """Durable stores for the receiver: SQLite (one process) or PostgreSQL (several replicas).
 
 The package's public names are all a caller needs; ``driver`` (how operations run), ``schema`` (tables
-and row mapping), ``ops`` (the shared SQL of every write) and ``reads`` (the admin queries) stay inside.
+and row mapping), ``ops`` (the shared SQL of every write), ``limits`` (plan gating) and ``reads`` (the
+admin queries) stay inside.
 """
 
 from __future__ import annotations

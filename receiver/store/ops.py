@@ -11,7 +11,7 @@ Workers lease jobs (``lease_owner``/``lease_until``); a lease that expires witho
 over and counted in ``interrupted``.
 
 This module is the ``Store`` interface, one method per operation, so it runs past 400 lines; operations
-of their own concern keep their SQL elsewhere (``gating``, ``pacing``, ``reads``) and appear here as
+of their own concern keep their SQL elsewhere (``limits``, ``pacing``, ``reads``) and appear here as
 one-line methods.
 """
 
@@ -41,8 +41,9 @@ from opsloop.receiver.domain import (
     delivery_key,
     plan_key,
 )
-from opsloop.receiver.store import gating, pacing, reads
+from opsloop.receiver.store import pacing, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.limits import limits, wake_waiting
 from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
 from opsloop.receiver.store.schema import (
@@ -309,7 +310,7 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         if done.rowcount != 1:
             return False
         if job.kind == PLAN:
-            yield from gating.wake_waiting(job.target, now)
+            yield from wake_waiting(job.target, now)
         for delivery in decided.deliveries:
             yield from self._insert_job(
                 delivery.key, DELIVERY, job.incident.id, delivery.notifier, delivery.kind, delivery.note, {}, now
@@ -349,7 +350,7 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
                 decided = Outcome(RECOVERED, "the alert resolved before the attempt")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
-        reason, guard = ("", None) if job.manual else (yield from gating.limits(job, gate, now))
+        reason, guard = ("", None) if job.manual else (yield from limits(job, gate, now))
         if not reason and gate.first and gate.max_concurrent is not None:
             result = yield Stmt(
                 "SELECT COUNT(*) FROM jobs WHERE kind = ? AND target = ? AND state = 'pending' "

@@ -39,4 +39,4 @@ def test_configured_targets_join_routes_and_escalation(monkeypatch: pytest.Monke
     (team_mail,) = [e for e in config.notifiers.email if e.name == "team"]
     assert team_mail.to == ["me@example.invalid", "you@example.invalid"]
     assert team_mail.smtp.starttls == "required"
-    assert team_mail.smtp.resolve_password() == "s3cret"
+    assert team_mail.smtp.secret("password") == "s3cret"

@@ -36,7 +36,10 @@ def test_issue_example_verbatim_is_valid(tmp_path: Path):
         ("{redis: main, kind: arq}", "frameworks[0]: arq keeps no queue registry in Redis"),
         ("{redis: main, kind: rq, namespace: x}", "frameworks[0]: namespace applies to kind: dramatiq"),
         ("{redis: main, kind: arq, queues: [q], prefix: x}", "frameworks[0]: prefix applies to kind"),
-        ("{redis: main, kind: sidekiq}", "frameworks[0].kind: Input should be"),
+        (
+            "{redis: main, kind: sidekiq}",
+            "frameworks[0].kind: expected one of rq, dramatiq, celery, arq, got 'sidekiq'",
+        ),
         (
             "{redis: main, kind: rq, visibility_timeout: 1m}",
             "frameworks[0]: visibility_timeout applies to kind: celery",

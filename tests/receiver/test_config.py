@@ -47,7 +47,10 @@ recovery:
 """
 
 
-def test_the_issue_example_loads(tmp_path: Path) -> None:
+def test_the_issue_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, secret in (("opsloop-token", "t0ken"), ("slack-oncall", "https://hooks.slack.invalid/a"), ("smtp", "pw")):
+        (tmp_path / name).write_text(f"{secret}\n")
+    monkeypatch.setenv("SLACK_UI_URL", "https://hooks.slack.invalid/ui")
     path = tmp_path / "receiver.yml"
     path.write_text(EXAMPLE.format(secrets=tmp_path))
     config = load_config(path)
@@ -58,6 +61,9 @@ def test_the_issue_example_loads(tmp_path: Path) -> None:
     assert plan.template_values() == {"dlq", "name"}
     assert config.notifier_names() == ["slack/oncall", "slack/ui-team", "email/oncall"]
     assert [r.continue_ for r in config.routes] == [False, False, False]
+    # Secrets are resolved at load: files lose one trailing newline.
+    assert config.auth.secret("bearer_token") == "t0ken"
+    assert config.notifiers.slack[1].secret("webhook_url") == "https://hooks.slack.invalid/ui"
 
 
 def write(tmp_path: Path, data: dict[str, object]) -> Path:

@@ -47,6 +47,34 @@ def test_check_config_reports_every_problem_with_its_key_path(tmp_path: Path) ->
     ]
 
 
+def test_check_config_reports_five_independent_mistakes_in_one_run(tmp_path: Path) -> None:
+    """An unknown key, a wrong type, an unknown notifier, an unreadable secret file and an unset secret
+    variable: each is its own line with its key path, and nothing of pydantic's wording shows."""
+    config = write_config(
+        tmp_path,
+        notifiers={
+            "slack": [{"name": "oncall", "webhook_url_file": str(tmp_path / "no-such-file")}],
+            "email": [{
+                "name": "team", "from": "alerts@example.com", "to": ["team@example.com"],
+                "smtp": {"host": LOOPBACK, "username": "alerts", "password_env": "OPSLOOP_TEST_UNSET_PASSWORD"},
+            }],
+        },
+        routes=[{"match": {}, "notify": ["slack/oncall", "slack/nobody"], "colour": "red"}],
+        worker={"concurrency": "many"},
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OPSLOOP_TEST_UNSET_PASSWORD"}
+    done = subprocess.run(receiver_argv(config, "--check-config"), capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 1
+    missing = tmp_path / "no-such-file"
+    assert sorted(done.stderr.splitlines()) == sorted([
+        f"{config}: routes[0].colour: unknown key",
+        f"{config}: worker.concurrency: expected an integer",
+        f"{config}: routes[0].notify[1]: unknown notifier 'slack/nobody' (known: ['email/team', 'slack/oncall'])",
+        f"{config}: notifiers.slack[0].webhook_url_file: cannot read secret file {missing}: No such file or directory",
+        f"{config}: notifiers.email[0].smtp.password_env: environment variable OPSLOOP_TEST_UNSET_PASSWORD is not set",
+    ])  # fmt: skip
+
+
 def test_check_config_accepts_a_valid_file_and_reports_missing_secrets(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     done = subprocess.run(receiver_argv(config, "--check-config"), capture_output=True, text=True, check=False)

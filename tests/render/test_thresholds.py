@@ -53,7 +53,7 @@ def test_partial_override_changes_only_what_it_lists(tmp_path: Path) -> None:
         ),
         (
             "cache:\n  slow:\n    severity: page\n",
-            "cache.slow.severity: Input should be 'critical', 'warning' or 'info'",
+            "cache.slow.severity: expected one of critical, warning, info, got 'page'",
         ),
         ("dlq:\n  increasing:\n    window: soon\n", "dlq.increasing.window: expected a duration such as 30s, 5m or 1h"),
         ("queues:\n  backlogg: {}\n", "queues.backlogg: unknown key"),

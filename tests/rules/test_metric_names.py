@@ -8,42 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from opsloop.render.promql import metric_names
+from opsloop.render.thresholds import load_thresholds
+
+from opsloop.metric_contract import CONTRACT
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The exporter's metric contract (docs/metrics.md), restricted to what the rules and dashboards may read.
-EXPORTER_METRICS = {
-    "opsloop_queue_length",
-    "opsloop_queue_oldest_age_seconds",
-    "opsloop_queue_workers",
-    "opsloop_queue_in_progress",
-    "opsloop_queue_in_progress_overdue",
-    "opsloop_queue_scheduled",
-    "opsloop_stream_group_pending",
-    "opsloop_stream_group_lag",
-    "opsloop_dlq_length",
-    "opsloop_dlq_oldest_age_seconds",
-    "opsloop_workers",
-    "opsloop_cache_hits_total",
-    "opsloop_cache_misses_total",
-    "opsloop_cache_evicted_keys_total",
-    "opsloop_cache_expired_keys_total",
-    "opsloop_cache_memory_used_bytes",
-    "opsloop_cache_memory_max_bytes",
-    "opsloop_cache_connected_clients",
-    "opsloop_cache_ping_seconds",
-    "opsloop_exporter_keyspace_hits_total",
-    "opsloop_exporter_keyspace_misses_total",
-    "opsloop_business_jobs_finished_total",
-    "opsloop_business_job_duration_p95_seconds",
-    "opsloop_source_up",
-    "opsloop_source_scrape_duration_seconds",
-    "opsloop_source_last_success_timestamp_seconds",
-    "opsloop_source_errors_total",
-    "opsloop_business_query_result_age_seconds",
-    "opsloop_business_query_errors_total",
-    "opsloop_keys_truncated",
-    "opsloop_exporter_build_info",
+# The exporter's metric contract, and the business metrics the thresholds file names (they come from the
+# example configuration's queries, not from the exporter's code).
+THRESHOLDS = load_thresholds()
+EXPORTER_METRICS = {metric.series for metric in CONTRACT} | {
+    THRESHOLDS.business.job_failures.metric,
+    THRESHOLDS.business.job_duration.metric,
 }
 # The receiver's own metrics its alerts read (its contract: docs/receiver.md, "Metrics").
 RECEIVER_METRICS = {
@@ -82,3 +58,26 @@ def test_dashboards_read_only_exporter_metrics_and_recorded_series(record_rules:
     used = {name for query in dashboard_queries() for name in metric_names(query)}
     assert used - EXPORTER_METRICS - recorded - PROMETHEUS_SERIES == set()
     assert {"redis:opsloop_cache_hit:ratio_rate5m", "opsloop_queue_length"} <= used
+
+
+def documented_metrics() -> dict[str, list[tuple[str, set[str]]]]:
+    """docs/metrics.md's tables: metric name -> (type, labels) of each row naming it; rows named by a
+    pattern are left out, and a table that states its one label above it gives an empty set."""
+    rows: dict[str, list[tuple[str, set[str]]]] = {}
+    for line in (REPO / "docs" / "metrics.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = re.fullmatch(r"`(opsloop_[a-z0-9_]+)`", cells[0]) if line.startswith("|") else None
+        if name is not None and len(cells) >= 3:
+            labels = set(re.findall(r"`([a-z_]+)`", cells[2])) if cells[2].startswith("`") else set()
+            rows.setdefault(name.group(1), []).append((cells[1], labels))
+    return rows
+
+
+def test_the_docs_tables_list_exactly_the_contract() -> None:
+    documented = documented_metrics()
+    assert set(documented) == {metric.series for metric in CONTRACT}
+    for name, rows in documented.items():
+        declared = [m for m in CONTRACT if m.series == name]
+        assert {kind for kind, _ in rows} == {m.kind for m in declared}, name
+        listed = [labels for _, labels in rows if labels]  # the cache table states its label above the table
+        assert sorted(map(sorted, listed)) == sorted(sorted(m.labels) for m in declared) or not listed, name

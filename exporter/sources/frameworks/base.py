@@ -1,9 +1,10 @@
-"""What every framework reader shares: the metrics, the script call and the parsing of its rows.
+"""What every framework reader shares: the script call and the parsing of its rows.
 
 A framework is a key layout, not a new metric family: each one maps onto the queue and DLQ contract
 (``opsloop_queue_*``, ``opsloop_dlq_*``) with a ``framework`` label, and adds only what the contract
-lacks (in progress, overdue, scheduled). Each framework module supplies a Lua script that reads every
-one of its queues in one call, following ids to job records only for the oldest item of each queue.
+lacks (in progress, overdue, scheduled), all declared in ``opsloop.metric_contract``. Each framework
+module supplies a Lua script that reads every one of its queues in one call, following ids to job
+records only for the oldest item of each queue.
 The call rides on the Redis source's shared pipeline. The scripts derive key names inside Redis, so they
 are not Redis Cluster-safe (docs/frameworks.md).
 """
@@ -17,49 +18,37 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsloop.exporter.config import FrameworkConfig, RedisConfig
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Sample
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_queues import parse_timestamp
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-log = logging.getLogger(__name__)
+from opsloop.metric_contract import (
+    FRAMEWORK_DLQ_LENGTH,
+    FRAMEWORK_DLQ_OLDEST_AGE,
+    FRAMEWORK_QUEUE_LENGTH,
+    FRAMEWORK_QUEUE_OLDEST_AGE,
+    FRAMEWORK_QUEUE_WORKERS,
+    QUEUE_IN_PROGRESS,
+    QUEUE_IN_PROGRESS_OVERDUE,
+    QUEUE_SCHEDULED,
+    QUEUE_UNREADABLE_RECORDS,
+)
 
-_Q = ("redis", "queue", "framework")
-_D = ("redis", "dlq", "queue", "framework")
-QUEUE_LENGTH = Metric("opsloop_queue_length", "gauge", "Items in the queue (0 when the key does not exist).", _Q)
-QUEUE_OLDEST = Metric(
-    "opsloop_queue_oldest_age_seconds", "gauge", "Age of the oldest item in the queue (0 when empty).", _Q
-)
-IN_PROGRESS = Metric(
-    "opsloop_queue_in_progress", "gauge", "Jobs a worker has taken and not finished (started, unacked, running).", _Q
-)
-OVERDUE = Metric(
-    "opsloop_queue_in_progress_overdue", "gauge",
-    "Jobs in progress past their deadline: RQ execution heartbeat expired, Celery unacked past the visibility"
-    " timeout.", _Q,
-)  # fmt: skip
-SCHEDULED = Metric(
-    "opsloop_queue_scheduled", "gauge", "Jobs waiting for a time in the future (scheduled, delayed, ETA).", _Q
-)
-WORKERS = Metric("opsloop_queue_workers", "gauge", "Live workers serving the queue (sum over groups that list it).", _Q)
-UNREADABLE = Metric(
-    "opsloop_queue_unreadable_records", "gauge",
-    "Job records followed this scrape that were missing or not in the framework's format.", _Q,
-)  # fmt: skip
-DLQ_LENGTH = Metric(
-    "opsloop_dlq_length", "gauge", "Items in the dead-letter queue (0 when the key does not exist).", _D
-)
-DLQ_OLDEST = Metric(
-    "opsloop_dlq_oldest_age_seconds", "gauge", "Age of the oldest item in the dead-letter queue (0 when empty).", _D
-)
+log = logging.getLogger(__name__)
 
 COMMON_LUA = (Path(__file__).parent / "common.lua").read_text()
 ROW_FIELDS = ("queue", "dlq", "length", "oldest", "in_progress", "overdue", "scheduled", "dlq_length", "dlq_oldest",
               "workers", "unreadable", "error")  # fmt: skip
 """The fields of a script's row, in the order common.lua answers them."""
-QUEUE_FIELDS = {"in_progress": IN_PROGRESS, "overdue": OVERDUE, "scheduled": SCHEDULED, "workers": WORKERS}
+QUEUE_FIELDS = {
+    "in_progress": QUEUE_IN_PROGRESS,
+    "overdue": QUEUE_IN_PROGRESS_OVERDUE,
+    "scheduled": QUEUE_SCHEDULED,
+    "workers": FRAMEWORK_QUEUE_WORKERS,
+}
 
 
 class FrameworkError(Exception):
@@ -133,26 +122,26 @@ class FrameworkReader:
         labels = (self.redis_name, fields["queue"], kind)
         unreadable = int(fields["unreadable"] or 0)
         if fields["queue"]:  # a nameless row only carries records that belong to no queue
-            yield Sample(QUEUE_LENGTH, labels, float(fields["length"]))
+            yield Sample(FRAMEWORK_QUEUE_LENGTH, labels, float(fields["length"]))
             if "oldest" in publishes:
                 age, bad = _age(fields["oldest"], fields["length"], now)
                 unreadable += bad
                 if age is not None:
-                    yield Sample(QUEUE_OLDEST, labels, age)
+                    yield Sample(FRAMEWORK_QUEUE_OLDEST_AGE, labels, age)
             for field, metric in QUEUE_FIELDS.items():
                 if field in publishes and fields[field] != "":
                     yield Sample(metric, labels, float(fields[field]))
             if "dlq" in publishes:
                 dlq_labels = (self.redis_name, fields["dlq"], fields["queue"], kind)
-                yield Sample(DLQ_LENGTH, dlq_labels, float(fields["dlq_length"]))
+                yield Sample(FRAMEWORK_DLQ_LENGTH, dlq_labels, float(fields["dlq_length"]))
                 age, bad = _age(fields["dlq_oldest"], fields["dlq_length"], now)
                 unreadable += bad
                 if age is not None:
-                    yield Sample(DLQ_OLDEST, dlq_labels, age)
+                    yield Sample(FRAMEWORK_DLQ_OLDEST_AGE, dlq_labels, age)
         if "unreadable" in publishes:
             if unreadable:
                 log.debug("unreadable job records", extra={"framework": kind, "queue": fields["queue"]})
-            yield Sample(UNREADABLE, labels, float(unreadable))
+            yield Sample(QUEUE_UNREADABLE_RECORDS, labels, float(unreadable))
 
 
 def _age(stamp: str, length: str, now: float) -> tuple[float | None, int]:

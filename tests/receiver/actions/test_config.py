@@ -55,7 +55,7 @@ actions:
         p.startswith("actions[0].dlq_requeue.to: 'q:{a.b}': placeholder {a.b} must be a plain") for p in problems
     )
     assert "actions[1].http.url: placeholders may appear in the path and query, not in the host" in problems
-    assert "actions[1].http.timeout: Input should be greater than 0" in problems
+    assert "actions[1].http.timeout: expected a value > 0" in problems
     assert "actions[2].command.argv: the program (argv[0]) cannot contain placeholders" in problems
 
 
@@ -66,7 +66,7 @@ REDIS = {"redis": "redis://127.0.0.1:6379/0"}
     ("config", "message"),
     [
         ({"type": "dlq_requeue", "from": "a", "to": "b"}, "set exactly one of redis, redis_env, redis_file"),
-        ({"type": "dlq_requeue", **REDIS, "redis_env": "R", "from": "a", "to": "b"}, "set exactly one of redis"),
+        ({"type": "dlq_requeue", **REDIS, "redis_env": "R", "from": "a", "to": "b"}, "set at most one of redis"),
         ({"type": "dlq_requeue", "redis": "http://x", "from": "a", "to": "b"}, "expected a redis://"),
         ({"type": "dlq_requeue", **REDIS, "password": "p", "password_env": "P", "from": "a", "to": "b"}, "password"),
         ({"type": "dlq_requeue", **REDIS, "from": "{q}", "to": "{q}"}, "from and to must name different keys"),

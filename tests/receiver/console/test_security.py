@@ -243,7 +243,7 @@ def test_console_config_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == [
-        "console.users[0].name: String should match pattern '^[A-Za-z0-9_.@-]{1,64}$'",
+        "console.users[0].name: expected text matching ^[A-Za-z0-9_.@-]{1,64}$, got 'a b'",
         "console.users[0].password_hash: expected pbkdf2_sha256$<iterations>$<salt>$<hash> (make one with "
         "python -m opsloop.receiver.console.passwords)",
         "console.external_url: expected the console's base URL, such as https://opsloop.example.com",

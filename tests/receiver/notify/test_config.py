@@ -55,7 +55,7 @@ def test_issue_example_builds_every_notifier(tmp_path: Path, monkeypatch: pytest
     assert (email.smtp.starttls, email.smtp.tls, email.sender, email.to) == (
         "required", False, "alerts@example.com", ["oncall@example.com"]
     )  # fmt: skip
-    assert email.smtp.resolve_password() == "s3cret"
+    assert email.smtp.secret("password") == "s3cret"
     notifiers = build_notifiers(config)
     assert {key: type(n) for key, n in notifiers.items()} == {
         "slack/oncall": SlackNotifier,
@@ -71,7 +71,7 @@ def test_smtp_defaults_are_safe() -> None:
 
 
 def test_webhook_url_or_token_must_be_set_exactly_once(tmp_path: Path) -> None:
-    options = "webhook_url, webhook_url_env, webhook_url_file, token_env, token_file"
+    options = "webhook_url, webhook_url_env, webhook_url_file, token, token_env, token_file"
     assert problems(tmp_path, {"slack": [{"name": "a"}]}) == [f"notifiers.slack[0]: set exactly one of {options}"]
     both = {"name": "a", "webhook_url": "https://x", "token_env": "X", "channel": "C0123456789"}
     assert problems(tmp_path, {"slack": [both]}) == [
@@ -97,11 +97,11 @@ def test_bad_values_are_reported_with_key_paths(tmp_path: Path) -> None:
             ]
         },
     )  # fmt: skip
-    assert "notifiers.email[0].name: String should match pattern '^[A-Za-z0-9_.-]{1,64}$'" in found
+    assert "notifiers.email[0].name: expected text matching ^[A-Za-z0-9_.-]{1,64}$, got 'bad name'" in found
     assert "notifiers.email[0].smtp.port: expected an integer" in found
-    assert "notifiers.email[0].smtp.starttls: Input should be 'required', 'opportunistic' or 'off'" in found
+    assert "notifiers.email[0].smtp.starttls: expected one of required, opportunistic, off, got 'maybe'" in found
     assert "notifiers.email[0].from: expected an email address, got 'nobody'" in found
-    assert "notifiers.email[0].to: List should have at least 1 item after validation, not 0" in found
+    assert "notifiers.email[0].to: expected at least 1 entry" in found
     assert "notifiers.email[0].cc: unknown key" in found
 
 

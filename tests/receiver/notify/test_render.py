@@ -6,11 +6,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import HistoryEntry
 from opsloop.receiver.notify.render import TemplateConfigError, load_template
-from prometheus_client import REGISTRY
 
 from .conftest import MakeNotification
+
+
+@pytest.fixture
+def metrics() -> ReceiverMetrics:
+    """A fresh app registry: each test counts template failures from zero."""
+    return ReceiverMetrics()
+
+
+def failures(metrics: ReceiverMetrics, notifier: str) -> float:
+    sample = metrics.registry.get_sample_value("opsloop_receiver_template_failures_total", {"notifier": notifier})
+    return sample or 0.0
+
 
 DEFAULTS = [
     ("title", "text", "title.txt.j2"),
@@ -18,10 +30,6 @@ DEFAULTS = [
     ("text", "text", "email.txt.j2"),
     ("html", "html", "email.html.j2"),
 ]
-
-
-def failures(notifier: str) -> float:
-    return REGISTRY.get_sample_value("opsloop_receiver_template_failures_total", {"notifier": notifier}) or 0.0
 
 
 @pytest.mark.parametrize(("part", "flavor", "default"), DEFAULTS)
@@ -50,37 +58,48 @@ def test_mrkdwn_values_are_escaped_but_template_links_are_kept(make_notification
     assert "<http://127.0.0.1:9090/graph?g0.expr=up&amp;g0.tab=1|Source>" in out
 
 
-def test_malicious_user_template_falls_back_and_is_counted(make_notification: MakeNotification, tmp_path: Path) -> None:
+def test_malicious_user_template_falls_back_and_is_counted(
+    make_notification: MakeNotification, tmp_path: Path, metrics: ReceiverMetrics
+) -> None:
     evil = tmp_path / "evil.j2"
     evil.write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
-    template = load_template("slack/evil", "text", "mrkdwn", default="slack.md.j2", path=evil)
-    before = failures("slack/evil")
+    template = load_template(
+        "slack/evil", "text", "mrkdwn", default="slack.md.j2", path=evil, failures=metrics.template_failures
+    )
     out = template.render(make_notification())
-    assert failures("slack/evil") == before + 1
+    # Counted in the app's own registry, where /metrics serves it.
+    assert failures(metrics, "slack/evil") == 1
+    assert b'opsloop_receiver_template_failures_total{notifier="slack/evil"} 1.0' in metrics.render()
     assert out.startswith("FIRING: DLQEntriesIncreasing (status firing, since 2024-05-01 03:00:00 UTC)")
     assert "dlq = dlq:emails" in out
     assert "subclasses" not in out
 
 
-def test_unknown_name_in_a_user_template_falls_back(make_notification: MakeNotification, tmp_path: Path) -> None:
+def test_unknown_name_in_a_user_template_falls_back(
+    make_notification: MakeNotification, tmp_path: Path, metrics: ReceiverMetrics
+) -> None:
     path = tmp_path / "typo.html.j2"
     path.write_text("<p>{{ lables.queue }}</p>")
-    template = load_template("email/typo", "html", "html", default="email.html.j2", path=path)
-    before = failures("email/typo")
+    template = load_template(
+        "email/typo", "html", "html", default="email.html.j2", path=path, failures=metrics.template_failures
+    )
     out = template.render(make_notification(labels={"alertname": "X", "queue": "<b>"}))
-    assert failures("email/typo") == before + 1
+    assert failures(metrics, "email/typo") == 1
     assert out.startswith("<pre>FIRING: X")
     assert "queue = &lt;b&gt;" in out
 
 
-def test_template_rendering_nothing_falls_back(make_notification: MakeNotification) -> None:
-    template = load_template("email/empty", "title", "text", default="title.txt.j2", source="{# nothing #}  ")
+def test_template_rendering_nothing_falls_back(make_notification: MakeNotification, metrics: ReceiverMetrics) -> None:
+    template = load_template(
+        "email/empty", "title", "text", default="title.txt.j2", source="{# nothing #}  ",
+        failures=metrics.template_failures,
+    )  # fmt: skip
     assert template.render(make_notification()) == "DLQEntriesIncreasing"
-    assert failures("email/empty") == 1
+    assert failures(metrics, "email/empty") == 1
 
 
 def test_a_working_user_template_sees_the_documented_context(
-    make_notification: MakeNotification, tmp_path: Path
+    make_notification: MakeNotification, tmp_path: Path, metrics: ReceiverMetrics
 ) -> None:
     path = tmp_path / "custom.txt.j2"
     path.write_text(
@@ -90,19 +109,24 @@ def test_a_working_user_template_sees_the_documented_context(
     )
     history = (HistoryEntry(datetime(2024, 5, 1, 3, 1, tzinfo=UTC), "requeue", 2, "dlq_requeue", False, "x"),)
     n = make_notification(kind="escalation", truncated_alerts=3, note="all stages failed", history=history)
-    out = load_template("email/custom", "text", "text", default="email.txt.j2", path=path).render(n)
+    template = load_template(
+        "email/custom", "text", "text", default="email.txt.j2", path=path, failures=metrics.template_failures
+    )
+    out = template.render(n)
     assert out == (
         "ESCALATION|firing|DLQEntriesIncreasing|dlq:emails|DLQ dlq:emails is growing|"
         "2024-05-01 03:00:00 UTC|f1c2d3e4|3|all stages failed|requeue:2:False"
     )
-    assert failures("email/custom") == 0
+    assert failures(metrics, "email/custom") == 0
 
 
-def test_sandbox_forbids_mutating_the_context(make_notification: MakeNotification) -> None:
+def test_sandbox_forbids_mutating_the_context(make_notification: MakeNotification, metrics: ReceiverMetrics) -> None:
     source = "{% set _ = labels.update({'alertname': 'hijacked'}) %}{{ labels.alertname }}"
-    template = load_template("email/mutate", "title", "text", default="title.txt.j2", source=source)
+    template = load_template(
+        "email/mutate", "title", "text", default="title.txt.j2", source=source, failures=metrics.template_failures
+    )
     assert template.render(make_notification()) == "DLQEntriesIncreasing"
-    assert failures("email/mutate") == 1
+    assert failures(metrics, "email/mutate") == 1
 
 
 def test_templates_dir_replaces_a_builtin_by_file_name(make_notification: MakeNotification, tmp_path: Path) -> None:

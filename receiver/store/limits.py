@@ -1,7 +1,9 @@
-"""Plan gating: pauses, the circuit breaker, a plan's storm guard, cooldown and run caps, as one store op.
+"""The limits a plan attempt is checked against, inside the gating transaction of ``Store.gate``.
 
-Runs inside the gate's transaction (under PostgreSQL's advisory lock), so two replicas cannot both let
-the last allowed run through. A guard that trips stores its pause here, in the same transaction.
+Pauses, the circuit breaker, a plan's storm guard, the cooldown and the run caps are read here from the
+same tables the workers write, so every replica decides from the same rows (under PostgreSQL's advisory
+lock, two replicas cannot both let the last allowed run through). A guard that trips stores its pause,
+and its event on the timeline, in the same transaction.
 """
 
 from __future__ import annotations
