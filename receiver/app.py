@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,8 +32,10 @@ from opsloop.receiver.handlers import (
 )  # fmt: skip
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import Notifier, build_notifiers
+from opsloop.receiver.notify.slack_app import SlackAppNotifier
 from opsloop.receiver.recovery import PlanRunner, Verifier
-from opsloop.receiver.store import open_store
+from opsloop.receiver.store import StoreUnavailable, open_store
+from opsloop.receiver.takeover import take_over, worker_id
 from opsloop.receiver.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -76,10 +75,6 @@ class Components:
                 await action.close()
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def build_app(
     config: ReceiverConfig, components: Components | None = None, telemetry_path: str = "/metrics"
 ) -> web.Application:
@@ -101,6 +96,13 @@ def build_app(
         await store.open()
         await attach_journal([a for actions in parts.actions.values() for a in actions], store)
         owner = worker_id()
+        for notifier in parts.notifiers.values():
+            if isinstance(notifier, SlackAppNotifier):
+                notifier.keep_refs_in(store)
+        try:
+            await take_over(store)
+        except StoreUnavailable as exc:  # not fatal: the leases still expire
+            log.warning("cannot look for a dead predecessor's work", extra={"error": str(exc)})
         async with aiohttp.ClientSession() as session:
             verifier = (
                 Verifier(session, config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None

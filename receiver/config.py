@@ -14,8 +14,17 @@ from typing import Annotated, Literal, cast
 from opsloop.receiver.actions import template_fields
 from opsloop.receiver.actions.config import ActionConfig
 from opsloop.receiver.console.config import ConsoleConfig
+from opsloop.receiver.matchers import Matcher, parse_matchers
 from opsloop.receiver.notify.config import NotifiersConfig
-from pydantic import AfterValidator, Field, PlainValidator, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from opsloop.configfile import StrictModel, describe_errors, key_path, load_model
 from opsloop.durations import Duration, parse_duration
@@ -36,6 +45,29 @@ def _compiles(pattern: str) -> str:
 
 
 Pattern = Annotated[str, AfterValidator(_compiles)]
+
+MatcherEntry = Annotated[tuple[Matcher, ...], BeforeValidator(parse_matchers)]
+"""One ``matchers:`` string, which (as in Alertmanager) may hold several: ``{a="b", c=~"d"}``."""
+
+
+def _matcher_list(value: object) -> object:
+    """``matchers:`` is a list of strings, as in Alertmanager; a single string is taken as a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+Matchers = Annotated[list[MatcherEntry], BeforeValidator(_matcher_list)]
+
+
+class Matching(StrictModel):
+    """Which alerts a route or plan takes: the ``match:`` equality map and Alertmanager ``matchers:``, all ANDed."""
+
+    match: dict[str, str] = {}
+    matchers: Matchers = []
+
+    model_config = StrictModel.model_config | {"arbitrary_types_allowed": True}
+
+    def all_matchers(self) -> tuple[Matcher, ...]:
+        return tuple(m for entry in self.matchers for m in entry)
 
 
 class BasicAuth(SecretsModel):
@@ -70,17 +102,23 @@ class AdminConfig(SecretsModel):
     token_file: SecretFile = None
 
 
-class Route(StrictModel):
-    match: dict[str, str] = {}
+class Route(Matching):
     notify: list[str] = Field(min_length=1)
     continue_: bool = Field(False, alias="continue")
 
-    model_config = StrictModel.model_config | {"populate_by_name": True}
+    model_config = Matching.model_config | {"populate_by_name": True}
 
 
 class MaxRuns(StrictModel):
     per_hour: int | None = Field(None, ge=1)
     per_day: int | None = Field(None, ge=1)
+
+
+class StormGuard(StrictModel):
+    """More than ``max_runs`` runs of one plan within ``window`` pause that plan and tell a human once."""
+
+    max_runs: int = Field(10, ge=1)
+    window: Duration = 600.0
 
 
 class Stage(float):
@@ -124,11 +162,10 @@ def _stage(value: object) -> Stage:
 StageValue = Annotated[float, PlainValidator(_stage)]
 
 
-class Plan(StrictModel):
+class Plan(Matching):
     """A recovery plan: which alerts it takes, what it does at each stage, and how it proves success."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    match: dict[str, str] = Field(min_length=1)
     labels: dict[str, Pattern] = {}
     actions: list[ActionConfig] = Field(min_length=1)
     stages: list[StageValue] = Field(default_factory=lambda: [Stage(0.0)], min_length=1)
@@ -136,11 +173,21 @@ class Plan(StrictModel):
     verify_after: Duration = 30.0
     cooldown: Duration = 0.0
     max_runs: MaxRuns = MaxRuns()
+    storm_guard: StormGuard | None = StormGuard()
+    """None (``storm_guard: null``) turns the plan's storm guard off; the circuit breaker still applies."""
+    max_concurrent: int | None = Field(None, ge=1)
+    """Runs of this plan in progress at once (a run waiting for approval counts); more wait for a place."""
     escalate: list[str] = []
     notify_recovered: list[str] = []
     notify_firing: bool = True
     """False: the routes hear of the alert only if the plan is skipped or escalates (repair first)."""
     dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> Plan:
+        if not self.match and not self.all_matchers():
+            raise ValueError("a plan needs match: or matchers:, or it would take every alert")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -161,9 +208,12 @@ class Plan(StrictModel):
 
 
 class CircuitBreaker(StrictModel):
-    """Pause all automation when more than ``max_actions`` actions ran within ``window``."""
+    """Pause all automation when more than ``max_actions`` actions ran within ``window``.
 
-    max_actions: int = Field(30, ge=1)
+    The last line of defence: a storm of one alertname trips that plan's storm guard long before.
+    """
+
+    max_actions: int = Field(100, ge=1)
     window: Duration = 600.0
     notify: list[str] = []
 
@@ -171,7 +221,7 @@ class CircuitBreaker(StrictModel):
 class WorkerConfig(StrictModel):
     concurrency: int = Field(8, ge=1, le=256)
     poll_interval: Duration = 0.5
-    lease: Duration = 120.0
+    lease: Duration = 10.0
     delivery_attempts: int = Field(3, ge=1, le=10)
     retry_base: Duration = 1.0
     retry_cap: Duration = 30.0

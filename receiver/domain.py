@@ -26,6 +26,8 @@ PENDING, RECOVERED, ESCALATED, SKIPPED, SENT, FAILED = (
     "sent",
     "failed",
 )
+REPLACED = "replaced"
+"""A firing message that had not gone out when its alert resolved: the resolved message replaces it."""
 GLOBAL = "*"
 """The pause scope that stops every plan."""
 # Approval states: pending until a person approves or rejects, or the deadline passes first.
@@ -188,6 +190,11 @@ class Gate:
     breaker_max: int
     breaker_window: float
     first: bool
+    storm_max: int | None = None
+    """Runs of this plan allowed within ``storm_window``; one more pauses the plan (its storm guard)."""
+    storm_window: float = 600.0
+    max_concurrent: int | None = None
+    """Runs of this plan in progress at once; a new run waits for a free place instead of starting."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +273,18 @@ def paused_why(reason: str, scope: str | None = None) -> str:
 
 def breaker_why(count: int, window: float) -> str:
     return f"circuit breaker: {count} actions within {window:g}s"
+
+
+def storm_why(count: int, window: float) -> str:
+    return f"storm guard: {count} runs of this plan within {window:g}s"
+
+
+def concurrency_why(running: int) -> str:
+    return f"waiting: {running} runs of this plan are in progress (max_concurrent)"
+
+
+CIRCUIT_BREAKER, STORM_GUARD = "circuit_breaker", "storm_guard"
+"""The guards that pause automation by themselves (label values of opsloop_receiver_guard_trips_total)."""
 
 
 def cooldown_why(seconds_ago: float) -> str:

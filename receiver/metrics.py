@@ -7,7 +7,7 @@ registry followed by prometheus-client's default one, which holds only its proce
 
 from __future__ import annotations
 
-from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN
+from opsloop.receiver.domain import CIRCUIT_BREAKER, DELIVERY, GLOBAL, PLAN, STORM_GUARD
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -22,6 +22,8 @@ from opsloop.buildinfo import BuildInfoCollector
 
 # Prometheus has no use for the *_created series prometheus-client adds to every counter and histogram.
 disable_created_metrics()
+
+WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavailable")
 
 
 class ReceiverMetrics:
@@ -64,6 +66,10 @@ class ReceiverMetrics:
             "opsloop_receiver_automation_paused", "1 while automation is paused, by scope ('*' for all "
             "plans, else the plan name).", ["scope"], registry=self.registry,
         )  # fmt: skip
+        self.guard_trips = Counter(
+            "opsloop_receiver_guard_trips", "Times a guard paused automation, by guard (circuit_breaker, storm_guard).",
+            ["guard"], registry=self.registry,
+        )  # fmt: skip
         self.template_failures = Counter(
             "opsloop_receiver_template_failures",
             "Notifications sent with the built-in fallback text because their template failed.",
@@ -77,6 +83,11 @@ class ReceiverMetrics:
             self.queue_depth.labels(kind)
             self.oldest_pending.labels(kind)
         self.paused.labels(GLOBAL)
+        # Counters alerted on with increase() start at 0, so their first event already shows as one.
+        for guard in (CIRCUIT_BREAKER, STORM_GUARD):
+            self.guard_trips.labels(guard)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhooks.labels(outcome)
 
     def observe_store(self, stats: dict[str, tuple[int, float]], pauses: dict[str, object]) -> None:
         for kind, (count, age) in stats.items():

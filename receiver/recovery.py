@@ -8,7 +8,8 @@ the run's first attempt, and after the last stage the plan escalates with its hi
 
 Actions run at most once per stage: a worker that finds actions of its stage already started (the
 previous owner died mid-stage) marks them interrupted and goes on to verification instead of repeating
-them.
+them. Their outcome is unknown, never "failed": the plan verifies after ``verify_after`` (PromQL, or the
+alert resolving meanwhile) before it moves on or escalates, and the escalation says what is known.
 """
 
 from __future__ import annotations
@@ -114,19 +115,26 @@ class PlanRunner:
 
     async def _attempt_step(self, job: Job, plan: Plan) -> None:
         now = time.time()
-        if job.interrupted and await self.store.interrupt_actions(job.id, job.stage, now):
+        unknown = bool(job.interrupted) and bool(await self.store.interrupt_actions(job.id, job.stage, now))
+        if unknown:
             log.warning("stage interrupted, not repeating its actions", extra=self._fields(job))
             self.metrics.actions.labels(plan.name, "any", "interrupted").inc()
         else:
-            gate = Gate(
-                cooldown=plan.cooldown, per_hour=plan.max_runs.per_hour, per_day=plan.max_runs.per_day,
-                breaker_max=self.config.circuit_breaker.max_actions,
-                breaker_window=self.config.circuit_breaker.window, first=job.run_started_at is None,
-            )  # fmt: skip
+            tripped: list[str] = []
+
+            def blocked(why: str, guard: str | None) -> Outcome:
+                tripped.extend([guard] if guard else [])
+                return self._blocked(job, why, guard)
+
             ended = await self.store.gate(
-                job, self.owner, gate, now, lambda why, tripped: self._blocked(job, why, tripped),
+                job, self.owner, self._gate(job, plan), now, blocked,
                 resolved=lambda why: self._recovered(job, plan, why, stage=job.stage),
             )  # fmt: skip
+            for guard in tripped:  # counted once the gate's transaction committed
+                self.metrics.guard_trips.labels(guard).inc()
+            if ended is not None and ended.state == PENDING:
+                log.info("plan run waits for a free place", extra={**self._fields(job), "result": ended.result})
+                return
             if ended is not None:
                 self._count_end(job, plan, ended)
                 return
@@ -134,8 +142,18 @@ class PlanRunner:
                 return
             if not await self._run_actions(job, plan):
                 return
-        due = time.time() + (plan.verify_after if plan.verify else 0.0)
+        # An outcome unknown is verified after a grace period too: a resolved webhook within it proves it worked.
+        due = time.time() + (plan.verify_after if plan.verify or unknown else 0.0)
         await self.store.reschedule(job.id, self.owner, due_at=due, now=time.time(), phase="verify", attempted=True)
+
+    def _gate(self, job: Job, plan: Plan) -> Gate:
+        breaker, guard = self.config.circuit_breaker, plan.storm_guard
+        return Gate(
+            cooldown=plan.cooldown, per_hour=plan.max_runs.per_hour, per_day=plan.max_runs.per_day,
+            breaker_max=breaker.max_actions, breaker_window=breaker.window, first=job.run_started_at is None,
+            storm_max=guard.max_runs if guard else None, storm_window=guard.window if guard else 0.0,
+            max_concurrent=plan.max_concurrent,
+        )  # fmt: skip
 
     async def _approved(self, job: Job, plan: Plan) -> bool:
         """Whether a person approved this stage; otherwise ask for approval, wait, or escalate.
@@ -229,6 +247,12 @@ class PlanRunner:
         if plan.verify and self.verifier is not None:
             return await self.verifier.holds(fill_query(plan.verify, job.values))
         stage = [a for a in history if a.stage == job.stage]
+        unknown = [a.type for a in stage if a.state == "interrupted"]
+        if unknown:
+            return False, (
+                f"outcome unknown: the receiver stopped while {', '.join(unknown)} ran, and the alert still "
+                f"fires {plan.verify_after:g}s later"
+            )
         ok = bool(stage) and all(a.state == "ok" for a in stage)
         return ok, "every action of the stage succeeded" if ok else "an action of the stage did not succeed"
 
@@ -262,10 +286,11 @@ class PlanRunner:
         """
         return Outcome(SKIPPED, why, self._deliveries(job, self._routes(job), "firing", why, f"plan:{job.target}"))
 
-    def _blocked(self, job: Job, why: str, tripped: bool) -> Outcome:
+    def _blocked(self, job: Job, why: str, guard: str | None) -> Outcome:
+        """The run did not go ahead; a guard that paused automation just now also tells a human, once."""
         note = f"plan {job.target} did not run: {why}" if job.stage == 0 else f"plan {job.target} stopped: {why}"
         outcome = self._fallback(job, note)
-        if not tripped:
+        if guard is None:
             return outcome
         told = self.config.circuit_breaker.notify or self._routes(job)
         paused = self._deliveries(job, told, "automation_paused", why, scope=f"{time.time():.0f}")

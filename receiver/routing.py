@@ -1,7 +1,7 @@
 """Which notifiers and recovery plans an alert goes to, decided per alert from its labels alone.
 
 Routes: the first matching route wins unless it says ``continue: true``. Plans: every plan whose
-``match`` fits takes the alert, provided each label in its ``labels:`` section fully matches the plan's
+``match`` and ``matchers`` fit takes the alert, provided each label in its ``labels:`` section fully matches the plan's
 pattern; only those labels (and the patterns' named groups) become values for the plan's actions, so
 an unvalidated label never reaches an action. ``explain`` gives the same decision with reasons.
 """
@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from opsloop.receiver.config import Plan, ReceiverConfig, Route
+from opsloop.receiver.config import Matching, Plan, ReceiverConfig, Route
+from opsloop.receiver.matchers import failures
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,13 @@ class Explanation:
     plans: list[dict[str, object]] = field(default_factory=list)
 
 
-def mismatches(match: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
-    """Why ``labels`` do not fit an equality matcher (empty when they do)."""
+def mismatches(rule: Matching, labels: Mapping[str, str]) -> list[str]:
+    """Why ``labels`` do not fit a route's or plan's ``match`` and ``matchers`` (empty when they do)."""
     return [
         f"{name}: wanted {wanted!r}, got {labels[name]!r}" if name in labels else f"{name}: missing"
-        for name, wanted in match.items()
+        for name, wanted in rule.match.items()
         if labels.get(name) != wanted
-    ]
+    ] + failures(rule.all_matchers(), labels)
 
 
 def plan_values(plan: Plan, labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -66,7 +67,7 @@ def plan_values(plan: Plan, labels: Mapping[str, str]) -> tuple[dict[str, str], 
 def route_notifiers(routes: list[Route], labels: Mapping[str, str]) -> tuple[str, ...]:
     chosen: list[str] = []
     for route in routes:
-        if not mismatches(route.match, labels):
+        if not mismatches(route, labels):
             chosen += [n for n in route.notify if n not in chosen]
             if not route.continue_:
                 break
@@ -77,7 +78,7 @@ def decide(config: ReceiverConfig, labels: Mapping[str, str]) -> Decision:
     plans: list[PlanMatch] = []
     rejected: list[str] = []
     for plan in config.recovery:
-        if mismatches(plan.match, labels):
+        if mismatches(plan, labels):
             continue
         values, problems = plan_values(plan, labels)
         if problems:
@@ -92,17 +93,19 @@ def explain(config: ReceiverConfig, labels: Mapping[str, str]) -> Explanation:
     out = Explanation()
     stopped = False
     for index, route in enumerate(config.routes):
-        why = mismatches(route.match, labels)
+        why = mismatches(route, labels)
         out.routes.append({
-            "index": index, "match": route.match, "notify": route.notify, "matched": not why and not stopped,
+            "index": index, "match": route.match, "matchers": [str(m) for m in route.all_matchers()],
+            "notify": route.notify, "matched": not why and not stopped,
             "why": "an earlier route matched without continue" if stopped and not why else (why or "all matchers fit"),
         })  # fmt: skip
         stopped = stopped or (not why and not route.continue_)
     for plan in config.recovery:
-        why = mismatches(plan.match, labels)
+        why = mismatches(plan, labels)
         values, problems = plan_values(plan, labels) if not why else ({}, [])
         out.plans.append({
-            "name": plan.name, "matched": not why, "takes_alert": not why and not problems,
+            "name": plan.name, "matchers": [str(m) for m in plan.all_matchers()], "matched": not why,
+            "takes_alert": not why and not problems,
             "why": why or problems or "all matchers and label patterns fit", "values": values,
         })  # fmt: skip
     return out

@@ -1,5 +1,8 @@
 """Background workers: claim due jobs from the store, keep their leases alive, run plan steps and deliveries.
 
+A delivery to a rate-limited destination (Slack) first takes a send slot shared through the store; when
+its slot is later it is released until then, so pacing never holds a worker or delays other work.
+
 Nothing here runs inside an HTTP request. Each claimed job is leased to this process (``owner``); a
 heartbeat renews the lease while the step runs, so only a dead process's work is taken over, by any
 replica, once its lease expires. A delivery makes a few quick attempts with ``with_backoff``; if they all
@@ -15,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from opsloop.receiver.automation import describe
 from opsloop.receiver.config import ReceiverConfig
 from opsloop.receiver.domain import ANNOUNCED, DELIVERY, FAILED, PENDING, PLAN, SENT, ActionRecord, Job, Outcome
 from opsloop.receiver.metrics import ReceiverMetrics
@@ -27,7 +31,7 @@ log = logging.getLogger(__name__)
 PREVIEW_LIMIT = 20_000
 
 
-def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notification:
+def build_notification(job: Job, history: Sequence[ActionRecord], automation: Sequence[str] = ()) -> Notification:
     """The message for a delivery job, from the incident as stored (never from the request)."""
     return Notification(
         kind=job.notify_kind or "firing",
@@ -40,10 +44,13 @@ def build_notification(job: Job, history: Sequence[ActionRecord]) -> Notificatio
                 action=a.type,
                 ok=a.state == "ok",
                 detail=a.detail + (" (dry run)" if a.dry_run else ""),
+                unknown=a.state == "interrupted",
             )
             for a in history
         ],
         note=job.note,
+        maybe_repeat=job.interrupted > 0,
+        automation=tuple(automation),
     )
 
 
@@ -140,7 +147,12 @@ class Worker:
             # The firing message to this notifier is still being retried: resolved must not overtake it.
             await self.store.reschedule(job.id, self.owner, due_at=time.time() + 1.0, now=time.time())
             return
-        notification = build_notification(job, view.actions)
+        if notifier.pace is not None:
+            urgent = job.notify_kind == "escalation" or job.incident.labels.get("severity") == "critical"
+            pace = notifier.pace
+            if await self.store.take_slot(job.id, self.owner, pace.key, pace.interval, time.time(), urgent):
+                return  # its slot is later: it waits in the store until then, not in a worker
+        notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
         if job.attempts == 0:  # the message as sent, once: retries send the same and are counted on the job
             title = f"{job.notify_kind} message to {job.target}"
@@ -149,13 +161,17 @@ class Worker:
         if job.interrupted:
             log.warning("delivery interrupted earlier, sending again", extra=fields)
         try:
+            # A rate-limited destination gets one attempt per slot; its retries take a slot of their own.
             await with_backoff(
-                lambda: notifier.notify(notification), attempts=self.settings.delivery_attempts,
+                lambda: notifier.notify(notification),
+                attempts=1 if notifier.pace is not None else self.settings.delivery_attempts,
                 base=self.settings.retry_base, cap=self.settings.retry_cap,
             )  # fmt: skip
         except PermanentError as exc:
             await self._end_delivery(job, FAILED, f"permanent error: {exc}")
         except TransientError as exc:
+            if notifier.pace is not None and exc.retry_after is not None:  # every replica holds back
+                await self.store.push_slot(notifier.pace.key, time.time() + exc.retry_after)
             await self._retry_later(job, str(exc), exc.retry_after, fields)
         else:
             await self._end_delivery(job, SENT, "sent")

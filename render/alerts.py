@@ -13,6 +13,7 @@ from opsloop.render import records
 from opsloop.render.dashboards import OVERVIEW_UID, QUEUES_UID
 from opsloop.render.formats import duration, number, percent
 from opsloop.render.promql import label, series, value
+from opsloop.render.receiver_alerts import receiver_alerts
 from opsloop.render.thresholds import Rule, Severity, Thresholds, Tier, Tiered
 
 from opsloop import metric_contract as contract
@@ -43,7 +44,7 @@ class AlertGroup:
     rules: list[Alert]
 
 
-class _Builder:
+class Builder:
     """Fills in what every alert shares: the for duration, runbook link and dashboard link."""
 
     def __init__(self, t: Thresholds) -> None:
@@ -83,7 +84,7 @@ class _Builder:
         )
 
 
-def _queue_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
+def _queue_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     q, sel = t.queues, t.selector
     length = series(contract.QUEUE_LENGTH.series, sel)
     workers = series(contract.QUEUE_WORKERS.series, sel)
@@ -137,7 +138,7 @@ def _queue_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
     ]
 
 
-def _dlq_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
+def _dlq_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     d, sel = t.dlq, t.selector
     return [
         b.alert(
@@ -165,7 +166,7 @@ def _dlq_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
     ]
 
 
-def _framework_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
+def _framework_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     stuck = t.frameworks.stuck_in_progress
     return [
         b.alert(
@@ -180,7 +181,7 @@ def _framework_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
     ]
 
 
-def _cache_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
+def _cache_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     c, sel = t.cache, t.selector
     return [
         b.alert(
@@ -218,7 +219,7 @@ def _cache_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
     ]
 
 
-def _source_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
+def _source_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     s, sel = t.sources, t.selector
     return [
         b.alert(
@@ -261,7 +262,7 @@ def _source_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
     ]
 
 
-def _job_alerts(b: _Builder, t: Thresholds) -> list[Alert]:
+def _job_alerts(b: Builder, t: Thresholds) -> list[Alert]:
     jobs, sel = t.business.job_failures, t.selector
     ratio = number(jobs.max_ratio)
     burn = []
@@ -299,10 +300,11 @@ def _above(threshold: str, rule: Rule | Tier) -> str:
 
 
 def alert_groups(t: Thresholds) -> list[AlertGroup]:
-    b = _Builder(t)
+    b = Builder(t)
     return [
         AlertGroup("opsloop-queues", _queue_alerts(b, t) + _dlq_alerts(b, t) + _framework_alerts(b, t)),
         AlertGroup("opsloop-cache", _cache_alerts(b, t)),
         AlertGroup("opsloop-sources", _source_alerts(b, t)),
         AlertGroup("opsloop-jobs", _job_alerts(b, t)),
+        *([AlertGroup("opsloop-receiver", receiver_alerts(b, t))] if t.receiver.enabled else []),
     ]

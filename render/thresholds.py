@@ -136,6 +136,21 @@ class Frameworks(StrictModel):
     stuck_in_progress: Rule
 
 
+class ReceiverWatch(StrictModel):
+    """The receiver's own alerts, over its own scrape job (``selector``), so a stuck receiver is seen."""
+
+    enabled: bool = True
+    """False where no opsloop receiver runs: its absence would otherwise page."""
+    selector: str
+    down: Rule
+    absent: Rule
+    webhooks_failing: WindowedRule
+    delivery_stuck: Rule
+    plan_backlog: Rule
+    automation_paused: Rule
+    guard_tripped: WindowedRule
+
+
 class Thresholds(StrictModel):
     selector: str
     links: Links
@@ -145,6 +160,7 @@ class Thresholds(StrictModel):
     sources: Sources
     business: Business
     frameworks: Frameworks
+    receiver: ReceiverWatch
 
 
 class _Partial(StrictModel):

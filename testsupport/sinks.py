@@ -1,8 +1,9 @@
 """Local stand-ins for Slack's incoming webhooks and for an SMTP server, used by the demo and the tests.
 
-``SlackSink`` answers like Slack does: 200 ``ok``, 400 ``invalid_payload`` / ``invalid_blocks`` for
-payloads Slack would refuse, 429 with ``Retry-After`` when one webhook posts faster than once a second,
-404 ``no_service`` for an unknown path, and programmed 500s or 429s for the next requests.
+``SlackSink`` answers like Slack's incoming webhooks (limits and codes from ``slack_limits``, which cites
+Slack's documentation): 200 ``ok``, 400 ``invalid_payload`` / ``invalid_blocks`` for payloads Slack would
+refuse, 429 with ``Retry-After`` when one webhook posts faster than once a second, 404 ``no_service``
+for an unknown path, and programmed errors (500s, 429s, Slack's error codes) for the next requests.
 ``SmtpSink`` is an aiosmtpd server that can require STARTTLS with a self-signed certificate made at
 start (its ``ca_file`` lets a client verify it) and AUTH with one username and password.
 
@@ -29,7 +30,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 from aiohttp import web
 from aiosmtpd.controller import Controller
@@ -39,16 +40,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.slack_limits import POST_INTERVAL, RATE_TOLERANCE, WEBHOOK_ERRORS, payload_error
 
 T = TypeVar("T")
 
 DEFAULT_WEBHOOK_PATH = "/services/T0000/B0000/opsloop"
-HEADER_LIMIT = 150
-SECTION_LIMIT = 3000
-MAX_BLOCKS = 50
-# Requests arriving a little less than one interval apart still pass: on loopback the two requests'
-# own latencies differ by a few milliseconds, and a sender pacing at exactly one a second must not fail.
-RATE_TOLERANCE = 0.9
 
 
 class Inbox(Generic[T]):
@@ -101,109 +97,20 @@ class SlackMessage:
     received_at: float  # time.monotonic()
 
 
-def slack_payload_error(payload: object) -> str | None:
-    """The error code Slack would answer for this payload, or None when Slack would accept it."""
-    if not isinstance(payload, dict):
-        return "invalid_payload"
-    text, blocks = payload.get("text"), payload.get("blocks")
-    if text is not None and not isinstance(text, str):
-        return "invalid_payload"
-    if blocks is None:
-        return None if text else "invalid_payload"
-    if not isinstance(blocks, list) or not blocks or len(blocks) > MAX_BLOCKS:
-        return "invalid_blocks"
-    return next((error for block in blocks if (error := _block_error(block))), None)
+class HttpStandIn:
+    """An aiohttp server on loopback, run on the caller's loop (``async with``) or in a thread of its own."""
 
-
-def _text_error(obj: object, types: tuple[str, ...], limit: int) -> str | None:
-    if not isinstance(obj, dict) or obj.get("type") not in types:
-        return "invalid_blocks"
-    text = obj.get("text")
-    return None if isinstance(text, str) and 0 < len(text) <= limit else "invalid_blocks"
-
-
-def _block_error(block: object) -> str | None:
-    if not isinstance(block, dict):
-        return "invalid_blocks"
-    kind = block.get("type")
-    if kind == "header":
-        return _text_error(block.get("text"), ("plain_text",), HEADER_LIMIT)
-    if kind == "section":
-        return _text_error(block.get("text"), ("plain_text", "mrkdwn"), SECTION_LIMIT)
-    if kind == "divider":
-        return None
-    if kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 0 < len(elements) <= 10:
-            return "invalid_blocks"
-        return next((e for el in elements if (e := _text_error(el, ("plain_text", "mrkdwn"), 2000))), None)
-    return "invalid_blocks"
-
-
-class SlackSink:
-    """An HTTP server on loopback behaving like Slack's incoming webhooks, recording what it accepts.
-
-    Every path under ``/services/`` is a webhook with its own rate limit. ``responses`` lists the
-    status of every request in order, so tests can count the 429s and 500s a client went through.
-    """
-
-    def __init__(
-        self,
-        *,
-        interval: float = 1.0,
-        port: int | None = None,
-        on_message: Callable[[SlackMessage], None] | None = None,
-    ) -> None:
-        self.interval = interval
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.inbox: Inbox[SlackMessage] = Inbox(on_message)
-        self.responses: list[int] = []
-        self._failures: deque[tuple[int, float | None]] = deque()
-        self._last_accepted: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
         self._thread: LoopThread | None = None
 
-    @property
-    def messages(self) -> list[SlackMessage]:
-        return self.inbox.items
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
 
-    def url(self, path: str = DEFAULT_WEBHOOK_PATH) -> str:
-        return f"http://{LOOPBACK}:{self.port}{path}"
-
-    def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
-        """Answer the next ``count`` requests with ``status`` (a 429 carries ``Retry-After``)."""
-        self._failures.extend([(status, retry_after)] * count)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        response = self._answer(request.path, await request.read())
-        self.responses.append(response.status)
-        return response
-
-    def _answer(self, path: str, body: bytes) -> web.Response:
-        if not path.startswith("/services/"):
-            return web.Response(status=404, text="no_service")
-        if self._failures:
-            status, retry_after = self._failures.popleft()
-            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
-            return web.Response(status=status, text="rate_limited" if status == 429 else "error", headers=headers)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return web.Response(status=400, text="invalid_payload")
-        error = slack_payload_error(payload)
-        if error:
-            return web.Response(status=400, text=error)
-        now = time.monotonic()
-        wait = self._last_accepted.get(path, -math.inf) + self.interval * RATE_TOLERANCE - now
-        if wait > 0:
-            return web.Response(status=429, text="rate_limited", headers={"Retry-After": str(math.ceil(wait))})
-        self._last_accepted[path] = now
-        self.inbox.add(SlackMessage(path, payload, now))
-        return web.Response(text="ok")
-
-    async def start_async(self) -> SlackSink:
+    async def start_async(self) -> Self:
         app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
+        self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, LOOPBACK, self.port).start()
@@ -214,9 +121,9 @@ class SlackSink:
             await self._runner.cleanup()
             self._runner = None
 
-    def start(self) -> SlackSink:
+    def start(self) -> Self:
         """Serve from a loop of its own in a daemon thread."""
-        self._thread = LoopThread("slack-sink")
+        self._thread = LoopThread(type(self).__name__)
         self._thread.run(self.start_async())
         return self
 
@@ -226,17 +133,86 @@ class SlackSink:
             self._thread.close()
             self._thread = None
 
-    async def __aenter__(self) -> SlackSink:
+    async def __aenter__(self) -> Self:
         return await self.start_async()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_async()
 
-    def __enter__(self) -> SlackSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SlackSink(HttpStandIn):
+    """An HTTP server on loopback behaving like Slack's incoming webhooks, recording what it accepts.
+
+    Every path under ``/services/`` is a webhook with its own rate limit. ``responses`` lists the
+    status of every request in order, so tests can count the 429s and 500s a client went through.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = POST_INTERVAL,
+        port: int | None = None,
+        on_message: Callable[[SlackMessage], None] | None = None,
+    ) -> None:
+        super().__init__(port)
+        self.interval = interval
+        self.inbox: Inbox[SlackMessage] = Inbox(on_message)
+        self.responses: list[int] = []
+        self._failures: deque[tuple[int, float | None, str]] = deque()
+        self._last_accepted: dict[str, float] = {}
+
+    @property
+    def messages(self) -> list[SlackMessage]:
+        return self.inbox.items
+
+    def url(self, path: str = DEFAULT_WEBHOOK_PATH) -> str:
+        return f"http://{LOOPBACK}:{self.port}{path}"
+
+    def fail_next(
+        self, count: int, status: int = 500, retry_after: float | None = None, error: str | None = None
+    ) -> None:
+        """Answer the next ``count`` requests with ``status`` (a 429 carries ``Retry-After``), or with one of
+        Slack's webhook ``error`` codes (``channel_not_found``, ...) and the status Slack sends it with."""
+        if error is not None:
+            status = WEBHOOK_ERRORS[error]
+        text = error or ("rate_limited" if status == 429 else "error")
+        self._failures.extend([(status, retry_after, text)] * count)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        response = self._answer(request.path, await request.read())
+        self.responses.append(response.status)
+        return response
+
+    def _answer(self, path: str, body: bytes) -> web.Response:
+        if not path.startswith("/services/"):
+            return web.Response(status=404, text="no_service")
+        if self._failures:
+            status, retry_after, text = self._failures.popleft()
+            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+            return web.Response(status=status, text=text, headers=headers)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        error = payload_error(payload)
+        if error:
+            return web.Response(status=400, text=error)
+        now = time.monotonic()
+        wait = self._last_accepted.get(path, -math.inf) + self.interval * RATE_TOLERANCE - now
+        if wait > 0:
+            return web.Response(status=429, text="rate_limited", headers={"Retry-After": str(math.ceil(wait))})
+        self._last_accepted[path] = now
+        self.inbox.add(SlackMessage(path, payload, now))
+        return web.Response(text="ok")
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{tail:.*}", self._handle)
 
 
 def self_signed_certificate(directory: Path, host: str = LOOPBACK) -> tuple[Path, Path]:
@@ -307,6 +283,8 @@ class _SmtpHandler:
             return self.sink.failures.popleft()
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         self.sink.inbox.add(cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(content)))
+        if self.sink.accept_delay:  # a slow server: the message is in, the client still waits for the 250
+            await asyncio.sleep(self.sink.accept_delay)
         return "250 Message accepted for delivery"
 
 
@@ -330,6 +308,8 @@ class SmtpSink:
         self.inbox: Inbox[EmailMessage] = Inbox(on_message)
         self.failures: deque[str] = deque()
         self.refused: dict[str, str] = {}
+        self.accept_delay = 0.0
+        """Seconds between taking a message and answering 250, as a slow mail server does."""
         self.ca_file: Path | None = None
         self._starttls = starttls
         self._credentials = credentials

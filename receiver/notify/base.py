@@ -40,6 +40,12 @@ class HistoryEntry:
     action: str
     ok: bool
     detail: str
+    unknown: bool = False
+    """The receiver stopped while the action ran: it may or may not have done its work."""
+
+    @property
+    def result(self) -> str:
+        return "ok" if self.ok else ("outcome unknown" if self.unknown else "failed")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class Notification:
     incident: Incident
     history: Sequence[HistoryEntry] = ()
     note: str = ""
+    automation: Sequence[str] = ()
+    """What automation is doing about the alert: one line per plan run, or why none runs."""
+    maybe_repeat: bool = False
+    """An earlier attempt was cut off by a crash while handing it over: it may have arrived already."""
 
     @property
     def status(self) -> str:
@@ -64,8 +74,21 @@ class Notification:
         return parse_time(self.incident.ends_at)
 
 
+@dataclass(frozen=True)
+class Pace:
+    """A destination's rate: at most one message per ``interval`` seconds to ``key``, across replicas.
+
+    ``key`` names the destination without revealing it (a webhook URL is a credential).
+    """
+
+    key: str
+    interval: float
+
+
 class Notifier(Protocol):
     name: str
+    pace: Pace | None
+    """Set when the destination limits its rate; the worker then takes a shared send slot first."""
 
     async def notify(self, notification: Notification) -> None:
         """Deliver once or raise TransientError / PermanentError."""

@@ -6,6 +6,7 @@ resolved when the notifiers are built, so a missing secret fails at startup, not
 
 from __future__ import annotations
 
+import re
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -16,9 +17,10 @@ from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
-from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
+from opsloop.secrets import OptionalSecret, SecretEnv, SecretFile, SecretsModel
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
 
 
 class SlackTemplates(StrictModel):
@@ -33,15 +35,46 @@ class EmailTemplates(StrictModel):
     html: Path | None = None
 
 
+SLACK_API_URL = "https://slack.com/api/"
+WEBHOOK_KEYS = ("webhook_url", "webhook_url_env", "webhook_url_file")
+TOKEN_KEYS = ("token", "token_env", "token_file")
+
+
 class SlackConfig(SecretsModel):
+    """One Slack destination: an incoming webhook, or a bot token posting to a channel id (app mode).
+
+    App mode posts with ``chat.postMessage`` and edits the same message with ``chat.update``; a webhook
+    can only post new messages.
+    """
+
     name: str = Field(pattern=NAME_PATTERN)
-    webhook_url: Secret = None
+    webhook_url: OptionalSecret = None
     webhook_url_env: SecretEnv = None
     webhook_url_file: SecretFile = None
+    token: OptionalSecret = None
+    token_env: SecretEnv = None
+    token_file: SecretFile = None
+    api_url: str = SLACK_API_URL
     timeout: Duration = 10.0
     channel: str | None = None
     username: str | None = None
     templates: SlackTemplates = SlackTemplates()
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> SlackConfig:
+        given = [key for key in (*WEBHOOK_KEYS, *TOKEN_KEYS) if getattr(self, key) is not None]
+        if len(given) != 1:
+            got = f" (got {', '.join(given)})" if given else ""
+            raise ValueError(f"set exactly one of {', '.join((*WEBHOOK_KEYS, *TOKEN_KEYS))}{got}")
+        if self.app_mode and (self.channel is None or not CHANNEL_ID.fullmatch(self.channel)):
+            raise ValueError("a bot token (app mode) needs channel: a channel id such as C0123456789")
+        if not self.api_url.startswith(("https://", "http://")) or not self.api_url.endswith("/"):
+            raise ValueError("api_url must be an http(s) URL ending in /, such as https://slack.com/api/")
+        return self
+
+    @property
+    def app_mode(self) -> bool:
+        return any(getattr(self, key) is not None for key in TOKEN_KEYS)
 
     def resolve_url(self) -> str:
         url = self.secret("webhook_url")
@@ -49,15 +82,21 @@ class SlackConfig(SecretsModel):
             raise ValueError("the webhook URL must start with https:// or http://")
         return url.strip()
 
+    def resolve_token(self) -> str:
+        token = (self.secret("token") or "").strip()
+        if not token.startswith("xox"):
+            raise ValueError("the bot token must be a Slack token (xoxb-...)")
+        return token
+
     def secret_problems(self) -> list[tuple[str, str]]:
-        """Also a URL that is read but is not one, named by the key it came from (at load)."""
+        """Also a URL or token that is read but is not one, named by the key it came from (at load)."""
         problems = super().secret_problems()
         if not problems:
+            keys, check = (TOKEN_KEYS, self.resolve_token) if self.app_mode else (WEBHOOK_KEYS, self.resolve_url)
             try:
-                self.resolve_url()
+                check()
             except ValueError as exc:
-                key = next(k for k in ("webhook_url", "webhook_url_env", "webhook_url_file") if getattr(self, k))
-                problems.append((key, str(exc)))
+                problems.append((next(k for k in keys if getattr(self, k)), str(exc)))
         return problems
 
 

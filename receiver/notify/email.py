@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiosmtplib
 from opsloop.receiver.domain import notifier_key
-from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import EmailConfig, SmtpConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template
 from prometheus_client import Counter
@@ -81,6 +81,7 @@ class EmailNotifier:
         self, config: EmailConfig, *, subject: MessageTemplate, text: MessageTemplate, html: MessageTemplate
     ) -> None:
         self.name = notifier_key("email", config.name)
+        self.pace: Pace | None = None
         self._config = config
         self._smtp = config.smtp
         self._password = config.smtp.secret("password")

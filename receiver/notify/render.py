@@ -66,9 +66,41 @@ def environment(flavor: Flavor, templates_dir: Path | None = None) -> ImmutableS
     return env
 
 
+SEVERITY_MARKS = {"critical": ("🔴", "#d93025"), "warning": ("🟠", "#e37400"), "info": ("🔵", "#1a73e8")}
+SETTLED_MARK = ("✅", "#188038")
+UNKNOWN_MARK = ("⚪", "#5f6368")
+LINK_ANNOTATIONS = (("runbook_url", "Runbook"), ("dashboard_url", "Dashboard"), ("dashboard", "Dashboard"))
+"""Annotations shown as links, in order; ``dashboard`` is what opsloop's own rules carry."""
+
+
+def glance(n: Notification) -> dict[str, str]:
+    """Severity at a glance: the same words everywhere, with an emoji (Slack) and a colour (HTML band)."""
+    severity = n.incident.labels.get("severity", "")
+    settled = n.kind in ("resolved", "recovered")
+    emoji, color = SETTLED_MARK if settled else SEVERITY_MARKS.get(severity, UNKNOWN_MARK)
+    title = KIND_TITLES[n.kind]
+    if n.kind == "automation_paused" or not severity:
+        words = title
+    else:
+        words = f"{title} · was {severity}" if settled else f"{severity.upper()} · {title}"
+    return {"words": words, "emoji": emoji, "color": color}
+
+
+def links(n: Notification) -> list[tuple[str, str]]:
+    """The alert's runbook and dashboard links; only http(s) URLs, so no other scheme reaches a message."""
+    found: dict[str, str] = {}
+    for key, title in LINK_ANNOTATIONS:
+        url = n.incident.annotations.get(key, "").strip()
+        if url.startswith(("https://", "http://")) and title not in found:
+            found[title] = url
+    return list(found.items())
+
+
 def context(n: Notification) -> dict[str, Any]:
     """The names a template can use (documented in docs/notifications.md)."""
     return {
+        "glance": glance(n),
+        "links": links(n),
         "kind": n.kind,
         "kind_title": KIND_TITLES[n.kind],
         "status": n.status,
@@ -83,6 +115,8 @@ def context(n: Notification) -> dict[str, Any]:
         "truncated_alerts": n.incident.truncated_alerts,
         "history": list(n.history),
         "note": n.note,
+        "maybe_repeat": n.maybe_repeat,
+        "automation": list(n.automation),
     }
 
 
@@ -96,14 +130,14 @@ def fallback_text(n: Notification) -> str:
     lines = [f"{KIND_TITLES[n.kind]}: {incident.alertname} (status {n.status}, since {format_time(n.starts_at)})"]
     if n.note:
         lines.append(n.note)
+    lines += [f"Automation: {line}" for line in n.automation]
     lines += [f"{key}: {value}" for key, value in sorted(incident.annotations.items())]
     lines.append("Labels:")
     lines += [f"  {key} = {value}" for key, value in sorted(incident.labels.items())]
     if n.history:
         lines.append("Recovery history:")
         lines += [
-            f"  {format_time(h.at)} {h.plan} stage {h.stage} {h.action}: {'ok' if h.ok else 'failed'} - {h.detail}"
-            for h in n.history
+            f"  {format_time(h.at)} {h.plan} stage {h.stage} {h.action}: {h.result} - {h.detail}" for h in n.history
         ]
     if incident.truncated_alerts > 0:
         lines.append(f"{incident.truncated_alerts} more alerts of this group were truncated by Alertmanager.")

@@ -9,6 +9,7 @@ in logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from functools import partial
@@ -17,7 +18,7 @@ from typing import Any
 
 import aiohttp
 from opsloop.receiver.domain import notifier_key
-from opsloop.receiver.notify.base import KIND_TITLES, Notification, PermanentError, TransientError
+from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
 from prometheus_client import Counter
@@ -98,6 +99,35 @@ def describe(exc: BaseException) -> str:
     return "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
 
 
+class BlockMessage:
+    """Renders a notification as Slack Block Kit (header + mrkdwn sections) within Slack's limits."""
+
+    def __init__(self, title: MessageTemplate, body: MessageTemplate) -> None:
+        self._title = title
+        self._body = body
+
+    @classmethod
+    def from_config(
+        cls, config: SlackConfig, templates_dir: Path | None = None, failures: Counter | None = None
+    ) -> BlockMessage:
+        load = partial(
+            load_template, notifier_key("slack", config.name), templates_dir=templates_dir, failures=failures
+        )
+        return cls(
+            title=load("title", "text", default="title.txt.j2", path=config.templates.title),
+            body=load("text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
+        )
+
+    def render(self, n: Notification) -> dict[str, Any]:
+        """``text`` (the notification fallback) and ``blocks``."""
+        title = f"{KIND_TITLES[n.kind]}: {self._title.render(n)}"
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_LIMIT, mrkdwn=False)}}
+        ]
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
+        return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks}
+
+
 class SlackNotifier:
     """Posts one Block Kit message per notification to one incoming webhook."""
 
@@ -106,17 +136,16 @@ class SlackNotifier:
         name: str,
         url: str,
         *,
-        title: MessageTemplate,
-        body: MessageTemplate,
+        message: BlockMessage,
         pacer: Pacer,
         timeout: float = 10.0,
         channel: str | None = None,
         username: str | None = None,
     ) -> None:
         self.name = notifier_key("slack", name)
+        self.pace = Pace(f"slack-webhook:{hashlib.sha256(url.encode()).hexdigest()[:24]}", pacer.interval)
         self._url = url
-        self._title = title
-        self._body = body
+        self._message = message
         self._pacer = pacer
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._overrides = {k: v for k, v in (("channel", channel), ("username", username)) if v}
@@ -126,14 +155,10 @@ class SlackNotifier:
     def from_config(
         cls, config: SlackConfig, pacer: Pacer, templates_dir: Path | None = None, failures: Counter | None = None
     ) -> SlackNotifier:
-        load = partial(
-            load_template, notifier_key("slack", config.name), templates_dir=templates_dir, failures=failures
-        )
         return cls(
             config.name,
             config.resolve_url(),
-            title=load("title", "text", default="title.txt.j2", path=config.templates.title),
-            body=load("text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
+            message=BlockMessage.from_config(config, templates_dir, failures),
             pacer=pacer,
             timeout=config.timeout,
             channel=config.channel,
@@ -142,12 +167,7 @@ class SlackNotifier:
 
     def payload(self, n: Notification) -> dict[str, Any]:
         """The webhook JSON: a header, mrkdwn sections and a short ``text`` for notifications."""
-        title = f"{KIND_TITLES[n.kind]}: {self._title.render(n)}"
-        blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_LIMIT, mrkdwn=False)}}
-        ]
-        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
-        return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks, **self._overrides}
+        return {**self._message.render(n), **self._overrides}
 
     def preview(self, notification: Notification) -> str:
         return json.dumps(self.payload(notification), indent=1, ensure_ascii=False)

@@ -9,6 +9,10 @@ Idempotency lives in unique keys: an incident is (fingerprint, startsAt) and a j
 (kind, plan or notifier, fingerprint, startsAt, status), so delivering a webhook twice inserts nothing.
 Workers lease jobs (``lease_owner``/``lease_until``); a lease that expires without release is taken
 over and counted in ``interrupted``.
+
+This module is the ``Store`` interface, one method per operation, so it runs past 400 lines; operations
+of their own concern keep their SQL elsewhere (``limits``, ``pacing``, ``reads``) and appear here as
+one-line methods.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import TypeVar
 from opsloop.receiver.domain import (
     ANNOUNCED,
     DELIVERY,
+    PENDING,
     PLAN,
     RECOVERED,
+    REPLACED,
     ActionRecord,
     Alert,
     Gate,
@@ -31,12 +37,13 @@ from opsloop.receiver.domain import (
     Kind,
     Outcome,
     RoutedAlert,
+    concurrency_why,
     delivery_key,
     plan_key,
 )
-from opsloop.receiver.store import reads
+from opsloop.receiver.store import pacing, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
-from opsloop.receiver.store.limits import limits
+from opsloop.receiver.store.limits import limits, wake_waiting
 from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
 from opsloop.receiver.store.schema import (
@@ -54,6 +61,15 @@ T = TypeVar("T")
 
 # Stable key for PostgreSQL's advisory lock around plan gating (caps, cooldown, circuit breaker).
 GATE_LOCK = 0x6F70736C
+URGENCY = (
+    "(CASE WHEN notify_kind = 'escalation' THEN 0 ELSE (SELECT CASE WHEN labels LIKE ? THEN 1 "
+    "WHEN labels LIKE ? THEN 2 ELSE 3 END FROM incidents WHERE incidents.id = jobs.incident_id) END)"
+)
+URGENCY_PARAMS = ('%"severity":"critical"%', '%"severity":"warning"%')
+"""Due work is claimed most urgent first: escalations, then by the alert's severity (labels are stored as
+canonical JSON, so ``"severity":"critical"`` only matches that label, never a value containing it)."""
+CONCURRENCY_RECHECK = 5.0
+"""Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
 
 class Store(SteeringOps, MoveJournal, abc.ABC):
@@ -131,6 +147,20 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         notifiers = [row[0] for row in told.rows]
         if is_new and not routed.plans:
             notifiers += routed.notifiers
+        # A firing message still waiting (for its send slot, or a retry) would arrive stale: replace it.
+        stale = yield Stmt(
+            "SELECT id FROM jobs WHERE incident_id = ? AND kind = ? AND notify_kind = 'firing' "
+            "AND state = 'pending' AND lease_owner IS NULL",
+            (incident_id, DELIVERY),
+        )
+        stale_ids = [row[0] for row in stale.rows]
+        if stale_ids:
+            yield Stmt(
+                "UPDATE jobs SET state = ?, result = ?, finished_at = ?, updated_at = ? "
+                f"WHERE id IN ({marks(stale_ids)})",
+                (REPLACED, "the alert resolved before this message went out", now, now, *stale_ids),
+            )
+            yield from pacing.release_holds(stale_ids, self.dialect.row_lock)
         # A plan waiting for its next stage looks again now: a resolved alert counts as recovered.
         yield Stmt(
             "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND due_at > ?",
@@ -166,8 +196,9 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
     def _claim(self, owner: str, limit: int, lease: float, now: float) -> Op[list[Job]]:
         result = yield Stmt(
             "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ? "
-            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?" + self.dialect.skip_locked,
-            (now, now, limit),
+            f"AND (lease_until IS NULL OR lease_until < ?) ORDER BY {URGENCY}, due_at, id LIMIT ?"
+            + self.dialect.skip_locked,
+            (now, now, *URGENCY_PARAMS, limit),
         )
         ids = [row[0] for row in result.rows]
         if not ids:
@@ -179,6 +210,47 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         )
         result = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.due_at, j.id", ids)
         return [job_row(row) for row in result.rows]
+
+    async def take_slot(
+        self, job_id: int, owner: str, key: str, interval: float, now: float, urgent: bool = False
+    ) -> float | None:
+        """A send slot of ``key`` for a delivery: None to send now, else its slot, until which the job is
+        released (in the same transaction)."""
+        return await self._run(self._take_slot(job_id, owner, key, interval, now, urgent))
+
+    def _take_slot(
+        self, job_id: int, owner: str, key: str, interval: float, now: float, urgent: bool
+    ) -> Op[float | None]:
+        slot = yield from pacing.take_slot(job_id, key, interval, now, self.dialect.row_lock, urgent)
+        if slot is not None:
+            yield from self._reschedule(job_id, owner, slot, now, None, None, False, "")
+        return slot
+
+    async def push_slot(self, key: str, until: float) -> None:
+        await self._run(pacing.push_slot(key, until, self.dialect.row_lock))
+
+    async def message_ref(self, key: str) -> str | None:
+        return await self._run(pacing.message_ref(key))
+
+    async def save_message_ref(self, key: str, ref: str, now: float) -> None:
+        await self._run(pacing.save_message_ref(key, ref, now))
+
+    async def lease_owners(self, now: float) -> list[str]:
+        return await self._run(reads.lease_owners(now))
+
+    async def expire_leases(self, owners: Sequence[str], now: float) -> int:
+        """End the leases of owners known to be dead: their work is due again at once, as interrupted."""
+        return await self._run(self._expire_leases(owners, now))
+
+    @staticmethod
+    def _expire_leases(owners: Sequence[str], now: float) -> Op[int]:
+        if not owners:
+            return 0
+        done = yield Stmt(
+            f"UPDATE jobs SET lease_until = ? WHERE state = 'pending' AND lease_owner IN ({marks(owners)})",
+            (now - 1, *owners),
+        )
+        return done.rowcount
 
     async def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
         return await self._run(self._extend_lease(job_id, owner, until))
@@ -237,6 +309,8 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         )
         if done.rowcount != 1:
             return False
+        if job.kind == PLAN:
+            yield from wake_waiting(job.target, now)
         for delivery in decided.deliveries:
             yield from self._insert_job(
                 delivery.key, DELIVERY, job.incident.id, delivery.notifier, delivery.kind, delivery.note, {}, now
@@ -248,19 +322,21 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         return result.rows[0][0]
 
     async def gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome],
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome],
         resolved: Callable[[str], Outcome] = lambda why: Outcome(RECOVERED, why),
     ) -> Outcome | None:  # fmt: skip
-        """Check pauses, cooldown, caps and the circuit breaker before an attempt, atomically.
+        """Check pauses, cooldown, caps, the storm guard and the circuit breaker before an attempt, atomically.
 
         Returns None when the attempt may go ahead (the run is then counted against the caps), else the
         outcome that ended the job: recovered when the alert already resolved (``resolved(why)`` once
-        a stage ran), else ``blocked(reason, breaker_tripped)``.
+        a stage ran), else ``blocked(reason, guard)``, ``guard`` naming the guard that paused automation
+        just now (else None). A first attempt of a plan already at ``max_concurrent`` runs is put back to
+        wait: the outcome returned then is PENDING and the job is released, not ended.
         """
         return await self._run(self._gate(job, owner, gate, now, blocked, resolved))
 
     def _gate(
-        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, bool], Outcome],
+        self, job: Job, owner: str, gate: Gate, now: float, blocked: Callable[[str, str | None], Outcome],
         resolved: Callable[[str], Outcome],
     ) -> Op[Outcome | None]:  # fmt: skip
         if self.dialect.gate_lock:
@@ -274,14 +350,25 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
                 decided = Outcome(RECOVERED, "the alert resolved before the attempt")
             yield from self._end(job, owner, decided, now, attempted=False)
             return decided
-        reason, tripped = ("", False) if job.manual else (yield from limits(job, gate, now))
+        reason, guard = ("", None) if job.manual else (yield from limits(job, gate, now))
+        if not reason and gate.first and gate.max_concurrent is not None:
+            result = yield Stmt(
+                "SELECT COUNT(*) FROM jobs WHERE kind = ? AND target = ? AND state = 'pending' "
+                "AND run_started_at IS NOT NULL AND id <> ?",
+                (PLAN, job.target, job.id),
+            )
+            running = result.rows[0][0]
+            if running >= gate.max_concurrent:
+                why = concurrency_why(running)
+                yield from self._reschedule(job.id, owner, now + CONCURRENCY_RECHECK, now, None, None, False, why)
+                return Outcome(PENDING, why)
         if not reason:
             yield Stmt(
                 "UPDATE jobs SET run_started_at = COALESCE(run_started_at, ?) WHERE id = ? AND lease_owner = ?",
                 (now, job.id, owner),
             )
             return None
-        decided = blocked(reason, tripped)
+        decided = blocked(reason, guard)
         yield from self._end(job, owner, decided, now, attempted=False)
         return decided
 

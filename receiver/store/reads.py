@@ -185,12 +185,27 @@ def stats_facts(dialect: Dialect, since: float, until: float) -> Op[StatsFacts]:
 
 
 def queue_stats(now: float) -> Op[dict[str, tuple[int, float]]]:
+    """Per kind: pending jobs, and how long the oldest has waited.
+
+    A plan step waits from when it became due. A delivery that was already tried waits from when it was
+    queued (its first attempt), not from its latest retry round: a notifier failing for an hour shows an
+    hour, however often it was retried.
+    """
     result = yield Stmt(
-        "SELECT kind, COUNT(*), MIN(CASE WHEN due_at <= ? THEN due_at END) FROM jobs "
-        "WHERE state = 'pending' GROUP BY kind",
-        (now,),
+        "SELECT kind, COUNT(*), MIN(CASE WHEN kind = ? AND attempts > 0 THEN created_at "
+        "WHEN due_at <= ? THEN due_at END) FROM jobs WHERE state = 'pending' GROUP BY kind",
+        (DELIVERY, now),
     )
     stats = {PLAN: (0, 0.0), DELIVERY: (0, 0.0)}
     for kind, count, oldest in result.rows:
         stats[kind] = (count, max(0.0, now - oldest) if oldest is not None else 0.0)
     return stats
+
+
+def lease_owners(now: float) -> Op[list[str]]:
+    """Owners holding a live lease on pending work (to find a dead predecessor's)."""
+    result = yield Stmt(
+        "SELECT DISTINCT lease_owner FROM jobs WHERE state = 'pending' AND lease_until >= ? ORDER BY lease_owner",
+        (now,),
+    )
+    return [row[0] for row in result.rows]

@@ -99,6 +99,23 @@ CREATE TABLE IF NOT EXISTS pauses (
     reason TEXT NOT NULL,
     at {real} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS send_slots (
+    key TEXT PRIMARY KEY,
+    next_at {real} NOT NULL,
+    last_at {real} NOT NULL,
+    spacing {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS message_refs (
+    key TEXT PRIMARY KEY,
+    ref TEXT NOT NULL,
+    at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slot_holds (
+    job_id BIGINT PRIMARY KEY,
+    key TEXT NOT NULL,
+    at {real} NOT NULL,
+    urgent INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS incidents_received ON incidents (received_at);
 CREATE TABLE IF NOT EXISTS approvals (
     job_id BIGINT NOT NULL REFERENCES jobs (id),

@@ -11,7 +11,8 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from opsloop.testsupport.sinks import SlackMessage, SlackSink, SmtpSink, slack_payload_error
+from opsloop.testsupport.sinks import SlackMessage, SlackSink, SmtpSink
+from opsloop.testsupport.slack_limits import payload_error
 
 
 def section(text: str) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def header(text: str, kind: str = "plain_text") -> dict[str, Any]:
     ],
 )
 def test_payload_validation_matches_slack(payload: object, error: str | None) -> None:
-    assert slack_payload_error(payload) == error
+    assert payload_error(payload) == error
 
 
 def post(url: str, body: bytes) -> tuple[int, str, str | None]:

@@ -105,8 +105,33 @@ def test_alertmanager_config_passes_amtool(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
-    assert " - 1 receivers" in done.stdout
+    assert " - 2 receivers" in done.stdout
     assert " - 1 inhibit rules" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        ({"alertname": "OpsloopReceiverDown", "severity": "critical"}, "opsloop-watchers"),
+        ({"alertname": "OpsloopReceiverGuardTripped", "guard": "circuit_breaker"}, "opsloop-watchers"),
+        ({"alertname": "OpsloopExporterDown", "severity": "critical"}, "opsloop"),
+        ({"alertname": "OpsloopReceiver"}, "opsloop"),
+        ({"alertname": "DLQEntriesIncreasing", "dlq": "dlq:emails"}, "opsloop"),
+    ],
+)
+def test_receiver_alerts_go_to_alertmanager_email_not_to_the_receiver(
+    tmp_path: Path, labels: dict[str, str], receiver: str
+) -> None:
+    """amtool routes the receiver's own alerts to a native email receiver, everything else to opsloop."""
+    token = tmp_path / "opsloop-token"
+    token.write_text("s3cret\n")
+    config = alertmanager_config(token)
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    args = [f"{name}={value}" for name, value in labels.items()]
+    done = run(["amtool", "config", "routes", "test", f"--config.file={tmp_path / 'alertmanager.yml'}", *args])
+    assert done.stdout.strip() == receiver, done.stdout + done.stderr
+    watchers = next(r for r in config["receivers"] if r["name"] == "opsloop-watchers")
+    assert set(watchers) == {"name", "email_configs"}
 
 
 def test_alertmanager_webhook_targets_the_receiver_with_bearer_auth() -> None:

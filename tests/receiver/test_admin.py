@@ -87,7 +87,7 @@ async def test_explain_shows_matches_and_reasons_without_acting(tmp_path: Path, 
             notifiers={"slack": [{"name": "a", "webhook_url": "http://127.0.0.1:9/x"}]},
             routes=[
                 {"match": {"team": "ui"}, "notify": ["slack/a"]},
-                {"match": {}, "notify": ["slack/a"], "continue": True},
+                {"matchers": ['svc=~"svc-.+"'], "notify": ["slack/a"], "continue": True},
                 {"match": {}, "notify": ["slack/a"]},
                 {"match": {}, "notify": ["slack/a"]},
             ],
@@ -100,9 +100,10 @@ async def test_explain_shows_matches_and_reasons_without_acting(tmp_path: Path, 
     assert [r["matched"] for r in first["routes"]] == [False, True, True, False]
     assert first["routes"][0]["why"] == ["team: missing"]
     assert first["routes"][3]["why"] == "an earlier route matched without continue"
+    assert second["routes"][1]["why"] == ["svc=~\"svc-.+\" failed: svc='nope'"]
     assert first["plans"] == [{
-        "name": "fix", "matched": True, "takes_alert": True, "why": "all matchers and label patterns fit",
-        "values": {"svc": "svc-web", "name": "web"}, "paused": None,
+        "name": "fix", "matchers": [], "matched": True, "takes_alert": True,
+        "why": "all matchers and label patterns fit", "values": {"svc": "svc-web", "name": "web"}, "paused": None,
     }]  # fmt: skip
     assert second["plans"][0]["why"] == ["label svc does not match its pattern"]
     assert await receiver.incidents() == {}

@@ -76,7 +76,7 @@ async def test_two_replicas_on_one_postgres_store_run_each_plan_once(
                  str(marker), "{id}"],
     }  # fmt: skip
     plan = {"name": "once", "match": {"alertname": "Once"}, "labels": {"id": "^[0-9]{1,4}$"}, "actions": [append],
-            "notify_firing": False}  # fmt: skip
+            "notify_firing": False, "storm_guard": None}  # fmt: skip
     store = fresh_postgres_url(postgres_server, "replicas")
     replicas = []
     for n in range(2):

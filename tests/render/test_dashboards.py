@@ -75,6 +75,17 @@ def test_another_scrape_job_name_reaches_variables_annotations_and_rules(tmp_pat
         assert 'opsloop_exporter_build_info{job="shop-metrics"}' in variables["job"]["query"]
         assert 'job="shop-metrics"' in variables["instance"]["query"]
         assert 'job="shop-metrics"' in board["annotations"]["list"][0]["expr"]
-    exprs = [rule.expr for group in alert_groups(t) for rule in group.rules]
+    # the receiver's own alerts read its own scrape job (receiver.selector), not the exporter's
+    exprs = [rule.expr for group in alert_groups(t) if group.name != "opsloop-receiver" for rule in group.rules]
     assert all('job="opsloop"' not in expr for expr in exprs)
     assert sum('job="shop-metrics"' in expr for expr in exprs) >= len(exprs) - 1  # all but the absence alert
+
+
+def test_the_receiver_alerts_can_be_left_out_where_no_receiver_runs(tmp_path: Path) -> None:
+    from opsloop.render.alerts import alert_groups
+
+    names = [g.name for g in alert_groups(load_thresholds())]
+    assert "opsloop-receiver" in names
+    override = tmp_path / "override.yaml"
+    override.write_text("receiver: {enabled: false}\n")
+    assert [g.name for g in alert_groups(load_thresholds(override))] == [n for n in names if n != "opsloop-receiver"]

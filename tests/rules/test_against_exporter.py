@@ -1,4 +1,4 @@
-"""The real thing: redis-server, PostgreSQL, the exporter and Prometheus with the rendered rules loaded.
+"""The real thing: redis-server, PostgreSQL, the exporter, a receiver and Prometheus with the rendered rules.
 
 Under load, every rule expression and every dashboard query goes through Prometheus' HTTP API: each must
 be valid, read only metrics the exporter really emits (or series the rules record), and every dashboard
@@ -7,6 +7,7 @@ query must return data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -139,44 +140,51 @@ def _has_data(prometheus: str, expr: str) -> bool:
     return result["status"] == "success" and bool(result["data"]["result"])
 
 
+def spawn_service(name: str, config: Path, workdir: Path) -> tuple[ManagedProcess, int]:
+    """Start ``opsloop.<name>`` with ``config`` on a free port and wait until it is ready."""
+    port = free_port()
+    process = ManagedProcess(name, workdir)
+    process.spawn(
+        [sys.executable, "-m", f"opsloop.{name}", "--config", str(config), "--web.listen-address", f"{LOOPBACK}:{port}"]
+    )
+    try:
+        process.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+    except BaseException:
+        process.stop()
+        raise
+    return process, port
+
+
 @pytest.fixture(scope="module")
 def stack(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dsn = postgres_server.create_database("rules")
     database = dsn.rsplit("/", 1)[1]
     postgres_server.psql(SCHEMA, database=database)
     workdir = tmp_path_factory.mktemp("exporter")
-    with RedisServer(maxmemory="64mb") as redis_server:
+    with RedisServer(maxmemory="64mb") as redis_server, contextlib.ExitStack() as cleanup:
         client = redis.Redis.from_url(redis_server.url)
+        cleanup.callback(client.close)
         fill_redis(client)
         config = workdir / "exporter.yml"
         config.write_text(yaml.safe_dump(exporter_config(redis_server.url, dsn), sort_keys=False))
-        port = free_port()
-        exporter = ManagedProcess("exporter", workdir)
-        exporter.spawn(
-            [
-                sys.executable,
-                "-m",
-                "opsloop.exporter",
-                "--config",
-                str(config),
-                "--web.listen-address",
-                f"{LOOPBACK}:{port}",
-            ]
+        receiver_config = workdir / "receiver.yml"
+        receiver_config.write_text(
+            yaml.safe_dump({"auth": {"bearer_token": "t"}, "store": f"sqlite:///{workdir / 'receiver.db'}"})
         )
-        try:
-            exporter.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
-            rule_files = sorted((REPO / "rules").glob("opsloop-*.yml"))
-            with PrometheusServer({"opsloop": [f"{LOOPBACK}:{port}"]}, rule_files=rule_files) as prometheus:
-                load(client, postgres_server, database, rounds=12)
-                deadline = time.monotonic() + 60
-                pending = dashboard_queries()
-                while pending and time.monotonic() < deadline:
-                    pending = [(name, expr) for name, expr in pending if not _has_data(prometheus.url, expr)]
-                    time.sleep(0.5)
-                yield Stack(prometheus.url)
-        finally:
-            exporter.stop()
-            client.close()
+        targets: dict[str, list[str]] = {}
+        for name, job, path in (("exporter", "opsloop", config), ("receiver", "opsloop-receiver", receiver_config)):
+            process, port = spawn_service(name, path, workdir)
+            cleanup.callback(process.stop)
+            targets[job] = [f"{LOOPBACK}:{port}"]
+        rule_files = sorted((REPO / "rules").glob("opsloop-*.yml"))
+        with PrometheusServer(targets, rule_files=rule_files) as prometheus:
+            load(client, postgres_server, database, rounds=12)
+            deadline = time.monotonic() + 60
+            pending = dashboard_queries()
+            while pending and time.monotonic() < deadline:
+                pending = [(name, expr) for name, expr in pending if not _has_data(prometheus.url, expr)]
+                time.sleep(0.5)
+            yield Stack(prometheus.url)
 
 
 def test_prometheus_loaded_every_rule_healthy(stack: Stack) -> None:

@@ -40,6 +40,13 @@ def test_the_issue_alerts_exist(alert_rules: list[dict[str, Any]]) -> None:
         ("BusinessQueryStale", "warning"),
         ("JobFailureRateHigh", "critical"),
         ("JobDurationHigh", "warning"),
+        ("OpsloopReceiverDown", "critical"),
+        ("OpsloopReceiverAbsent", "critical"),
+        ("OpsloopReceiverWebhooksFailing", "critical"),
+        ("OpsloopReceiverDeliveryStuck", "critical"),
+        ("OpsloopReceiverPlanBacklog", "warning"),
+        ("OpsloopReceiverAutomationPaused", "warning"),
+        ("OpsloopReceiverGuardTripped", "warning"),
     } <= severities
 
 
@@ -50,7 +57,9 @@ def test_annotations_and_labels_have_the_agreed_shape(alert_rules: list[dict[str
         assert "{{" in rule["annotations"]["description"] or "absent(" in rule["expr"], rule["alert"]
         assert set(rule["labels"]) == {"severity"}
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-        assert 'job="opsloop"' in rule["expr"], rule["alert"]
+        # the receiver's own alerts read its own scrape job; every other alert the exporter's
+        selector = 'job="opsloop-receiver"' if rule["alert"].startswith("OpsloopReceiver") else 'job="opsloop"'
+        assert selector in rule["expr"], rule["alert"]
 
 
 def test_descriptions_use_only_labels_the_alert_carries(

@@ -22,6 +22,7 @@ def test_rule_and_unit_test_files_exist(rules_dir: Path) -> None:
         "frameworks.test.yml",
         "jobs.test.yml",
         "queues.test.yml",
+        "receiver.test.yml",
         "sources.test.yml",
     ]
 

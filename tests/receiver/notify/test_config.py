@@ -70,14 +70,20 @@ def test_smtp_defaults_are_safe() -> None:
     assert (email.smtp.port, email.smtp.starttls, email.smtp.tls, email.smtp.timeout) == (587, "required", False, 30.0)
 
 
-def test_webhook_url_must_be_set_exactly_once(tmp_path: Path) -> None:
-    assert problems(tmp_path, {"slack": [{"name": "a"}]}) == [
-        "notifiers.slack[0]: set exactly one of webhook_url, webhook_url_env, webhook_url_file"
-    ]
-    both = {"name": "a", "webhook_url": "https://x", "webhook_url_env": "X"}
+def test_webhook_url_or_token_must_be_set_exactly_once(tmp_path: Path) -> None:
+    options = "webhook_url, webhook_url_env, webhook_url_file, token, token_env, token_file"
+    assert problems(tmp_path, {"slack": [{"name": "a"}]}) == [f"notifiers.slack[0]: set exactly one of {options}"]
+    both = {"name": "a", "webhook_url": "https://x", "token_env": "X", "channel": "C0123456789"}
     assert problems(tmp_path, {"slack": [both]}) == [
-        "notifiers.slack[0]: set exactly one of webhook_url, webhook_url_env, webhook_url_file "
-        "(got webhook_url, webhook_url_env)"
+        f"notifiers.slack[0]: set exactly one of {options} (got webhook_url, token_env)"
+    ]
+
+
+@pytest.mark.parametrize("channel", [None, "#alerts", "c0123456789", "C01"])
+def test_app_mode_needs_a_channel_id(tmp_path: Path, channel: str | None) -> None:
+    slack = {"name": "a", "token_file": str(tmp_path / "token"), **({"channel": channel} if channel else {})}
+    assert problems(tmp_path, {"slack": [slack]}) == [
+        "notifiers.slack[0]: a bot token (app mode) needs channel: a channel id such as C0123456789"
     ]
 
 

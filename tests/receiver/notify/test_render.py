@@ -151,20 +151,78 @@ def test_default_title_is_the_same_for_every_kind(make_notification: MakeNotific
 
 
 @pytest.mark.parametrize(
-    ("kind", "sentence"),
+    ("kind", "glance", "sentence"),
     [
-        ("firing", "DLQEntriesIncreasing is firing (critical) since 2024-05-01 03:00:00 UTC."),
-        ("resolved", "DLQEntriesIncreasing is resolved since 2024-05-01 03:20:00 UTC."),
-        ("recovered", "DLQEntriesIncreasing was repaired by a recovery plan."),
-        ("escalation", "Automatic recovery of DLQEntriesIncreasing failed: a person is needed."),
-        ("automation_paused", "Automation is paused; alerts are only notified until it is resumed."),
+        ("firing", "CRITICAL · FIRING", "DLQEntriesIncreasing is firing (critical) since 2024-05-01 03:00:00 UTC."),
+        ("resolved", "RESOLVED · was critical", "DLQEntriesIncreasing is resolved since 2024-05-01 03:20:00 UTC."),
+        ("recovered", "RECOVERED · was critical", "DLQEntriesIncreasing was repaired by a recovery plan."),
+        (
+            "escalation",
+            "CRITICAL · ESCALATION",
+            "Automatic recovery of DLQEntriesIncreasing failed: a person is needed.",
+        ),
+        (
+            "automation_paused",
+            "AUTOMATION PAUSED",
+            "Automation is paused; alerts are only notified until it is resumed.",
+        ),
     ],
 )
-def test_each_kind_opens_with_its_sentence(make_notification: MakeNotification, kind: str, sentence: str) -> None:
+def test_each_kind_opens_with_its_severity_words_and_sentence(
+    make_notification: MakeNotification, kind: str, glance: str, sentence: str
+) -> None:
     ended = {"status": "resolved", "ends_at": "2024-05-01T03:20:00Z"} if kind == "resolved" else {}
     n = make_notification(kind=kind, **ended)
     out = load_template("t", "text", "text", default="email.txt.j2").render(n)
-    assert out.splitlines()[0] == sentence
+    assert out.splitlines()[:2] == [glance, sentence]
+    html = load_template("t", "html", "html", default="email.html.j2").render(n)
+    assert f">{glance}</div>" in html  # the coloured band says the same words
+    slack = load_template("t", "text", "mrkdwn", default="slack.md.j2").render(n)
+    assert slack.splitlines()[0].endswith(f" *{glance}*")
+
+
+def test_severity_colour_and_emoji(make_notification: MakeNotification) -> None:
+    html = load_template("t", "html", "html", default="email.html.j2")
+    slack = load_template("t", "text", "mrkdwn", default="slack.md.j2")
+    cases = {
+        ("firing", "critical"): ("#d93025", "🔴"),
+        ("firing", "warning"): ("#e37400", "🟠"),
+        ("firing", "info"): ("#1a73e8", "🔵"),
+        ("firing", "page"): ("#5f6368", "⚪"),
+        ("resolved", "critical"): ("#188038", "✅"),
+    }
+    for (kind, severity), (color, emoji) in cases.items():
+        n = make_notification(kind=kind, labels={"alertname": "A", "severity": severity})
+        assert f"background: {color};" in html.render(n), (kind, severity)
+        assert slack.render(n).startswith(emoji + " "), (kind, severity)
+
+
+def test_runbook_and_dashboard_links_in_every_part(make_notification: MakeNotification) -> None:
+    annotations = {
+        "runbook_url": "https://runbooks.example.com/dlq#x",
+        "dashboard": "http://grafana.example.com/d/opsloop-queues",
+        "summary": "s",
+    }
+    n = make_notification(annotations=annotations)
+    text = load_template("t", "text", "text", default="email.txt.j2").render(n)
+    assert "Runbook: https://runbooks.example.com/dlq#x" in text.splitlines()
+    assert "Dashboard: http://grafana.example.com/d/opsloop-queues" in text.splitlines()
+    html = load_template("t", "html", "html", default="email.html.j2").render(n)
+    assert '<a href="https://runbooks.example.com/dlq#x">Runbook</a>' in html
+    slack = load_template("t", "text", "mrkdwn", default="slack.md.j2").render(n)
+    assert (
+        "<https://runbooks.example.com/dlq#x|Runbook> · <http://grafana.example.com/d/opsloop-queues|Dashboard>"
+        in slack
+    )
+
+
+def test_only_http_links_are_linked(make_notification: MakeNotification) -> None:
+    n = make_notification(annotations={"runbook_url": "javascript:alert(1)", "dashboard_url": "data:text/html,x"})
+    html = load_template("t", "html", "html", default="email.html.j2").render(n)
+    assert 'href="javascript' not in html
+    assert '<a href="data' not in html
+    slack = load_template("t", "text", "mrkdwn", default="slack.md.j2").render(n)
+    assert "|Runbook>" not in slack
 
 
 def test_history_and_truncation_are_shown(make_notification: MakeNotification) -> None:
@@ -187,3 +245,11 @@ def test_unreadable_or_broken_template_is_a_config_error(tmp_path: Path) -> None
     broken.write_text("{% if %}")
     with pytest.raises(TemplateConfigError, match="does not compile"):
         load_template("t", "text", "text", default="email.txt.j2", path=broken)
+
+
+def test_a_possible_repeat_says_so_in_every_part(make_notification: MakeNotification) -> None:
+    sentence = "This may repeat a message sent just before the receiver restarted."
+    for flavor, default in (("text", "email.txt.j2"), ("html", "email.html.j2"), ("mrkdwn", "slack.md.j2")):
+        template = load_template("t", "text", flavor, default=default)  # type: ignore[arg-type]
+        assert sentence in template.render(make_notification(maybe_repeat=True)), flavor
+        assert sentence not in template.render(make_notification()), flavor

@@ -11,17 +11,11 @@ from typing import Any
 
 import pytest
 from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
-from opsloop.receiver.notify.slack import (
-    HEADER_LIMIT,
-    MAX_BLOCKS,
-    SECTION_LIMIT,
-    TRUNCATED_NOTE,
-    SlackNotifier,
-    sections,
-)
+from opsloop.receiver.notify.slack import TRUNCATED_NOTE, SlackNotifier, sections
 from opsloop.receiver.retry import with_backoff
 from opsloop.testsupport.servers import LOOPBACK, free_port
-from opsloop.testsupport.sinks import SlackSink, slack_payload_error
+from opsloop.testsupport.sinks import SlackSink
+from opsloop.testsupport.slack_limits import HEADER_TEXT, MAX_BLOCKS, SECTION_TEXT, payload_error
 
 from .conftest import MakeNotification
 
@@ -91,10 +85,10 @@ async def test_huge_alert_stays_within_slack_limits(
     blocks = message.payload["blocks"]
     assert len(blocks) == MAX_BLOCKS
     header = blocks[0]["text"]["text"]
-    assert len(header) == HEADER_LIMIT
+    assert len(header) == HEADER_TEXT
     assert header.endswith("…")
     texts = section_texts(message.payload)
-    assert all(0 < len(t) <= SECTION_LIMIT for t in texts)
+    assert all(0 < len(t) <= SECTION_TEXT for t in texts)
     assert texts[-1].endswith(TRUNCATED_NOTE)
     # Cuts never split an escape: every & starts a complete entity.
     joined = "".join(texts)
@@ -238,4 +232,4 @@ def test_every_kind_produces_a_payload_slack_accepts(build_slack: Build, make_no
     notifier = build_slack("https://hooks.slack.invalid/services/T/B/X")
     for kind in ("firing", "resolved", "escalation", "recovered", "automation_paused"):
         payload = notifier.payload(make_notification(kind=kind))
-        assert slack_payload_error(payload) is None, kind
+        assert payload_error(payload) is None, kind

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from opsloop.receiver.domain import DELIVERY, GLOBAL, PLAN, Alert, Gate, Job, NewDelivery, Outcome, RoutedAlert
+import dataclasses
+
+from opsloop.receiver.domain import (
+    DELIVERY,
+    GLOBAL,
+    PENDING,
+    PLAN,
+    REPLACED,
+    STORM_GUARD,
+    Alert,
+    Gate,
+    Job,
+    NewDelivery,
+    Outcome,
+    RoutedAlert,
+)
 from opsloop.receiver.store import Store
 
 NOW = 1_800_000_000.0
@@ -156,6 +171,17 @@ async def test_queue_stats(store: Store) -> None:
     assert stats == {PLAN: (1, 7.0), DELIVERY: (1, 7.0)}
 
 
+async def test_delivery_age_counts_from_its_first_attempt_across_retry_rounds(store: Store) -> None:
+    await store.ingest([alert()], "", 0, NOW)
+    (job,) = await store.claim("w", 10, 30, NOW + 2)
+    # a failed round: the delivery waits for its next round, 60 s later, and is not due meanwhile
+    assert await store.reschedule(job.id, "w", due_at=NOW + 62, now=NOW + 2, attempted=True, result="503")
+    assert await store.queue_stats(NOW + 30) == {PLAN: (0, 0.0), DELIVERY: (1, 30.0)}
+    (job,) = await store.claim("w", 10, 30, NOW + 62)
+    assert await store.reschedule(job.id, "w", due_at=NOW + 182, now=NOW + 62, attempted=True, result="503")
+    assert await store.queue_stats(NOW + 100) == {PLAN: (0, 0.0), DELIVERY: (1, 100.0)}
+
+
 async def test_dry_runs_do_not_count_towards_the_circuit_breaker(store: Store) -> None:
     breaker = Gate(0, None, None, breaker_max=2, breaker_window=600, first=True)
     for n in range(3):  # dry runs touch nothing: three of them must not pause automation
@@ -185,3 +211,98 @@ async def test_a_nul_byte_in_an_action_detail_does_not_lose_the_result(store: St
     (record,) = await store.actions_of(job.id)
     assert record.state == "failed"
     assert record.detail.replace("\x00", "") == "/bin/tool exit 1: badbyte"
+
+
+async def test_storm_guard_pauses_its_plan_once_and_no_other(store: Store) -> None:
+    guard = Gate(0, None, None, breaker_max=100, breaker_window=600, first=True, storm_max=2, storm_window=600)
+    guards: list[str | None] = []
+
+    def blocked(reason: str, tripped: str | None) -> Outcome:
+        guards.append(tripped)
+        return skipped(reason, tripped)
+
+    ended = []
+    for n in range(4):
+        await store.ingest([alert(f"s{n}", plans=[("fix", {})])], "", 0, NOW + n)
+        ended.append(await store.gate(await claim_plan(store, NOW + n), "w", guard, NOW + n, blocked))
+    assert ended[:2] == [None, None]
+    assert [e.state for e in ended[2:] if e is not None] == ["skipped", "skipped"]
+    assert guards == [STORM_GUARD, None]  # the trip, then the pause it left
+    assert list(await store.pauses()) == ["fix"]
+    await store.ingest([alert("o", plans=[("other", {})])], "", 0, NOW + 5)
+    assert await store.gate(await claim_plan(store, NOW + 5), "w", guard, NOW + 5, blocked) is None
+
+
+async def test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends(store: Store) -> None:
+    limit = Gate(0, None, None, breaker_max=100, breaker_window=600, first=True, max_concurrent=2)
+    running = []
+    for n in range(2):
+        await store.ingest([alert(f"c{n}", plans=[("fix", {})])], "", 0, NOW)
+        running.append(await claim_plan(store, NOW))
+        assert await store.gate(running[-1], "w", limit, NOW, skipped) is None
+    await store.ingest([alert("c2", plans=[("fix", {})])], "", 0, NOW + 1)
+    ended = await store.gate(await claim_plan(store, NOW + 1), "w", limit, NOW + 1, skipped)
+    assert ended is not None
+    assert (ended.state, ended.result) == (PENDING, "waiting: 2 runs of this plan are in progress (max_concurrent)")
+
+    async def waiting() -> Job:
+        (view,) = [v for v in await store.incidents() if v.incident.fingerprint == "c2"]
+        (job,) = [j for j in view.jobs if j.kind == PLAN]
+        return job
+
+    job = await waiting()
+    assert (job.state, job.run_started_at, job.due_at) == (PENDING, None, NOW + 6)  # released, asks again in 5 s
+    assert await store.finish(running[0], "w", NOW + 2, lambda status: Outcome("recovered", "ok")) is not None
+    assert (await waiting()).due_at == NOW + 2  # a place freed up: it asks at once
+
+
+async def test_send_slots_space_a_destination_and_hold_each_jobs_slot(store: Store) -> None:
+    key = "slack-webhook:abc"
+    assert await store.take_slot(1, "w", key, 1.0, NOW) is None  # free: send now
+    assert await store.take_slot(2, "w", key, 1.0, NOW) == NOW + 1  # held for job 2
+    assert await store.take_slot(3, "w", key, 1.0, NOW + 0.2) == NOW + 2
+    assert await store.take_slot(4, "w", "slack-webhook:other", 1.0, NOW) is None  # another destination is free
+    assert await store.take_slot(2, "w", key, 1.0, NOW + 0.5) == NOW + 1  # too early: same slot
+    assert await store.take_slot(2, "w", key, 1.0, NOW + 1.4) is None  # its slot, claimed late: sends at 1.4
+    # job 3's slot (2.0) is less than an interval after that real send: it moves to 2.4
+    assert await store.take_slot(3, "w", key, 1.0, NOW + 2.0) == NOW + 2.4
+    assert await store.take_slot(3, "w", key, 1.0, NOW + 2.4) is None
+    await store.push_slot(key, NOW + 30)  # 429 Retry-After: 30
+    assert await store.take_slot(5, "w", key, 1.0, NOW + 3) == NOW + 30
+
+
+async def test_an_urgent_delivery_takes_the_next_slot_ahead_of_held_ones(store: Store) -> None:
+    key = "slack-channel:C1"
+    assert await store.take_slot(1, "w", key, 1.0, NOW) is None
+    assert [await store.take_slot(n, "w", key, 1.0, NOW) for n in (2, 3, 4)] == [NOW + 1, NOW + 2, NOW + 3]
+    assert await store.take_slot(10, "w", key, 1.0, NOW + 0.1, urgent=True) == NOW + 1  # the next slot
+    assert await store.take_slot(11, "w", key, 1.0, NOW + 0.2, urgent=True) == NOW + 2  # urgent ones keep their order
+    # the held ones moved back behind both, in their order, and come back early only to learn their new slot
+    assert [await store.take_slot(n, "w", key, 1.0, NOW + 0.3) for n in (2, 3, 4)] == [NOW + 3, NOW + 4, NOW + 5]
+    assert await store.take_slot(5, "w", key, 1.0, NOW + 0.4) == NOW + 6
+
+
+async def test_due_work_is_claimed_most_urgent_first(store: Store) -> None:
+    def with_severity(fp: str, severity: str) -> RoutedAlert:
+        routed = alert(fp)
+        labels = {**routed.alert.labels, "severity": severity, "note": 'x"severity":"critical"'}
+        return dataclasses.replace(routed, alert=dataclasses.replace(routed.alert, labels=labels))
+
+    await store.ingest([with_severity("i", "info"), with_severity("w", "warning"), alert("n")], "", 0, NOW)
+    await store.ingest([with_severity("c", "critical")], "", 0, NOW + 1)  # later, yet first
+    claimed = [(await store.claim("w", 1, 30, NOW + 2))[0].incident.fingerprint for _ in range(4)]
+    assert claimed[:2] == ["c", "w"]
+    assert sorted(claimed[2:]) == ["i", "n"]  # neither critical nor warning: by due time
+
+
+async def test_resolved_replaces_a_firing_message_still_waiting_and_frees_its_slot(store: Store) -> None:
+    key = "slack-webhook:abc"
+    await store.ingest([alert("a"), alert("b")], "", 0, NOW)
+    first, second = await store.claim("w", 10, 30, NOW)
+    assert await store.take_slot(first.id, "w", key, 1.0, NOW) is None  # sending
+    assert await store.take_slot(second.id, "w", key, 1.0, NOW) == NOW + 1  # waits for its slot, released
+    await store.ingest([alert("b", status="resolved")], "", 0, NOW + 0.5)
+    (view,) = [v for v in await store.incidents() if v.incident.fingerprint == "b"]
+    assert sorted((j.notify_kind, j.state) for j in view.jobs) == [("firing", REPLACED), ("resolved", PENDING)]
+    (resolved,) = [j for j in await store.claim("w", 10, 30, NOW + 0.6) if j.incident.fingerprint == "b"]
+    assert await store.take_slot(resolved.id, "w", key, 1.0, NOW + 0.6) == NOW + 1  # the freed slot, not NOW + 2

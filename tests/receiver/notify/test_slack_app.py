@@ -1,0 +1,152 @@
+"""SlackAppNotifier against the Web API stand-in: post, edit in place, thread replies, error classes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
+from opsloop.receiver.notify.slack_app import SlackAppNotifier
+from opsloop.receiver.store import open_store
+from opsloop.testsupport.slack_api import SlackApiSink
+from opsloop.testsupport.slack_limits import POST_INTERVAL, RATE_TOLERANCE
+
+from .conftest import MakeNotification
+
+TOKEN = "xoxb-opsloop-app"
+CHANNEL = "C0APPMODE1"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[SlackApiSink]:
+    async with SlackApiSink(token=TOKEN, channels=(CHANNEL,)) as sink:
+        yield sink
+
+
+@pytest.fixture
+async def notifier(api: SlackApiSink, tmp_path: Path) -> AsyncIterator[SlackAppNotifier]:
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    config = NotifiersConfig.model_validate(
+        {"slack": [{"name": "app", "token_file": str(tmp_path / "token"), "channel": CHANNEL, "api_url": api.url}]}
+    )
+    built = build_notifiers(config)["slack/app"]
+    assert isinstance(built, SlackAppNotifier)
+    yield built
+    await built.close()
+
+
+def header(payload: dict[str, object]) -> str:
+    return payload["blocks"][0]["text"]["text"]  # type: ignore[index]
+
+
+async def test_resolved_edits_the_firing_message_in_place(
+    api: SlackApiSink, notifier: SlackAppNotifier, make_notification: MakeNotification
+) -> None:
+    await notifier.notify(make_notification())
+    await notifier.notify(make_notification(kind="resolved", status="resolved"))
+    (message,) = api.messages
+    assert header(message.history[0]).startswith("FIRING: ")
+    assert header(message.payload).startswith("RESOLVED: ")
+    assert [(m, r) for m, _, r in api.responses] == [("chat.postMessage", "ok"), ("chat.update", "ok")]
+
+
+async def test_plan_progress_goes_into_the_thread_and_escalations_also_to_the_channel(
+    api: SlackApiSink, notifier: SlackAppNotifier, make_notification: MakeNotification
+) -> None:
+    await notifier.notify(make_notification())
+    await notifier.notify(make_notification(note="plan fix did not run: cooldown"))
+    await notifier.notify(make_notification(kind="escalation", note="plan fix ran all 3 stages"))
+    parent, note, escalation = await api.posts.wait_for_async(3)
+    assert (parent.thread_ts, note.thread_ts, escalation.thread_ts) == (None, parent.ts, parent.ts)
+    assert header(escalation.payload).startswith("ESCALATION: ")
+    # the stand-in kept each post a slot apart: none was refused for the rate
+    assert [r for _, status, r in api.responses if status == 429] == []
+    assert note.posted_at - parent.posted_at >= POST_INTERVAL * RATE_TOLERANCE
+
+
+async def test_an_edit_of_a_message_slack_lost_posts_a_new_one(
+    api: SlackApiSink, notifier: SlackAppNotifier, make_notification: MakeNotification
+) -> None:
+    await notifier.notify(make_notification())
+    api.fail_next(1, "message_not_found")
+    await notifier.notify(make_notification(kind="resolved", status="resolved"))
+    first, second = await api.posts.wait_for_async(2)
+    assert header(first.payload).startswith("FIRING: ")
+    assert header(second.payload).startswith("RESOLVED: ")
+    assert second.thread_ts is None
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "channel_not_found", "msg_too_long", "not_authed"])
+async def test_permanent_errors(
+    api: SlackApiSink, notifier: SlackAppNotifier, make_notification: MakeNotification, error: str
+) -> None:
+    api.fail_next(1, error)
+    with pytest.raises(PermanentError, match=error):
+        await notifier.notify(make_notification())
+    assert api.messages == []
+
+
+@pytest.mark.parametrize("error", ["internal_error", "service_unavailable"])
+async def test_slack_side_errors_are_retried(
+    api: SlackApiSink, notifier: SlackAppNotifier, make_notification: MakeNotification, error: str
+) -> None:
+    api.fail_next(1, error)
+    with pytest.raises(TransientError, match=error):
+        await notifier.notify(make_notification())
+    await notifier.notify(make_notification())
+    assert len(api.messages) == 1
+
+
+async def test_ratelimited_carries_retry_after_and_holds_the_channel(
+    api: SlackApiSink, notifier: SlackAppNotifier, make_notification: MakeNotification
+) -> None:
+    api.fail_next(1, "ratelimited", retry_after=2)
+    with pytest.raises(TransientError) as raised:
+        await notifier.notify(make_notification())
+    assert raised.value.retry_after == 2
+    started = time.monotonic()
+    await notifier.notify(make_notification())  # waits out the server's wish before posting again
+    assert time.monotonic() - started >= 1.9
+    assert len(api.messages) == 1
+
+
+async def test_wrong_token_is_refused_by_the_server_not_guessed(
+    api: SlackApiSink, tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    (tmp_path / "token").write_text("xoxb-wrong\n")
+    config = NotifiersConfig.model_validate(
+        {"slack": [{"name": "app", "token_file": str(tmp_path / "token"), "channel": CHANNEL, "api_url": api.url}]}
+    )
+    notifier = build_notifiers(config)["slack/app"]
+    try:
+        with pytest.raises(PermanentError, match="invalid_auth"):
+            await notifier.notify(make_notification())
+    finally:
+        await notifier.close()
+    assert api.responses == [("chat.postMessage", 200, "invalid_auth")]
+
+
+async def test_a_restarted_receiver_edits_the_message_its_predecessor_posted(
+    api: SlackApiSink, tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    """With references in the store, the edit works from a new process (or another replica)."""
+    (tmp_path / "token").write_text(TOKEN)
+    config = NotifiersConfig.model_validate(
+        {"slack": [{"name": "app", "token_file": str(tmp_path / "token"), "channel": CHANNEL, "api_url": api.url}]}
+    )
+    store = open_store(f"sqlite://{tmp_path / 'refs.db'}")
+    await store.open()
+    try:
+        for notification in (make_notification(), make_notification(kind="resolved", status="resolved")):
+            notifier = build_notifiers(config)["slack/app"]  # a fresh process each time
+            assert isinstance(notifier, SlackAppNotifier)
+            notifier.keep_refs_in(store)
+            await notifier.notify(notification)
+            await notifier.close()
+    finally:
+        await store.close()
+    (message,) = api.messages
+    assert header(message.payload).startswith("RESOLVED: ")
+    assert len(message.history) == 1
