@@ -33,7 +33,8 @@ def test_entries_after_a_broken_one_keep_their_index(tmp_path: Path) -> None:
     })  # fmt: skip
     missing = tmp_path / "missing"
     assert found == [
-        "notifiers.slack[0]: set exactly one of webhook_url, webhook_url_env, webhook_url_file",
+        "notifiers.slack[0]: set exactly one of webhook_url, webhook_url_env, webhook_url_file, "
+        "token, token_env, token_file",
         "routes[0].notify: required key is missing",
         f"notifiers.slack[1].webhook_url_file: cannot read secret file {missing}: No such file or directory",
         "routes[1].notify[1]: unknown notifier 'slack/zz' (known: ['slack/b', 'slack/c'])",

@@ -10,9 +10,9 @@ Idempotency lives in unique keys: an incident is (fingerprint, startsAt) and a j
 Workers lease jobs (``lease_owner``/``lease_until``); a lease that expires without release is taken
 over and counted in ``interrupted``.
 
-This module is the ``Store`` interface, one method per operation, so it runs past 400 lines; operations
-of their own concern keep their SQL elsewhere (``limits``, ``pacing``, ``reads``) and appear here as
-one-line methods.
+This module is longer than 400 lines because it is the ``Store`` interface, one method per operation;
+operations of their own concern keep their SQL elsewhere (``limits``, ``pacing``, ``reads``, ``steering``,
+``moves``) and appear here as one-line methods.
 """
 
 from __future__ import annotations
