@@ -124,27 +124,31 @@ asyncio.run(main())
 """
 
 
-def run_and_kill(argv: list[str], delay: float) -> None:
-    """Start the mover, SIGKILL it ``delay`` seconds after it starts moving: a crash, no cleanup."""
+def run_and_kill(argv: list[str], cluster: RedisClusterNodes, target: str, moved: int) -> None:
+    """Start the mover and SIGKILL it once Redis shows at least ``moved`` items arrived: a crash at a
+    known point of the move, no cleanup, whatever the machine's speed."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"moving\n"
-        time.sleep(delay)
+        deadline = time.monotonic() + 30
+        with cluster.client() as client:
+            while client.llen(target) < moved and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.6, 0.9])
-async def test_kill_9_mid_move_loses_and_duplicates_nothing(cluster, store, tmp_path, delay):
+@pytest.mark.parametrize("moved", [1, 300, 1500])
+async def test_kill_9_mid_move_loses_and_duplicates_nothing(cluster, store, tmp_path, moved):
     source, target = "dlq:crash", "queue:crash"
     assert different_nodes(cluster, source, target)
     fill(cluster, source, 3000)
     with cluster.client() as client:
         client.delete(target)
     db = tmp_path / "receiver.db"
-    await asyncio.to_thread(run_and_kill, [sys.executable, "-c", MOVER, str(db), cluster.url], delay)
+    await asyncio.to_thread(run_and_kill, [sys.executable, "-c", MOVER, str(db), cluster.url], cluster, target, moved)
     with cluster.client() as client:
         moved_before = client.llen(target)
     assert 0 < moved_before < 3000  # really killed mid-move
