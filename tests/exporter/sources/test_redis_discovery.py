@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from opsloop.exporter.config import RedisConfig
+from opsloop.exporter.sources import redis_discovery
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.testsupport.servers import LOOPBACK, RedisServer, free_port
 from redis.asyncio import Redis
@@ -104,3 +105,29 @@ async def test_close_cancels_a_running_rescan(client: Redis, redis_server: Redis
     with pytest.raises(asyncio.CancelledError):
         await refresh
     redis_server.resume()
+
+
+async def test_a_hung_scan_times_out_and_names_the_timeout(
+    client: Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout carries no message: the error names its type, so the raised error is never blank."""
+    monkeypatch.setattr(redis_discovery, "SCAN_TIMEOUT", 0.5)  # the real 60 s would hold the test a minute
+    await client.ping()  # connected before the pause: the scan itself hangs, not the connect
+    redis_server.pause()
+    try:
+        with pytest.raises(ConnectionError, match=r"^discovery of 'jobs:\*' failed: TimeoutError$"):
+            await discovery(redis_server.url).current(client)
+    finally:
+        redis_server.resume()
+
+
+async def test_scan_asks_for_a_thousand_keys_per_call(client: Redis, redis_server: RedisServer) -> None:
+    pipe = client.pipeline(transaction=False)
+    for n in range(2500):
+        pipe.rpush(f"jobs:{n}", "x")
+    await pipe.execute()
+    before = (await client.info("commandstats")).get("cmdstat_scan", {}).get("calls", 0)
+    found = discovery(redis_server.url, max_keys_per_pattern=5000)
+    assert await found.current(client) == sorted(f"jobs:{n}" for n in range(2500))
+    calls = (await client.info("commandstats"))["cmdstat_scan"]["calls"] - before
+    assert 3 <= calls < 10  # COUNT 1000: a few calls; Redis' default COUNT of 10 would take hundreds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -85,6 +86,8 @@ async def test_stream_length_age_and_group_pending_and_lag(redis_server, r, writ
         r.xadd("events", {"n": n})
     r.xgroup_create("events", "billing", id="0")
     r.xreadgroup("billing", "c1", {"events": ">"}, count=2)  # 2 pending, 3 not delivered
+    r.xgroup_create("events", "audit", id="0")
+    r.xreadgroup("audit", "c1", {"events": ">"}, count=4)  # a second group: 4 pending, 1 not delivered
     cfg = write_config(config(redis_server.url, [{"name": "events", "redis": "main", "key": "events"}]))
     before, series, after = await timed_scrape(await exporter_client(cfg))
     assert value(series, "opsloop_queue_length", redis="main", queue="events") == 5
@@ -92,6 +95,8 @@ async def test_stream_length_age_and_group_pending_and_lag(redis_server, r, writ
     assert_age(age, first_ms / 1000, before, after)
     assert value(series, "opsloop_stream_group_pending", redis="main", queue="events", group="billing") == 2
     assert value(series, "opsloop_stream_group_lag", redis="main", queue="events", group="billing") == 3
+    assert value(series, "opsloop_stream_group_pending", redis="main", queue="events", group="audit") == 4
+    assert value(series, "opsloop_stream_group_lag", redis="main", queue="events", group="audit") == 1
 
 
 async def test_pattern_discovers_every_type_and_labels_by_key(redis_server, r, write_config, exporter_client):
@@ -152,19 +157,20 @@ async def test_steady_scrape_reads_all_keys_in_one_script_call(redis_server, r, 
 
 async def test_large_pattern_is_read_in_batches(redis_server, r, write_config, exporter_client):
     pipe = r.pipeline(transaction=False)
-    for n in range(2500):
+    for n in range(2001):
         pipe.lpush(f"jobs:{n}", *(["x"] * (n % 7 + 1)))
     pipe.execute()
     cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*"}]))
     client = await exporter_client(cfg)
     before = r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0)
     series = await scrape(client)
-    assert r.info("commandstats")["cmdstat_eval"]["calls"] - before == 3  # batches of 1,000 keys
+    assert r.info("commandstats")["cmdstat_eval"]["calls"] - before == 3  # 1,000 + 1,000 + 1 keys
     lengths = {dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_length"}
-    assert lengths == {f"jobs:{n}": n % 7 + 1 for n in range(2500)}
+    assert lengths == {f"jobs:{n}": n % 7 + 1 for n in range(2001)}
 
 
-async def test_keys_of_other_types_are_skipped(redis_server, r, write_config, exporter_client):
+async def test_keys_of_other_types_are_skipped(redis_server, r, write_config, exporter_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="opsloop.exporter.sources.redis_queues")
     r.set("jobs:string", "v")
     r.hset("jobs:hash", "f", "v")
     r.lpush("jobs:list", "a")
@@ -172,11 +178,25 @@ async def test_keys_of_other_types_are_skipped(redis_server, r, write_config, ex
     series = await scrape(await exporter_client(cfg))
     lengths = {dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_length"}
     assert lengths == {"jobs:list": 1}
+    skipped = {(rec.key, rec.type) for rec in caplog.records if rec.getMessage() == "key of unsupported type skipped"}
+    assert skipped == {("jobs:string", "string"), ("jobs:hash", "hash")}
+
+
+async def test_unusable_stamp_gives_length_without_age(redis_server, r, write_config, exporter_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="opsloop.exporter.sources.redis_queues")
+    r.lpush("naive", json.dumps({"t": "2023-11-14T22:13:20"}), json.dumps({"t": time.time()}))  # no zone: refused
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "key": "naive", "oldest_age": {"field": "t"}}]))
+    series = await scrape(await exporter_client(cfg))
+    assert value(series, "opsloop_queue_length", redis="main", queue="naive") == 2
+    assert value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="naive") is None
+    keys = [rec.key for rec in caplog.records if rec.getMessage() == "oldest item has no usable timestamp"]
+    assert keys == ["naive"]
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(1700000000, 1700000000.0), (1700000000123, 1700000000.123), ("1700000000.5", 1700000000.5),
+    [(1700000000, 1700000000.0), (1700000000123, 1700000000.123), (100000000000, 100000000000.0),
+     (150000000000, 150000000.0), ("1700000000.5", 1700000000.5),
      ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20", None), ("soon", None), (True, None)],
 )  # fmt: skip
 def test_parse_timestamp(raw: object, expected: float | None) -> None:
