@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,19 +16,18 @@ from pathlib import Path
 from typing import Self
 
 import redis
-from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, RedisServer, ServerError, free_port, wait_until
+from opsloop.testsupport.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    RedisServer,
+    ServerError,
+    bindable,
+    free_port,
+    wait_until,
+)
 
 BUS_OFFSET = 10_000
 """A cluster node's bus listens on its port + 10000, so the client port must stay <= 55535."""
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 def cluster_ports(count: int) -> list[int]:
@@ -37,7 +35,7 @@ def cluster_ports(count: int) -> list[int]:
     ports: list[int] = []
     for _ in range(1000):
         port = free_port()
-        if port <= 65535 - BUS_OFFSET and port not in ports and _bindable(port + BUS_OFFSET):
+        if port <= 65535 - BUS_OFFSET and port not in ports and bindable(port + BUS_OFFSET):
             ports.append(port)
             if len(ports) == count:
                 return ports
