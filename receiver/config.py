@@ -15,6 +15,7 @@ from opsloop.receiver.actions import template_fields
 from opsloop.receiver.actions.config import ActionConfig
 from opsloop.receiver.console.config import ConsoleConfig
 from opsloop.receiver.matchers import Matcher, parse_matchers
+from opsloop.receiver.notify import notifier_problems
 from opsloop.receiver.notify.config import NotifiersConfig
 from pydantic import (
     AfterValidator,
@@ -334,5 +335,8 @@ def unquoted_placeholders(query: str) -> list[str]:
 
 
 def load_config(path: str | Path) -> ReceiverConfig:
-    """Load and fully check a receiver config, raising ConfigError with every problem."""
-    return load_model(path, ReceiverConfig, cross_check)
+    """Load and fully check a receiver config, raising ConfigError with every problem.
+
+    Every notifier is built once too, so a template that cannot be read or compiled is one of them.
+    """
+    return load_model(path, ReceiverConfig, lambda c: cross_check(c) + notifier_problems(c.notifiers, c.templates_dir))

@@ -6,28 +6,28 @@ directory, so tests can kill, pause and restart one node exactly as they do a st
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import redis
-from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, RedisServer, ServerError, free_port, wait_until
+from opsloop.testsupport.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    RedisServer,
+    ServerError,
+    bindable,
+    free_port,
+    wait_until,
+)
 
 BUS_OFFSET = 10_000
 """A cluster node's bus listens on its port + 10000, so the client port must stay <= 55535."""
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 def cluster_ports(count: int) -> list[int]:
@@ -35,7 +35,7 @@ def cluster_ports(count: int) -> list[int]:
     ports: list[int] = []
     for _ in range(1000):
         port = free_port()
-        if port <= 65535 - BUS_OFFSET and port not in ports and _bindable(port + BUS_OFFSET):
+        if port <= 65535 - BUS_OFFSET and port not in ports and bindable(port + BUS_OFFSET):
             ports.append(port)
             if len(ports) == count:
                 return ports
@@ -46,7 +46,33 @@ def _client(port: int, **options: object) -> redis.Redis:
     return redis.Redis(LOOPBACK, port, socket_timeout=5, socket_connect_timeout=2, decode_responses=True, **options)
 
 
-class RedisClusterNodes:
+class _Topology(abc.ABC):
+    """Several servers started together in one temp directory, removed whole when they stop."""
+
+    workdir: Path
+
+    @abc.abstractmethod
+    def start(self) -> Self: ...
+
+    @abc.abstractmethod
+    def stop(self) -> None: ...
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+class RedisClusterNodes(_Topology):
     """A Redis Cluster of ``primaries`` primaries with ``replicas`` replicas each.
 
     ``cluster-require-full-coverage no`` lets the surviving primaries keep serving their own slots
@@ -166,20 +192,6 @@ class RedisClusterNodes:
         for node in self.nodes:
             node.stop()
 
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RedisClusterNodes:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
-
 
 class SentinelProcess:
     """One ``redis-server --sentinel`` watching ``primary_name``; sentinels rewrite their own config file."""
@@ -223,7 +235,7 @@ class SentinelProcess:
         self.process.stop()
 
 
-class RedisSentinelSet:
+class RedisSentinelSet(_Topology):
     """One primary, one replica and three sentinels (quorum 2) watching them under ``primary_name``."""
 
     def __init__(self, primary_name: str = "opsloop", sentinel_password: str | None = None) -> None:
@@ -308,17 +320,3 @@ class RedisSentinelSet:
             sentinel.stop()
         self.replica.stop()
         self.primary.stop()
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RedisSentinelSet:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()

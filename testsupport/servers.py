@@ -45,7 +45,8 @@ _handed_out: set[int] = set()
 _ports_rng = random.SystemRandom()  # not the global generator: pytest-randomly reseeds that for every test
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """True when nothing listens on ``port`` of the loopback address right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((LOOPBACK, port))
@@ -63,7 +64,7 @@ def free_port() -> int:
     """
     for _ in range(200):
         port = _ports_rng.choice(PORT_RANGE)
-        if port not in _handed_out and _bindable(port) and _bindable(port + 10000):
+        if port not in _handed_out and bindable(port) and bindable(port + 10000):
             _handed_out.add(port)
             return port
     raise ServerError(f"no free port pair in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")

@@ -21,7 +21,7 @@ import aiosmtplib
 from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import EmailConfig, SmtpConfig
-from opsloop.receiver.notify.render import MessageTemplate, load_template
+from opsloop.receiver.notify.render import MessageTemplate, load_template, load_templates
 from prometheus_client import Counter
 
 _START_TLS = {"required": True, "opportunistic": None, "off": False}
@@ -98,12 +98,12 @@ class EmailNotifier:
         load = partial(
             load_template, notifier_key("email", config.name), templates_dir=templates_dir, failures=failures
         )
-        return cls(
-            config,
-            subject=load("title", "text", default="title.txt.j2", source=config.subject),
-            text=load("text", "text", default="email.txt.j2", path=config.templates.text),
-            html=load("html", "html", default="email.html.j2", path=config.templates.html),
+        templates = load_templates(
+            subject=partial(load, "title", "text", default="title.txt.j2", source=config.subject, key="subject"),
+            text=partial(load, "text", "text", default="email.txt.j2", path=config.templates.text),
+            html=partial(load, "html", "html", default="email.html.j2", path=config.templates.html),
         )
+        return cls(config, **templates)
 
     def message(self, n: Notification) -> EmailMessage:
         """The email; every message of one thread_key shares the subject behind its status prefix."""

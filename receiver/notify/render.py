@@ -31,7 +31,29 @@ log = logging.getLogger(__name__)
 
 
 class TemplateConfigError(ValueError):
-    """A configured template cannot be read or compiled (reported at startup, not at send time)."""
+    """Configured templates that cannot be read or compiled (reported at startup, not at send time).
+
+    ``problems`` holds (config key, message) for each: the key names the template in the notifier's
+    entry (``templates.text``, ``subject``), or is None for a built-in one replaced via ``templates_dir``.
+    """
+
+    def __init__(self, problems: list[tuple[str | None, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+def load_templates(**loaders: Callable[[], MessageTemplate]) -> dict[str, MessageTemplate]:
+    """Every template of one notifier by name, or one TemplateConfigError naming each that fails."""
+    loaded: dict[str, MessageTemplate] = {}
+    problems: list[tuple[str | None, str]] = []
+    for name, load in loaders.items():
+        try:
+            loaded[name] = load()
+        except TemplateConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise TemplateConfigError(problems)
+    return loaded
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -192,21 +214,24 @@ def load_template(
     source: str | None = None,
     templates_dir: Path | None = None,
     failures: Counter | None = None,
+    key: str | None = None,
 ) -> MessageTemplate:
     """Compile the user's template (a file ``path`` or inline ``source``) or else the default by name.
 
-    ``part == "title"`` renders one line (subjects and headers); other parts are message bodies.
+    ``part == "title"`` renders one line (subjects and headers); other parts are message bodies. ``key``
+    is the config key the user set the template with (default ``templates.<part>``), for errors.
     """
     env = environment(flavor, templates_dir)
+    setting = (key or f"templates.{part}") if path is not None or source is not None else None
     try:
         if path is not None:
             source = path.read_text()
         template = env.get_template(default) if source is None else env.from_string(source)
     except OSError as exc:
-        raise TemplateConfigError(f"cannot read template {path}: {exc.strerror}") from exc
+        raise TemplateConfigError([(setting, f"cannot read template {path}: {exc.strerror}")]) from exc
     except jinja2.TemplateError as exc:
-        where = path or ("inline template" if source is not None else default)
-        raise TemplateConfigError(f"template {where} does not compile: {exc}") from exc
+        what = f"template {path or default}" if path is not None or source is None else "inline template"
+        raise TemplateConfigError([(setting, f"{what} does not compile: {exc}")]) from exc
     is_title = part == "title"
     fallback = fallback_title if is_title else partial(fallback_body, flavor)
     return MessageTemplate(notifier, part, template, fallback, one_line=is_title, failures=failures)

@@ -20,7 +20,7 @@ import aiohttp
 from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
-from opsloop.receiver.notify.render import MessageTemplate, load_template, mrkdwn_escape
+from opsloop.receiver.notify.render import MessageTemplate, load_template, load_templates, mrkdwn_escape
 from prometheus_client import Counter
 
 HEADER_LIMIT = 150
@@ -114,8 +114,10 @@ class BlockMessage:
             load_template, notifier_key("slack", config.name), templates_dir=templates_dir, failures=failures
         )
         return cls(
-            title=load("title", "text", default="title.txt.j2", path=config.templates.title),
-            body=load("text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
+            **load_templates(
+                title=partial(load, "title", "text", default="title.txt.j2", path=config.templates.title),
+                body=partial(load, "text", "mrkdwn", default="slack.md.j2", path=config.templates.text),
+            )
         )
 
     def render(self, n: Notification) -> dict[str, Any]:

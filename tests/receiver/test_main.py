@@ -75,6 +75,41 @@ def test_check_config_reports_five_independent_mistakes_in_one_run(tmp_path: Pat
     ])  # fmt: skip
 
 
+def test_check_config_reports_template_mistakes_of_several_notifiers_with_the_other_problems(tmp_path: Path) -> None:
+    """Templates are compiled at load: a missing template file of one notifier, and an inline subject and
+    a template file of another that do not compile, are a line each, by key path, next to an ordinary
+    mistake; no secret value is printed."""
+    secret_url = "http://127.0.0.1:1/services/T000/B000/very-secret-path"
+    broken = tmp_path / "title.txt.j2"
+    broken.write_text("{{ alertname }")
+    missing = tmp_path / "no-such-template.md.j2"
+    config = write_config(
+        tmp_path,
+        notifiers={
+            "slack": [
+                {"name": "fine", "webhook_url": secret_url, "templates": {"title": str(tmp_path / "ok.j2")}},
+                {"name": "oncall", "webhook_url": secret_url, "templates": {"text": str(missing)}},
+            ],
+            "email": [{
+                "name": "team", "from": "alerts@example.com", "to": ["team@example.com"],
+                "smtp": {"host": LOOPBACK}, "subject": "{{ alertname", "templates": {"html": str(broken)},
+            }],
+        },
+        worker={"concurrency": "many"},
+    )  # fmt: skip
+    (tmp_path / "ok.j2").write_text("{{ alertname }}")
+    done = subprocess.run(receiver_argv(config, "--check-config"), capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert sorted(done.stderr.splitlines()) == sorted([
+        f"{config}: worker.concurrency: expected an integer",
+        f"{config}: notifiers.slack[1].templates.text: cannot read template {missing}: No such file or directory",
+        f"{config}: notifiers.email[0].subject: inline template does not compile: unexpected end of template, "
+        "expected 'end of print statement'.",
+        f"{config}: notifiers.email[0].templates.html: template {broken} does not compile: unexpected '}}'",
+    ])  # fmt: skip
+    assert "very-secret-path" not in done.stderr + done.stdout
+
+
 def test_check_config_accepts_a_valid_file_and_reports_missing_secrets(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     done = subprocess.run(receiver_argv(config, "--check-config"), capture_output=True, text=True, check=False)

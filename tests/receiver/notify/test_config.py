@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opsloop.receiver.notify import NotifiersConfig, NotifierSetupError, build_notifiers
+from opsloop.receiver.notify import NotifiersConfig, NotifierSetupError, build_notifiers, notifier_problems
 from opsloop.receiver.notify.config import EmailConfig
 from opsloop.receiver.notify.email import EmailNotifier
 from opsloop.receiver.notify.slack import SlackNotifier
@@ -162,6 +162,30 @@ def test_unusable_ca_file_fails_at_build_time(tmp_path: Path, content: str | Non
     config = NotifiersConfig.model_validate({"email": [{"name": "m", "smtp": smtp, "from": "a@b.c", "to": ["d@e.f"]}]})
     with pytest.raises(NotifierSetupError, match=r"^email/m: cannot load ca_file .*ca\.pem: "):
         build_notifiers(config)
+
+
+def test_notifier_problems_names_each_template_and_ca_file_by_key_path(tmp_path: Path) -> None:
+    """A replacement in templates_dir is named by that key once, however many notifiers use it; a
+    notifier with two broken templates gets a line for each; an unusable ca_file names its entry."""
+    (tmp_path / "slack.md.j2").write_text("{% if %}")
+    broken = tmp_path / "broken.txt.j2"
+    broken.write_text("{{ x }")
+    email = {"smtp": {"host": "mail", "starttls": "off"}, "from": "a@b.c", "to": ["d@e.f"]}
+    config = NotifiersConfig.model_validate({
+        "slack": [{"name": "a", "webhook_url": "http://127.0.0.1:1/a"}, {"name": "b", "webhook_url": "http://127.0.0.1:1/b"}],
+        "email": [
+            {"name": "x", **email, "subject": "{% end %}", "templates": {"text": str(broken)}},
+            {"name": "y", **email, "smtp": {"host": "mail", "ca_file": str(tmp_path / "no-ca.pem")}},
+        ],
+    })  # fmt: skip
+    problems = notifier_problems(config, tmp_path)
+    assert problems == [
+        "templates_dir: template slack.md.j2 does not compile: Expected an expression, got 'end of statement block'",
+        "notifiers.email[0].subject: inline template does not compile: Encountered unknown tag 'end'.",
+        f"notifiers.email[0].templates.text: template {broken} does not compile: unexpected '}}'",
+        f"notifiers.email[1]: cannot load ca_file {tmp_path / 'no-ca.pem'}: No such file or directory",
+    ]
+    assert notifier_problems(config) == problems[1:]
 
 
 @pytest.mark.parametrize(("written", "meant"), [("off", "off"), ("no", "off"), ("on", "required"), ("'off'", "off")])
