@@ -252,3 +252,48 @@ async def test_items_stamped_in_the_future_read_age_zero(redis_server, r, write_
         q: value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue=q) for q in ("list", "zset", "stream")
     }
     assert ages == {"list": 0.0, "zset": 0.0, "stream": 0.0}
+
+
+async def test_list_stamp_in_milliseconds_from_just_above_1e11(redis_server, r, write_config, exporter_client):
+    """1e11 itself is seconds (year 5138: a future stamp, age 0); 1.5e11 is milliseconds (1974)."""
+    r.lpush("at_cutoff", json.dumps({"t": 100000000000}))
+    r.lpush("millis", json.dumps({"t": 150000000000}))
+    cfg = write_config(
+        config(redis_server.url, [
+            {"redis": "main", "key": "at_cutoff", "oldest_age": {"field": "t"}},
+            {"redis": "main", "key": "millis", "oldest_age": {"field": "t"}},
+        ])
+    )  # fmt: skip
+    before, series, after = await timed_scrape(await exporter_client(cfg))
+    assert value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="at_cutoff") == 0.0
+    age = value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="millis")
+    assert_age(age, 150000000.0, before, after)
+
+
+async def test_empty_stream_reads_length_and_age_zero(redis_server, r, write_config, exporter_client):
+    """A stream outlives its last entry (unlike a list), so an empty one is still a queue with nothing waiting."""
+    r.xgroup_create("empty", "workers", id="$", mkstream=True)
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "key": "empty"}]))
+    series = await scrape(await exporter_client(cfg))
+    assert r.xlen("empty") == 0
+    assert value(series, "opsloop_queue_length", redis="main", queue="empty") == 0
+    assert value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue="empty") == 0.0
+    assert value(series, "opsloop_stream_group_pending", redis="main", queue="empty", group="workers") == 0
+
+
+async def test_list_without_a_usable_stamp_or_age_config_has_no_age(redis_server, r, write_config, exporter_client):
+    """No age is better than a made-up one: an item without the field, or no field configured at all."""
+    r.lpush("unstamped", json.dumps({"other": 1}))
+    r.lpush("plain", json.dumps({"t": time.time() - 60}))
+    cfg = write_config(
+        config(redis_server.url, [
+            {"redis": "main", "key": "unstamped", "oldest_age": {"field": "t"}},
+            {"redis": "main", "key": "plain"},
+            {"redis": "main", "key": "absent"},
+        ])
+    )  # fmt: skip
+    series = await scrape(await exporter_client(cfg))
+    queues = ("unstamped", "plain", "absent")
+    lengths = {q: value(series, "opsloop_queue_length", redis="main", queue=q) for q in queues}
+    assert lengths == {"unstamped": 1, "plain": 1, "absent": 0}
+    assert not [labels for (name, labels) in series if name == "opsloop_queue_oldest_age_seconds"]
