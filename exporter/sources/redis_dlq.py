@@ -8,7 +8,7 @@ from opsloop.exporter.sources.redis_source import KeyLookups
 
 from opsloop.metric_contract import DLQ_LENGTH, DLQ_OLDEST_AGE
 
-DLQ_METRICS = KeyMetrics("dlq", DLQ_LENGTH, DLQ_OLDEST_AGE)
+DLQ_METRICS = KeyMetrics(DLQ_LENGTH, DLQ_OLDEST_AGE)
 
 
 def dlq_reader(entry: KeyConfig, redis: RedisConfig, lookups: KeyLookups) -> KeyReader:

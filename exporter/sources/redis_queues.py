@@ -40,14 +40,13 @@ SCRIPT_BATCH = 1000
 class KeyMetrics:
     """The metric names one kind of key (queue or DLQ) is published under."""
 
-    label: str
     length: Metric
     oldest_age: Metric
     group_pending: Metric | None = None
     group_lag: Metric | None = None
 
 
-QUEUE_METRICS = KeyMetrics("queue", QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_PENDING, STREAM_GROUP_LAG)
+QUEUE_METRICS = KeyMetrics(QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_PENDING, STREAM_GROUP_LAG)
 
 
 def parse_timestamp(value: object) -> float | None:
