@@ -14,6 +14,7 @@ caller's loop (``async with``).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import datetime as dt
 import ipaddress
@@ -97,7 +98,7 @@ class SlackMessage:
     received_at: float  # time.monotonic()
 
 
-class HttpStandIn:
+class HttpStandIn(abc.ABC):
     """An aiohttp server on loopback, run on the caller's loop (``async with``) or in a thread of its own."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -105,8 +106,9 @@ class HttpStandIn:
         self._runner: web.AppRunner | None = None
         self._thread: LoopThread | None = None
 
+    @abc.abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add the stand-in's handlers; each subclass speaks one service's contract."""
 
     async def start_async(self) -> Self:
         app = web.Application()
