@@ -84,14 +84,22 @@ def served_cert_issuer(port: int, ca_file: Path) -> bool:
     return True
 
 
-def test_renewed_certificate_and_changed_password_apply_without_restart(
+def tls_exporter(
     certs: Certs, services: Callable[..., Service], exporter_config: Path, tmp_path: Path
-) -> None:
+) -> tuple[Service, Path, int]:
+    """An exporter serving TLS from a web config file it re-reads; the service, the file's path, the port."""
     web = write_web_config(tmp_path / "web.yml", {"tls_server_config": tls_config(certs)})
     port = free_port()
     exporter = services("exporter", "--config.file", str(exporter_config), "--web.listen-address",
                         f"{LOOPBACK}:{port}", "--web.config.file", str(web))  # fmt: skip
     exporter.wait_listening(port)
+    return exporter, web, port
+
+
+def test_renewed_certificate_and_changed_password_apply_without_restart(
+    certs: Certs, services: Callable[..., Service], exporter_config: Path, tmp_path: Path
+) -> None:
+    exporter, web, port = tls_exporter(certs, services, exporter_config, tmp_path)
     assert served_cert_issuer(port, certs.ca_file)
     # A renewed certificate from another CA, written over the same files: the next connection gets it.
     renewed = write_certs(tmp_path / "renewed")
@@ -209,11 +217,7 @@ def handshake_ok(url: str, ctx: ssl.SSLContext) -> bool:
 def test_a_client_auth_change_applies_to_the_connection_that_notices_it(
     certs: Certs, services: Callable[..., Service], exporter_config: Path, tmp_path: Path
 ) -> None:
-    web = write_web_config(tmp_path / "web.yml", {"tls_server_config": tls_config(certs)})
-    port = free_port()
-    exporter = services("exporter", "--config.file", str(exporter_config), "--web.listen-address",
-                        f"{LOOPBACK}:{port}", "--web.config.file", str(web))  # fmt: skip
-    exporter.wait_listening(port)
+    _, web, port = tls_exporter(certs, services, exporter_config, tmp_path)
     url = f"https://{LOOPBACK}:{port}/-/healthy"
     anonymous = client_context(certs.ca_file)
     with_cert = client_context(certs.ca_file, certs.client_cert, certs.client_key)
