@@ -134,3 +134,9 @@ def test_explain_after_a_stopping_route_a_failing_route_shows_its_mismatch() -> 
         (True, "all matchers fit"),
         (False, ["x: wanted '1', got '2'"]),
     ]
+
+
+def test_a_plan_that_does_not_match_leaves_the_later_plans_their_turn() -> None:
+    decision = decide(CONFIG, {"alertname": "Backlog", "queue": "mail"})
+    assert [(m.plan.name, m.values) for m in decision.plans] == [("any", {"queue": "mail"})]
+    assert decision.rejected == ()
