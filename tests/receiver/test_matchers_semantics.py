@@ -48,6 +48,7 @@ NOT_RE2 = "uses lookaround or a backreference, which Alertmanager's RE2 lacks"
         ('a=b"c', 'matcher value contains an unescaped double quote: b"c'),
         ('a="b"c"', 'matcher value contains an unescaped double quote: "b"c"'),
         ('a="b"c', 'matcher value contains an unescaped double quote: "b"c'),
+        ('a="x\\,",b=c', 'matcher value contains an unescaped double quote: "x\\,",b=c'),
         ("a=~(", "invalid regular expression '(': missing ), unterminated subpattern"),
         ("a=~(?=x)", f"regular expression '(?=x)' {NOT_RE2}"),
         ("a!~(?!x)", f"regular expression '(?!x)' {NOT_RE2}"),
@@ -117,11 +118,13 @@ def test_str_gives_alertmanager_notation_back() -> None:
         ('a="x\\",y",b=c', ['a="x\\",y"', "b=c"]),  # an escaped quote does not end the quoted value
         ('a="x\\\\",b=c', ['a="x\\\\"', "b=c"]),  # an escaped backslash does not escape the quote
         ('a="x,\\",y"', ['a="x,\\",y"']),
+        ('a="x\\,",b=c', ['a="x\\,",b=c']),  # a quoted comma keeps the escape: the quote stays open
         ('{a="b",}', ['a="b"']),
         ("a=b,,c=d", ["a=b", "", "c=d"]),
         ("{}", []),
         ("", []),
         ("a=b, ", ["a=b"]),
+        ("a=b,  \t", ["a=b"]),
     ],
 )
 def test_split_matchers_like_alertmanager(text: str, tokens: list[str]) -> None:
@@ -133,7 +136,8 @@ def test_parse_matchers_reads_a_braced_list_and_refuses_empty_items() -> None:
     assert [(m.name, m.op, m.value) for m in parsed] == [("team", "=", "a,b"), ("env", "!~", "dev|test.*")]
     with pytest.raises(ValueError, match="bad matcher format: ''"):
         parse_matchers("a=b,,c=d")
-    with pytest.raises(ValueError, match="expected a matcher string"):
+    message = "expected a matcher string such as 'severity=~\"critical|page\"'"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         parse_matchers(["a=b"])  # type: ignore[arg-type]
 
 
