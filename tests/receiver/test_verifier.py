@@ -6,6 +6,8 @@ or an error there, and the verdict and its detail must follow what Prometheus an
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -75,6 +77,48 @@ async def test_an_unreachable_prometheus_does_not_hold() -> None:
     assert detail.startswith("prometheus query failed: ClientConnectorError: Cannot connect to host")
 
 
+async def test_a_prometheus_that_never_answers_does_not_hold_after_the_timeout() -> None:
+    release = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await release.wait()  # no answer before the verifier gave up: only its timeout ends the wait
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, LOOPBACK, 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as client:
+            verdict = await Verifier(client, f"http://{LOOPBACK}:{port}", timeout=0.2).holds("vector(1)")
+    finally:
+        release.set()
+        server.close()
+    assert verdict == (False, "prometheus query failed: TimeoutError: ")
+
+
+def test_the_query_endpoint_is_under_the_configured_path() -> None:
+    """A Prometheus behind a path prefix: only trailing slashes are dropped from it."""
+    assert Verifier(None, "http://prom:9090/metriX/", timeout=1).url == "http://prom:9090/metriX/api/v1/query"  # type: ignore[arg-type]
+
+
+async def verdict_on(body: str) -> tuple[bool, str]:
+    """The verdict on ``vector(1)`` when the query endpoint answers ``body``."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(text=body)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    try:
+        async with aiohttp.ClientSession() as client:
+            return await Verifier(client, f"http://{LOOPBACK}:{runner.addresses[0][1]}", timeout=5).holds("vector(1)")
+    finally:
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
@@ -86,24 +130,20 @@ async def test_an_unreachable_prometheus_does_not_hold() -> None:
 )
 async def test_answers_that_are_not_prometheus_results_do_not_hold(body: str, detail: str) -> None:
     """A proxy or another service on Prometheus' address: never a verdict of "holds"."""
-
-    async def answer(_: web.Request) -> web.Response:
-        return web.Response(text=body)
-
-    app = web.Application()
-    app.router.add_get("/api/v1/query", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as client:
-            ok, said = await Verifier(client, f"http://{LOOPBACK}:{port}", timeout=5).holds("vector(1)")
-    finally:
-        await runner.cleanup()
+    ok, said = await verdict_on(body)
     assert ok is False
     assert said.startswith(detail)
+
+
+async def test_an_error_text_or_unusable_answer_is_cut_to_200_characters() -> None:
+    body = json.dumps({"status": "error", "error": "e" * 199 + "fg"})
+    assert await verdict_on(body) == (False, "prometheus query failed: " + "e" * 199 + "f")
+    start = "{'status': 'success', 'data': {'x': '"  # the answer as Python prints it
+    body = json.dumps({"status": "success", "data": {"x": "y" * (199 - len(start)) + "fg"}})
+    assert await verdict_on(body) == (
+        False,
+        "prometheus answered without a usable result: " + start + "y" * (199 - len(start)) + "f",
+    )
 
 
 def test_placeholders_are_filled_escaped_and_promql_braces_kept() -> None:
