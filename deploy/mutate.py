@@ -7,7 +7,7 @@ mutmut 2 mutates the file in place, which is what makes it work with the package
 editable install imports the very files it changes); the file is restored after every mutant.
 
 A module's results are kept in a cache of its own (``.mutmut-cache-<module>``): ``--resume`` goes on
-where a run stopped (``--budget``) and, after tests were added, retests only the mutants not yet killed.
+where a run stopped (``--budget`` or Ctrl-C) and, after tests were added, retests only the mutants not yet killed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ MODULES: dict[str, list[str]] = {
                             "tests/receiver/test_matchers.py"],
     "receiver/matchers.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
                              "tests/receiver/test_matchers_semantics.py", "tests/receiver/test_matchers.py"],
-    "receiver/recovery.py": ["tests/receiver/test_verifier.py", "tests/receiver/test_recovery.py",
+    "receiver/recovery.py": ["tests/receiver/test_verifier.py", "tests/receiver/test_recovery_steps.py",
+                             "tests/receiver/test_recovery.py",
                              "tests/receiver/console/test_approvals.py::test_without_a_decision_the_plan_escalates",
                              "tests/receiver/console/test_approvals.py::test_a_waiting_run_survives_a_restart_and_runs_once_approved",
                              "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
@@ -75,12 +76,12 @@ def restore(module: str) -> None:
 
 
 def mutate(module: str, runner: str, budget: float | None) -> bool:
-    """Run mutmut over the module; False when the budget (seconds) ran out first."""
+    """Run mutmut over the module; False when the budget (seconds) ran out or Ctrl-C stopped it first."""
     cmd = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", module, "--runner", runner]
     proc = subprocess.Popen([*cmd, "--no-progress", "--simple-output"], cwd=ROOT, start_new_session=True)
     try:
         code = proc.wait(timeout=budget)
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
         os.killpg(proc.pid, signal.SIGTERM)  # mutmut and the tests of the mutant it was on
         proc.wait()
         restore(module)
