@@ -82,8 +82,14 @@ def mutate(module: str, runner: str, budget: float | None) -> bool:
     try:
         code = proc.wait(timeout=budget)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        os.killpg(proc.pid, signal.SIGTERM)  # mutmut and the tests of the mutant it was on
-        proc.wait()
+        # Ctrl-C for mutmut and the tests of the mutant it was on: pytest stops the servers it started
+        # (they run in sessions of their own, out of reach of the group) and mutmut puts the module back.
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         restore(module)
         return False
     if code & 1:
