@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from opsloop.receiver.actions import build_action
 from opsloop.receiver.config import ReceiverConfig
-from opsloop.receiver.domain import DELIVERY, ESCALATED, PLAN, Alert, RoutedAlert
+from opsloop.receiver.domain import DELIVERY, ESCALATED, PENDING, PLAN, RECOVERED, SKIPPED, Alert, Job, RoutedAlert
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.recovery import PlanRunner
 from opsloop.receiver.store import Store, open_store
@@ -28,7 +28,9 @@ CONFIG = ReceiverConfig.model_validate({
     "routes": [{"match": {}, "notify": ["slack/oncall"]}],
     "recovery": [{"name": "fix", "match": {"alertname": "A"},
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}],
-                  "escalate": ["slack/oncall"]}],
+                  "escalate": ["slack/oncall"]},
+                 {"name": "one", "match": {"alertname": "B"}, "max_concurrent": 1,
+                  "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
 })  # fmt: skip
 ALERT = Alert(
     fingerprint="fp", starts_at="2030-01-01T00:00:00Z", status="firing", labels={"alertname": "A"},
@@ -44,9 +46,24 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-def runner(store: Store) -> PlanRunner:
+def runner(store: Store, metrics: ReceiverMetrics | None = None) -> PlanRunner:
     actions = {plan.name: [build_action(a) for a in plan.actions] for plan in CONFIG.recovery}
-    return PlanRunner(CONFIG, store, actions, None, ReceiverMetrics(), OWNER, 60.0)
+    return PlanRunner(CONFIG, store, actions, None, metrics or ReceiverMetrics(), OWNER, 60.0)
+
+
+async def plan_job(store: Store, plan: str, fingerprint: str = "fp") -> Job:
+    """Ingest the alert for ``plan`` and claim its plan job."""
+    alert = dataclasses.replace(ALERT, fingerprint=fingerprint)
+    await store.ingest([RoutedAlert(alert, notifiers=(), plans=[(plan, {})])], "", 0, time.time())
+    (job,) = await store.claim(OWNER, 10, 60, time.time())
+    return job
+
+
+async def jobs_of(store: Store, fingerprint: str = "fp") -> tuple[Job, list[Job]]:
+    """The incident's plan job and its delivery jobs."""
+    (view,) = [v for v in await store.incidents(limit=10) if v.incident.fingerprint == fingerprint]
+    (plan,) = [j for j in view.jobs if j.kind == PLAN]
+    return plan, [j for j in view.jobs if j.kind == DELIVERY]
 
 
 @pytest.mark.parametrize(("interrupted", "escalated"), [(4, False), (5, True)])
@@ -77,3 +94,48 @@ async def test_plan_steps_log_under_the_recovery_logger(store: Store, caplog: py
     await runner(store).step(dataclasses.replace(job, interrupted=5))
     ended = [r for r in caplog.records if r.getMessage() == "plan run ended"]
     assert [(r.name, r.outcome) for r in ended] == [("opsloop.receiver.recovery", ESCALATED)]
+
+
+async def test_a_job_whose_plan_is_no_longer_configured_goes_to_the_routes_with_the_reason(store: Store) -> None:
+    await runner(store).step(await plan_job(store, "gone"))
+    plan, told = await jobs_of(store)
+    assert (plan.state, plan.result) == (SKIPPED, "plan gone is no longer configured")
+    assert [(j.target, j.notify_kind, j.note) for j in told] == [
+        ("slack/oncall", "firing", "plan gone is no longer configured")
+    ]
+
+
+async def test_an_interrupted_stage_is_not_repeated_and_is_verified_after_the_grace_period(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await plan_job(store, "fix")
+    started = time.time()
+    assert await store.begin_action(job, OWNER, 0, "command", False, started, started + 60) is not None
+    metrics = ReceiverMetrics()
+    caplog.set_level(logging.WARNING, "opsloop.receiver.recovery")
+    await runner(store, metrics).step(dataclasses.replace(job, interrupted=1))
+    (view,) = await store.incidents(limit=10)
+    assert [(a.type, a.state) for a in view.actions] == [("command", "interrupted")]  # not run again
+    sample = {"plan": "fix", "type": "any", "result": "interrupted"}
+    assert metrics.registry.get_sample_value("opsloop_receiver_actions_total", sample) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "opsloop.receiver.recovery"] == [
+        "stage interrupted, not repeating its actions"
+    ]
+    plan, _ = await jobs_of(store)
+    assert plan.phase == "verify"
+    assert plan.due_at >= started + 30  # verify_after: the alert may still resolve meanwhile
+
+
+async def test_a_run_beyond_max_concurrent_waits_without_ending(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    first = await plan_job(store, "one", "fp1")
+    second = await plan_job(store, "one", "fp2")
+    metrics = ReceiverMetrics()
+    caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
+    await runner(store, metrics).step(first)  # takes the only place and runs its stage
+    await runner(store, metrics).step(second)
+    waiting, _ = await jobs_of(store, "fp2")
+    assert waiting.state == PENDING
+    assert [r.getMessage() for r in caplog.records].count("plan run waits for a free place") == 1
+    for outcome in (PENDING, SKIPPED, ESCALATED, RECOVERED):  # nothing ended, so no run is counted
+        labels = {"plan": "one", "outcome": outcome}
+        assert metrics.registry.get_sample_value("opsloop_receiver_plan_runs_total", labels) is None

@@ -45,6 +45,7 @@ def series(count: int) -> str:
         ('"up"', True, 'verify holds: "up" -> [up]'),
         ('""', False, 'verify does not hold yet: "" -> []'),
         (series(5), True, f"verify holds: {series(5)} -> [1, 2, 3, 4, 5]"),
+        (series(6), True, f"verify holds: {series(6)} -> [1, 2, 3, 4, 5] (+1 more)"),
         (series(7), True, f"verify holds: {series(7)} -> [1, 2, 3, 4, 5] (+2 more)"),
     ],
 )
