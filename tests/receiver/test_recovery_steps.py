@@ -29,6 +29,9 @@ CONFIG = ReceiverConfig.model_validate({
     "recovery": [{"name": "fix", "match": {"alertname": "A"},
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}],
                   "escalate": ["slack/oncall"]},
+                 {"name": "ask", "match": {"alertname": "C"},
+                  "stages": [{"approve": "required", "approve_timeout": "15m"}],
+                  "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
                  {"name": "one", "match": {"alertname": "B"}, "max_concurrent": 1,
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
 })  # fmt: skip
@@ -132,10 +135,32 @@ async def test_a_run_beyond_max_concurrent_waits_without_ending(store: Store, ca
     metrics = ReceiverMetrics()
     caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
     await runner(store, metrics).step(first)  # takes the only place and runs its stage
+    attempted, _ = await jobs_of(store, "fp1")
+    # no verify query: the stage's own results decide, at once, and the attempt is counted
+    assert (attempted.phase, attempted.attempts) == ("verify", 1)
+    assert attempted.due_at <= time.time()
     await runner(store, metrics).step(second)
     waiting, _ = await jobs_of(store, "fp2")
     assert waiting.state == PENDING
-    assert [r.getMessage() for r in caplog.records].count("plan run waits for a free place") == 1
+    (logged,) = [r for r in caplog.records if r.getMessage() == "plan run waits for a free place"]
+    assert logged.result == waiting.result
     for outcome in (PENDING, SKIPPED, ESCALATED, RECOVERED):  # nothing ended, so no run is counted
         labels = {"plan": "one", "outcome": outcome}
         assert metrics.registry.get_sample_value("opsloop_receiver_plan_runs_total", labels) is None
+
+
+async def test_a_stage_that_needs_approval_asks_the_routes_and_waits_until_the_deadline(store: Store) -> None:
+    job = await plan_job(store, "ask")
+    asked = time.time()
+    await runner(store).step(job)
+    approval = await store.approval(job.id, 0)
+    assert approval is not None
+    assert approval.state == PENDING
+    assert asked + 900 <= approval.deadline <= time.time() + 900
+    plan, told = await jobs_of(store)
+    assert plan.due_at == approval.deadline
+    assert [(j.target, j.notify_kind, j.note) for j in told] == [
+        ("slack/oncall", "approval_needed", f"plan ask waits for approval before stage 1 (incident {job.incident.id})")
+    ]
+    (view,) = await store.incidents(limit=10)
+    assert view.actions == []  # nothing runs before a decision
