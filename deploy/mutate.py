@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,6 +76,37 @@ def restore(module: str) -> None:
         backup.replace(backup.with_suffix(""))
 
 
+def group(pgid: int) -> dict[int, str]:
+    """The processes of a process group, with their command lines (Linux ``/proc``)."""
+    members: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                members[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return members
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop mutmut for good, then the tests of the mutant it was on, so they stop their servers.
+
+    mutmut goes on to the next mutant after an interrupted test run (counting the interrupted mutant
+    as killed), so every process of its group but pytest is killed outright; pytest gets Ctrl-C, which
+    stops the servers it started (they run in sessions of their own, out of reach of the group).
+    """
+    members = group(proc.pid)
+    for pid, cmd in members.items():
+        os.kill(pid, signal.SIGINT if " -m pytest " in cmd else signal.SIGKILL)
+    proc.wait()
+    for _ in range(600):
+        if not group(proc.pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def mutate(module: str, runner: str, budget: float | None) -> bool:
     """Run mutmut over the module; False when the budget (seconds) ran out or Ctrl-C stopped it first."""
     cmd = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", module, "--runner", runner]
@@ -82,14 +114,7 @@ def mutate(module: str, runner: str, budget: float | None) -> bool:
     try:
         code = proc.wait(timeout=budget)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        # Ctrl-C for mutmut and the tests of the mutant it was on: pytest stops the servers it started
-        # (they run in sessions of their own, out of reach of the group) and mutmut puts the module back.
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         restore(module)
         return False
     if code & 1:
