@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opsloop.exporter.config import RedisConfig
-from opsloop.exporter.sources.base import PartialFailure, Sample
+from opsloop.exporter.sources.base import PartialFailure, Sample, Series
 from opsloop.exporter.sources.redis_cluster import ClusterClient, ClusterNodes
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from redis.asyncio import Redis
@@ -26,7 +26,7 @@ from opsloop.metric_contract import OWN_HITS, OWN_MISSES
 from opsloop.redis_connect import connect as redis_connect
 from opsloop.redis_connect import node_client
 
-Parser = Callable[[Sequence[object]], Iterable[Sample]]
+Parser = Callable[[Sequence[object]], Iterable[Series]]
 
 
 @dataclass
@@ -98,7 +98,7 @@ class RedisSource:
         # One connection per background rescan plus the scrape's own, so a rescan never starves a scrape.
         self.client = connect(config, max_connections=2 + len(self.discoveries))
 
-    async def read(self) -> Iterable[Sample]:
+    async def read(self) -> Iterable[Series]:
         if isinstance(self.client, ClusterClient):
             await self.client.ensure_slots()
         for reader in self.readers:
