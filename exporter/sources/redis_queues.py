@@ -108,7 +108,7 @@ class KeyReader:
             self._keys = await self.discovery.current(client)
 
     def plan(self, pipe: Pipeline) -> Parser:
-        keys = list(self._keys)
+        keys = self._keys  # discovery replaces its list, never changes it: no copy needed
         for start in range(0, len(keys), SCRIPT_BATCH):
             batch = keys[start : start + SCRIPT_BATCH]
             pipe.eval(KEYS_SCRIPT, len(batch), *batch, *self._args)
