@@ -59,7 +59,7 @@ def _add_sample(families: dict[str, Family], metric: Metric, labels: tuple[str, 
         labels = _aligned(labels, metric, family)
     if family.columns and labels:
         head, last = labels[:-1], labels[-1]
-        if any(c.prefix == head and last in c.names for c in family.columns):
+        if any(c.prefix == head and last in c for c in family.columns):
             return False
     if labels in family.series:
         return False
@@ -85,8 +85,15 @@ def _overlaps(family: Family, column: Column) -> bool:
     series = [labels[-1] for labels in family.series if labels[:-1] == column.prefix]
     if not same_prefix and not series:
         return False
-    names = set(column.names)
-    return not names.isdisjoint(series) or any(not names.isdisjoint(c.names) for c in same_prefix)
+    if any(name in column for name in series):
+        return True
+    for other in same_prefix:
+        # The larger column answers for the smaller one's names: one fixed queue key beside 100,000
+        # pattern keys costs one lookup (and one set of the large column's names, built once).
+        small, big = sorted((other, column), key=len)
+        if any(name in big for name in small.names):
+            return True
+    return False
 
 
 def _add(families: dict[str, Family], item: Series) -> int:

@@ -9,7 +9,7 @@ import random
 import time
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from opsloop.metric_contract import Metric
@@ -38,9 +38,16 @@ class Column:
     names: list[str]
     """The last label's value of each series."""
     values: array[float]
+    _lookup: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether a series has ``name``; a set is built on the first question (only overlapping sources ask)."""
+        if self._lookup is None:
+            self._lookup = frozenset(self.names)
+        return name in self._lookup
 
     def items(self) -> Iterator[tuple[tuple[str, ...], float]]:
         prefix = self.prefix
