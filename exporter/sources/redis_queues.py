@@ -130,7 +130,8 @@ class KeyReader:
             if not self._lists_with_stamps(labels, body, now, out):
                 self._add_lines(batch, body.split("\n"), now, out)
         prefix = (self.redis_name,)
-        yield Column(self.metrics.length, prefix, out.length_names, out.lengths)
+        if out.length_names:  # a pattern that matches nothing publishes no family, not an empty one
+            yield Column(self.metrics.length, prefix, out.length_names, out.lengths)
         if out.age_names:
             yield Column(self.metrics.oldest_age, prefix, out.age_names, out.ages)
         yield from out.others
