@@ -27,8 +27,10 @@ class HiredisPacking(AbstractConnection):
     def pack_command(self, *args: Any) -> list[bytes]:
         if _hiredis_pack is None or self.encoder.encoding.lower() not in ("utf-8", "utf8"):
             return super().pack_command(*args)
-        if isinstance(args[0], str) and " " in args[0]:  # "CLUSTER SLOTS": redis-py sends words apart
-            args = (*args[0].split(), *args[1:])
+        # "CLUSTER SLOTS": redis-py sends the words of a command name apart, and so must we
+        name = args[0]
+        if isinstance(name, str) or (isinstance(name, bytes) and b" " in name):
+            args = (*name.split(), *args[1:])
         if not _PLAIN.issuperset(map(type, args)):
             return super().pack_command(*args)  # floats, memoryviews, bad input: redis-py's rules
         try:

@@ -10,6 +10,8 @@ from redis.asyncio.connection import Connection
 COMMANDS = [
     ("EVAL", "return #KEYS", 3, "bench:0", "ключ:ü", "", "enqueued_at", "right", "1"),
     ("CLUSTER SLOTS",),
+    (b"CONFIG GET", "maxmemory"),
+    ("CONFIG\tGET", "maxmemory"),
     ("SET", b"raw\x00bytes", "value\r\nwith CRLF"),
     ("XINFO", "GROUPS", "events"),
     ("ZADD", "z", 1.5, "float member"),  # a float: redis-py's packer decides
