@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from opsloop.exporter.sources.base import Column, Metric, Series
 
@@ -185,19 +186,17 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
 
 
 def _render_column(sample_name: str, column: Column) -> Iterator[bytes]:
-    """A column's lines, CHUNK_LINES at a time: one f-string per series, no per-series function calls."""
+    """A column's lines, CHUNK_LINES at a time, joined in C from the names and the values' reprs."""
     *fixed, last = column.metric.labels
     pairs = "".join(f'{n}="{_escape_label(v)}",' for n, v in zip(fixed, column.prefix, strict=True))
-    head = f"{sample_name}{{{pairs}{last}"
+    head = f'{sample_name}{{{pairs}{last}="'
     for start in range(0, len(column), CHUNK_LINES):
         names = column.names[start : start + CHUNK_LINES]
         values = column.values[start : start + CHUNK_LINES]
         joined = "\x00".join(names)
         if "\\" in joined or '"' in joined or "\n" in joined:  # rare: escape this chunk's names
             names = [_escape_label(name) for name in names]
-        series = zip(names, values, strict=True)
-        if all(map(math.isfinite, values)):  # repr is the format_value of a finite float
-            text = "".join([f'{head}="{name}"}} {value!r}\n' for name, value in series])
-        else:
-            text = "".join([f'{head}="{name}"}} {format_value(value)}\n' for name, value in series])
-        yield text.encode()
+        # repr is the format_value of a finite float; map and zip keep the loop in C
+        texts = map(repr if all(map(math.isfinite, values)) else format_value, values)
+        lines = zip(repeat(head), names, repeat('"} '), texts, repeat("\n"), strict=False)
+        yield "".join(map("".join, lines)).encode()

@@ -17,6 +17,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 
 from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
@@ -35,6 +36,8 @@ KEYS_SCRIPT = (Path(__file__).parent / "redis_keys.lua").read_text()
 register_per_key_script(KEYS_SCRIPT, fixed_args=3)
 SCRIPT_BATCH = 1000
 """Keys per script call: Redis serves other clients between calls, so a batch blocks it only briefly."""
+MILLISECONDS = 1e11
+"""A stamp above this is in milliseconds: in seconds it would be the year 5138."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def parse_timestamp(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return value / 1000.0 if value > 1e11 else float(value)
+        return value / 1000.0 if value > MILLISECONDS else float(value)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # not a number: try ISO 8601 next
             return parse_timestamp(float(value))
@@ -147,13 +150,13 @@ class KeyReader:
             return False
         if self.oldest is not None:
             try:
-                stamps = [float(stamp) for stamp in fields[2::3]]
+                stamps = list(map(float, fields[2::3]))
             except ValueError:  # an empty list, an item without a stamp or an ISO stamp: the long way
                 return False
-            # milliseconds when too large for seconds, as parse_timestamp reads them
-            ages = [now - (stamp / 1000.0 if stamp > 1e11 else stamp) for stamp in stamps]
+            if any(map(MILLISECONDS.__lt__, stamps)):  # too large for seconds, as parse_timestamp reads them
+                stamps = [stamp / 1000.0 if stamp > MILLISECONDS else stamp for stamp in stamps]
             out.age_names.extend(labels)
-            out.ages.extend([age if age > 0.0 else 0.0 for age in ages])
+            out.ages.extend(map(max, repeat(0.0), map(now.__sub__, stamps)))
         out.length_names.extend(labels)
         out.lengths.extend(map(float, fields[1::3]))
         return True
