@@ -88,6 +88,8 @@ def test_a_column_renders_escaped_names_and_special_values_like_single_samples()
     parsed = rendered(by_column)
     assert parsed[(("queue", NASTY), ("redis", "main"))] == 3.0
     assert math.isnan(parsed[(("queue", "nan"), ("redis", "main"))])
+    (openmetrics,) = parse_openmetrics(b"".join(render(by_column, openmetrics=True)).decode() + "# EOF\n")
+    assert {s.labels["queue"]: s.value for s in openmetrics.samples}["huge"] == 1.5e300
 
 
 def test_overlapping_columns_and_samples_keep_the_first_value_of_each_label_set():
