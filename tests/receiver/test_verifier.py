@@ -89,7 +89,8 @@ async def test_a_prometheus_that_never_answers_does_not_hold_after_the_timeout()
     server = await asyncio.start_server(never_answer, LOOPBACK, 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with aiohttp.ClientSession() as client:
+        # the outer bound only turns a verifier that would wait forever into a quick failure
+        async with aiohttp.ClientSession() as client, asyncio.timeout(30):
             verdict = await Verifier(client, f"http://{LOOPBACK}:{port}", timeout=0.2).holds("vector(1)")
     finally:
         release.set()
