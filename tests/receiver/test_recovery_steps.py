@@ -16,7 +16,19 @@ from pathlib import Path
 import pytest
 from opsloop.receiver.actions import build_action
 from opsloop.receiver.config import ReceiverConfig
-from opsloop.receiver.domain import DELIVERY, ESCALATED, PENDING, PLAN, RECOVERED, SKIPPED, Alert, Job, RoutedAlert
+from opsloop.receiver.domain import (
+    DELIVERY,
+    ESCALATED,
+    PENDING,
+    PLAN,
+    RECOVERED,
+    REJECTED,
+    SKIPPED,
+    TIMED_OUT,
+    Alert,
+    Job,
+    RoutedAlert,
+)
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.recovery import PlanRunner
 from opsloop.receiver.store import Store, open_store
@@ -164,3 +176,28 @@ async def test_a_stage_that_needs_approval_asks_the_routes_and_waits_until_the_d
     ]
     (view,) = await store.incidents(limit=10)
     assert view.actions == []  # nothing runs before a decision
+
+
+@pytest.mark.parametrize(
+    ("state", "actor", "reason", "why"),
+    [
+        (REJECTED, "alice", "too risky", "stage 1 was rejected by alice: too risky"),
+        (REJECTED, "", "", "stage 1 was rejected by someone"),
+        (TIMED_OUT, "", "nobody came", "no one approved stage 1: nobody came"),
+    ],
+)
+async def test_a_declined_stage_escalates_with_who_and_why_and_runs_nothing(
+    store: Store, state: str, actor: str, reason: str, why: str
+) -> None:
+    job = await plan_job(store, "ask")
+    await runner(store).step(job)  # asks for approval
+    assert await store.decide_approval(job.id, 0, state, actor, reason, time.time())
+    # the decision makes the run due at once
+    (decided,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
+    await runner(store).step(decided)
+    plan, told = await jobs_of(store)
+    note = f"plan ask stopped before stage 1: {why}"
+    assert (plan.state, plan.result) == (ESCALATED, note)
+    assert [(j.notify_kind, j.note) for j in told] == [("approval_needed", told[0].note), ("escalation", note)]
+    (view,) = await store.incidents(limit=10)
+    assert view.actions == []
