@@ -44,6 +44,8 @@ CONFIG = ReceiverConfig.model_validate({
                  {"name": "ask", "match": {"alertname": "C"},
                   "stages": [{"approve": "required", "approve_timeout": "15m"}],
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
+                 {"name": "free", "match": {"alertname": "D"}, "storm_guard": None,
+                  "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
                  {"name": "one", "match": {"alertname": "B"}, "max_concurrent": 1,
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
 })  # fmt: skip
@@ -201,3 +203,9 @@ async def test_a_declined_stage_escalates_with_who_and_why_and_runs_nothing(
     assert [(j.notify_kind, j.note) for j in told] == [("approval_needed", told[0].note), ("escalation", note)]
     (view,) = await store.incidents(limit=10)
     assert view.actions == []
+
+
+async def test_a_plan_without_a_storm_guard_runs_its_stage(store: Store) -> None:
+    await runner(store).step(await plan_job(store, "free"))
+    (view,) = await store.incidents(limit=10)
+    assert [(a.type, a.state) for a in view.actions] == [("command", "ok")]
