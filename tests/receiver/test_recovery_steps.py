@@ -46,6 +46,11 @@ CONFIG = ReceiverConfig.model_validate({
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
                  {"name": "free", "match": {"alertname": "D"}, "storm_guard": None,
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
+                 {"name": "two", "match": {"alertname": "E"},
+                  "actions": [{"type": "command", "argv": [sys.executable, "-c", "exit(3)"], "timeout": "5s"},
+                              {"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
+                 {"name": "dry", "match": {"alertname": "F"}, "dry_run": True,
+                  "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]},
                  {"name": "one", "match": {"alertname": "B"}, "max_concurrent": 1,
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
 })  # fmt: skip
@@ -209,3 +214,27 @@ async def test_a_plan_without_a_storm_guard_runs_its_stage(store: Store) -> None
     await runner(store).step(await plan_job(store, "free"))
     (view,) = await store.incidents(limit=10)
     assert [(a.type, a.state) for a in view.actions] == [("command", "ok")]
+
+
+@pytest.mark.parametrize(("plan", "ran", "counted"), [
+    ("fix", [("command", "ok")], "ok"),
+    ("two", [("command", "failed")], "failed"),  # the failure stops the stage: the second action never runs
+    ("dry", [("command", "ok")], "dry_run"),
+])  # fmt: skip
+async def test_actions_are_counted_and_timed_by_outcome(
+    store: Store, plan: str, ran: list[object], counted: str
+) -> None:
+    metrics = ReceiverMetrics()
+    job = await plan_job(store, plan)
+    before = time.time()
+    await runner(store, metrics).step(job)
+    after = time.time()
+    (view,) = await store.incidents(limit=10)
+    assert [(a.type, a.state) for a in view.actions] == ran
+    assert [a.dry_run for a in view.actions] == [plan == "dry"]
+    sample = metrics.registry.get_sample_value
+    assert sample("opsloop_receiver_actions_total", {"plan": plan, "type": "command", "result": counted}) == 1
+    assert sample("opsloop_receiver_action_duration_seconds_count", {"plan": plan, "type": "command"}) == 1
+    assert (
+        0 < sample("opsloop_receiver_action_duration_seconds_sum", {"plan": plan, "type": "command"}) <= after - before
+    )
