@@ -4,12 +4,16 @@ Each server runs as its own process on loopback and gets the same load from ``wr
 generator, so the client shares no interpreter with the servers): a fixed number of connections
 posting Alertmanager webhooks of one alert each, every alert with labels and a fingerprint of its own
 (a Lua script varies them per request, so every webhook is a new incident and new work). A round
-measures the bare handler and then the receiver on each store; the script prints webhooks per second,
-p50/p99 acknowledgement latency (wrk's histogram), the load average before each measurement, and each
-receiver's throughput ratio to the bare handler of the same round. Every measurement is bounded in
-time (``--seconds``) and in count (``--max-requests``).
+measures the bare handler and then the receiver on each store, with every alert routed to a local Slack
+stand-in (``slack``: the worker delivers while webhooks arrive) and with no routes (``none``: the
+acknowledgement path alone). It prints webhooks per second, p50/p99 acknowledgement latency (wrk's
+histogram), the server process's CPU time per acknowledged webhook (all its threads), the load average
+before each measurement, and the throughput ratio to the bare handler of the same round. Every
+measurement is bounded in time (``--seconds``) and in count (``--max-requests``); each receiver starts
+on an empty store.
 
-    python benchmarks/webhook_ack.py [--connections 32] [--seconds 10] [--rounds 3] [--store sqlite postgresql]
+    python benchmarks/webhook_ack.py [--connections 32] [--seconds 10] [--rounds 3]
+                                     [--store sqlite postgresql] [--routes slack none]
 
 PostgreSQL runs with its durable defaults (fsync and ``synchronous_commit=on``): an acknowledgement
 costs a WAL flush, as in production, and is measured as such. Needs ``wrk`` (Debian package ``wrk``).
@@ -18,6 +22,7 @@ costs a WAL flush, as in production, and is measured as such. Needs ``wrk`` (Deb
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -124,6 +129,12 @@ def wrk(url: str, args: argparse.Namespace, seconds: float, budget: int, work: P
     return summary
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(argv: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
@@ -137,32 +148,70 @@ def start(argv: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(15)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:  # never leave a server behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
 
 
 def measure(name: str, argv: list[str], port: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     url = f"http://{LOOPBACK}:{port}"
-    proc = start(argv, url, work / f"{name.split()[0]}.log")
+    proc = start(argv, url, work / "servers.log")
     try:
         wrk(url, args, 2, 2000, work)  # warm up: connections, caches, the first pages of the store
         load = os.getloadavg()[0]
+        before = cpu_seconds(proc.pid)
         result = wrk(url, args, args.seconds, args.max_requests, work)
+        cpu = cpu_seconds(proc.pid) - before
     finally:
         stop(proc)
-    return {**result, "name": name, "load": load}  # type: ignore[dict-item]
+    return {**result, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6}  # type: ignore[dict-item]
 
 
-def receiver_argv(store: str, store_url: str, slack_url: str, work: Path) -> tuple[list[str], int]:
+def fresh_database(server: PostgresServer, name: str) -> str:
+    server.psql(f"CREATE DATABASE {name}", database="postgres")
+    return server.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path) -> tuple[list[str], int]:
     config = {
         "auth": {"bearer_token": TOKEN}, "store": store_url,
         "notifiers": {"slack": [{"name": "oncall", "webhook_url": slack_url}]},
-        "routes": [{"match": {}, "notify": ["slack/oncall"]}],
+        "routes": [{"match": {}, "notify": ["slack/oncall"]}] if routes == "slack" else [],
     }  # fmt: skip
-    path = work / f"receiver-{store}.yml"
+    path = work / "receiver.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     return [sys.executable, "-m", "opsloop.receiver", "--config", str(path),
             "--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"], port  # fmt: skip
+
+
+def one_round(n: int, args: argparse.Namespace, postgres: PostgresServer | None, slack_url: str, work: Path) -> list[dict[str, float]]:
+    """The bare handler, then the receiver on each store and routing, each on an empty store."""
+    bare_port = free_port()
+    bare = [sys.executable, __file__, "--serve-bare", str(bare_port)]
+    results = [measure("bare aiohttp handler", bare, bare_port, args, work)]
+    for store, routes in itertools.product(args.store, args.routes):
+        if store == "postgresql" and postgres is not None:
+            url = fresh_database(postgres, f"round{n}_{routes}")
+        else:
+            url = f"sqlite://{work / f'round{n}-{routes}.db'}"
+        argv, port = receiver_argv(url, routes, slack_url, work)
+        results.append(measure(f"receiver {store}, routes {routes}", argv, port, args, work))
+    return results
+
+
+def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> None:
+    print(f"wrk, {args.connections} connections, {args.seconds:g} s per measurement, one alert per webhook, loopback")
+    print(f"{'round':>5} {'server':34} {'load':>5} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>7} "
+          f"{'errors':>7} {'/ bare':>7}")  # fmt: skip
+    for n, results in enumerate(rounds, 1):
+        bare = results[0]["rate"]
+        for r in results:
+            errors = int(r["non_2xx"] + r["socket_errors"])
+            print(f"{n:5d} {r['name']:34} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                  f"{r['cpu_us']:7.0f} {errors:7d} {r['rate'] / bare:7.2f}")  # fmt: skip
 
 
 def main() -> int:
@@ -173,6 +222,7 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per measurement at most")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--routes", choices=("slack", "none"), nargs="+", default=["slack", "none"])
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -183,31 +233,14 @@ def main() -> int:
         return 2
     rounds: list[list[dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="opsloop-bench-") as tmp, SlackSink() as slack:
-        work = Path(tmp)
         postgres = PostgresServer(durable=True).start() if "postgresql" in args.store else None
         try:
             for n in range(args.rounds):
-                bare_port = free_port()
-                results = [measure("bare aiohttp handler", [sys.executable, __file__, "--serve-bare", str(bare_port)],
-                                   bare_port, args, work)]  # fmt: skip
-                for store in args.store:
-                    url = postgres.dsn if store == "postgresql" and postgres else f"sqlite://{work / f'r{n}.db'}"
-                    argv, port = receiver_argv(store, url, slack.url(), work)
-                    results.append(measure(f"opsloop-receiver ({store})", argv, port, args, work))
-                rounds.append(results)
+                rounds.append(one_round(n, args, postgres, slack.url(), Path(tmp)))
         finally:
             if postgres:
                 postgres.cleanup()
-    print(f"wrk, {args.connections} connections, {args.seconds:g} s per measurement, one alert per webhook, loopback")
-    print(
-        f"{'round':>5} {'server':30} {'load':>5} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'/ bare':>7}"
-    )
-    for n, results in enumerate(rounds, 1):
-        bare = results[0]["rate"]
-        for r in results:
-            errors = int(r["non_2xx"] + r["socket_errors"])
-            print(f"{n:5d} {r['name']:30} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-                  f"{errors:7d} {r['rate'] / bare:7.2f}")  # fmt: skip
+    report(args, rounds)
     return 0 if all(r["non_2xx"] + r["socket_errors"] == 0 for results in rounds for r in results) else 1
 
 
