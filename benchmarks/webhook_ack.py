@@ -187,7 +187,9 @@ def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path) -> tu
             "--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"], port  # fmt: skip
 
 
-def one_round(n: int, args: argparse.Namespace, postgres: PostgresServer | None, slack_url: str, work: Path) -> list[dict[str, float]]:
+def one_round(
+    n: int, args: argparse.Namespace, postgres: PostgresServer | None, slack_url: str, work: Path
+) -> list[dict[str, float]]:
     """The bare handler, then the receiver on each store and routing, each on an empty store."""
     bare_port = free_port()
     bare = [sys.executable, __file__, "--serve-bare", str(bare_port)]
