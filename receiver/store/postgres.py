@@ -70,7 +70,11 @@ class Connections:
 
     async def run(self, work: Callable[[psycopg.Connection[tuple[object, ...]]], T]) -> T:
         """``work(connection)`` in a thread; StoreUnavailable when PostgreSQL cannot be reached."""
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._with_connection, work)
+        try:
+            done = asyncio.get_running_loop().run_in_executor(self._threads, self._with_connection, work)
+        except RuntimeError as exc:  # the threads were shut down
+            raise StoreUnavailable("the store is closed") from exc
+        return await done
 
     def _with_connection(self, work: Callable[[psycopg.Connection[tuple[object, ...]]], T]) -> T:
         try:

@@ -66,12 +66,18 @@ class SqliteStore(Store):
     async def _run(self, op: Op[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((op, future, loop))
+        queued = (op, future, loop)
+        self._queue.append(queued)
         if not self._scheduled:
             # The writer clears the flag before it takes the queue: an operation queued after that
             # finds it cleared and schedules the next group (one wake-up per group, not per operation).
             self._scheduled = True
-            self._executor.submit(self._commit_group)
+            try:
+                self._executor.submit(self._commit_group)
+            except RuntimeError as exc:  # the store was closed: nothing will ever run this operation
+                self._scheduled = False
+                self._queue.remove(queued)
+                raise StoreUnavailable("the store is closed") from exc
         return await future
 
     def _commit_group(self) -> None:
@@ -108,7 +114,8 @@ class SqliteStore(Store):
         for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):
             settled.setdefault(loop, []).append((future, value, error))
         for loop, results in settled.items():  # one wake-up of each waiting event loop
-            loop.call_soon_threadsafe(_settle, results)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+                loop.call_soon_threadsafe(_settle, results)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
