@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opsloop.receiver.domain import NOTIFY_KINDS, Incident, Kind, parse_time
+
+if TYPE_CHECKING:
+    from opsloop.receiver.notify.group import GroupNotification
 
 KIND_TITLES: Mapping[str, str] = {kind: kind.replace("_", " ").upper() for kind in NOTIFY_KINDS}
 """How a message names its kind: FIRING, RESOLVED, ESCALATION, RECOVERED, AUTOMATION PAUSED,
@@ -97,5 +100,17 @@ class Notifier(Protocol):
     def preview(self, notification: Notification) -> str:
         """The message as it is sent, as text, for the incident timeline."""
         ...
+
+    def group_fit(self, group: GroupNotification) -> int:
+        """How many of the group's alerts, from the first, one message holds (at least one)."""
+        ...
+
+    async def notify_group(self, group: GroupNotification) -> str | None:
+        """Deliver one message about every alert of ``group`` once, or raise TransientError /
+        PermanentError; returns where the message is (a Message-ID, a Slack ``ts``) when it can be found
+        again, for threading the group's later messages."""
+        ...
+
+    def preview_group(self, group: GroupNotification) -> str: ...
 
     async def close(self) -> None: ...
