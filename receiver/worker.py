@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from opsloop.receiver.automation import describe
@@ -239,6 +240,10 @@ class Worker:
             pace, urgent = notifier.pace, any(map(is_urgent, members))
             if await self.store.group_slot(job, self.owner, ids, pace.key, pace.interval, now, urgent) is not None:
                 return  # the group waits in the store for its slot
+        if notifier.edits and group_class(job.group) == "resolved":
+            members = await self._edit_in_place(job, notifier, members)
+            if not members:
+                return
         if len(members) == 1 and job.interrupted == 0:
             await self._deliver_alone(job, notifier)
             return
@@ -261,8 +266,10 @@ class Worker:
         except TransientError as exc:
             await self._retry_group(job, notifier, ids, exc, fields)
             return
-        if ref is not None and group.thread is None:
-            await self.store.save_message_ref(self._thread_key(job), ref, time.time())
+        if ref is not None:  # where this message is: later messages thread under the first, edits find it
+            await self.store.save_message_ref(f"{job.target}|batch|{job.id}", ref, time.time())
+            if group.thread is None:
+                await self.store.save_message_ref(self._thread_key(job), ref, time.time())
         result = f"sent in message {job.id} with {fit} alerts of its group"
         await self.store.end_group(job, self.owner, sent, SENT, result, rest, time.time())
         self.metrics.deliveries.labels(job.target, SENT).inc(fit)
@@ -286,8 +293,41 @@ class Worker:
             await self.store.end_group(job, self.owner, [job.id], SENT, "sent", [], time.time())
             self.metrics.deliveries.labels(job.target, SENT).inc()
 
-    async def _group_message(self, job: Job, members: list[Job]) -> tuple[GroupNotification, list[Job]]:
-        """The group's message about every member, most important first, and the members in that order."""
+    async def _edit_in_place(self, job: Job, notifier: Notifier, members: list[Job]) -> list[Job]:
+        """Resolved alerts change the group messages their firing was in (app mode); returns the members
+        whose firing message cannot be edited, which get a message of their own."""
+        batches = await self.store.firing_batches(job.target, [m.incident.id for m in members])
+        left = [m for m in members if m.incident.id not in batches]
+        for batch in sorted(set(batches.values())):
+            told = [m for m in members if batches.get(m.incident.id) == batch]
+            ts = await self.store.message_ref(f"{job.target}|batch|{batch}")
+            shown = await self.store.batch_jobs(batch)
+            if ts is None or not shown:
+                left += told
+                continue
+            built = await self._notifications(shown)
+            settled = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in built]
+            klass = "resolved" if all(n.kind == "resolved" for n in settled) else "firing"
+            update = GroupNotification(klass, settled, link=self._link(job), key=job.group, message=batch, edit=ts)
+            ids = [m.id for m in told]
+            try:
+                await notifier.notify_group(update)
+            except PermanentError as exc:
+                await self.store.end_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", [], time.time())
+                continue
+            except TransientError as exc:
+                await self._retry_group(job, notifier, [m.id for m in members], exc, {"job": job.id})
+                return []
+            result = f"updated message {batch} in place"
+            await self.store.end_group(job, self.owner, ids, SENT, result, [], time.time())
+            self.metrics.deliveries.labels(job.target, SENT).inc(len(ids))
+        if job.id not in {m.id for m in left}:  # the job holding the group was edited: give the group back
+            await self.store.release_group(job, self.owner, [m.id for m in left], time.time(), time.time())
+            return []
+        return left
+
+    async def _notifications(self, members: list[Job]) -> list[tuple[Notification, Job]]:
+        """Each member's notification, most important first, with what automation does about its alert."""
         runs, actions = await self.store.plan_runs_of(sorted({m.incident.id for m in members}))
         run_incident = {r.id: r.incident.id for r in runs}
         built = [
@@ -297,7 +337,11 @@ class Worker:
             ), m)
             for m in members
         ]  # fmt: skip
-        built.sort(key=lambda pair: importance(pair[0]))
+        return sorted(built, key=lambda pair: importance(pair[0]))
+
+    async def _group_message(self, job: Job, members: list[Job]) -> tuple[GroupNotification, list[Job]]:
+        """The group's message about every member, most important first, and the members in that order."""
+        built = await self._notifications(members)
         thread = await self.store.message_ref(self._thread_key(job))
         group = GroupNotification(
             group_class(job.group), [n for n, _ in built], link=self._link(job), maybe_repeat=job.interrupted > 0,

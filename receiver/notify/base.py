@@ -92,6 +92,8 @@ class Notifier(Protocol):
     name: str
     pace: Pace | None
     """Set when the destination limits its rate; the worker then takes a shared send slot first."""
+    edits: bool
+    """Messages can be changed in place (Slack app mode): resolved alerts update their group's message."""
 
     async def notify(self, notification: Notification) -> None:
         """Deliver once or raise TransientError / PermanentError."""

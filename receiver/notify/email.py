@@ -83,6 +83,7 @@ class EmailNotifier:
     ) -> None:
         self.name = notifier_key("email", config.name)
         self.pace: Pace | None = None
+        self.edits = False
         self._config = config
         self._smtp = config.smtp
         self._password = config.smtp.secret("password")

@@ -190,6 +190,7 @@ class SlackNotifier:
     ) -> None:
         self.name = notifier_key("slack", name)
         self.pace = Pace(f"slack-webhook:{hashlib.sha256(url.encode()).hexdigest()[:24]}", pacer.interval)
+        self.edits = False
         self._url = url
         self._message = message
         self._pacer = pacer

@@ -94,6 +94,7 @@ class SlackAppNotifier:
     ) -> None:  # fmt: skip
         self.name = notifier_key("slack", name)
         self.pace = Pace(f"slack-channel:{api_url}#{channel}", pacer.interval)
+        self.edits = True
         self._token = token
         self._channel = channel
         self._message = message

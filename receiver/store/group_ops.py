@@ -107,6 +107,18 @@ class GroupOps(abc.ABC):
         actions = yield from reads.actions_of([j.id for j in runs])
         return runs, actions
 
-    async def batches(self, job_ids: Sequence[int]) -> dict[int, int]:
-        """The message (the id of the job that carried it) each of these deliveries went out in."""
-        return await self._run(grouping.batch_of(job_ids))
+    async def firing_batches(self, target: str, incident_ids: Sequence[int]) -> dict[int, int]:
+        """By incident, the group message (the id of the job that carried it) its firing message was in."""
+        return await self._run(grouping.firing_batches(target, incident_ids))
+
+    async def batch_jobs(self, batch: int) -> list[Job]:
+        """The deliveries sent in one group message, with their alerts as they are now."""
+        return await self._run(self._batch_jobs(batch))
+
+    @staticmethod
+    def _batch_jobs(batch: int) -> Op[list[Job]]:
+        ids = yield from grouping.batch_members(batch)
+        if not ids:
+            return []
+        found = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.id", ids)
+        return [job_row(row) for row in found.rows]

@@ -185,12 +185,16 @@ def extend(job_id: int, owner: str, until: float) -> Op[None]:
     )
 
 
-def batch_of(job_ids: Sequence[int]) -> Op[dict[int, int]]:
-    """The message (batch) each of these deliveries went out in."""
-    if not job_ids:
-        return {}
+def firing_batches(target: str, incident_ids: Sequence[int]) -> Op[dict[int, int]]:
+    """The group message (batch) each of these alerts' firing message went out in, by incident."""
     found = yield Stmt(
-        f"SELECT job_id, batch FROM delivery_groups WHERE batch IS NOT NULL AND job_id IN ({marks(job_ids)})",
-        job_ids,
+        "SELECT j.incident_id, g.batch FROM jobs j JOIN delivery_groups g ON g.job_id = j.id WHERE j.target = ? "
+        f"AND j.notify_kind = 'firing' AND g.batch IS NOT NULL AND j.incident_id IN ({marks(incident_ids)})",
+        (target, *incident_ids),
     )
-    return {job_id: batch for job_id, batch in found.rows}
+    return {incident_id: batch for incident_id, batch in found.rows}
+
+
+def batch_members(batch: int) -> Op[list[int]]:
+    found = yield Stmt("SELECT job_id FROM delivery_groups WHERE batch = ? ORDER BY job_id", (batch,))
+    return [row[0] for row in found.rows]

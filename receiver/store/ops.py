@@ -126,6 +126,9 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
 
     def _firing_work(self, incident_id: int, routed: RoutedAlert, now: float) -> Op[None]:
         alert = routed.alert
+        if routed.group_key:  # messages a plan queues later join the alert's group too
+            for notifier, wait in routed.group_windows.items():
+                yield from grouping.remember(incident_id, notifier, routed.group_key, wait)
         for plan, values in routed.plans:
             key = plan_key(plan, alert.fingerprint, alert.starts_at)
             yield from self._insert_job(key, PLAN, incident_id, plan, None, "", values, now, False, False)
@@ -179,7 +182,6 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         wait = routed.group_windows.get(notifier)
         if not routed.group_key or wait is None:
             return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
-        yield from grouping.remember(incident_id, notifier, routed.group_key, wait)
         urgent = alert.labels.get("severity") == "critical"  # a page never waits for more of its group
         job_id = yield from self._insert_job(
             key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if urgent else now + wait
