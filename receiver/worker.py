@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from opsloop.receiver.automation import describe
-from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.config import ReceiverConfig, WorkerConfig
 from opsloop.receiver.domain import (
     ANNOUNCED,
     DELIVERY,
@@ -86,6 +86,14 @@ def notification_preview(notifier: Notifier, notification: Notification | GroupN
 def is_urgent(job: Job) -> bool:
     """Urgent work takes the next send slot of its destination: escalations and critical alerts."""
     return job.notify_kind == "escalation" or job.incident.labels.get("severity") == "critical"
+
+
+def retry_delay(settings: WorkerConfig, attempt: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt after failed attempt ``attempt`` (1-based): the first
+    ``delivery_attempts - 1`` retries wait at most ``retry_cap``, later ones at most ``redelivery_cap``;
+    never less than ``retry_base``."""
+    cap = settings.retry_cap if attempt < settings.delivery_attempts else settings.redelivery_cap
+    return max(backoff_delay(attempt, settings.retry_base, cap, retry_after), settings.retry_base)
 
 
 class Worker:
@@ -200,19 +208,12 @@ class Worker:
             await self._end_delivery(job, SENT, "sent")
             log.info("notification sent", extra=fields)
 
-    def retry_delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds before the next attempt after failed attempt ``attempt`` (1-based): the first
-        ``delivery_attempts - 1`` retries wait at most ``retry_cap``, later ones up to ``redelivery_cap``."""
-        s = self.settings
-        cap = s.retry_cap if attempt < s.delivery_attempts else s.redelivery_cap
-        return max(backoff_delay(attempt, s.retry_base, cap, retry_after), s.retry_base)
-
     async def _retry_later(self, job: Job, error: str, retry_after: float | None, fields: dict[str, object]) -> None:
         now = time.time()
         if now - job.created_at > self.settings.give_up_after:
             await self._end_delivery(job, FAILED, f"gave up after {job.attempts + 1} attempts: {error}")
             return
-        delay = self.retry_delay(job.attempts + 1, retry_after)
+        delay = retry_delay(self.settings, job.attempts + 1, retry_after)
         await self.store.reschedule(job.id, self.owner, due_at=now + delay, now=now, attempted=True, result=error)
         self.metrics.deliveries.labels(job.target, "retry").inc()
         log.warning("delivery failed, will retry", extra={**fields, "delay_seconds": round(delay, 1), "error": error})
@@ -360,7 +361,7 @@ class Worker:
             await self.store.end_group(job, self.owner, ids, FAILED, result, [], now)
             self.metrics.deliveries.labels(job.target, FAILED).inc(len(ids))
             return
-        delay = self.retry_delay(job.attempts + 1, exc.retry_after)
+        delay = retry_delay(self.settings, job.attempts + 1, exc.retry_after)
         await self.store.release_group(job, self.owner, ids, now + delay, now, failed=str(exc))
         self.metrics.deliveries.labels(job.target, "retry").inc(len(ids))
         log.warning("group message failed, will retry", extra={**fields, "delay_seconds": round(delay, 1)})

@@ -274,6 +274,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
             f"UPDATE jobs SET lease_until = ? WHERE state = 'pending' AND lease_owner IN ({marks(owners)})",
             (now - 1, *owners),
         )
+        yield Stmt(f"UPDATE group_leases SET until = ? WHERE owner IN ({marks(owners)})", (now - 1, *owners))
         return done.rowcount
 
     async def extend_lease(self, job_id: int, owner: str, until: float) -> bool:

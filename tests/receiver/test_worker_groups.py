@@ -15,15 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opsloop.receiver.config import WorkerConfig
 from opsloop.receiver.domain import SENT
+from opsloop.receiver.worker import retry_delay
+from opsloop.testsupport.servers import free_port, wait_until
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 from opsloop.testsupport.slack_limits import MAX_BLOCKS, SECTION_TEXT, payload_error
 
-from tests.receiver.harness import Receiver, alert, email_notifier, slack_notifier, webhook, write_config
+from tests.receiver.harness import (
+    TOKEN,
+    Receiver,
+    alert,
+    email_notifier,
+    eventually,
+    slack_notifier,
+    webhook,
+    write_config,
+)
 from tests.receiver.store.conftest import fresh_postgres_url
+from tests.receiver.test_takeover import kill_9, request, spawn_receiver
 
 Start = Callable[[Path], Awaitable[Receiver]]
-TOKEN = re.compile(r"Q\d{4}Z")
+ALERT = re.compile(r"Q\d{4}Z")
 """The ``queue`` label value of each test alert: unique, and found nowhere else in a message."""
 LONG = "the queue is not draining and its consumers keep restarting " * 5
 
@@ -35,7 +48,7 @@ def queued(n: int, **labels: str) -> dict[str, Any]:
 def tokens(payload: object) -> Counter[str]:
     """How often each alert appears in a message (its blocks; the ``text`` fallback names no alert)."""
     blocks = payload["blocks"] if isinstance(payload, dict) else payload
-    return Counter(TOKEN.findall(json.dumps(blocks)))
+    return Counter(ALERT.findall(json.dumps(blocks)))
 
 
 async def slack_receiver(tmp_path: Path, receivers: Start, slack: SlackSink, store: str | None) -> Receiver:
@@ -123,7 +136,7 @@ async def test_email_sends_one_mail_per_group_and_threads_its_resolution(
     assert (await receiver.post(webhook(*(queued(n, severity="warning") for n in range(25)))))[0] == 200
     (first,) = await mailbox.inbox.wait_for_async(1, 15)
     text = first.get_body(("plain",)).get_content()
-    assert Counter(TOKEN.findall(text)) == Counter(f"Q{n:04d}Z" for n in range(25))
+    assert Counter(ALERT.findall(text)) == Counter(f"Q{n:04d}Z" for n in range(25))
     assert first["Subject"] == "[FIRING] 25 alerts · QueueBacklog"
     assert "25 firing · 25 warning" in text
     html = first.get_body(("html",)).get_content()
@@ -166,3 +179,81 @@ async def test_runs_a_guard_skipped_are_listed_in_one_group_message(
     runs = len(marker.read_text().split())
     assert runs == 3
     assert len(listed) == 20 - runs  # every skipped run, each once
+
+
+def test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap() -> None:
+    settings = WorkerConfig(delivery_attempts=3, retry_base=1.0, retry_cap=4.0, redelivery_cap=600.0)
+    for _ in range(200):  # full jitter: check the bounds over many draws
+        assert 1.0 <= retry_delay(settings, 1, None) <= 1.0  # base * 2**0, and never below base
+        assert 1.0 <= retry_delay(settings, 2, None) <= 2.0
+        assert 1.0 <= retry_delay(settings, 3, None) <= 4.0  # no longer quick: up to base * 2**2
+        assert 1.0 <= retry_delay(settings, 12, None) <= 600.0
+    assert retry_delay(settings, 1, 90.0) == 4.0  # a quick retry cuts a long Retry-After to retry_cap
+    assert retry_delay(settings, 5, 90.0) == 90.0  # a later one waits what the server asked
+    assert max(retry_delay(settings, 12, None) for _ in range(200)) > 4.0  # later retries do back off further
+
+
+async def test_a_failing_mail_server_never_holds_the_worker(
+    tmp_path: Path, receivers: Start, slack: SlackSink, mailbox: SmtpSink
+) -> None:
+    """One worker slot: while the mail server refuses (451), a Slack message still goes out at once."""
+    config = write_config(
+        tmp_path,
+        notifiers={"slack": [slack_notifier("team", slack.url())], "email": [email_notifier("oncall", mailbox.port)]},
+        routes=[{"match": {"alertname": "Mail"}, "notify": ["email/oncall"]}, {"match": {}, "notify": ["slack/team"]}],
+        worker={"concurrency": 1, "poll_interval": "50ms", "lease": "3s", "retry_base": "1s", "retry_cap": "1s",
+                "delivery_attempts": 3},
+    )  # fmt: skip
+    receiver = await receivers(config)
+    mailbox.fail_next(2)
+    assert (await receiver.post(webhook(alert("mail", alertname="Mail"), group_key="")))[0] == 200
+
+    async def first_attempt_failed() -> bool:
+        (job,) = (await receiver.incidents())["mail"].jobs
+        return job.attempts == 1
+
+    await eventually(first_attempt_failed, 10, "the first mail attempt")
+    assert (await receiver.post(webhook(alert("chat"), group_key="")))[0] == 200
+    await slack.inbox.wait_for_async(1, 5)
+    assert not mailbox.messages  # the mail waits in the store for its retry, not in the only worker
+    await mailbox.inbox.wait_for_async(1, 15)
+    await receiver.settled()
+    (job,) = (await receiver.incidents())["mail"].jobs
+    assert (job.state, job.attempts) == (SENT, 3)
+
+
+@pytest.mark.slow
+def test_kill_9_while_a_group_message_is_handed_over_resends_it_once_as_a_possible_repeat(tmp_path: Path) -> None:
+    repeat = "This may repeat a message sent just before the receiver restarted."
+    with SmtpSink() as mailbox:
+        mailbox.accept_delay = 5.0  # the mail server takes the message and answers late: it is in flight
+        config = write_config(
+            tmp_path, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
+            routes=[{"match": {}, "notify": ["email/oncall"], "group_window": "0s"}],
+            worker={"poll_interval": "100ms", "lease": "60s"},
+        )  # fmt: skip
+        port = free_port()
+        first = spawn_receiver(tmp_path, config, port, "first")
+        second = None
+        try:
+            request(port, "POST", "/alerts", webhook(*(queued(n) for n in range(30))), token=TOKEN)
+            mailbox.inbox.wait_for(1, 15)
+            kill_9(first)
+            second = spawn_receiver(tmp_path, config, port, "second")
+            mailbox.inbox.wait_for(2, 15)  # the lease is a minute: only the takeover explains this
+
+            def all_sent() -> bool:
+                found = request(port, "GET", "/api/incidents?limit=100")["incidents"]
+                return len(found) == 30 and all(d["state"] == SENT for i in found for d in i["deliveries"])
+
+            wait_until(all_sent, 15, "the group recorded as sent")
+        finally:
+            for process in (second, first):
+                if process is not None:
+                    process.stop()
+    assert len(mailbox.messages) == 2
+    bodies = [m.get_body(("plain",)).get_content() for m in mailbox.messages]
+    assert repeat not in bodies[0]
+    assert repeat in bodies[1]
+    for body in bodies:  # the same 30 alerts, each once per message: nothing else repeated
+        assert Counter(ALERT.findall(body)) == Counter(f"Q{n:04d}Z" for n in range(30))
