@@ -15,13 +15,28 @@ from opsloop.demo.__main__ import is_scenario_alert
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
+def _run_demo(scenario: str) -> str:
+    """The demo's screen output for one scenario run to the end of its loop; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "opsloop.demo", "--scenario", "dlq-storm", "--exit-after-loop"],
+        [sys.executable, "-m", "opsloop.demo", "--scenario", scenario, "--exit-after-loop"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _temporary_data(out: str) -> str:
+    """The demo's temporary folder, as it prints it; no process may still run from it."""
+    (workdir,) = [
+        line.split("temporary data: ")[1].split(" ")[0] for line in out.splitlines() if "temporary data: " in line
+    ]
+    leftover = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True, check=False)
+    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
+    return workdir
+
+
+def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
+    out = _run_demo("dlq-storm")
     assert "prometheus: http://127.0.0.1:" in out
     assert re.search(r"console: http://127\.0\.0\.1:\d+/ui/ \(sign in with any name and the admin token \S+\)", out)
     assert "Slack  <- FIRING: DLQEntriesIncreasing dlq=dlq:emails" in out
@@ -29,22 +44,12 @@ def test_dlq_storm_demo_completes_the_loop_and_cleans_up():
     assert "Action -> plan requeue-dlq stage 1: dlq_requeue ok: moved 25 items dlq:emails -> queue:emails" in out
     assert "Slack  <- RESOLVED: DLQEntriesIncreasing" in out
     assert "loop complete: DLQEntriesIncreasing fired, the receiver handled it, it resolved" in out
-    (workdir,) = [
-        line.split("temporary data: ")[1].split(" ")[0] for line in out.splitlines() if "temporary data" in line
-    ]
-    leftover = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True, check=False)
-    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
-    assert not Path(workdir).exists()
+    assert not Path(_temporary_data(out)).exists()
 
 
 @pytest.mark.slow
 def test_rq_failures_demo_requeues_with_rq_semantics_and_a_real_worker_completes_them():
-    done = subprocess.run(
-        [sys.executable, "-m", "opsloop.demo", "--scenario", "rq-failures", "--exit-after-loop"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    out = _run_demo("rq-failures")
     assert "Slack  <- FIRING: DLQEntriesIncreasing dlq=rq:failed:reports framework=rq" in out
     assert (
         "Action -> plan requeue-rq stage 1: requeue_failed ok: requeued 25 rq jobs rq:failed:reports -> the job's queue"
@@ -52,11 +57,7 @@ def test_rq_failures_demo_requeues_with_rq_semantics_and_a_real_worker_completes
     )
     assert "RQ reports 25 of 25 report jobs finished after the requeue (0 still failed)" in out
     assert "loop complete: DLQEntriesIncreasing fired, the receiver handled it, it resolved" in out
-    (workdir,) = [
-        line.split("temporary data: ")[1].split(" ")[0] for line in out.splitlines() if "temporary data" in line
-    ]
-    leftover = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True, check=False)
-    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
+    _temporary_data(out)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -109,10 +110,7 @@ def test_two_sigints_stop_every_process_the_demo_started(tmp_path: Path) -> None
     assert "already stopping every process" in text
     assert "Traceback" not in text
     assert [pid for pid in started if _alive(pid)] == []
-    (workdir,) = [
-        line.split("temporary data: ")[1].split(" ")[0] for line in text.splitlines() if "temporary data: " in line
-    ]
-    assert not Path(workdir).exists()
+    assert not Path(_temporary_data(text)).exists()
 
 
 def test_each_scenario_completes_only_on_its_own_alert() -> None:
