@@ -1,7 +1,8 @@
 """What every notifier shares: the message it is given, the two ways it can fail, and its interface.
 
 A notifier makes exactly one delivery attempt per call. Whether to try again is decided by the error
-class it raises, and the waiting is done by ``receiver.retry.with_backoff``, never by the notifier.
+class it raises; the waiting is done by the worker, which releases the delivery until its next attempt
+(``receiver.retry``), never by the notifier.
 """
 
 from __future__ import annotations
