@@ -88,7 +88,9 @@ def counts(group: GroupNotification) -> str:
     severity = Counter(n.incident.labels.get("severity") or "no severity" for n in group.alerts)
     by_status = ", ".join(f"{count} {name}" for name, count in sorted(status.items()))
     ranked = sorted(severity.items(), key=lambda kv: rank(kv[0]))
-    return f"{by_status} · " + ", ".join(f"{count} {name}" for name, count in ranked)
+    said = f"{by_status} · " + ", ".join(f"{count} {name}" for name, count in ranked)
+    truncated = max(n.incident.truncated_alerts for n in group.alerts)
+    return said + (f" · Alertmanager left {truncated} more alerts out of its webhook" if truncated > 0 else "")
 
 
 def more_words(group: GroupNotification) -> str:

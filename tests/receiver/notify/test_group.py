@@ -92,6 +92,8 @@ def test_most_important_alerts_come_first_and_counts_are_by_status_and_severity(
     assert [n.incident.alertname for n in ordered] == ["C", "E", "D", "A", "B"]
     group = GroupNotification("firing", ordered)
     assert counts(group) == "4 firing, 1 resolved · 2 critical, 1 warning, 1 info, 1 no severity"
+    cut = GroupNotification("firing", [make_notification(truncated_alerts=7)])
+    assert counts(cut).endswith(" · Alertmanager left 7 more alerts out of its webhook")
 
 
 def test_hostile_label_values_are_inert_in_every_flavour(make_notification: MakeNotification) -> None:
