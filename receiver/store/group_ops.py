@@ -32,6 +32,8 @@ class GroupOps(abc.ABC):
     def _take_group(self, job: Job, owner: str, until: float, now: float) -> Op[list[Job] | None]:
         ids = yield from grouping.take(job, owner, until, now)
         if ids is None:
+            if (yield from grouping.owns(job.group, owner, "")):
+                return None  # another step of this process sends the group, this member with it
             yield Stmt(
                 "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
                 (until, job.id, owner),

@@ -103,7 +103,11 @@ def join(job_id: int, gid: str) -> Op[None]:
 
 def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]:
     """Lease ``job``'s group to ``owner`` and return its pending members (``job`` first), at most
-    ``MAX_TAKE``; None when another worker holds the group."""
+    ``MAX_TAKE``; None when another worker holds the group.
+
+    Members this process claimed for other steps just before are taken too: those steps find the group
+    leased to their own process and leave their member to it.
+    """
     leased = yield Stmt(
         "INSERT INTO group_leases (gid, owner, until) VALUES (?, ?, ?) ON CONFLICT (gid) DO UPDATE "
         "SET owner = excluded.owner, until = excluded.until WHERE group_leases.until < ?",
@@ -113,8 +117,8 @@ def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]
         return None
     found = yield Stmt(
         "SELECT j.id FROM delivery_groups g JOIN jobs j ON j.id = g.job_id WHERE g.gid = ? AND j.state = 'pending' "
-        "AND (j.id = ? OR j.lease_until IS NULL OR j.lease_until < ?) ORDER BY j.id LIMIT ?",
-        (job.group, job.id, now, MAX_TAKE),
+        "AND (j.id = ? OR j.lease_owner = ? OR j.lease_until IS NULL OR j.lease_until < ?) ORDER BY j.id LIMIT ?",
+        (job.group, job.id, owner, now, MAX_TAKE),
     )
     ids = [row[0] for row in found.rows]
     return [job.id, *(i for i in ids if i != job.id)]
