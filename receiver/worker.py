@@ -280,9 +280,10 @@ class Worker:
         """A group of one alert is the alert's own message, rendered as ever."""
         (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
         notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
-        title = f"{job.notify_kind} message to {job.target}"
-        preview = notification_preview(notifier, notification)
-        await self.store.record_event(job.incident.id, job.id, "delivery", title, preview, time.time())
+        if job.attempts == 0:  # the message as sent, once: retries send the same
+            title = f"{job.notify_kind} message to {job.target}"
+            preview = notification_preview(notifier, notification)
+            await self.store.record_event(job.incident.id, job.id, "delivery", title, preview, time.time())
         try:
             await notifier.notify(notification)
         except PermanentError as exc:
