@@ -2,8 +2,9 @@
 
 For each key count (10 ... 100,000 list keys) both exporters scrape the same keys, on a standalone
 redis-server and on a three-primary Redis Cluster (``--topologies``); the script prints the median of
-several scrapes for each, their ratio, the growth from the previous count, and opsloop-exporter's peak
-RSS. Everything runs on loopback, and every loop is bounded in count.
+several scrapes for each, their ratio, the growth from the previous count, and opsloop-exporter's
+resident size when started but not yet scraped (idle) and its peak. Everything runs on loopback, and
+every loop is bounded in count.
 
     .venv/bin/python benchmarks/exporter_scrape.py [--counts 10,100,1000,10000,100000] [--scrapes 7]
         [--topologies standalone,cluster]
@@ -52,9 +53,10 @@ def scrape_times(url: str, scrapes: int, expect: str) -> list[float]:
     return times
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """``VmHWM`` (peak resident set size) or ``VmRSS`` (resident now) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):  # peak resident set size
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -98,6 +100,8 @@ def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir:
                 ours.stop()  # a fresh process per size: discovery starts from scratch, RSS peak is per size
                 ours.spawn(ours.proc.args)  # type: ignore[union-attr]
                 ours.wait_ready(lambda: http_ok(f"http://127.0.0.1:{ours_port}/-/ready"), timeout=60)
+                time.sleep(1)  # started and answering, not yet scraped: its idle size
+                idle = rss_mib(ours.proc.pid, "VmRSS")  # type: ignore[union-attr]
                 last = f'queue="bench:{count - 1}"'
                 first = scrape_times(f"http://127.0.0.1:{ours_port}/metrics", 1, last)[0]  # discovery + TYPE
                 ours_t = statistics.median(scrape_times(f"http://127.0.0.1:{ours_port}/metrics", scrapes, last))
@@ -108,11 +112,11 @@ def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir:
                 rss = rss_mib(ours.proc.pid)  # type: ignore[union-attr]
                 growth = ours_t / previous[1] if previous else None
                 grown = f"x{growth:4.1f} for x{count // previous[0]}" if previous else "-"
-                rows.append((topology, count, ours_t, first, ref_t, ours_t / ref_t, grown, rss))
+                rows.append((topology, count, ours_t, first, ref_t, ours_t / ref_t, grown, idle, rss))
                 previous = (count, ours_t)
                 print(f"{topology:>10} {count:>6} keys: opsloop {ours_t * 1000:8.1f} ms (first {first * 1000:7.1f} ms)"
                       f"  redis_exporter {ref_t * 1000:8.1f} ms  opsloop/redis_exporter {ours_t / ref_t:5.3f}"
-                      f"  growth {grown}  opsloop peak RSS {rss:5.1f} MiB", flush=True)  # fmt: skip
+                      f"  growth {grown}  opsloop RSS idle {idle:5.1f} MiB, peak {rss:5.1f}", flush=True)  # fmt: skip
         finally:
             ours.stop()
             ref.stop()
@@ -136,11 +140,11 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n| redis | keys | opsloop median | opsloop first scrape | redis_exporter median | opsloop / redis_exporter "
-          "| growth | opsloop peak RSS |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for topology, count, ours_t, first, ref_t, ratio, grown, rss in rows:
+          "| growth | opsloop idle RSS | opsloop peak RSS |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for topology, count, ours_t, first, ref_t, ratio, grown, idle, rss in rows:
         print(f"| {topology} | {count:,} | {ours_t * 1000:.1f} ms | {first * 1000:.1f} ms | {ref_t * 1000:.1f} ms | "
-              f"{ratio:.3f} | {grown} | {rss:.1f} MiB |")  # fmt: skip
+              f"{ratio:.3f} | {grown} | {idle:.1f} MiB | {rss:.1f} MiB |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,16 +8,24 @@ prometheus-client's encoder, appended after ours (before OpenMetrics' ``# EOF``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Column, Metric, Series
 
 
 @dataclass(slots=True)
 class Family:
+    """One metric's series: single ones in ``series``, and ``columns`` whose label sets none of them repeat."""
+
     metric: Metric
     series: dict[tuple[str, ...], float] = field(default_factory=dict)
+    columns: list[Column] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.series) + sum(len(c) for c in self.columns)
 
 
 def _widened(family: Family, metric: Metric) -> Family:
@@ -31,7 +39,10 @@ def _widened(family: Family, metric: Metric) -> Family:
         return family
     pad = ("",) * (len(names) - len(family.metric.labels))
     wide = Metric(family.metric.name, family.metric.kind, family.metric.help, names)
-    return Family(wide, {labels + pad: value for labels, value in family.series.items()})
+    series = {labels + pad: value for labels, value in family.series.items()}
+    for column in family.columns:  # disjoint from the series: no first value to keep
+        series.update((labels + pad, value) for labels, value in column.items())
+    return Family(wide, series)
 
 
 def _aligned(labels: tuple[str, ...], metric: Metric, family: Family) -> tuple[str, ...]:
@@ -39,23 +50,67 @@ def _aligned(labels: tuple[str, ...], metric: Metric, family: Family) -> tuple[s
     return tuple(values.get(name, "") for name in family.metric.labels)
 
 
-def group(samples: Iterable[Sample]) -> tuple[list[Family], int]:
-    """Samples by metric name, in first-seen order; a repeated label set keeps its first value.
+def _add_sample(families: dict[str, Family], metric: Metric, labels: tuple[str, ...], value: float) -> bool:
+    """Add one series; False when its label set is already there (the first value stays)."""
+    family = families.get(metric.name)
+    if family is None:
+        family = families[metric.name] = Family(metric)
+    elif metric is not family.metric and metric.labels != family.metric.labels:
+        family = families[metric.name] = _widened(family, metric)
+        labels = _aligned(labels, metric, family)
+    if family.columns and labels:
+        head, last = labels[:-1], labels[-1]
+        if any(c.prefix == head and last in c for c in family.columns):
+            return False
+    if labels in family.series:
+        return False
+    family.series[labels] = value
+    return True
+
+
+def _add_column(families: dict[str, Family], column: Column) -> int:
+    """Add a column whole when no series of it is there yet, else series by series; returns the dropped count."""
+    family = families.get(column.metric.name)
+    if family is None:
+        families[column.metric.name] = Family(column.metric, columns=[column])
+        return 0
+    if column.metric.labels == family.metric.labels and not _overlaps(family, column):
+        family.columns.append(column)
+        return 0
+    return sum(not _add_sample(families, column.metric, labels, value) for labels, value in column.items())
+
+
+def _overlaps(family: Family, column: Column) -> bool:
+    """Whether a label set of ``column`` may already be in ``family`` (only if it shares the prefix)."""
+    same_prefix = [c for c in family.columns if c.prefix == column.prefix]
+    series = [labels[-1] for labels in family.series if labels[:-1] == column.prefix]
+    if not same_prefix and not series:
+        return False
+    if any(name in column for name in series):
+        return True
+    for other in same_prefix:
+        # The larger column answers for the smaller one's names: one fixed queue key beside 100,000
+        # pattern keys costs one lookup (and one set of the large column's names, built once).
+        small, big = sorted((other, column), key=len)
+        if any(name in big for name in small.names):
+            return True
+    return False
+
+
+def _add(families: dict[str, Family], item: Series) -> int:
+    if isinstance(item, Column):
+        return _add_column(families, item)
+    return 0 if _add_sample(families, *item) else 1
+
+
+def group(samples: Iterable[Series]) -> tuple[list[Family], int]:
+    """Samples and columns by metric name, in first-seen order; a repeated label set keeps its first value.
 
     Returns the families and the number of duplicate series dropped (overlapping patterns, say).
     """
     families: dict[str, Family] = {}
-    total = 0
-    for metric, labels, value in samples:
-        family = families.get(metric.name)
-        if family is None:
-            family = families[metric.name] = Family(metric)
-        elif metric is not family.metric and metric.labels != family.metric.labels:
-            family = families[metric.name] = _widened(family, metric)
-            labels = _aligned(labels, metric, family)
-        family.series.setdefault(labels, value)
-        total += 1
-    return list(families.values()), total - sum(len(f.series) for f in families.values())
+    dropped = sum(_add(families, item) for item in samples)
+    return list(families.values()), dropped
 
 
 def merge(family_lists: Iterable[list[Family]]) -> list[Family]:
@@ -71,12 +126,11 @@ def merge(family_lists: Iterable[list[Family]]) -> list[Family]:
             if first is None:
                 merged[family.metric.name] = family
                 continue
-            wide = _widened(first, family.metric)
-            other = _widened(family, wide.metric)
-            series = other.series
-            if other.metric.labels != wide.metric.labels:
-                series = {_aligned(labels, other.metric, wide): value for labels, value in series.items()}
-            merged[family.metric.name] = Family(wide.metric, {**series, **wide.series})
+            merged[family.metric.name] = Family(first.metric, dict(first.series), list(first.columns))
+            for labels, value in family.series.items():
+                _add_sample(merged, family.metric, labels, value)
+            for column in family.columns:
+                _add_column(merged, column)
     return list(merged.values())
 
 
@@ -127,3 +181,22 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
                 out = []
         if out:
             yield "".join(out).encode()
+        for column in family.columns:
+            yield from _render_column(sample_name, column)
+
+
+def _render_column(sample_name: str, column: Column) -> Iterator[bytes]:
+    """A column's lines, CHUNK_LINES at a time, joined in C from the names and the values' reprs."""
+    *fixed, last = column.metric.labels
+    pairs = "".join(f'{n}="{_escape_label(v)}",' for n, v in zip(fixed, column.prefix, strict=True))
+    head = f'{sample_name}{{{pairs}{last}="'
+    for start in range(0, len(column), CHUNK_LINES):
+        names = column.names[start : start + CHUNK_LINES]
+        values = column.values[start : start + CHUNK_LINES]
+        joined = "\x00".join(names)
+        if "\\" in joined or '"' in joined or "\n" in joined:  # rare: escape this chunk's names
+            names = [_escape_label(name) for name in names]
+        # repr is the format_value of a finite float; map and zip keep the loop in C
+        texts = map(repr if all(map(math.isfinite, values)) else format_value, values)
+        lines = zip(repeat(head), names, repeat('"} '), texts, repeat("\n"), strict=False)
+        yield "".join(map("".join, lines)).encode()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from opsloop.metric_contract import Metric
@@ -21,10 +23,45 @@ class Sample(NamedTuple):
     value: float
 
 
+@dataclass(slots=True)
+class Column:
+    """Many series of one metric that differ only in their last label value, stored as two arrays.
+
+    100,000 queue keys as ``Sample`` tuples cost about 200 bytes each and a dict entry more once
+    grouped; a column costs 16 bytes per series (a reference to the key name and a double), and is
+    rendered straight from the arrays. ``names`` holds no duplicates; every value is a float.
+    """
+
+    metric: Metric
+    prefix: tuple[str, ...]
+    """The values of every label but the last, shared by all the column's series."""
+    names: list[str]
+    """The last label's value of each series."""
+    values: array[float]
+    _lookup: frozenset[str] | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether a series has ``name``; a set is built on the first question (only overlapping sources ask)."""
+        if self._lookup is None:
+            self._lookup = frozenset(self.names)
+        return name in self._lookup
+
+    def items(self) -> Iterator[tuple[tuple[str, ...], float]]:
+        prefix = self.prefix
+        return (((*prefix, name), value) for name, value in zip(self.names, self.values, strict=True))
+
+
+Series = Sample | Column
+"""What a source publishes: single samples, and columns where it has many series of one metric."""
+
+
 class PartialFailure(Exception):
     """A source failed but still has samples worth serving (for example cached query results)."""
 
-    def __init__(self, samples: list[Sample], message: str) -> None:
+    def __init__(self, samples: list[Series], message: str) -> None:
         super().__init__(message)
         self.samples = samples
 
@@ -34,7 +71,7 @@ class Source(Protocol):
 
     name: str
 
-    async def read(self) -> Iterable[Sample]:
+    async def read(self) -> Iterable[Series]:
         """Read everything this source publishes; raise on failure (the collector reports it).
 
         The result may be lazy: the collector consumes it within the read's deadline, and an error

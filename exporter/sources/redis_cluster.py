@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from binascii import crc_hqx
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,13 @@ class ClusterNodes:
 
     def owner(self, key: str) -> str | None:
         return self.slots[key_slot(key.encode("utf-8", "surrogateescape"))]
+
+    def owners(self, keys: Sequence[str]) -> list[str | None]:
+        """``owner`` of each key; keys without a hash tag (most) are hashed without a Python call each."""
+        if "{" in "".join(keys):  # a hash tag may decide the slot
+            return [self.owner(key) for key in keys]
+        slots = self.slots
+        return [slots[crc_hqx(key.encode("utf-8", "surrogateescape"), 0) & (SLOTS - 1)] for key in keys]
 
     async def refresh(self) -> None:
         """Reload the slot map (CLUSTER SLOTS) from a known primary or a seed."""
@@ -238,8 +246,8 @@ class ClusterPipeline(AsyncCoreCommands):
             numkeys = int(args[2])
             keys, extra = args[3 : 3 + numkeys], args[3 + numkeys : 3 + numkeys + fixed]
             groups: dict[str, list[int]] = defaultdict(list)
-            for position, key in enumerate(keys):
-                groups[self.nodes.owner(key) or primaries[0]].append(position)
+            for position, owner in enumerate(self.nodes.owners(keys)):
+                groups[owner or primaries[0]].append(position)
             return [
                 _Part(index, address, ("EVAL", script, 0, *extra, *(keys[p] for p in positions)), {}, positions)
                 for address, positions in groups.items()

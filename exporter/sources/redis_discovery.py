@@ -35,7 +35,8 @@ class KeyDiscovery:
         self.interval = redis.discovery_interval
         self.forget_after = redis.forget_after
         self.keys: list[str] = []
-        self._last_seen: dict[str, float] = {}
+        self._vanished: dict[str, float] = {}
+        """Listed keys the latest scan did not find, with when one last did (the others were found then)."""
         self.truncated = False
         self.scanned_at: float | None = None
         self.last_error = ""
@@ -66,14 +67,14 @@ class KeyDiscovery:
             found = set(sorted(found)[: self.max_keys])
             log.warning("key discovery truncated", extra={"pattern": self.pattern, "max_keys": self.max_keys})
         now = time.monotonic()
-        for key in found:
-            self._last_seen[key] = now
-        for key in [k for k, seen in self._last_seen.items() if now - seen > self.forget_after]:
-            del self._last_seen[key]
-        if len(self._last_seen) > self.max_keys:  # vanished keys never push found ones past the cap
-            keep = sorted(self._last_seen, key=lambda k: (k not in found, k))[: self.max_keys]
-            self._last_seen = {k: self._last_seen[k] for k in keep}
-        self.keys, self.truncated = sorted(self._last_seen), truncated
+        # Only vanished keys carry a time: 100,000 found keys cost no dict entry each.
+        vanished = {k: seen for k, seen in self._vanished.items() if k not in found}
+        if self.scanned_at is not None:
+            vanished.update((k, self.scanned_at) for k in self.keys if k not in found and k not in vanished)
+        room = self.max_keys - len(found)  # vanished keys never push found ones past the cap
+        kept = sorted(k for k, seen in vanished.items() if now - seen <= self.forget_after)[: max(room, 0)]
+        self._vanished = {k: vanished[k] for k in kept}
+        self.keys, self.truncated = sorted([*found, *kept]), truncated
         self.scanned_at = now
 
     async def _collect(self, client: Redis, found: set[str]) -> None:

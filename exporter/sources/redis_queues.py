@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 
 from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Column, Metric, Sample, Series
 from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
@@ -34,6 +36,8 @@ KEYS_SCRIPT = (Path(__file__).parent / "redis_keys.lua").read_text()
 register_per_key_script(KEYS_SCRIPT, fixed_args=3)
 SCRIPT_BATCH = 1000
 """Keys per script call: Redis serves other clients between calls, so a batch blocks it only briefly."""
+MILLISECONDS = 1e11
+"""A stamp above this is in milliseconds: in seconds it would be the year 5138."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,17 @@ class KeyMetrics:
     group_lag: Metric | None = None
 
 
+@dataclass(slots=True)
+class _Columns:
+    """One read's series under construction: names and values side by side, other samples apart."""
+
+    length_names: list[str]
+    lengths: array[float]
+    age_names: list[str]
+    ages: array[float]
+    others: list[Sample]
+
+
 QUEUE_METRICS = KeyMetrics(QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_PENDING, STREAM_GROUP_LAG)
 
 
@@ -54,7 +69,7 @@ def parse_timestamp(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return value / 1000.0 if value > 1e11 else float(value)
+        return value / 1000.0 if value > MILLISECONDS else float(value)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # not a number: try ISO 8601 next
             return parse_timestamp(float(value))
@@ -96,43 +111,69 @@ class KeyReader:
             self._keys = await self.discovery.current(client)
 
     def plan(self, pipe: Pipeline) -> Parser:
-        keys = list(self._keys)
+        keys = self._keys  # discovery replaces its list, never changes it: no copy needed
         for start in range(0, len(keys), SCRIPT_BATCH):
             batch = keys[start : start + SCRIPT_BATCH]
             pipe.eval(KEYS_SCRIPT, len(batch), *batch, *self._args)
         return lambda replies: self._parse(keys, replies)
 
-    def _parse(self, keys: list[str], replies: Sequence[object]) -> Iterator[Sample]:
+    def _parse(self, keys: list[str], replies: Sequence[object]) -> Iterator[Series]:
+        """Lengths and ages as two columns; anything else a key publishes (stream groups) as samples."""
         now = time.time()
+        out = _Columns([], array("d"), [], array("d"), [])
         for start, reply in zip(range(0, len(keys), SCRIPT_BATCH), replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply  # the script itself failed: Redis is not usable for this source
             assert isinstance(reply, str)
-            counts, *lines = reply.split("\n")
+            counts, _, body = reply.partition("\n")
             hits, misses = counts.split("\t")
             self.lookups.add(int(hits), int(misses))
-            for key, line in zip(keys[start : start + SCRIPT_BATCH], lines, strict=True):
-                fields = line.split("\t")
-                if len(fields) == 3 and fields[0] == "list":
-                    yield from self._list_samples(key, fields[1], fields[2], now)
-                else:
-                    yield from self._key_samples(key, fields, now)
+            batch = keys[start : start + SCRIPT_BATCH]
+            labels = batch if self.discovery is not None else [self._label(key) for key in batch]
+            if not self._lists_with_stamps(labels, body, now, out):
+                self._add_lines(batch, body.split("\n"), now, out)
+        prefix = (self.redis_name,)
+        if out.length_names:  # a pattern that matches nothing publishes no family, not an empty one
+            yield Column(self.metrics.length, prefix, out.length_names, out.lengths)
+        if out.age_names:
+            yield Column(self.metrics.oldest_age, prefix, out.age_names, out.ages)
+        yield from out.others
         if self.discovery is not None:
             yield from self.discovery.samples()
 
-    def _list_samples(self, key: str, length: str, stamp: str, now: float) -> tuple[Sample, ...]:
-        """The common case, kept short: a list with a unix-time stamp or none (an ISO stamp goes the long way)."""
-        labels = (self.redis_name, self._label(key))
-        size = Sample(self.metrics.length, labels, float(length))
-        if self.oldest is None or (stamp == "" and length != "0"):
-            return (size,)
-        try:
-            oldest = float(stamp) if stamp else now
-        except ValueError:
-            return tuple(self._key_samples(key, ["list", length, stamp], now))
-        if oldest > 1e11:  # milliseconds, as parse_timestamp reads them
-            oldest /= 1000.0
-        return size, Sample(self.metrics.oldest_age, labels, max(0.0, now - oldest))
+    def _lists_with_stamps(self, labels: list[str], body: str, now: float, out: _Columns) -> bool:
+        """The common batch, read with one split and no per-key branches: lists whose oldest items all
+        carry a unix-time stamp (or no stamp is asked for). False, having added nothing, for any other."""
+        fields = body.replace("\n", "\t").split("\t")
+        # Every line has at least three fields, so exactly three per line leaves no room for groups.
+        if len(fields) != 3 * len(labels) or fields[0::3].count("list") != len(labels):
+            return False
+        if self.oldest is not None:
+            try:
+                stamps = list(map(float, fields[2::3]))
+            except ValueError:  # an empty list, an item without a stamp or an ISO stamp: the long way
+                return False
+            if any(map(MILLISECONDS.__lt__, stamps)):  # too large for seconds, as parse_timestamp reads them
+                stamps = [stamp / 1000.0 if stamp > MILLISECONDS else stamp for stamp in stamps]
+            out.age_names.extend(labels)
+            out.ages.extend(map(max, repeat(0.0), map(now.__sub__, stamps)))
+        out.length_names.extend(labels)
+        out.lengths.extend(map(float, fields[1::3]))
+        return True
+
+    def _add_lines(self, keys: list[str], lines: list[str], now: float, out: _Columns) -> None:
+        """Any batch, key by key: other types, empty lists, items without a stamp, ISO stamps."""
+        m = self.metrics
+        for key, line in zip(keys, lines, strict=True):
+            for sample in self._key_samples(key, line.split("\t"), now):
+                if sample.metric is m.length:
+                    out.length_names.append(sample.labels[1])
+                    out.lengths.append(sample.value)
+                elif sample.metric is m.oldest_age:
+                    out.age_names.append(sample.labels[1])
+                    out.ages.append(sample.value)
+                else:
+                    out.others.append(sample)
 
     def _key_samples(self, key: str, fields: list[str], now: float) -> list[Sample]:
         kind, length, stamp, *groups = fields

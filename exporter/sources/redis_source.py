@@ -14,19 +14,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opsloop.exporter.config import RedisConfig
-from opsloop.exporter.sources.base import PartialFailure, Sample
+from opsloop.exporter.sources.base import PartialFailure, Sample, Series
 from opsloop.exporter.sources.redis_cluster import ClusterClient, ClusterNodes
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
+from opsloop.exporter.sources.redis_packing import pack_with_hiredis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from opsloop.metric_contract import OWN_HITS, OWN_MISSES
+from opsloop.redis_connect import RedisTarget, node_client
 from opsloop.redis_connect import connect as redis_connect
-from opsloop.redis_connect import node_client
 
-Parser = Callable[[Sequence[object]], Iterable[Sample]]
+Parser = Callable[[Sequence[object]], Iterable[Series]]
 
 
 @dataclass
@@ -74,17 +75,20 @@ def connect(config: RedisConfig, max_connections: int) -> Redis | ClusterClient:
         "client_name": "opsloop-exporter",
     }
     if target.mode == "cluster":
-        nodes = ClusterNodes(
-            target.cluster_nodes(),
-            lambda host, port: node_client(target, host, port, **options),
-            node_timeout=config.node_timeout,
-        )
+        nodes = ClusterNodes(target.cluster_nodes(), lambda h, p: _node(target, h, p, options), config.node_timeout)
         return ClusterClient(nodes)
     if target.mode == "sentinel":
         # A failover leaves no socket to fail fast on, only silence: bound every reply.
         options["socket_timeout"] = config.node_timeout
     client = redis_connect(target, **options)
     assert isinstance(client, Redis)
+    pack_with_hiredis(client.connection_pool)
+    return client
+
+
+def _node(target: RedisTarget, host: str, port: int, options: dict[str, Any]) -> Redis:
+    client = node_client(target, host, port, **options)
+    pack_with_hiredis(client.connection_pool)
     return client
 
 
@@ -98,7 +102,7 @@ class RedisSource:
         # One connection per background rescan plus the scrape's own, so a rescan never starves a scrape.
         self.client = connect(config, max_connections=2 + len(self.discoveries))
 
-    async def read(self) -> Iterable[Sample]:
+    async def read(self) -> Iterable[Series]:
         if isinstance(self.client, ClusterClient):
             await self.client.ensure_slots()
         for reader in self.readers:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 from opsloop.exporter.exposition import group, merge, render
-from opsloop.exporter.sources.base import Metric, Sample
+from opsloop.exporter.sources.base import Column, Metric, Sample
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -66,4 +67,59 @@ def test_a_label_only_some_series_have_is_left_out_where_they_lack_it():
         ((("framework", "rq"), ("queue", "b"), ("redis", "main")), 2.0),
         ((("framework", "celery"), ("queue", "c"), ("redis", "other")), 3.0),
         ((("queue", "d"), ("redis", "other")), 4.0),
+    }
+
+
+def column(prefix: tuple[str, ...], values: dict[str, float], metric: Metric = QUEUE) -> Column:
+    return Column(metric, prefix, list(values), array("d", values.values()))
+
+
+def rendered(families: list) -> dict[tuple[tuple[str, str], ...], float]:
+    (queue,) = parse_text(b"".join(render(families)).decode())
+    return {tuple(sorted(s.labels.items())): s.value for s in queue.samples}
+
+
+def test_a_column_renders_escaped_names_and_special_values_like_single_samples():
+    values = {NASTY: 3.0, "plain": 1e-7, "huge": 1.5e300, "inf": math.inf, "nan": math.nan, "zero": 0.0}
+    by_column, dropped = group([column(("main",), values)])
+    by_sample, _ = group([Sample(QUEUE, ("main", name), value) for name, value in values.items()])
+    assert dropped == 0
+    assert sorted(b"".join(render(by_column)).splitlines()) == sorted(b"".join(render(by_sample)).splitlines())
+    parsed = rendered(by_column)
+    assert parsed[(("queue", NASTY), ("redis", "main"))] == 3.0
+    assert math.isnan(parsed[(("queue", "nan"), ("redis", "main"))])
+    (openmetrics,) = parse_openmetrics(b"".join(render(by_column, openmetrics=True)).decode() + "# EOF\n")
+    assert {s.labels["queue"]: s.value for s in openmetrics.samples}["huge"] == 1.5e300
+
+
+def test_overlapping_columns_and_samples_keep_the_first_value_of_each_label_set():
+    first = column(("main",), {"a": 1.0, "b": 2.0})
+    overlapping = column(("main",), {"b": 20.0, "c": 30.0})
+    other_redis = column(("other",), {"a": 100.0})
+    families, dropped = group([first, Sample(QUEUE, ("main", "a"), 9.0), overlapping, other_redis])
+    assert dropped == 2  # the sample for a, and b of the second column
+    assert rendered(families) == {
+        (("queue", "a"), ("redis", "main")): 1.0,
+        (("queue", "b"), ("redis", "main")): 2.0,
+        (("queue", "c"), ("redis", "main")): 30.0,
+        (("queue", "a"), ("redis", "other")): 100.0,
+    }
+
+
+def test_merged_sources_keep_columns_and_widen_them_beside_framework_queues():
+    framework = Metric("opsloop_queue_length", "gauge", "Items.", ("redis", "queue", "framework"))
+    plain, _ = group([column(("main",), {"a": 1.0, "b": 2.0})])
+    other, _ = group([column(("other",), {"a": 3.0})])
+    frameworks, _ = group([Sample(framework, ("main", "b", "rq"), 5.0), Sample(framework, ("main", "a", ""), 7.0)])
+    assert rendered(merge([plain, other])) == {
+        (("queue", "a"), ("redis", "main")): 1.0,
+        (("queue", "b"), ("redis", "main")): 2.0,
+        (("queue", "a"), ("redis", "other")): 3.0,
+    }
+    assert (len(plain[0].columns), len(plain[0])) == (1, 2)  # merging made a new family: the source's is unchanged
+    assert rendered(merge([plain, other, frameworks])) == {
+        (("queue", "a"), ("redis", "main")): 1.0,  # the framework's empty label is the same series: first wins
+        (("queue", "b"), ("redis", "main")): 2.0,
+        (("queue", "a"), ("redis", "other")): 3.0,
+        (("framework", "rq"), ("queue", "b"), ("redis", "main")): 5.0,
     }

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from opsloop.exporter.sources.redis_cluster import SLOTS, ClusterNodes
 from opsloop.testsupport.redis_topologies import RedisClusterNodes
 
 from tests.exporter.scrapes import Series, scrape, value
@@ -178,3 +179,14 @@ async def test_a_hung_primary_costs_its_node_timeout_not_the_scrape(cluster, wri
     finally:
         hung.resume()
     assert lengths(await scrape(client)) == expected
+
+
+def test_key_owners_follow_the_slots_redis_computes(cluster):
+    by_slot = ClusterNodes([], lambda host, port: None, 1.0)  # type: ignore[arg-type, return-value]
+    by_slot.slots = [str(slot) for slot in range(SLOTS)]  # each slot "owned" by its own number
+    plain = [f"q:{i}" for i in range(300)] + ["ключ:ü", ""]
+    tagged = [*plain, "{user1}:a", "{user1}:b", "x{}y", "{a", "a{b}{c}"]
+    with cluster.client() as client:
+        for keys in (plain, tagged):  # without hash tags, and with (the per-key path)
+            expected = [str(client.execute_command("CLUSTER KEYSLOT", key)) for key in keys]
+            assert by_slot.owners(keys) == expected

@@ -297,3 +297,16 @@ async def test_list_without_a_usable_stamp_or_age_config_has_no_age(redis_server
     lengths = {q: value(series, "opsloop_queue_length", redis="main", queue=q) for q in queues}
     assert lengths == {"unstamped": 1, "plain": 1, "absent": 0}
     assert not [labels for (name, labels) in series if name == "opsloop_queue_oldest_age_seconds"]
+
+
+async def test_a_pattern_that_matches_nothing_publishes_no_queue_family(redis_server, r, write_config, exporter_client):
+    r.set("other", "x")
+    assert r.keys("nothing:*") == []  # Redis' own answer: no key matches
+    cfg = write_config(
+        config(redis_server.url, [{"redis": "main", "pattern": "nothing:*", "oldest_age": {"field": "at"}}])
+    )
+    resp = await (await exporter_client(cfg)).get("/metrics")
+    text = await resp.text()
+    assert "opsloop_queue_length" not in text
+    assert "opsloop_queue_oldest_age_seconds" not in text
+    assert 'opsloop_keys_truncated{redis="main",pattern="nothing:*"} 0.0' in text
