@@ -132,8 +132,11 @@ class Worker:
                     task.add_done_callback(self._done)
                 if len(jobs) < max(free, 1):
                     self._wake.clear()
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+                    # lands as its timeout fires, and the receiver would then never stop.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                        async with asyncio.timeout(self.settings.poll_interval):
+                            await self._wake.wait()
         finally:
             for task in self._tasks:
                 task.cancel()
