@@ -26,6 +26,7 @@ ensure_debian_packages() {
   id postgres >/dev/null 2>&1 || missing+=(postgresql-15)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   command -v pgrep >/dev/null || missing+=(procps)
+  command -v wrk >/dev/null || missing+=(wrk)  # benchmarks/webhook_ack.py
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then

@@ -106,6 +106,8 @@ class AdminConfig(SecretsModel):
 class Route(Matching):
     notify: list[str] = Field(min_length=1)
     continue_: bool = Field(False, alias="continue")
+    group_window: Duration = Field(5.0, ge=0, le=3600)
+    """How long a message about an Alertmanager group waits for more alerts of that group."""
 
     model_config = Matching.model_config | {"populate_by_name": True}
 

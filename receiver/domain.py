@@ -36,6 +36,8 @@ APPROVED, REJECTED, TIMED_OUT = "approved", "rejected", "timed_out"
 Kind = Literal["firing", "resolved", "escalation", "recovered", "automation_paused", "approval_needed"]
 """What a notification says about its alert."""
 NOTIFY_KINDS: tuple[Kind, ...] = get_args(Kind)
+GROUPED: tuple[Kind, ...] = ("firing", "resolved")
+"""Kinds that go out as one message per group of alerts (Alertmanager's group, per notifier)."""
 ANNOUNCED: tuple[Kind, ...] = ("firing", "escalation")
 """Kinds that told a notifier the alert is a problem: it hears about the resolution too."""
 
@@ -117,6 +119,11 @@ class RoutedAlert:
     note: str = ""
     notify_firing: bool = True
     """Tell the routes' notifiers at once, even while a plan works on the alert."""
+    group_key: str = ""
+    """The Alertmanager group the webhook carried (``groupKey``); empty: every alert is a message alone."""
+    group_windows: Mapping[str, float] = field(default_factory=dict)
+    """Per notifier, the ``group_window`` of the route that named it: how long its message waits for
+    more alerts of the same group."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,8 @@ class Job:
     finished_at: float | None
     updated_at: float
     incident: Incident
+    group: str = ""
+    """The delivery's group (notifier, message class and Alertmanager group), empty when it goes alone."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +263,16 @@ def notifier_key(integration: str, name: str) -> str:
 def delivery_key(notifier: str, fingerprint: str, starts_at: str, kind: Kind, scope: str = "") -> str:
     """One delivery per notifier, alert instance, kind and scope: queuing it again is a no-op."""
     return "|".join(filter(None, (DELIVERY, notifier, fingerprint, starts_at, kind, scope)))
+
+
+def group_id(notifier: str, klass: str, group_key: str) -> str:
+    """A group of deliveries sent as one message: notifier, message class (``firing``, ``resolved`` or
+    ``skipped``: plans that did not run) and Alertmanager group key."""
+    return "|".join((notifier, klass, group_key))
+
+
+def group_class(gid: str) -> str:
+    return gid.split("|", 2)[1]
 
 
 def plan_key(plan: str, fingerprint: str, starts_at: str) -> str:

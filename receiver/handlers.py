@@ -86,11 +86,12 @@ def json_error(status: type[web.HTTPError], message: str, **kwargs: int) -> web.
     return status(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
 
-def incoming(config: ReceiverConfig, alert: Alert) -> RoutedAlert:
+def incoming(config: ReceiverConfig, alert: Alert, group_key: str = "") -> RoutedAlert:
     decision = decide(config, alert.labels)
     return RoutedAlert(
         alert, plans=[(m.plan.name, m.values) for m in decision.plans], notifiers=decision.notifiers,
         note=decision.note, notify_firing=not decision.plans or any(m.plan.notify_firing for m in decision.plans),
+        group_key=group_key, group_windows=decision.windows,
     )  # fmt: skip
 
 
@@ -117,7 +118,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
         outcome.labels("invalid").inc()
         log.warning("invalid webhook", extra={"error": str(exc)[:500]})
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    alerts = [incoming(state.config, alert) for alert in payload.alerts]
+    alerts = [incoming(state.config, alert, payload.group_key) for alert in payload.alerts]
     if state.store is None:
         outcome.labels("unavailable").inc()
         raise json_error(web.HTTPServiceUnavailable, "store not open")

@@ -28,6 +28,8 @@ class Decision:
     plans: tuple[PlanMatch, ...]
     rejected: tuple[str, ...] = ()
     """Why plans that matched did not take the alert (a label failed its pattern)."""
+    windows: Mapping[str, float] = field(default_factory=dict)
+    """Per notifier, the ``group_window`` of the first matching route that names it."""
 
     @property
     def note(self) -> str:
@@ -64,14 +66,20 @@ def plan_values(plan: Plan, labels: Mapping[str, str]) -> tuple[dict[str, str], 
     return values, problems
 
 
-def route_notifiers(routes: list[Route], labels: Mapping[str, str]) -> tuple[str, ...]:
-    chosen: list[str] = []
+def route_windows(routes: list[Route], labels: Mapping[str, str]) -> dict[str, float]:
+    """The notifiers of the matching routes, in order, each with its first route's ``group_window``."""
+    chosen: dict[str, float] = {}
     for route in routes:
         if not mismatches(route, labels):
-            chosen += [n for n in route.notify if n not in chosen]
+            for notifier in route.notify:
+                chosen.setdefault(notifier, route.group_window)
             if not route.continue_:
                 break
-    return tuple(chosen)
+    return chosen
+
+
+def route_notifiers(routes: list[Route], labels: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(route_windows(routes, labels))
 
 
 def decide(config: ReceiverConfig, labels: Mapping[str, str]) -> Decision:
@@ -85,7 +93,8 @@ def decide(config: ReceiverConfig, labels: Mapping[str, str]) -> Decision:
             rejected.append(f"plan {plan.name} did not run: {', '.join(problems)}")
         else:
             plans.append(PlanMatch(plan, values))
-    return Decision(route_notifiers(config.routes, labels), tuple(plans), tuple(rejected))
+    windows = route_windows(config.routes, labels)
+    return Decision(tuple(windows), tuple(plans), tuple(rejected), windows)
 
 
 def explain(config: ReceiverConfig, labels: Mapping[str, str]) -> Explanation:

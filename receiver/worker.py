@@ -3,10 +3,14 @@
 A delivery to a rate-limited destination (Slack) first takes a send slot shared through the store; when
 its slot is later it is released until then, so pacing never holds a worker or delays other work.
 
+A delivery of a group (alerts of one Alertmanager group for one notifier) takes the whole group and sends
+as many of its alerts as one message holds; the rest is released as the group's next message.
+
 Nothing here runs inside an HTTP request. Each claimed job is leased to this process (``owner``); a
 heartbeat renews the lease while the step runs, so only a dead process's work is taken over, by any
-replica, once its lease expires. A delivery makes a few quick attempts with ``with_backoff``; if they all
-fail transiently it is released with a later due time (durable retry) instead of holding a worker.
+replica, once its lease expires. A delivery makes one attempt per claim; a transient failure releases it
+with a later due time (durable retry: the first ``delivery_attempts`` retries after short waits), so a
+failing notifier never holds a worker.
 """
 
 from __future__ import annotations
@@ -16,15 +20,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from opsloop.receiver.automation import describe
-from opsloop.receiver.config import ReceiverConfig
-from opsloop.receiver.domain import ANNOUNCED, DELIVERY, FAILED, PENDING, PLAN, SENT, ActionRecord, Job, Outcome
+from opsloop.receiver.config import ReceiverConfig, WorkerConfig
+from opsloop.receiver.domain import (
+    ANNOUNCED,
+    DELIVERY,
+    FAILED,
+    PENDING,
+    PLAN,
+    SENT,
+    ActionRecord,
+    Job,
+    Outcome,
+    group_class,
+)
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
+from opsloop.receiver.notify.group import GroupNotification, importance
 from opsloop.receiver.recovery import PlanRunner
-from opsloop.receiver.retry import backoff_delay, with_backoff
+from opsloop.receiver.retry import backoff_delay
 from opsloop.receiver.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,13 +71,29 @@ def build_notification(job: Job, history: Sequence[ActionRecord], automation: Se
     )
 
 
-def notification_preview(notifier: Notifier, notification: Notification) -> str:
+def notification_preview(notifier: Notifier, notification: Notification | GroupNotification) -> str:
     """The message as the notifier sends it, cut to a size the timeline can show."""
     try:
-        text = notifier.preview(notification)
+        if isinstance(notification, GroupNotification):
+            text = notifier.preview_group(notification)
+        else:
+            text = notifier.preview(notification)
     except Exception as exc:  # a preview must never stop the delivery itself
         text = f"(the message could not be shown: {type(exc).__name__})"
     return text if len(text) <= PREVIEW_LIMIT else text[:PREVIEW_LIMIT] + "\n[cut]"
+
+
+def is_urgent(job: Job) -> bool:
+    """Urgent work takes the next send slot of its destination: escalations and critical alerts."""
+    return job.notify_kind == "escalation" or job.incident.labels.get("severity") == "critical"
+
+
+def retry_delay(settings: WorkerConfig, attempt: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt after failed attempt ``attempt`` (1-based): the first
+    ``delivery_attempts - 1`` retries wait at most ``retry_cap``, later ones at most ``redelivery_cap``;
+    never less than ``retry_base``."""
+    cap = settings.retry_cap if attempt < settings.delivery_attempts else settings.redelivery_cap
+    return max(backoff_delay(attempt, settings.retry_base, cap, retry_after), settings.retry_base)
 
 
 class Worker:
@@ -99,8 +132,11 @@ class Worker:
                     task.add_done_callback(self._done)
                 if len(jobs) < max(free, 1):
                     self._wake.clear()
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+                    # lands as its timeout fires, and the receiver would then never stop.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                        async with asyncio.timeout(self.settings.poll_interval):
+                            await self._wake.wait()
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -139,6 +175,9 @@ class Worker:
         if notifier is None:
             await self._end_delivery(job, FAILED, f"notifier {job.target} is not configured")
             return
+        if job.group:
+            await self._deliver_group(job, notifier)
+            return
         (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
         if job.notify_kind == "resolved" and any(
             j.kind == DELIVERY and j.target == job.target and j.notify_kind in ANNOUNCED
@@ -148,9 +187,8 @@ class Worker:
             await self.store.reschedule(job.id, self.owner, due_at=time.time() + 1.0, now=time.time())
             return
         if notifier.pace is not None:
-            urgent = job.notify_kind == "escalation" or job.incident.labels.get("severity") == "critical"
             pace = notifier.pace
-            if await self.store.take_slot(job.id, self.owner, pace.key, pace.interval, time.time(), urgent):
+            if await self.store.take_slot(job.id, self.owner, pace.key, pace.interval, time.time(), is_urgent(job)):
                 return  # its slot is later: it waits in the store until then, not in a worker
         notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
         fields = {"job": job.id, "notifier": job.target, "kind": job.notify_kind, "attempt": job.attempts + 1}
@@ -161,12 +199,8 @@ class Worker:
         if job.interrupted:
             log.warning("delivery interrupted earlier, sending again", extra=fields)
         try:
-            # A rate-limited destination gets one attempt per slot; its retries take a slot of their own.
-            await with_backoff(
-                lambda: notifier.notify(notification),
-                attempts=1 if notifier.pace is not None else self.settings.delivery_attempts,
-                base=self.settings.retry_base, cap=self.settings.retry_cap,
-            )  # fmt: skip
+            # One attempt per claim: a retry is a later claim (and, when paced, a slot of its own).
+            await notifier.notify(notification)
         except PermanentError as exc:
             await self._end_delivery(job, FAILED, f"permanent error: {exc}")
         except TransientError as exc:
@@ -180,12 +214,9 @@ class Worker:
     async def _retry_later(self, job: Job, error: str, retry_after: float | None, fields: dict[str, object]) -> None:
         now = time.time()
         if now - job.created_at > self.settings.give_up_after:
-            await self._end_delivery(job, FAILED, f"gave up after {job.attempts + 1} rounds: {error}")
+            await self._end_delivery(job, FAILED, f"gave up after {job.attempts + 1} attempts: {error}")
             return
-        delay = max(
-            backoff_delay(job.attempts + 1, self.settings.retry_base, self.settings.redelivery_cap, retry_after),
-            self.settings.retry_base,
-        )
+        delay = retry_delay(self.settings, job.attempts + 1, retry_after)
         await self.store.reschedule(job.id, self.owner, due_at=now + delay, now=now, attempted=True, result=error)
         self.metrics.deliveries.labels(job.target, "retry").inc()
         log.warning("delivery failed, will retry", extra={**fields, "delay_seconds": round(delay, 1), "error": error})
@@ -195,3 +226,159 @@ class Worker:
         self.metrics.deliveries.labels(job.target, state).inc()
         if state == FAILED:
             log.error("delivery failed for good", extra={"job": job.id, "notifier": job.target, "error": result})
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    async def _deliver_group(self, job: Job, notifier: Notifier) -> None:
+        """Send the pending alerts of ``job``'s group, as many as one message holds, as one message."""
+        now = time.time()
+        members = await self.store.take_group(job, self.owner, now + self.settings.lease, now)
+        if members is None:
+            return  # another worker sends this group now
+        ids = [m.id for m in members]
+        if group_class(job.group) == "resolved" and await self.store.firing_pending(job.target, ids):
+            # A firing message about one of these alerts is still to go out: resolved must not overtake it.
+            await self.store.release_group(job, self.owner, ids, now + 1.0, now)
+            return
+        if notifier.pace is not None:
+            pace, urgent = notifier.pace, any(map(is_urgent, members))
+            if await self.store.group_slot(job, self.owner, ids, pace.key, pace.interval, now, urgent) is not None:
+                return  # the group waits in the store for its slot
+        if notifier.edits and group_class(job.group) == "resolved":
+            members = await self._edit_in_place(job, notifier, members)
+            if not members:
+                return
+        if len(members) == 1 and job.interrupted == 0:
+            await self._deliver_alone(job, notifier)
+            return
+        group, order = await self._group_message(job, members)
+        fit = max(1, min(notifier.group_fit(group), len(order)))
+        part = group.but(group.alerts[:fit])
+        sent, rest = [m.id for m in order[:fit]], [m.id for m in order[fit:]]
+        fields = {"job": job.id, "notifier": job.target, "group": job.group, "alerts": fit, "left": len(rest)}
+        title = f"{group.klass} message to {job.target} about {fit} alerts of a group"
+        await self.store.record_event(
+            job.incident.id, job.id, "delivery", title, notification_preview(notifier, part), time.time()
+        )
+        try:
+            ref = await notifier.notify_group(part)
+        except PermanentError as exc:
+            await self.store.end_group(job, self.owner, sent, FAILED, f"permanent error: {exc}", rest, time.time())
+            self.metrics.deliveries.labels(job.target, FAILED).inc(fit)
+            log.error("group message failed for good", extra={**fields, "error": str(exc)})
+            return
+        except TransientError as exc:
+            await self._retry_group(job, notifier, ids, exc, fields)
+            return
+        if ref is not None:  # where this message is: later messages thread under the first, edits find it
+            await self.store.save_message_ref(f"{job.target}|batch|{job.id}", ref, time.time())
+            if group.thread is None:
+                await self.store.save_message_ref(self._thread_key(job), ref, time.time())
+        result = f"sent in message {job.id} with {fit} alerts of its group"
+        await self.store.end_group(job, self.owner, sent, SENT, result, rest, time.time())
+        self.metrics.deliveries.labels(job.target, SENT).inc(fit)
+        log.info("group message sent", extra=fields)
+
+    async def _deliver_alone(self, job: Job, notifier: Notifier) -> None:
+        """A group of one alert is the alert's own message, rendered as ever."""
+        (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
+        notification = build_notification(job, view.actions, describe(self.config, job.incident, view.jobs))
+        if job.attempts == 0:  # the message as sent, once: retries send the same
+            title = f"{job.notify_kind} message to {job.target}"
+            preview = notification_preview(notifier, notification)
+            await self.store.record_event(job.incident.id, job.id, "delivery", title, preview, time.time())
+        try:
+            await notifier.notify(notification)
+        except PermanentError as exc:
+            await self.store.end_group(job, self.owner, [job.id], FAILED, f"permanent error: {exc}", [], time.time())
+            self.metrics.deliveries.labels(job.target, FAILED).inc()
+        except TransientError as exc:
+            await self._retry_group(job, notifier, [job.id], exc, {"job": job.id, "notifier": job.target})
+        else:
+            await self.store.end_group(job, self.owner, [job.id], SENT, "sent", [], time.time())
+            self.metrics.deliveries.labels(job.target, SENT).inc()
+
+    async def _edit_in_place(self, job: Job, notifier: Notifier, members: list[Job]) -> list[Job]:
+        """Resolved alerts change the group messages their firing was in (app mode); returns the members
+        whose firing message cannot be edited, which get a message of their own."""
+        batches = await self.store.firing_batches(job.target, [m.incident.id for m in members])
+        left = [m for m in members if m.incident.id not in batches]
+        for batch in sorted(set(batches.values())):
+            told = [m for m in members if batches.get(m.incident.id) == batch]
+            ts = await self.store.message_ref(f"{job.target}|batch|{batch}")
+            shown = await self.store.batch_jobs(batch)
+            if ts is None or not shown:
+                left += told
+                continue
+            built = await self._notifications(shown)
+            settled = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in built]
+            klass = "resolved" if all(n.kind == "resolved" for n in settled) else "firing"
+            update = GroupNotification(klass, settled, link=self._link(job), key=job.group, message=batch, edit=ts)
+            ids = [m.id for m in told]
+            try:
+                await notifier.notify_group(update)
+            except PermanentError as exc:
+                await self.store.end_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", [], time.time())
+                continue
+            except TransientError as exc:
+                await self._retry_group(job, notifier, [m.id for m in members], exc, {"job": job.id})
+                return []
+            result = f"updated message {batch} in place"
+            await self.store.end_group(job, self.owner, ids, SENT, result, [], time.time())
+            self.metrics.deliveries.labels(job.target, SENT).inc(len(ids))
+        if job.id not in {m.id for m in left}:  # the job holding the group was edited: give the group back
+            await self.store.release_group(job, self.owner, [m.id for m in left], time.time(), time.time())
+            return []
+        return left
+
+    async def _notifications(self, members: list[Job]) -> list[tuple[Notification, Job]]:
+        """Each member's notification, most important first, with what automation does about its alert."""
+        runs, actions = await self.store.plan_runs_of(sorted({m.incident.id for m in members}))
+        run_incident = {r.id: r.incident.id for r in runs}
+        built = [
+            (build_notification(
+                m, [a for a in actions if run_incident.get(a.job_id) == m.incident.id],
+                describe(self.config, m.incident, [r for r in runs if r.incident.id == m.incident.id]),
+            ), m)
+            for m in members
+        ]  # fmt: skip
+        return sorted(built, key=lambda pair: importance(pair[0]))
+
+    async def _group_message(self, job: Job, members: list[Job]) -> tuple[GroupNotification, list[Job]]:
+        """The group's message about every member, most important first, and the members in that order."""
+        built = await self._notifications(members)
+        thread = await self.store.message_ref(self._thread_key(job))
+        group = GroupNotification(
+            group_class(job.group), [n for n, _ in built], link=self._link(job), maybe_repeat=job.interrupted > 0,
+            thread=thread, key=job.group, message=job.id,
+        )  # fmt: skip
+        return group, [m for _, m in built]
+
+    async def _retry_group(
+        self, job: Job, notifier: Notifier, ids: list[int], exc: TransientError, fields: dict[str, object]
+    ) -> None:
+        now = time.time()
+        if notifier.pace is not None and exc.retry_after is not None:  # every replica holds back
+            await self.store.push_slot(notifier.pace.key, now + exc.retry_after)
+        if now - job.created_at > self.settings.give_up_after:
+            result = f"gave up after {job.attempts + 1} attempts: {exc}"
+            await self.store.end_group(job, self.owner, ids, FAILED, result, [], now)
+            self.metrics.deliveries.labels(job.target, FAILED).inc(len(ids))
+            return
+        delay = retry_delay(self.settings, job.attempts + 1, exc.retry_after)
+        await self.store.release_group(job, self.owner, ids, now + delay, now, failed=str(exc))
+        self.metrics.deliveries.labels(job.target, "retry").inc(len(ids))
+        log.warning("group message failed, will retry", extra={**fields, "delay_seconds": round(delay, 1)})
+
+    @staticmethod
+    def _thread_key(job: Job) -> str:
+        """The group's first message, whatever its class: later messages of the group thread under it."""
+        return f"{job.target}|group|{job.group.split('|', 2)[-1]}"
+
+    def _link(self, job: Job) -> str:
+        """Where every alert of the group is listed: the console's incidents, else Alertmanager's alerts."""
+        console = self.config.console.external_url
+        if console:
+            return f"{console}/ui/incidents?status=firing"
+        external = job.incident.external_url.rstrip("/")
+        return f"{external}/#/alerts" if external.startswith(("http://", "https://")) else ""

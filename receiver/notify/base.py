@@ -1,7 +1,8 @@
 """What every notifier shares: the message it is given, the two ways it can fail, and its interface.
 
 A notifier makes exactly one delivery attempt per call. Whether to try again is decided by the error
-class it raises, and the waiting is done by ``receiver.retry.with_backoff``, never by the notifier.
+class it raises; the waiting is done by the worker, which releases the delivery until its next attempt
+(``receiver.retry``), never by the notifier.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opsloop.receiver.domain import NOTIFY_KINDS, Incident, Kind, parse_time
+
+if TYPE_CHECKING:
+    from opsloop.receiver.notify.group import GroupNotification
 
 KIND_TITLES: Mapping[str, str] = {kind: kind.replace("_", " ").upper() for kind in NOTIFY_KINDS}
 """How a message names its kind: FIRING, RESOLVED, ESCALATION, RECOVERED, AUTOMATION PAUSED,
@@ -89,6 +93,8 @@ class Notifier(Protocol):
     name: str
     pace: Pace | None
     """Set when the destination limits its rate; the worker then takes a shared send slot first."""
+    edits: bool
+    """Messages can be changed in place (Slack app mode): resolved alerts update their group's message."""
 
     async def notify(self, notification: Notification) -> None:
         """Deliver once or raise TransientError / PermanentError."""
@@ -97,5 +103,17 @@ class Notifier(Protocol):
     def preview(self, notification: Notification) -> str:
         """The message as it is sent, as text, for the incident timeline."""
         ...
+
+    def group_fit(self, group: GroupNotification) -> int:
+        """How many of the group's alerts, from the first, one message holds (at least one)."""
+        ...
+
+    async def notify_group(self, group: GroupNotification) -> str | None:
+        """Deliver one message about every alert of ``group`` once, or raise TransientError /
+        PermanentError; returns where the message is (a Message-ID, a Slack ``ts``) when it can be found
+        again, for threading the group's later messages."""
+        ...
+
+    def preview_group(self, group: GroupNotification) -> str: ...
 
     async def close(self) -> None: ...

@@ -21,6 +21,7 @@ import aiosmtplib
 from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import EmailConfig, SmtpConfig
+from opsloop.receiver.notify.group import GroupNotification, html_body, subject, text_body
 from opsloop.receiver.notify.render import MessageTemplate, load_template, load_templates
 from prometheus_client import Counter
 
@@ -82,6 +83,7 @@ class EmailNotifier:
     ) -> None:
         self.name = notifier_key("email", config.name)
         self.pace: Pace | None = None
+        self.edits = False
         self._config = config
         self._smtp = config.smtp
         self._password = config.smtp.secret("password")
@@ -105,13 +107,17 @@ class EmailNotifier:
         )
         return cls(config, **templates)
 
-    def message(self, n: Notification) -> EmailMessage:
-        """The email; every message of one thread_key shares the subject behind its status prefix."""
+    def _headers(self, subject: str) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = f"[{KIND_TITLES[n.kind]}] {self._subject.render(n)}"
+        msg["Subject"] = subject
         msg["From"] = self._config.sender
         msg["To"] = ", ".join(self._config.to)
         msg["Date"] = format_datetime(datetime.now(UTC))
+        return msg
+
+    def message(self, n: Notification) -> EmailMessage:
+        """The email; every message of one thread_key shares the subject behind its status prefix."""
+        msg = self._headers(f"[{KIND_TITLES[n.kind]}] {self._subject.render(n)}")
         root = message_id(self._domain, n.incident.thread_key)
         if n.kind == "firing" and not n.note:
             msg["Message-ID"] = root  # only the plain firing message: two different mails never share an ID
@@ -124,14 +130,44 @@ class EmailNotifier:
         msg.add_alternative(self._html.render(n), subtype="html")
         return msg
 
+    def group_message(self, group: GroupNotification) -> EmailMessage:
+        """One mail about a group of alerts; every later mail of the group replies to its first (``thread``)."""
+        title, _, rest = subject(group).partition(": ")
+        msg = self._headers(f"[{title}] {rest}")
+        msg["Message-ID"] = message_id(self._domain, "group", group.key, str(group.message))
+        if group.thread:
+            msg["In-Reply-To"] = group.thread
+            msg["References"] = group.thread
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(text_body(group, self._text.render))
+        msg.add_alternative(html_body(group, self._text.render), subtype="html")
+        return msg
+
+    def group_fit(self, group: GroupNotification) -> int:
+        """A mail has no size limit that matters here: one mail per group."""
+        return len(group.alerts)
+
     def preview(self, notification: Notification) -> str:
-        msg = self.message(notification)
+        return self._preview(self.message(notification))
+
+    def preview_group(self, group: GroupNotification) -> str:
+        return self._preview(self.group_message(group))
+
+    @staticmethod
+    def _preview(msg: EmailMessage) -> str:
         text = msg.get_body(("plain",))
         body = text.get_content() if text is not None else ""
         return f"Subject: {msg['Subject']}\nTo: {msg['To']}\n\n{body}"
 
+    async def notify_group(self, group: GroupNotification) -> str | None:
+        msg = self.group_message(group)
+        await self._send(msg)
+        return str(msg["Message-ID"])
+
     async def notify(self, notification: Notification) -> None:
-        msg = self.message(notification)
+        await self._send(self.message(notification))
+
+    async def _send(self, msg: EmailMessage) -> None:
         smtp = self._smtp
         try:
             errors, _ = await aiosmtplib.send(

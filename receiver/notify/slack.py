@@ -20,6 +20,15 @@ import aiohttp
 from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
+from opsloop.receiver.notify.group import (
+    FULL_ALERTS,
+    REPEAT_WORDS,
+    GroupNotification,
+    counts,
+    more_words,
+    mrkdwn_line,
+    subject,
+)
 from opsloop.receiver.notify.render import MessageTemplate, load_template, load_templates, mrkdwn_escape
 from prometheus_client import Counter
 
@@ -29,6 +38,11 @@ MAX_BLOCKS = 50
 FALLBACK_LIMIT = 3000
 ELLIPSIS = "…"
 TRUNCATED_NOTE = "_… message truncated_"
+MESSAGE_BUDGET = 40_000
+"""Characters of text in one message, all blocks together: Slack's documented limit for a message's text."""
+FULL_SECTIONS = 4
+"""Sections one alert shown in full may take in a group message."""
+FOOTER_RESERVE = 600
 
 
 class Pacer:
@@ -129,6 +143,36 @@ class BlockMessage:
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
         return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks}
 
+    def render_group(self, group: GroupNotification) -> tuple[dict[str, Any], int]:
+        """The message for as many of the group's alerts (from the first) as Slack's limits allow (at least
+        one), and how many that is: 50 blocks, 3000 characters a section, ``MESSAGE_BUDGET`` in all."""
+        title = truncate(subject(group), HEADER_LIMIT, mrkdwn=False)
+        intro = mrkdwn_escape(counts(group)) + (f"\n_{REPEAT_WORDS}_" if group.maybe_repeat else "")
+        texts: list[str] = [intro]
+        fitted = 0
+        for index, n in enumerate(group.alerts):
+            if index < FULL_ALERTS:
+                grown = [*texts, *sections(self._body.render(n), most=FULL_SECTIONS)]
+            else:
+                line = truncate(mrkdwn_line(n), SECTION_LIMIT)
+                joined = f"{texts[-1]}\n{line}"
+                grown = (
+                    [*texts[:-1], joined] if index > FULL_ALERTS and len(joined) <= SECTION_LIMIT else [*texts, line]
+                )
+            size = len(title) + sum(len(t) + 1 for t in grown)
+            if fitted and (len(grown) + 2 > MAX_BLOCKS or size + FOOTER_RESERVE > MESSAGE_BUDGET):
+                break
+            texts, fitted = grown, fitted + 1
+        more = len(group.alerts) - fitted + group.more
+        if more:
+            link = (
+                f" <{mrkdwn_escape(group.link)}|All alerts>" if group.link.startswith(("http://", "https://")) else ""
+            )
+            texts.append(mrkdwn_escape(more_words(group.but(group.alerts[:fitted]))) + link)
+        blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in texts]
+        return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks}, fitted
+
 
 class SlackNotifier:
     """Posts one Block Kit message per notification to one incoming webhook."""
@@ -146,6 +190,7 @@ class SlackNotifier:
     ) -> None:
         self.name = notifier_key("slack", name)
         self.pace = Pace(f"slack-webhook:{hashlib.sha256(url.encode()).hexdigest()[:24]}", pacer.interval)
+        self.edits = False
         self._url = url
         self._message = message
         self._pacer = pacer
@@ -174,8 +219,20 @@ class SlackNotifier:
     def preview(self, notification: Notification) -> str:
         return json.dumps(self.payload(notification), indent=1, ensure_ascii=False)
 
+    def group_fit(self, group: GroupNotification) -> int:
+        return self._message.render_group(group)[1]
+
+    def preview_group(self, group: GroupNotification) -> str:
+        return json.dumps(self._message.render_group(group)[0], indent=1, ensure_ascii=False)
+
+    async def notify_group(self, group: GroupNotification) -> str | None:
+        await self._post({**self._message.render_group(group)[0], **self._overrides})
+        return None
+
     async def notify(self, notification: Notification) -> None:
-        payload = self.payload(notification)
+        await self._post(self.payload(notification))
+
+    async def _post(self, payload: dict[str, Any]) -> None:
         await self._pacer.wait()
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)

@@ -15,6 +15,7 @@ is open (shared by replicas, kept across restarts); without a reference the noti
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ import aiohttp
 from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
+from opsloop.receiver.notify.group import GroupNotification
 from opsloop.receiver.notify.slack import BlockMessage, Pacer, describe, retry_after_seconds
 from prometheus_client import Counter
 
@@ -92,6 +94,7 @@ class SlackAppNotifier:
     ) -> None:  # fmt: skip
         self.name = notifier_key("slack", name)
         self.pace = Pace(f"slack-channel:{api_url}#{channel}", pacer.interval)
+        self.edits = True
         self._token = token
         self._channel = channel
         self._message = message
@@ -119,10 +122,41 @@ class SlackAppNotifier:
         """Remember messages in the store from now on (it opens after the notifiers are built)."""
         self._refs = StoreRefs(store, self.name)
 
-    async def notify(self, notification: Notification) -> None:
-        payload: dict[str, Any] = {"channel": self._channel, **self._message.render(notification)}
+    def _payload(self, message: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"channel": self._channel, **message}
         if self._username:
             payload["username"] = self._username
+        return payload
+
+    def group_fit(self, group: GroupNotification) -> int:
+        return self._message.render_group(group)[1]
+
+    def preview_group(self, group: GroupNotification) -> str:
+        return json.dumps(self._message.render_group(group)[0], indent=1, ensure_ascii=False)
+
+    async def notify_group(self, group: GroupNotification) -> str | None:
+        """Post the group's message, or change ``group.edit`` in place; plans that did not run (``skipped``)
+        reply in the thread of the group's first message. Returns the new message's ``ts``."""
+        payload = self._payload(self._message.render_group(group)[0])
+        if group.edit is not None:
+            try:
+                await self._call("chat.update", {**payload, "ts": group.edit})
+                return group.edit
+            except SlackApiError as exc:
+                if exc.error not in GONE:
+                    raise self._classify(exc) from None
+        elif group.klass == "skipped" and group.thread is not None:
+            payload["thread_ts"] = group.thread
+        await self._pacer.wait()
+        try:
+            answer = await self._call("chat.postMessage", payload)
+        except SlackApiError as exc:
+            raise self._classify(exc) from None
+        ts = answer.get("ts")
+        return ts if isinstance(ts, str) and "thread_ts" not in payload else None
+
+    async def notify(self, notification: Notification) -> None:
+        payload = self._payload(self._message.render(notification))
         parent = await self._refs.get(notification.incident.thread_key)
         if parent is not None and notification.kind in EDITS:
             try:

@@ -1,13 +1,13 @@
 """How a store operation talks to a backend: statements out, results in, one transaction per operation.
 
-An operation (``Op``) is a generator that yields ``Stmt`` and receives ``Result``; ``drive`` runs it
-synchronously (SQLite's writer thread), ``drive_async`` one await at a time (PostgreSQL), and
-``drive_together`` several independent operations side by side, one round trip per step of all.
+An operation (``Op``) is a generator that yields ``Stmt`` and receives ``Result``; backends run operations
+in threads of their own: ``drive`` runs one statement after another, ``drive_together`` several
+independent operations side by side, one round trip per step of all (PostgreSQL's group commit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,7 +38,7 @@ def marks(values: Sequence[object]) -> str:
 
 
 def drive(op: Op[T], execute: Callable[[Stmt], Result]) -> T:
-    """Run an operation's statements synchronously (SQLite's writer thread)."""
+    """Run an operation's statements one after another, in the backend's thread."""
     try:
         stmt = next(op)
         while True:
@@ -47,17 +47,7 @@ def drive(op: Op[T], execute: Callable[[Stmt], Result]) -> T:
         return done.value
 
 
-async def drive_async(op: Op[T], execute: Callable[[Stmt], Awaitable[Result]]) -> T:
-    """Run an operation's statements one await at a time (PostgreSQL)."""
-    try:
-        stmt = next(op)
-        while True:
-            stmt = op.send(await execute(stmt))
-    except StopIteration as done:
-        return done.value
-
-
-async def drive_together(ops: Sequence[Op[T]], execute_all: Callable[[list[Stmt]], Awaitable[list[Result]]]) -> list[T]:
+def drive_together(ops: Sequence[Op[T]], execute_all: Callable[[list[Stmt]], list[Result]]) -> list[T]:
     """Run operations side by side: each step sends the next statement of every unfinished one at once.
 
     Their statements interleave, so the operations must touch disjoint rows (then the outcome is that of
@@ -77,6 +67,6 @@ async def drive_together(ops: Sequence[Op[T]], execute_all: Callable[[list[Stmt]
     while waiting:
         step = list(waiting.items())
         waiting.clear()
-        for (index, _), result in zip(step, await execute_all([stmt for _, stmt in step]), strict=True):
+        for (index, _), result in zip(step, execute_all([stmt for _, stmt in step]), strict=True):
             advance(index, result)
     return results

@@ -12,7 +12,7 @@ over and counted in ``interrupted``.
 
 This module is longer than 400 lines because it is the ``Store`` interface, one method per operation;
 operations of their own concern keep their SQL elsewhere (``limits``, ``pacing``, ``reads``, ``steering``,
-``moves``) and appear here as one-line methods.
+``moves``, ``grouping``) and appear here as one-line methods.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from opsloop.receiver.domain import (
     RECOVERED,
     REPLACED,
     ActionRecord,
-    Alert,
     Gate,
     IncidentView,
     Job,
@@ -39,10 +38,12 @@ from opsloop.receiver.domain import (
     RoutedAlert,
     concurrency_why,
     delivery_key,
+    group_id,
     plan_key,
 )
-from opsloop.receiver.store import pacing, reads
+from opsloop.receiver.store import grouping, pacing, reads
 from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.group_ops import GroupOps
 from opsloop.receiver.store.limits import limits, wake_waiting
 from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
@@ -72,7 +73,7 @@ CONCURRENCY_RECHECK = 5.0
 """Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
 
-class Store(SteeringOps, MoveJournal, abc.ABC):
+class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
     """Every store operation; a backend supplies ``dialect``, connections and ``_run``."""
 
     dialect: Dialect
@@ -125,12 +126,15 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
 
     def _firing_work(self, incident_id: int, routed: RoutedAlert, now: float) -> Op[None]:
         alert = routed.alert
+        if routed.group_key:  # messages a plan queues later join the alert's group too
+            for notifier, wait in routed.group_windows.items():
+                yield from grouping.remember(incident_id, notifier, routed.group_key, wait)
         for plan, values in routed.plans:
             key = plan_key(plan, alert.fingerprint, alert.starts_at)
             yield from self._insert_job(key, PLAN, incident_id, plan, None, "", values, now, False, False)
         if not routed.plans or routed.notify_firing:
             for notifier in routed.notifiers:
-                yield from self._insert_delivery(incident_id, alert, notifier, "firing", routed.note, now)
+                yield from self._insert_delivery(incident_id, routed, notifier, "firing", routed.note, now)
 
     def _resolved_work(self, incident_id: int, routed: RoutedAlert, is_new: bool, now: float) -> Op[None]:
         alert = routed.alert
@@ -150,8 +154,8 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         # A firing message still waiting (for its send slot, or a retry) would arrive stale: replace it.
         stale = yield Stmt(
             "SELECT id FROM jobs WHERE incident_id = ? AND kind = ? AND notify_kind = 'firing' "
-            "AND state = 'pending' AND lease_owner IS NULL",
-            (incident_id, DELIVERY),
+            f"AND state = 'pending' AND lease_owner IS NULL AND NOT {grouping.IN_LEASED_GROUP}",
+            (incident_id, DELIVERY, now),
         )
         stale_ids = [row[0] for row in stale.rows]
         if stale_ids:
@@ -167,25 +171,38 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
             (now, incident_id, PLAN, now),
         )
         for notifier in notifiers:
-            yield from self._insert_delivery(incident_id, alert, notifier, "resolved", "", now)
+            yield from self._insert_delivery(incident_id, routed, notifier, "resolved", "", now)
 
     def _insert_delivery(
-        self, incident_id: int, alert: Alert, notifier: str, kind: Kind, note: str, now: float
-    ) -> Op[bool]:
+        self, incident_id: int, routed: RoutedAlert, notifier: str, kind: Kind, note: str, now: float
+    ) -> Op[int | None]:
+        """A delivery of the webhook; with a group key it joins its group and waits ``group_window``."""
+        alert = routed.alert
         key = delivery_key(notifier, alert.fingerprint, alert.starts_at, kind)
-        return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
+        wait = routed.group_windows.get(notifier)
+        if not routed.group_key or wait is None:
+            return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
+        urgent = alert.labels.get("severity") == "critical"  # a page never waits for more of its group
+        job_id = yield from self._insert_job(
+            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if urgent else now + wait
+        )
+        if job_id is not None:
+            yield from grouping.join(job_id, group_id(notifier, kind, routed.group_key))
+        return job_id
 
     @staticmethod
     def _insert_job(
         key: str, kind: str, incident_id: int, target: str, notify_kind: Kind | None, note: str,
         values: Mapping[str, str], now: float, manual: bool = False, dry_run: bool = False,
-    ) -> Op[bool]:  # fmt: skip
+        due_at: float | None = None,
+    ) -> Op[int | None]:  # fmt: skip
+        """The new job's id, or None when a job with ``key`` exists already."""
         result = yield Stmt(
             INSERT_JOB,
-            (key, kind, incident_id, target, notify_kind, note, json_text(values), now, int(manual), int(dry_run),
-             now, now),
+            (key, kind, incident_id, target, notify_kind, note, json_text(values), now if due_at is None else due_at,
+             int(manual), int(dry_run), now, now),
         )  # fmt: skip
-        return result.rowcount > 0
+        return result.rows[0][0] if result.rows else None
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -194,13 +211,20 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
         return await self._run(self._claim(owner, limit, lease, now))
 
     def _claim(self, owner: str, limit: int, lease: float, now: float) -> Op[list[Job]]:
+        # One member per group: the worker that claims it takes the rest of the group with it.
         result = yield Stmt(
-            "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ? "
-            f"AND (lease_until IS NULL OR lease_until < ?) ORDER BY {URGENCY}, due_at, id LIMIT ?"
-            + self.dialect.skip_locked,
-            (now, now, *URGENCY_PARAMS, limit),
+            f"SELECT id, {grouping.GROUP_COLUMN} FROM jobs WHERE state = 'pending' AND due_at <= ? "
+            f"AND (lease_until IS NULL OR lease_until < ?) AND NOT {grouping.IN_LEASED_GROUP} "
+            f"ORDER BY {URGENCY}, due_at, id LIMIT ?" + self.dialect.skip_locked,
+            (now, now, now, *URGENCY_PARAMS, limit),
         )
-        ids = [row[0] for row in result.rows]
+        ids: list[int] = []
+        groups: set[str] = set()
+        for job_id, gid in result.rows:
+            if gid not in groups:
+                ids.append(job_id)
+            if gid is not None:
+                groups.add(gid)
         if not ids:
             return []
         yield Stmt(
@@ -250,6 +274,7 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
             f"UPDATE jobs SET lease_until = ? WHERE state = 'pending' AND lease_owner IN ({marks(owners)})",
             (now - 1, *owners),
         )
+        yield Stmt(f"UPDATE group_leases SET until = ? WHERE owner IN ({marks(owners)})", (now - 1, *owners))
         return done.rowcount
 
     async def extend_lease(self, job_id: int, owner: str, until: float) -> bool:
@@ -261,6 +286,8 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
             "UPDATE jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'pending'",
             (until, job_id, owner),
         )
+        if result.rowcount == 1:
+            yield from grouping.extend(job_id, owner, until)
         return result.rowcount == 1
 
     async def reschedule(
@@ -311,10 +338,15 @@ class Store(SteeringOps, MoveJournal, abc.ABC):
             return False
         if job.kind == PLAN:
             yield from wake_waiting(job.target, now)
-        for delivery in decided.deliveries:
-            yield from self._insert_job(
-                delivery.key, DELIVERY, job.incident.id, delivery.notifier, delivery.kind, delivery.note, {}, now
+        for d in decided.deliveries:
+            placed = yield from grouping.place(job.incident.id, d.notifier, d.kind, d.note, now)
+            if placed.folded:  # the alert's firing message, still to be sent, says what the plan did
+                continue
+            new = yield from self._insert_job(
+                d.key, DELIVERY, job.incident.id, d.notifier, d.kind, d.note, {}, now, due_at=placed.due_at
             )
+            if new is not None and placed.gid is not None:
+                yield from grouping.join(new, placed.gid)
         return True
 
     def _incident_status(self, incident_id: int) -> Op[str]:

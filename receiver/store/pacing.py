@@ -33,9 +33,13 @@ def take_slot(
     yield Stmt(UPSERT_SLOT, (key, now, interval))
     result = yield Stmt(f"SELECT next_at, last_at FROM send_slots WHERE key = ?{row_lock}", (key,))
     next_at, last_at = result.rows[0]
-    held = yield Stmt("SELECT at FROM slot_holds WHERE job_id = ?", (job_id,))
+    held = yield Stmt("SELECT at, urgent FROM slot_holds WHERE job_id = ?", (job_id,))
     if held.rows:
         at = max(held.rows[0][0], last_at + interval)
+        if not held.rows[0][1]:  # an urgent hold goes first, even when it is claimed a little later
+            result = yield Stmt("SELECT MIN(at) FROM slot_holds WHERE key = ? AND urgent = 1", (key,))
+            if result.rows[0][0] is not None and result.rows[0][0] <= at:
+                at = max(at, result.rows[0][0] + interval)
         if at > now:
             yield Stmt("UPDATE slot_holds SET at = ? WHERE job_id = ?", (at, job_id))
             return at

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsloop.receiver.domain import ActionRecord, Approval, Event, Incident, Job
+from opsloop.receiver.store.grouping import GROUPS_SCHEMA
 from opsloop.receiver.store.moves import MOVES_SCHEMA
 
 
@@ -157,7 +158,10 @@ JOB_COLUMNS = (
     "j.run_started_at, j.attempts, j.interrupted, j.manual, j.dry_run, j.result, j.created_at, j.finished_at, "
     "j.updated_at"
 )
-JOB_SELECT = f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS} FROM jobs j JOIN incidents i ON i.id = j.incident_id"
+JOB_SELECT = (
+    f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS}, (SELECT g.gid FROM delivery_groups g WHERE g.job_id = j.id) "
+    "FROM jobs j JOIN incidents i ON i.id = j.incident_id"
+)
 APPROVAL_COLUMNS = "job_id, stage, state, requested_at, deadline, decided_by, decided_at, reason"
 EVENT_COLUMNS = "id, incident_id, job_id, at, kind, actor, title, detail"
 ACTION_COLUMNS = "id, job_id, plan, stage, position, type, state, detail, dry_run, started_at, finished_at"
@@ -176,11 +180,12 @@ INSERT INTO jobs (key, kind, incident_id, target, notify_kind, note, vals, state
                   created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING
+RETURNING id
 """
 
 
 def schema_statements(dialect: Dialect) -> list[str]:
-    text = (SCHEMA + ";" + MOVES_SCHEMA).format(id_column=dialect.id_column, real=dialect.real)
+    text = ";".join((SCHEMA, MOVES_SCHEMA, GROUPS_SCHEMA)).format(id_column=dialect.id_column, real=dialect.real)
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
@@ -198,7 +203,7 @@ def job_row(row: Sequence[Any]) -> Job:
         values=json.loads(row[6]), state=row[7], stage=row[8], phase=row[9], due_at=row[10],
         run_started_at=row[11], attempts=row[12], interrupted=row[13], manual=bool(row[14]),
         dry_run=bool(row[15]), result=row[16], created_at=row[17], finished_at=row[18], updated_at=row[19],
-        incident=incident_row(row[20:]),
+        incident=incident_row(row[20:-1]), group=row[-1] or "",
     )  # fmt: skip
 
 

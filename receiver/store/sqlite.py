@@ -37,6 +37,7 @@ class SqliteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._queue: deque[_Queued] = deque()
+        self._scheduled = False  # a commit group is queued in the writer and will take what is queued
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
@@ -65,8 +66,18 @@ class SqliteStore(Store):
     async def _run(self, op: Op[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((op, future, loop))
-        self._executor.submit(self._commit_group)
+        queued = (op, future, loop)
+        self._queue.append(queued)
+        if not self._scheduled:
+            # The writer clears the flag before it takes the queue: an operation queued after that
+            # finds it cleared and schedules the next group (one wake-up per group, not per operation).
+            self._scheduled = True
+            try:
+                self._executor.submit(self._commit_group)
+            except RuntimeError as exc:  # the store was closed: nothing will ever run this operation
+                self._scheduled = False
+                self._queue.remove(queued)
+                raise StoreUnavailable("the store is closed") from exc
         return await future
 
     def _commit_group(self) -> None:
@@ -76,6 +87,7 @@ class SqliteStore(Store):
         savepoint alone. No result is handed back before the commit, so an acknowledgement still means
         the data is on disk.
         """
+        self._scheduled = False
         batch: list[_Queued] = []
         while self._queue:
             batch.append(self._queue.popleft())
@@ -98,8 +110,12 @@ class SqliteStore(Store):
             # worker would await their futures forever.
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"sqlite: {exc}")
             outcomes = [(None, error)] * len(batch)
+        settled: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
         for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, value, error)
+            settled.setdefault(loop, []).append((future, value, error))
+        for loop, results in settled.items():  # one wake-up of each waiting event loop
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+                loop.call_soon_threadsafe(_settle, results)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -128,10 +144,14 @@ class SqliteStore(Store):
 _Queued = tuple[Op[Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
-def _settle(future: asyncio.Future[Any], value: object, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+_Settled = tuple["asyncio.Future[Any]", object, BaseException | None]
+
+
+def _settle(results: list[_Settled]) -> None:
+    for future, value, error in results:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)

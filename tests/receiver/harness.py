@@ -62,10 +62,14 @@ def alert(
     }  # fmt: skip
 
 
-def webhook(*alerts: dict[str, Any], truncated: int = 0, receiver: str = "opsloop") -> dict[str, Any]:
+def webhook(
+    *alerts: dict[str, Any], truncated: int = 0, receiver: str = "opsloop", group_key: str = "{}:{}"
+) -> dict[str, Any]:
+    """A webhook about one Alertmanager group; ``group_key=""`` (not sent by Alertmanager) makes every alert
+    a message of its own, for tests about one message per alert."""
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     return {
-        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": truncated, "status": status, "receiver": receiver,
+        "version": "4", "groupKey": group_key, "truncatedAlerts": truncated, "status": status, "receiver": receiver,
         "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager",
         "alerts": list(alerts),
     }  # fmt: skip

@@ -95,7 +95,7 @@ async def test_two_replicas_on_one_postgres_store_run_each_plan_once(
         alert(f"m{i}", alertname="Mail") for i in range(10)
     ]
     # Like an Alertmanager HA pair: every webhook reaches both replicas, concurrently.
-    await asyncio.gather(*(r.post(webhook(a)) for a in alerts for r in replicas))
+    await asyncio.gather(*(r.post(webhook(a, group_key="")) for a in alerts for r in replicas))
     await replicas[0].settled(30)
     views = await replicas[1].incidents()
     assert len(views) == 40
@@ -103,7 +103,7 @@ async def test_two_replicas_on_one_postgres_store_run_each_plan_once(
     assert all(v.jobs[0].state == (RECOVERED if fp.startswith("r") else SENT) for fp, v in views.items())
     await asyncio.to_thread(mailbox.inbox.wait_for, 10, 10)
     # Barrier instead of a pause: a later alert's message, due after every earlier delivery.
-    assert (await replicas[0].post(webhook(alert("marker", alertname="Marker"))))[0] == 200
+    assert (await replicas[0].post(webhook(alert("marker", alertname="Marker"), group_key="")))[0] == 200
     await asyncio.to_thread(mailbox.inbox.wait_for, 11, 10)
     await replicas[0].settled(30)
     assert "Marker" in mailbox.messages[-1]["Subject"]

@@ -159,7 +159,7 @@ async def post_all(
         async def sender() -> None:
             while not queue.empty():
                 n = queue.get_nowait()
-                payload = webhook(alert(f"fp{n:04d}", alertname=f"Burst{n:04d}"))
+                payload = webhook(alert(f"fp{n:04d}", alertname=f"Burst{n:04d}"), group_key="")  # a mail each
                 try:
                     async with session.post(url + "/alerts", json=payload, headers=headers) as resp:
                         if resp.status == 200:

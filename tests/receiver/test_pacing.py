@@ -44,7 +44,7 @@ async def test_a_backlog_on_one_webhook_never_delays_a_page_to_another(
     )  # fmt: skip
     receiver = await receivers(config)
     alerts = [alert(f"b{n}", severity="warning", queue=f"q{n}") for n in range(backlog)]
-    status, _ = await receiver.post(webhook(*alerts))
+    status, _ = await receiver.post(webhook(*alerts, group_key=""))  # one message per alert: a real backlog
     assert status == 200
     await slack.inbox.wait_for_async(2, 30)  # the backlog drains at one a second
     posted = time.monotonic()
@@ -65,7 +65,7 @@ async def test_a_page_to_a_backlogged_webhook_goes_out_in_the_next_slot(
     tmp_path: Path, receivers: Start, slack: SlackSink
 ) -> None:
     receiver = await receivers(team_config(tmp_path, slack))
-    await receiver.post(webhook(*(alert(f"b{n}", severity="warning", queue=f"q{n}") for n in range(30))))
+    await receiver.post(webhook(*(alert(f"b{n}", severity="warning", queue=f"q{n}") for n in range(30)), group_key=""))
     await slack.inbox.wait_for_async(2, 10)
     before = len(slack.messages)
     await receiver.post(webhook(alert("page", alertname="Page", severity="critical")))
@@ -86,7 +86,7 @@ async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second
         replicas.append(await receivers(team_config(directory, slack, store=store)))
     # Like an Alertmanager HA pair: each webhook reaches both replicas; each replica works on its own.
     for n in range(5):
-        await asyncio.gather(*(r.post(webhook(alert(f"r{n}"))) for r in replicas))
+        await asyncio.gather(*(r.post(webhook(alert(f"r{n}"), group_key=f"{{}}:{{n={n}}}")) for r in replicas))
     messages = await slack.inbox.wait_for_async(5, 20)
     await replicas[0].settled()
     assert len(slack.messages) == 5
@@ -101,9 +101,9 @@ async def test_firing_messages_still_waiting_when_alerts_resolve_are_not_sent_st
     tmp_path: Path, receivers: Start, slack: SlackSink
 ) -> None:
     receiver = await receivers(team_config(tmp_path, slack))
-    await receiver.post(webhook(*(alert(f"s{n}", queue=f"q{n}") for n in range(6))))
+    await receiver.post(webhook(*(alert(f"s{n}", queue=f"q{n}") for n in range(6)), group_key=""))
     await slack.inbox.wait_for_async(1, 10)
-    await receiver.post(webhook(*(alert(f"s{n}", status="resolved", queue=f"q{n}") for n in range(6))))
+    await receiver.post(webhook(*(alert(f"s{n}", status="resolved", queue=f"q{n}") for n in range(6)), group_key=""))
     await receiver.settled(30)
     kinds = [m.payload["blocks"][0]["text"]["text"].split(":")[0] for m in slack.messages]
     assert kinds.count("RESOLVED") == 6  # every alert's resolution is told

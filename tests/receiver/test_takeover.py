@@ -171,7 +171,8 @@ def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twic
         first = spawn_receiver(tmp_path, config, port, "first")
         second: ManagedProcess | None = None
         try:
-            request(port, "POST", "/alerts", webhook(*(alert(f"m{n}", n=str(n)) for n in range(count))), token=TOKEN)
+            burst = webhook(*(alert(f"m{n}", n=str(n)) for n in range(count)), group_key="")  # a mail per alert
+            request(port, "POST", "/alerts", burst, token=TOKEN)
             mailbox.inbox.wait_for(concurrency, 15)
             kill_9(first)
             restarted = time.monotonic()

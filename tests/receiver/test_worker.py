@@ -19,7 +19,7 @@ async def slack_receiver(tmp_path: Path, receivers: Start, url: str) -> Receiver
     config = write_config(
         tmp_path,
         notifiers={"slack": [slack_notifier("oncall", url)]},
-        routes=[{"match": {}, "notify": ["slack/oncall"]}],
+        routes=[{"match": {}, "notify": ["slack/oncall"], "group_window": "0s"}],
         worker={"poll_interval": "50ms", "lease": "3s", "retry_base": "50ms", "retry_cap": "100ms",
                 "delivery_attempts": 3},
     )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from opsloop.receiver.domain import (
     DELIVERY,
     GLOBAL,
@@ -18,7 +19,7 @@ from opsloop.receiver.domain import (
     Outcome,
     RoutedAlert,
 )
-from opsloop.receiver.store import Store
+from opsloop.receiver.store import Store, StoreUnavailable
 
 NOW = 1_800_000_000.0
 OPEN_GATE = Gate(cooldown=0, per_hour=None, per_day=None, breaker_max=100, breaker_window=600, first=True)
@@ -306,3 +307,13 @@ async def test_resolved_replaces_a_firing_message_still_waiting_and_frees_its_sl
     assert sorted((j.notify_kind, j.state) for j in view.jobs) == [("firing", REPLACED), ("resolved", PENDING)]
     (resolved,) = [j for j in await store.claim("w", 10, 30, NOW + 0.6) if j.incident.fingerprint == "b"]
     assert await store.take_slot(resolved.id, "w", key, 1.0, NOW + 0.6) == NOW + 1  # the freed slot, not NOW + 2
+
+
+async def test_a_closed_store_answers_unavailable_every_time(store: Store) -> None:
+    assert await store.ingest([alert("kept")], "", 0, NOW) == 1
+    await store.close()
+    for _ in range(2):  # the second call must not wait for an operation the first left behind
+        with pytest.raises(StoreUnavailable):
+            await store.ingest([alert("late")], "", 0, NOW)
+        with pytest.raises(StoreUnavailable):
+            await store.ping()

@@ -1,0 +1,126 @@
+"""The store operations a worker uses to send a group of deliveries as one message (SQL in ``grouping``).
+
+A mixin of ``Store`` (which supplies ``_run`` and ``dialect``). Every operation checks the group lease, so
+a worker that lost it (it stalled past its lease and another took the group over) changes nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TypeVar
+
+from opsloop.receiver.domain import PLAN, ActionRecord, Job
+from opsloop.receiver.store import grouping, pacing, reads
+from opsloop.receiver.store.driver import Op, Stmt, marks
+from opsloop.receiver.store.schema import JOB_SELECT, Dialect, job_row
+
+T = TypeVar("T")
+
+
+class GroupOps(abc.ABC):
+    dialect: Dialect
+
+    @abc.abstractmethod
+    async def _run(self, op: Op[T]) -> T: ...
+
+    async def take_group(self, job: Job, owner: str, until: float, now: float) -> list[Job] | None:
+        """``job`` and the other pending members of its group, leased together until ``until`` (renewed by
+        ``extend_lease`` of ``job``); None when another worker holds the group (``job`` is then released)."""
+        return await self._run(self._take_group(job, owner, until, now))
+
+    def _take_group(self, job: Job, owner: str, until: float, now: float) -> Op[list[Job] | None]:
+        ids = yield from grouping.take(job, owner, until, now)
+        if ids is None:
+            if (yield from grouping.owns(job.group, owner, "")):
+                return None  # another step of this process sends the group, this member with it
+            yield Stmt(
+                "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                (until, job.id, owner),
+            )
+            return None
+        found = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)})", ids)
+        jobs = {j.id: j for j in map(job_row, found.rows)}
+        return [jobs[i] for i in ids if i in jobs]
+
+    async def firing_pending(self, target: str, member_ids: Sequence[int]) -> bool:
+        return await self._run(grouping.firing_pending(target, member_ids))
+
+    async def group_slot(
+        self, job: Job, owner: str, member_ids: Sequence[int], key: str, interval: float, now: float, urgent: bool
+    ) -> float | None:
+        """The group's send slot (one member holds it for all): None to send now, else the group is given
+        back until then."""
+        return await self._run(self._group_slot(job, owner, member_ids, key, interval, now, urgent))
+
+    def _group_slot(
+        self, job: Job, owner: str, member_ids: Sequence[int], key: str, interval: float, now: float, urgent: bool
+    ) -> Op[float | None]:
+        holder = (yield from grouping.held_slot(member_ids)) or job.id
+        slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
+        if slot is not None:
+            yield from grouping.release(job.group, owner, member_ids, slot, now)
+        return slot
+
+    async def release_group(
+        self, job: Job, owner: str, member_ids: Sequence[int], due_at: float, now: float, failed: str = ""
+    ) -> None:
+        """Give the group back until ``due_at``; ``failed``: the attempt failed with this error (counted)."""
+        await self._run(self._release_group(job, owner, member_ids, due_at, now, failed))
+
+    def _release_group(
+        self, job: Job, owner: str, member_ids: Sequence[int], due_at: float, now: float, failed: str
+    ) -> Op[None]:
+        if not (yield from grouping.owns(job.group, owner, self.dialect.row_lock)):
+            return
+        if failed:
+            yield from grouping.retry(member_ids, failed, now)
+        yield from grouping.release(job.group, owner, member_ids, due_at, now)
+
+    async def end_group(
+        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float
+    ) -> bool:
+        """End the members in ``done`` (sent in the message of ``job``, or failed); ``rest`` is due now as the
+        group's next message. False when the group lease was lost."""
+        return await self._run(self._end_group(job, owner, done, state, result, rest, now))
+
+    def _end_group(
+        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float
+    ) -> Op[bool]:
+        if not (yield from grouping.owns(job.group, owner, self.dialect.row_lock)):
+            return False
+        yield from grouping.end(done, state, result, job.id if state == "sent" else None, now)
+        yield from grouping.release(job.group, owner, rest, now, now)
+        return True
+
+    async def plan_runs_of(self, incident_ids: Sequence[int]) -> tuple[list[Job], list[ActionRecord]]:
+        """The plan runs of these alerts and their actions: what a group message says about automation."""
+        return await self._run(self._plan_runs_of(incident_ids))
+
+    @staticmethod
+    def _plan_runs_of(incident_ids: Sequence[int]) -> Op[tuple[list[Job], list[ActionRecord]]]:
+        if not incident_ids:
+            return [], []
+        found = yield Stmt(
+            f"{JOB_SELECT} WHERE j.kind = ? AND j.incident_id IN ({marks(incident_ids)}) ORDER BY j.id",
+            (PLAN, *incident_ids),
+        )
+        runs = [job_row(row) for row in found.rows]
+        actions = yield from reads.actions_of([j.id for j in runs])
+        return runs, actions
+
+    async def firing_batches(self, target: str, incident_ids: Sequence[int]) -> dict[int, int]:
+        """By incident, the group message (the id of the job that carried it) its firing message was in."""
+        return await self._run(grouping.firing_batches(target, incident_ids))
+
+    async def batch_jobs(self, batch: int) -> list[Job]:
+        """The deliveries sent in one group message, with their alerts as they are now."""
+        return await self._run(self._batch_jobs(batch))
+
+    @staticmethod
+    def _batch_jobs(batch: int) -> Op[list[Job]]:
+        ids = yield from grouping.batch_members(batch)
+        if not ids:
+            return []
+        found = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)}) ORDER BY j.id", ids)
+        return [job_row(row) for row in found.rows]

@@ -1,0 +1,204 @@
+"""Grouped deliveries: one message per Alertmanager group, per notifier and message class.
+
+A firing or resolved delivery that arrives with a ``groupKey`` joins a group (``gid``: notifier, class and
+group key) and is due ``group_window`` after it arrived. The worker that claims one member takes the
+whole group with a group lease (``group_leases``, renewed with the claimed job's own lease): while it
+holds the lease no replica claims another member and no resolution replaces one, so the members of one
+message are sent together once. Each member sent records the message (``batch``: the id of the job that
+carried it) it went out in; members that did not fit are released as the next message of the group.
+
+Plain ``CREATE TABLE IF NOT EXISTS`` tables, so a store created before grouping existed gains them on open
+and its older deliveries simply go alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opsloop.receiver.domain import DELIVERY, GROUPED, Job, Kind, group_id
+from opsloop.receiver.store.driver import Op, Stmt, marks
+
+GROUPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS delivery_groups (
+    job_id BIGINT PRIMARY KEY,
+    gid TEXT NOT NULL,
+    batch BIGINT
+);
+CREATE INDEX IF NOT EXISTS delivery_groups_gid ON delivery_groups (gid);
+CREATE TABLE IF NOT EXISTS group_leases (
+    gid TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_groups (
+    incident_id BIGINT NOT NULL,
+    notifier TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    wait {real} NOT NULL,
+    PRIMARY KEY (incident_id, notifier)
+)
+"""
+MAX_TAKE = 1000
+"""Members one worker takes for one message; more wait for the next one (no message holds more)."""
+GROUP_COLUMN = "(SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id)"
+IN_LEASED_GROUP = (
+    "EXISTS (SELECT 1 FROM delivery_groups g JOIN group_leases l ON l.gid = g.gid "
+    "WHERE g.job_id = jobs.id AND l.until >= ?)"
+)
+"""True for a job whose group a worker is sending now (binds the current time)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a new delivery goes: its group (None: alone), when it is due, or folded into a pending one."""
+
+    gid: str | None
+    due_at: float
+    folded: bool = False
+
+
+def remember(incident_id: int, notifier: str, group_key: str, wait: float) -> Op[None]:
+    """The group an alert belongs to for a notifier, so messages queued later (a plan's) join it too."""
+    yield Stmt(
+        "INSERT INTO incident_groups (incident_id, notifier, group_key, wait) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (incident_id, notifier) DO UPDATE SET group_key = excluded.group_key, wait = excluded.wait",
+        (incident_id, notifier, group_key, wait),
+    )
+
+
+def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) -> Op[Placement]:
+    """The group of a delivery queued after the webhook (a plan that did not run, a resolution).
+
+    A "plan did not run" note while the alert's firing message has not gone out yet is folded into that
+    message (which says what automation did when it is sent); after it went out, the note is a message of
+    its own class (``skipped``), never a second FIRING that reads as a duplicate.
+    """
+    if kind not in GROUPED:
+        return Placement(None, now)
+    found = yield Stmt("SELECT group_key, wait FROM incident_groups WHERE incident_id = ? AND notifier = ?",
+                       (incident_id, notifier))  # fmt: skip
+    if not found.rows:
+        return Placement(None, now)
+    group_key, wait = found.rows[0]
+    klass: str = kind
+    if kind == "firing" and note:
+        # A message being sent right now (leased, alone or with its group) may be rendered already.
+        prior = yield Stmt(
+            "SELECT CASE WHEN state = 'pending' AND (lease_owner IS NOT NULL OR "
+            f"{IN_LEASED_GROUP}) THEN 'sending' ELSE state END FROM jobs "
+            "WHERE incident_id = ? AND target = ? AND kind = ? AND notify_kind = 'firing'",
+            (now, incident_id, notifier, DELIVERY),
+        )
+        states = {row[0] for row in prior.rows}
+        if "pending" in states:
+            return Placement(None, now, folded=True)
+        klass = "skipped" if states & {"sent", "sending"} else "firing"
+    return Placement(group_id(notifier, klass, group_key), now + wait)
+
+
+def join(job_id: int, gid: str) -> Op[None]:
+    yield Stmt("INSERT INTO delivery_groups (job_id, gid) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, gid))
+
+
+def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]:
+    """Lease ``job``'s group to ``owner`` and return its pending members (``job`` first), at most
+    ``MAX_TAKE``; None when another worker holds the group.
+
+    Members this process claimed for other steps just before are taken too: those steps find the group
+    leased to their own process and leave their member to it.
+    """
+    leased = yield Stmt(
+        "INSERT INTO group_leases (gid, owner, until) VALUES (?, ?, ?) ON CONFLICT (gid) DO UPDATE "
+        "SET owner = excluded.owner, until = excluded.until WHERE group_leases.until < ?",
+        (job.group, owner, until, now),
+    )
+    if leased.rowcount != 1:
+        return None
+    found = yield Stmt(
+        "SELECT j.id FROM delivery_groups g JOIN jobs j ON j.id = g.job_id WHERE g.gid = ? AND j.state = 'pending' "
+        "AND (j.id = ? OR j.lease_owner = ? OR j.lease_until IS NULL OR j.lease_until < ?) ORDER BY j.id LIMIT ?",
+        (job.group, job.id, owner, now, MAX_TAKE),
+    )
+    ids = [row[0] for row in found.rows]
+    return [job.id, *(i for i in ids if i != job.id)]
+
+
+def firing_pending(target: str, member_ids: Sequence[int]) -> Op[bool]:
+    """Whether a firing (or escalation) message about one of these members' alerts is still to be sent."""
+    found = yield Stmt(
+        "SELECT 1 FROM jobs f WHERE f.kind = ? AND f.target = ? AND f.notify_kind IN ('firing', 'escalation') "
+        f"AND f.state = 'pending' AND f.incident_id IN (SELECT j.incident_id FROM jobs j WHERE j.id IN "
+        f"({marks(member_ids)})) LIMIT 1",
+        (DELIVERY, target, *member_ids),
+    )
+    return bool(found.rows)
+
+
+def held_slot(member_ids: Sequence[int]) -> Op[int | None]:
+    """The member already holding the group's send slot, if one does."""
+    found = yield Stmt(f"SELECT job_id FROM slot_holds WHERE job_id IN ({marks(member_ids)}) ORDER BY at LIMIT 1",
+                       member_ids)  # fmt: skip
+    return found.rows[0][0] if found.rows else None
+
+
+def release(gid: str, owner: str, member_ids: Sequence[int], due_at: float, now: float) -> Op[None]:
+    """Give the group back: its members are due at ``due_at`` (its send slot, or a retry)."""
+    if member_ids:
+        yield Stmt(
+            "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? "
+            f"WHERE state = 'pending' AND id IN ({marks(member_ids)})",
+            (due_at, now, *member_ids),
+        )
+    yield Stmt("DELETE FROM group_leases WHERE gid = ? AND owner = ?", (gid, owner))
+
+
+def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:
+    found = yield Stmt(f"SELECT owner FROM group_leases WHERE gid = ?{row_lock}", (gid,))
+    return bool(found.rows) and found.rows[0][0] == owner
+
+
+def end(member_ids: Sequence[int], state: str, result: str, batch: int | None, now: float) -> Op[None]:
+    """End members as sent (``batch``: the message they went out in) or failed."""
+    if not member_ids:
+        return
+    yield Stmt(
+        "UPDATE jobs SET state = ?, result = ?, finished_at = ?, attempts = attempts + 1, lease_owner = NULL, "
+        f"lease_until = NULL, updated_at = ? WHERE state = 'pending' AND id IN ({marks(member_ids)})",
+        (state, result, now, now, *member_ids),
+    )
+    if batch is not None:
+        yield Stmt(f"UPDATE delivery_groups SET batch = ? WHERE job_id IN ({marks(member_ids)})",
+                   (batch, *member_ids))  # fmt: skip
+
+
+def retry(member_ids: Sequence[int], result: str, now: float) -> Op[None]:
+    """Count a failed attempt on every member (their due time is set by ``release``)."""
+    yield Stmt(
+        f"UPDATE jobs SET attempts = attempts + 1, result = ? WHERE state = 'pending' AND id IN ({marks(member_ids)})",
+        (result, *member_ids),
+    )
+
+
+def extend(job_id: int, owner: str, until: float) -> Op[None]:
+    """Renew the group lease along with the lease of the job that took the group."""
+    yield Stmt(
+        "UPDATE group_leases SET until = ? WHERE owner = ? "
+        "AND gid = (SELECT gid FROM delivery_groups WHERE job_id = ?)",
+        (until, owner, job_id),
+    )
+
+
+def firing_batches(target: str, incident_ids: Sequence[int]) -> Op[dict[int, int]]:
+    """The group message (batch) each of these alerts' firing message went out in, by incident."""
+    found = yield Stmt(
+        "SELECT j.incident_id, g.batch FROM jobs j JOIN delivery_groups g ON g.job_id = j.id WHERE j.target = ? "
+        f"AND j.notify_kind = 'firing' AND g.batch IS NOT NULL AND j.incident_id IN ({marks(incident_ids)})",
+        (target, *incident_ids),
+    )
+    return {incident_id: batch for incident_id, batch in found.rows}
+
+
+def batch_members(batch: int) -> Op[list[int]]:
+    found = yield Stmt("SELECT job_id FROM delivery_groups WHERE batch = ? ORDER BY job_id", (batch,))
+    return [row[0] for row in found.rows]

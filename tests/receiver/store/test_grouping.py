@@ -1,0 +1,75 @@
+"""Grouped deliveries in the store, on both backends: one claim per group, the group lease, takeover."""
+
+from __future__ import annotations
+
+from opsloop.receiver.domain import SENT
+from opsloop.receiver.store import Store
+
+from tests.receiver.store.test_ops import NOW, alert
+
+WINDOWS = {"group_key": '{}:{alertname="A"}', "group_windows": {"slack/oncall": 5.0}}
+
+
+async def members(store: Store) -> dict[str, str]:
+    return {j.key: j.state for v in await store.incidents(limit=100) for j in v.jobs}
+
+
+async def test_a_group_waits_its_window_then_one_member_is_claimed_and_takes_the_rest(store: Store) -> None:
+    await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(6)], "http://am", 0, NOW)
+    assert await store.claim("w", 50, 30, NOW + 4) == []  # group_window: not due before 5s
+    claimed = await store.claim("w", 50, 30, NOW + 5)
+    assert len(claimed) == 1  # one member per group; its step takes the others
+    (head,) = claimed
+    assert head.group == 'slack/oncall|firing|{}:{alertname="A"}'
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert group[0].id == head.id
+    assert len(group) == 6
+    assert await store.claim("w", 50, 30, NOW + 6) == []  # the group is leased: no member is claimed
+    sent = [j.id for j in group[:4]]
+    assert await store.end_group(head, "w", sent, SENT, "sent in message 1", [j.id for j in group[4:]], NOW + 6)
+    states = await members(store)
+    assert sorted(states.values()) == ["pending", "pending", "sent", "sent", "sent", "sent"]
+    (follow_up,) = await store.claim("w", 50, 30, NOW + 6)  # the rest is the group's next message, due now
+    assert follow_up.id in {j.id for j in group[4:]}
+
+
+async def test_another_owner_cannot_take_a_leased_group_and_takeover_frees_it(store: Store) -> None:
+    await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(3)], "http://am", 0, NOW)
+    (first,) = await store.claim("a", 50, 30, NOW + 5)
+    second = await store.claim("b", 50, 30, NOW + 5)  # before "a" took the group: "b" claims a member
+    assert len(second) == 1
+    assert await store.take_group(first, "a", NOW + 35, NOW + 5) is not None
+    assert await store.take_group(second[0], "b", NOW + 35, NOW + 5) is None
+    (released,) = [j for v in await store.incidents() for j in v.jobs if j.id == second[0].id]
+    assert released.due_at == NOW + 35  # held back until "a"'s lease would end
+    assert await store.claim("c", 50, 30, NOW + 6) == []  # while "a" holds the group
+    # "a" died: a restarted process ends its leases, group lease included, and the group is due at once.
+    assert await store.expire_leases(["a"], NOW + 6) == 1
+    (again,) = await store.claim("c", 50, 30, NOW + 6)
+    assert again.interrupted == (1 if again.id == first.id else 0)
+    assert await store.take_group(again, "c", NOW + 36, NOW + 6) is not None
+
+
+async def test_members_this_process_claimed_before_the_lease_go_with_the_group(store: Store) -> None:
+    await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(4)], "http://am", 0, NOW)
+    (a,) = await store.claim("w", 50, 30, NOW + 5)
+    (b,) = await store.claim("w", 50, 30, NOW + 5)  # a second step of the same process, before the lease
+    group = await store.take_group(a, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert {j.id for j in group} >= {a.id, b.id}
+    assert len(group) == 4
+    assert await store.take_group(b, "w", NOW + 35, NOW + 5) is None  # leaves its member to the group
+    assert await store.end_group(a, "w", [j.id for j in group], SENT, "sent", [], NOW + 6)
+    assert set((await members(store)).values()) == {SENT}
+
+
+async def test_a_lost_group_lease_changes_nothing(store: Store) -> None:
+    await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(2)], "http://am", 0, NOW)
+    (a,) = await store.claim("a", 50, 30, NOW + 5)
+    group = await store.take_group(a, "a", NOW + 10, NOW + 5)
+    assert group is not None
+    (b,) = await store.claim("b", 50, 30, NOW + 11)  # "a" stalled past its lease: "b" takes over
+    assert await store.take_group(b, "b", NOW + 41, NOW + 11) is not None
+    assert not await store.end_group(a, "a", [j.id for j in group], SENT, "sent", [], NOW + 12)
+    assert set((await members(store)).values()) == {"pending"}
