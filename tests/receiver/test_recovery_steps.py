@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from opsloop.receiver.actions import build_action
+from opsloop.receiver.actions import ActionResult, build_action
 from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.console.config import ConsoleConfig
 from opsloop.receiver.domain import (
+    APPROVED,
     DELIVERY,
     ESCALATED,
     PENDING,
@@ -68,9 +72,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-def runner(store: Store, metrics: ReceiverMetrics | None = None) -> PlanRunner:
-    actions = {plan.name: [build_action(a) for a in plan.actions] for plan in CONFIG.recovery}
-    return PlanRunner(CONFIG, store, actions, None, metrics or ReceiverMetrics(), OWNER, 60.0)
+def runner(store: Store, metrics: ReceiverMetrics | None = None, config: ReceiverConfig = CONFIG) -> PlanRunner:
+    actions = {plan.name: [build_action(a) for a in plan.actions] for plan in config.recovery}
+    return PlanRunner(config, store, actions, None, metrics or ReceiverMetrics(), OWNER, 60.0)
 
 
 async def plan_job(store: Store, plan: str, fingerprint: str = "fp") -> Job:
@@ -194,14 +198,18 @@ async def test_a_stage_that_needs_approval_asks_the_routes_and_waits_until_the_d
     ],
 )
 async def test_a_declined_stage_escalates_with_who_and_why_and_runs_nothing(
-    store: Store, state: str, actor: str, reason: str, why: str
+    store: Store, caplog: pytest.LogCaptureFixture, state: str, actor: str, reason: str, why: str
 ) -> None:
     job = await plan_job(store, "ask")
     await runner(store).step(job)  # asks for approval
     assert await store.decide_approval(job.id, 0, state, actor, reason, time.time())
     # the decision makes the run due at once
     (decided,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
+    caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
     await runner(store).step(decided)
+    # the run ended there: no action was even tried (it would find the lease gone and say so)
+    logged = [r.getMessage() for r in caplog.records if r.name == "opsloop.receiver.recovery"]
+    assert logged == ["plan run ended"]
     plan, told = await jobs_of(store)
     note = f"plan ask stopped before stage 1: {why}"
     assert (plan.state, plan.result) == (ESCALATED, note)
@@ -238,3 +246,170 @@ async def test_actions_are_counted_and_timed_by_outcome(
     assert (
         0 < sample("opsloop_receiver_action_duration_seconds_sum", {"plan": plan, "type": "command"}) <= after - before
     )
+
+
+async def test_an_approval_request_links_to_the_console_and_is_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = CONFIG.model_copy(update={"console": ConsoleConfig(external_url="https://console.example.com/")})
+    caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
+    job = await plan_job(store, "ask")
+    await runner(store, config=config).step(job)
+    _, told = await jobs_of(store)
+    link = f"https://console.example.com/ui/incidents/{job.incident.id}"
+    assert [(j.notify_kind, j.note) for j in told] == [
+        ("approval_needed", f"plan ask waits for approval before stage 1: {link}")
+    ]
+    logged = [r for r in caplog.records if r.name == "opsloop.receiver.recovery"]
+    assert [(r.getMessage(), r.job, r.plan, r.stage, r.fingerprint) for r in logged] == [
+        ("plan waits for approval", job.id, "ask", 0, "fp")
+    ]
+
+
+async def test_an_approval_past_its_deadline_times_out_and_escalates(store: Store) -> None:
+    job = await plan_job(store, "ask")
+    now = time.time()
+    assert await store.request_approval(job, OWNER, now - 20, now - 10, [])  # asked, and nobody came in time
+    (due,) = await store.claim(OWNER, 10, 60, time.time())
+    await runner(store).step(due)
+    approval = await store.approval(job.id, 0)
+    assert approval is not None
+    assert (approval.state, approval.decided_by, approval.reason) == (TIMED_OUT, "", "no decision within 900s")
+    plan, told = await jobs_of(store)
+    note = "plan ask stopped before stage 1: no one approved stage 1: no decision within 900s"
+    assert (plan.state, plan.result) == (ESCALATED, note)
+    assert [(j.target, j.notify_kind, j.note) for j in told] == [("slack/oncall", "escalation", note)]
+    (view,) = await store.incidents(limit=10)
+    assert view.actions == []
+
+
+async def test_a_person_who_decides_as_the_approval_times_out_is_followed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await plan_job(store, "ask")
+    now = time.time()
+    assert await store.request_approval(job, OWNER, now - 20, now - 10, [])
+    decide = store.decide_approval
+
+    async def approved_just_before(job_id: int, stage: int, state: str, actor: str, reason: str, at: float) -> bool:
+        # alice's approval commits in the real store a moment before the timeout's conditional update
+        assert await decide(job_id, stage, APPROVED, "alice", "", at)
+        return await decide(job_id, stage, state, actor, reason, at)
+
+    monkeypatch.setattr(store, "decide_approval", approved_just_before)
+    (due,) = await store.claim(OWNER, 10, 60, time.time())
+    await runner(store).step(due)
+    approval = await store.approval(job.id, 0)
+    assert approval is not None
+    assert (approval.state, approval.decided_by) == (APPROVED, "alice")
+    (view,) = await store.incidents(limit=10)
+    assert [(a.type, a.state) for a in view.actions] == [("command", "ok")]
+    plan, told = await jobs_of(store)
+    assert (plan.state, plan.phase, told) == (PENDING, "verify", [])
+
+
+async def test_an_action_runs_under_a_lease_that_covers_its_timeout(store: Store, tmp_path: Path) -> None:
+    seen = tmp_path / "lease_until"
+    # the action reads its job's lease from the database while it runs
+    peek = (
+        "import sqlite3, sys; row = sqlite3.connect(sys.argv[1]).execute("
+        "\"SELECT lease_until FROM jobs WHERE kind = 'plan'\").fetchone(); open(sys.argv[2], 'w').write(repr(row[0]))"
+    )
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"},
+        "recovery": [{"name": "fix", "match": {"alertname": "A"}, "actions": [
+            {"type": "command", "argv": [sys.executable, "-c", peek, str(tmp_path / "r.db"), str(seen)],
+             "timeout": "5s"}]}],
+    })  # fmt: skip
+    job = await plan_job(store, "fix")
+    before = time.time()
+    await runner(store, config=config).step(job)
+    after = time.time()
+    (view,) = await store.incidents(limit=10)
+    assert [(a.type, a.state) for a in view.actions] == [("command", "ok")]
+    assert before + 5 + 60 <= float(seen.read_text()) <= after + 5 + 60  # the action's timeout plus the lease
+
+
+async def test_a_run_woken_before_its_approval_deadline_waits_again(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await plan_job(store, "ask")
+    await runner(store).step(job)  # asks, and waits until the deadline
+    approval = await store.approval(job.id, 0)
+    assert approval is not None
+    # a worker whose clock runs ahead finds the run due before the deadline
+    (early,) = [j for j in await store.claim(OWNER, 10, 60, approval.deadline) if j.kind == PLAN]
+    caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
+    await runner(store).step(early)
+    assert [r.getMessage() for r in caplog.records if r.name == "opsloop.receiver.recovery"] == []
+    plan, told = await jobs_of(store)
+    assert (plan.state, plan.due_at) == (PENDING, approval.deadline)
+    assert [j.notify_kind for j in told] == ["approval_needed"]  # asked once
+    (view,) = await store.incidents(limit=10)
+    assert view.actions == []
+
+
+async def test_an_action_whose_lease_was_taken_meanwhile_stops_the_stage(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the first action hands the job to another replica, as a takeover after an expired lease would
+    steal = (
+        "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+        "db.execute(\"UPDATE jobs SET lease_owner = 'other' WHERE kind = 'plan'\"); db.commit()"
+    )
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"},
+        "recovery": [{"name": "fix", "match": {"alertname": "A"}, "actions": [
+            {"type": "command", "argv": [sys.executable, "-c", steal, str(tmp_path / "r.db")], "timeout": "5s"},
+            {"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
+    })  # fmt: skip
+    job = await plan_job(store, "fix")
+    caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
+    await runner(store, config=config).step(job)
+    (view,) = await store.incidents(limit=10)
+    assert [(a.position, a.state) for a in view.actions] == [(0, "ok")]  # the second never started
+    logged = [r for r in caplog.records if r.name == "opsloop.receiver.recovery"]
+    assert [(r.levelno, r.getMessage(), r.job) for r in logged] == [
+        (logging.WARNING, "lease lost before an action", job.id)
+    ]
+    with closing(sqlite3.connect(tmp_path / "r.db")) as db:  # the other replica's lease is left alone
+        assert db.execute("SELECT lease_owner, phase, attempts FROM jobs WHERE kind = 'plan'").fetchall() == [
+            ("other", "attempt", 0)
+        ]
+
+
+class Raising:
+    """An action with a bug: it raises instead of returning a result."""
+
+    type = "command"
+
+    async def run(self, values: Mapping[str, str], *, dry_run: bool = False) -> ActionResult:
+        raise LookupError("a bug")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_action_that_raises_counts_as_failed_and_is_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = ReceiverMetrics()
+    caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
+    job = await plan_job(store, "fix")
+    runs = PlanRunner(CONFIG, store, {"fix": [Raising()]}, None, metrics, OWNER, 60.0)
+    await runs.step(job)
+    (view,) = await store.incidents(limit=10)
+    assert [(a.state, a.detail, a.dry_run) for a in view.actions] == [("failed", "internal error: LookupError", False)]
+    sample = {"plan": "fix", "type": "command", "result": "failed"}
+    assert metrics.registry.get_sample_value("opsloop_receiver_actions_total", sample) == 1
+    (raised,) = [r for r in caplog.records if r.getMessage() == "action raised"]
+    assert (raised.name, raised.levelno, raised.job, raised.action) == (
+        "opsloop.receiver.recovery",
+        logging.ERROR,
+        job.id,
+        "command",
+    )
+    assert raised.exc_info is not None
+    assert isinstance(raised.exc_info[1], LookupError)
+    plan, _ = await jobs_of(store)
+    assert (plan.phase, plan.attempts) == ("verify", 1)  # the job went on, not stuck
