@@ -413,3 +413,19 @@ async def test_an_action_that_raises_counts_as_failed_and_is_logged(
     assert isinstance(raised.exc_info[1], LookupError)
     plan, _ = await jobs_of(store)
     assert (plan.phase, plan.attempts) == ("verify", 1)  # the job went on, not stuck
+
+
+@pytest.mark.parametrize(("plan", "title", "detail"), [
+    ("fix", "fix stage 1 verification: recovered", "every action of the stage succeeded"),
+    ("two", "two stage 1 verification: not yet", "an action of the stage did not succeed"),
+])  # fmt: skip
+async def test_a_verification_is_recorded_on_the_incident_timeline(
+    store: Store, plan: str, title: str, detail: str
+) -> None:
+    job = await plan_job(store, plan)
+    await runner(store).step(job)  # no verify query: the stage's results are verified at once
+    (due,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
+    assert due.phase == "verify"
+    await runner(store).step(due)
+    (view,) = await store.incidents(limit=10)
+    assert [(e.kind, e.job_id, e.title, e.detail) for e in view.events] == [("verify", job.id, title, detail)]
