@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import closing
 from pathlib import Path
 
+import aiohttp
 import pytest
 from opsloop.receiver.actions import ActionResult, build_action
 from opsloop.receiver.config import ReceiverConfig
@@ -34,7 +35,7 @@ from opsloop.receiver.domain import (
     RoutedAlert,
 )
 from opsloop.receiver.metrics import ReceiverMetrics
-from opsloop.receiver.recovery import PlanRunner
+from opsloop.receiver.recovery import PlanRunner, Verifier
 from opsloop.receiver.store import Store, open_store
 
 OWNER = "test-owner"
@@ -429,3 +430,63 @@ async def test_a_verification_is_recorded_on_the_incident_timeline(
     await runner(store).step(due)
     (view,) = await store.incidents(limit=10)
     assert [(e.kind, e.job_id, e.title, e.detail) for e in view.events] == [("verify", job.id, title, detail)]
+
+
+async def test_the_next_stage_is_due_at_its_offset_from_the_runs_first_attempt(store: Store) -> None:
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"},
+        "recovery": [{"name": "fix", "match": {"alertname": "A"}, "stages": ["0s", "10m", "20m"],
+                      "actions": [{"type": "command", "argv": [sys.executable, "-c", "exit(3)"], "timeout": "5s"}]}],
+    })  # fmt: skip
+    await runner(store, config=config).step(await plan_job(store, "fix"))  # stage 1 fails
+    (due,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
+    await runner(store, config=config).step(due)  # not recovered: stage 2 is planned, not 3
+    plan, _ = await jobs_of(store)
+    assert plan.run_started_at is not None
+    assert (plan.stage, plan.phase, plan.due_at) == (1, "attempt", plan.run_started_at + 600)
+
+
+async def test_an_alert_resolved_before_verification_counts_as_recovered_whatever_the_actions_did(
+    store: Store,
+) -> None:
+    await runner(store).step(await plan_job(store, "two"))  # its first action fails
+    resolved = dataclasses.replace(ALERT, status="resolved", ends_at="2030-01-01T00:05:00Z")
+    await store.ingest([RoutedAlert(resolved, notifiers=(), plans=[])], "", 0, time.time())
+    (due,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
+    await runner(store).step(due)
+    (view,) = await store.incidents(limit=10)
+    assert [(e.title, e.detail) for e in view.events if e.kind == "verify"] == [
+        ("two stage 1 verification: recovered", "the alert resolved")
+    ]
+    plan, _ = await jobs_of(store)
+    assert (plan.state, plan.result) == (RECOVERED, "plan two recovered at stage 1: the alert resolved")
+
+
+async def test_an_interrupted_stage_still_firing_after_the_grace_period_has_an_unknown_outcome(store: Store) -> None:
+    job = await plan_job(store, "fix")
+    started = time.time()
+    assert await store.begin_action(job, OWNER, 0, "command", False, started, started + 60) is not None
+    await runner(store).step(dataclasses.replace(job, interrupted=1))
+    waiting, _ = await jobs_of(store)
+    (due,) = [j for j in await store.claim(OWNER, 10, 60, waiting.due_at) if j.kind == PLAN]
+    await runner(store).step(due)
+    (view,) = await store.incidents(limit=10)
+    unknown = "outcome unknown: the receiver stopped while command ran, and the alert still fires 30s later"
+    assert [(e.title, e.detail) for e in view.events if e.kind == "verify"] == [
+        ("fix stage 1 verification: not yet", unknown)
+    ]
+
+
+async def test_a_plan_without_a_verify_query_is_judged_by_its_actions_even_with_prometheus_set(store: Store) -> None:
+    async with aiohttp.ClientSession() as session:
+        # nothing listens there: a query would fail and count as not recovered
+        prometheus = Verifier(session, "http://127.0.0.1:9", 1.0)
+        actions = {plan.name: [build_action(a) for a in plan.actions] for plan in CONFIG.recovery}
+        runs = PlanRunner(CONFIG, store, actions, prometheus, ReceiverMetrics(), OWNER, 60.0)
+        await runs.step(await plan_job(store, "fix"))
+        (due,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
+        await runs.step(due)
+    (view,) = await store.incidents(limit=10)
+    assert [(e.title, e.detail) for e in view.events if e.kind == "verify"] == [
+        ("fix stage 1 verification: recovered", "every action of the stage succeeded")
+    ]
