@@ -128,11 +128,11 @@ def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]
 
 def firing_pending(target: str, member_ids: Sequence[int]) -> Op[bool]:
     """Whether a firing (or escalation) message about one of these members' alerts is still to be sent."""
+    # CROSS JOIN: read from the members (at most MAX_TAKE) to their alerts' jobs, never all pending jobs.
     found = yield Stmt(
-        "SELECT 1 FROM jobs f WHERE f.kind = ? AND f.target = ? AND f.notify_kind IN ('firing', 'escalation') "
-        f"AND f.state = 'pending' AND f.incident_id IN (SELECT j.incident_id FROM jobs j WHERE j.id IN "
-        f"({marks(member_ids)})) LIMIT 1",
-        (DELIVERY, target, *member_ids),
+        f"SELECT 1 FROM jobs j CROSS JOIN jobs f WHERE j.id IN ({marks(member_ids)}) AND f.incident_id = j.incident_id "
+        "AND f.kind = ? AND f.target = ? AND f.notify_kind IN ('firing', 'escalation') AND f.state = 'pending' LIMIT 1",
+        (*member_ids, DELIVERY, target),
     )
     return bool(found.rows)
 

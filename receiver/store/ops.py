@@ -161,9 +161,10 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
                 (REPLACED, "the alert resolved before this message went out", now, now, *stale_ids),
             )
             yield from pacing.release_holds(stale_ids, self.dialect.row_lock)
-        # A plan waiting for its next stage looks again now: a resolved alert counts as recovered.
+        # A plan waiting for its next stage looks again now: a resolved alert counts as recovered. ("+due_at":
+        # read the alert's jobs by incident, never every pending job due later, such as a paced backlog.)
         yield Stmt(
-            "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND due_at > ?",
+            "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND +due_at > ?",
             (now, incident_id, PLAN, now),
         )
         for notifier in notifiers:
