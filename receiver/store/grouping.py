@@ -155,6 +155,17 @@ def release(gid: str, owner: str, member_ids: Sequence[int], due_at: float, now:
     yield Stmt("DELETE FROM group_leases WHERE gid = ? AND owner = ?", (gid, owner))
 
 
+def hold_back(gid: str, due_at: float, now: float) -> Op[None]:
+    """The group waits for its send slot at ``due_at``: so do its members not taken (past ``MAX_TAKE``, or
+    joined since), else each would be claimed, take the group and be sent back, one claim after another.
+    A page or an escalation (urgency below 2) keeps its own time: it takes an earlier slot."""
+    yield Stmt(
+        "UPDATE jobs SET due_at = ? WHERE gid = ? AND state = 'pending' AND urgency >= 2 AND due_at < ? "
+        "AND (lease_until IS NULL OR lease_until < ?)",
+        (due_at, gid, due_at, now),
+    )
+
+
 def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:
     found = yield Stmt(f"SELECT owner FROM group_leases WHERE gid = ?{row_lock}", (gid,))
     return bool(found.rows) and found.rows[0][0] == owner
