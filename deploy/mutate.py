@@ -5,14 +5,21 @@ cover it, and counts the change as killed when they fail. Survivors are missing 
 changes; both are recorded in docs/mutation.md, the section of each module rewritten by its own run.
 mutmut 2 mutates the file in place, which is what makes it work with the package-dir layout (the
 editable install imports the very files it changes); the file is restored after every mutant.
+
+A module's results are kept in a cache of its own (``.mutmut-cache-<module>``): ``--resume`` goes on
+where a run stopped (``--budget`` or Ctrl-C) and, after tests were added, retests only the mutants not yet killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +28,8 @@ RESULTS = ROOT / "docs" / "mutation.md"
 CACHE = ROOT / ".mutmut-cache"
 
 MODULES: dict[str, list[str]] = {
-    # module: the tests that cover it (kept small: every mutant runs them)
+    # module: the tests that cover it (kept small: every mutant runs them; the fastest first, since a
+    # killed mutant stops at the first failure)
     "render/thresholds.py": ["tests/render"],
     "render/alerts.py": ["tests/render", "tests/rules/test_boundaries.py", "tests/rules/test_alert_rules.py"],
     "exporter/sources/redis_queues.py": ["tests/exporter/sources/test_redis_queues.py",
@@ -29,12 +37,21 @@ MODULES: dict[str, list[str]] = {
     "exporter/sources/redis_dlq.py": ["tests/exporter/sources/test_redis_dlq.py"],
     "exporter/sources/redis_discovery.py": ["tests/exporter/sources/test_redis_discovery.py",
                                             "tests/exporter/sources/test_redis_queues.py"],
-    "receiver/routing.py": ["tests/receiver/test_routing.py"],
-    "receiver/recovery.py": ["tests/receiver/test_recovery.py"],
+    "receiver/routing.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
+                            "tests/receiver/test_matchers.py"],
+    "receiver/matchers.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
+                             "tests/receiver/test_matchers_semantics.py", "tests/receiver/test_matchers.py"],
+    "receiver/recovery.py": ["tests/receiver/test_verifier.py", "tests/receiver/test_recovery_steps.py",
+                             "tests/receiver/test_recovery.py",
+                             "tests/receiver/console/test_approvals.py::test_without_a_decision_the_plan_escalates",
+                             "tests/receiver/console/test_approvals.py::test_a_waiting_run_survives_a_restart_and_runs_once_approved",
+                             "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
+                             "tests/receiver/test_takeover.py::test_take_over_makes_a_dead_owners_work_due_now_as_interrupted"],
     "receiver/worker.py": ["tests/receiver/test_worker.py"],
     "receiver/store": ["tests/receiver/store"],
+    "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py"],
 }  # fmt: skip
-STATES = ("killed", "survived", "timeout", "suspicious", "skipped")
+STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 
 
 def mutmut(*args: str) -> str:
@@ -49,22 +66,91 @@ def ids(state: str) -> list[str]:
     return mutmut("result-ids", state).split()
 
 
-def run(module: str) -> str:
+def module_cache(module: str) -> Path:
+    return ROOT / f".mutmut-cache-{re.sub(r'[^A-Za-z0-9]+', '-', module).strip('-')}"
+
+
+def restore(module: str) -> None:
+    """Put back a file mutmut left mutated when its run was stopped (it keeps the original as ``.bak``)."""
+    for backup in (ROOT / module).parent.rglob("*.py.bak"):
+        backup.replace(backup.with_suffix(""))
+
+
+def group(pgid: int) -> dict[int, str]:
+    """The processes of a process group, with their command lines (Linux ``/proc``)."""
+    members: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                members[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return members
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop mutmut for good, then the tests of the mutant it was on, so they stop their servers.
+
+    mutmut goes on to the next mutant after an interrupted test run (counting the interrupted mutant
+    as killed), so every process of its group but pytest is killed outright; pytest gets Ctrl-C, which
+    stops the servers it started (they run in sessions of their own, out of reach of the group).
+    """
+    members = group(proc.pid)
+    for pid, cmd in members.items():
+        os.kill(pid, signal.SIGINT if " -m pytest " in cmd else signal.SIGKILL)
+    proc.wait()
+    for _ in range(600):
+        if not group(proc.pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def mutate(module: str, runner: str, budget: float | None) -> bool:
+    """Run mutmut over the module; False when the budget (seconds) ran out or Ctrl-C stopped it first."""
+    cmd = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", module, "--runner", runner]
+    proc = subprocess.Popen([*cmd, "--no-progress", "--simple-output"], cwd=ROOT, start_new_session=True)
+    try:
+        code = proc.wait(timeout=budget)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        stop(proc)
+        restore(module)
+        return False
+    if code & 1:
+        raise SystemExit(f"mutmut run {module} failed ({code})")
+    return True
+
+
+def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     """Mutate one module and return its section for the results file."""
     tests = " ".join(MODULES[module])
+    kept = module_cache(module)
     CACHE.unlink(missing_ok=True)
+    if resume and kept.exists():
+        shutil.copy(kept, CACHE)
     runner = f"{sys.executable} {Path(__file__).resolve()} --pytest {tests}"
-    mutmut("run", "--paths-to-mutate", module, "--runner", runner, "--no-progress", "--simple-output")
+    finished = mutate(module, runner, budget)
     counts = {state: ids(state) for state in STATES}
     total = sum(len(v) for v in counts.values())
     # suspicious: killed, but the tests took long; timeout: the mutant hung them, which they detect too
     killed = len(counts["killed"]) + len(counts["suspicious"]) + len(counts["timeout"])
+    tested = total - len(counts["untested"])
     ratio = f"{100 * killed / total:.1f}%" if total else "n/a"
+    complete = finished and not counts["untested"]
+    if complete:
+        summary = f"{total} mutants, {killed} killed ({ratio})"
+    else:
+        share = f"{100 * killed / tested:.1f}%" if tested else "n/a"
+        summary = (
+            f"{total} mutants, run stopped after {tested} ({len(counts['untested'])} not tested yet): "
+            f"{killed} killed ({share} of those tested, {ratio} of all)"
+        )
     lines = [
         f"<!-- mutation:{module} -->",
         f"### {module}",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d} against `{tests}`: {total} mutants, {killed} killed ({ratio})"
+        f"Run {datetime.now(UTC):%Y-%m-%d} against `{tests}`: {summary}"
         + "".join(f", {len(counts[s])} {s}" for s in ("survived", "timeout", "skipped") if counts[s])
         + ".",
     ]
@@ -72,8 +158,8 @@ def run(module: str) -> str:
         diff = mutmut("show", mutant)
         body = "\n".join(line for line in diff.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1])
         lines += ["", f"Survivor {mutant}:", "", "```diff", body, "```"]
+    CACHE.replace(kept)  # for --resume: after new tests, only the mutants not yet killed run again
     lines.append(f"<!-- /mutation:{module} -->")
-    CACHE.unlink(missing_ok=True)
     return "\n".join(lines)
 
 
@@ -100,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_tests(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--budget", type=float, metavar="MINUTES", help="stop each module's run after this long")
+    parser.add_argument("--resume", action="store_true", help="go on from the module's last run (kept killed)")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"no test mapping for {', '.join(unknown)}; known: {', '.join(MODULES)}")
     for module in args.modules or list(MODULES):
         print(f"mutating {module}", flush=True)
-        section = run(module)
+        section = run(module, args.budget * 60 if args.budget else None, args.resume)
         record(module, section)
         print(section.splitlines()[3], flush=True)
     return 0

@@ -54,9 +54,62 @@ def new_matcher(name: str, op: Operator, value: str) -> Matcher:
         )
     try:
         # ``\Z``, not ``$``: Python's ``$`` also matches before a final newline, Go's does not.
-        return Matcher(name, op, value, re.compile(rf"^(?:{value})\Z"))
+        return Matcher(name, op, value, re.compile(rf"^(?:{_scoped_flags(value)})\Z"))
     except re.error as exc:
         raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+
+
+_FLAGS = re.compile(r"\(\?([imsU]*(?:-[imsU]*)?)\)")
+
+
+def _scoped_flags(value: str) -> str:
+    """RE2's inline flags ``(?i)`` (valid anywhere, in force to the end of their group) as Python's scoped
+    ``(?i:...)``: Python accepts global flags only at the very start, and Alertmanager's anchoring puts a
+    group before them. Each alternative of the group gets its own scope, so ``a(?i)b|c`` keeps its meaning.
+    """
+    out: list[str] = []
+    scopes: list[list[str]] = [[]]  # the flags in force at each open group, innermost last
+    i = 0
+    while i < len(value):
+        char, flags = value[i], _FLAGS.match(value, i)
+        if char == "\\":
+            end = i + 2
+        elif char == "[":
+            end = _class_end(value, i)
+        elif flags and flags.group(1) not in ("", "-"):
+            if "U" in flags.group(1):
+                raise re.error("the ungreedy flag U has no Python equivalent")
+            scopes[-1].append(flags.group(1))
+            out.append(f"(?{flags.group(1)}:")
+            i = flags.end()
+            continue
+        else:
+            end = i + 1
+            if char == "(":
+                scopes.append([])
+            elif char == ")" and len(scopes) > 1:
+                out.append(")" * len(scopes.pop()))
+            elif char == "|":
+                out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
+                i = end
+                continue
+        out.append(value[i:end])
+        i = end
+    return "".join(out) + ")" * len(scopes[0])
+
+
+def _class_end(value: str, start: int) -> int:
+    """Where the character class opening at ``start`` ends: a ``]`` first (or after ``^``) is a member,
+    escapes and ``[:alpha:]`` names are skipped; an unclosed class runs to the end (compiling reports it)."""
+    i = start + 1
+    i += value.startswith("^", i)
+    i += value.startswith("]", i)
+    while i < len(value) and value[i] != "]":
+        if value.startswith("[:", i) and (close := value.find(":]", i + 2)) != -1:
+            i = close + 2
+        else:
+            i += 2 if value[i] == "\\" else 1
+    return i + 1
 
 
 def _unescape(raw: str, source: str) -> str:

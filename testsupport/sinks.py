@@ -40,7 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.servers import LOOPBACK
 from opsloop.testsupport.slack_limits import POST_INTERVAL, RATE_TOLERANCE, WEBHOOK_ERRORS, payload_error
 
 T = TypeVar("T")
@@ -99,10 +99,14 @@ class SlackMessage:
 
 
 class HttpStandIn(abc.ABC):
-    """An aiohttp server on loopback, run on the caller's loop (``async with``) or in a thread of its own."""
+    """An aiohttp server on loopback, run on the caller's loop (``async with``) or in a thread of its own.
+
+    Without a ``port`` it binds port 0 and reads back the port the kernel gave it, so no other process
+    can take the port between choosing and binding it; ``port`` is known once started.
+    """
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or 0
         self._runner: web.AppRunner | None = None
         self._thread: LoopThread | None = None
 
@@ -116,6 +120,7 @@ class HttpStandIn(abc.ABC):
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, LOOPBACK, self.port).start()
+        self.port = self._runner.addresses[0][1]
         return self
 
     async def stop_async(self) -> None:
@@ -290,6 +295,16 @@ class _SmtpHandler:
         return "250 Message accepted for delivery"
 
 
+class _BoundController(Controller):
+    """aiosmtpd's controller, which can listen on port 0: the port the kernel gave is read back before
+    the controller's own first connection (which needs it), so the socket is held from bind to use."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
 class SmtpSink:
     """An aiosmtpd server on loopback collecting parsed messages.
 
@@ -306,7 +321,8 @@ class SmtpSink:
         on_message: Callable[[EmailMessage], None] | None = None,
     ) -> None:
         self.host = LOOPBACK
-        self.port = port or free_port()
+        self.port = port or 0
+        """Port 0 until started: the server binds a port the kernel picks (see ``_BoundController``)."""
         self.inbox: Inbox[EmailMessage] = Inbox(on_message)
         self.failures: deque[str] = deque()
         self.refused: dict[str, str] = {}
@@ -354,8 +370,9 @@ class SmtpSink:
             options |= {"tls_context": context, "require_starttls": True}
         if self._credentials is not None:
             options |= {"authenticator": self._authenticate, "auth_required": True}
-        self._controller = Controller(_SmtpHandler(self), hostname=self.host, port=self.port, **options)
+        self._controller = _BoundController(_SmtpHandler(self), hostname=self.host, port=self.port, **options)
         self._controller.start()
+        self.port = self._controller.port
         return self
 
     def stop(self) -> None:

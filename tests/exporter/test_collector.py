@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis
+from aiohttp.test_utils import TestClient
 from opsloop.exporter.sources.base import CircuitBreaker
 from opsloop.testsupport.servers import RedisServer
 
@@ -32,6 +34,24 @@ async def read_failure(caplog: pytest.LogCaptureFixture, source: str) -> str:
             return errors[-1]
         await asyncio.sleep(0.02)
     raise AssertionError(f"no failed read of {source} was logged")
+
+
+def requests_handled(client: TestClient) -> Callable[[int], Awaitable[None]]:
+    """Wait until the exporter has begun handling ``count`` more requests and their reads are in flight."""
+    server = client.server.runner.server  # aiohttp counts every request it begins handling
+    before = server.requests_count
+
+    async def wait(count: int) -> None:
+        for _ in range(500):
+            if server.requests_count - before >= count:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"{count} requests never reached the exporter")
+        for _ in range(10):  # each source read is a task of its own: a few loop turns, no I/O, to start
+            await asyncio.sleep(0)
+
+    return wait
 
 
 async def test_blackholed_redis_costs_the_deadline_not_the_scrape(write_config, exporter_client, caplog):
@@ -99,8 +119,9 @@ async def test_concurrent_scrapes_share_one_read(redis_server, write_config, exp
     await scrape(client)
     llen_before = r.info("commandstats")["cmdstat_llen"]["calls"]
     redis_server.pause()  # hold the read in flight while ten scrapes arrive
+    arrived = requests_handled(client)
     scrapes = [asyncio.create_task(scrape(client, timeout=3)) for _ in range(10)]
-    await asyncio.sleep(0.3)
+    await arrived(10)
     redis_server.resume()
     results = await asyncio.gather(*scrapes)
     assert all(value(s, "opsloop_queue_length", redis="main", queue="emails") == 1 for s in results)
@@ -135,8 +156,9 @@ async def test_redis_killed_during_a_scrape_answers_in_time(write_config, export
         assert value(await scrape(client), "opsloop_source_up", source="redis/main") == 1
         server.pause()  # the next scrape's read hangs ...
         started = time.monotonic()
+        arrived = requests_handled(client)
         pending = asyncio.create_task(scrape(client, timeout=3))
-        await asyncio.sleep(0.5)
+        await arrived(1)
         server.kill()  # ... and Redis dies under it
         series = await pending
         assert time.monotonic() - started < 3.0

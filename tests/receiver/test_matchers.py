@@ -51,6 +51,8 @@ SYNTAX = [
     # invalid in Alertmanager as well
     ' {a="b"}', "a=b,,c=d", 'a="b', 'a=b"c', "a=~(?=x)", 'a=~"x\\\\1"', 'a=~"["', "1a=b", "a==b", "a", "a~b",
     'a=~"(?<=x)y"', "a=~(?P=n)",
+    # RE2's inline flags: Python accepts them only at the very start of a pattern
+    'a=~"(?i)abc"', 'a=~"x(?i)y|z"', 'a=~"(?i-s)a.b"', 'a=~"[(?i)]"',
 ]  # fmt: skip
 
 
@@ -82,6 +84,7 @@ ROUTES = [
     {"matchers": ["service=", 'tier!="web"'], "continue": True},
     {"matchers": ['queue=~"q[0-9]+"', 'queue!~"q1.*"']},
     {"matchers": ['zone!=""']},
+    {"matchers": ['env=~"x(?i)ab|c"', 'tier=~"(?i)DB"']},
 ]
 LABELS = [
     {"severity": "critical"}, {"severity": "page", "team": "a,b"}, {"severity": "critical-ish"},
@@ -89,6 +92,8 @@ LABELS = [
     {"team": "a,b", "env": "testing"}, {"team": "a"}, {"tier": "db"}, {"tier": "web"}, {"service": "x"},
     {"service": "x", "queue": "q7"}, {"queue": "q7", "service": "y"}, {"queue": "q12", "service": "y"},
     {"queue": "q7x", "service": "y"}, {"zone": "eu"}, {"zone": "eu", "service": "s"}, {},
+    {"service": "s", "env": "xAB", "tier": "db"}, {"service": "s", "env": "XAB", "tier": "db"},
+    {"service": "s", "env": "C", "tier": "Db"}, {"service": "s", "env": "xab", "tier": "web"},
 ]  # fmt: skip
 
 

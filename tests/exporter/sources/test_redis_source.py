@@ -7,8 +7,14 @@ import json
 import time
 
 import redis
+from opsloop.testsupport.servers import wait_until
 
 from tests.exporter.scrapes import scrape, value
+
+
+def redis_clock_ms(r: redis.Redis) -> int:
+    seconds, micros = r.time()
+    return seconds * 1000 + micros // 1000
 
 
 async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
@@ -24,6 +30,7 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     r.sadd("workers:rag", "w1")
     r.set("worker:mail:1", "x", ex=60)
     r.set("worker:mail:2", "x", px=200)  # expires between discovery and the measured scrape
+    expires_ms = r.pexpiretime("worker:mail:2")
     r.hset("cache:stats:users", mapping={"hits": 3})
     r.hset("cache:stats:gone", mapping={"hits": 1})
     cfg = write_config(
@@ -44,7 +51,8 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     )
     client = await exporter_client(cfg)
     first = await scrape(client)  # discovery happens here
-    await asyncio.sleep(0.3)
+    # Wait by Redis' own clock (TIME touches no key, so nothing expires it early and no lookup is counted).
+    await asyncio.to_thread(wait_until, lambda: redis_clock_ms(r) > expires_ms, 5, "worker:mail:2 to expire")
     r.delete("cache:stats:gone")
     before = r.info("stats")
     second = await scrape(client)

@@ -126,7 +126,9 @@ async def test_rate_spreads_batches_over_time(redis_db: redis.Redis, requeue: Ca
     result = await requeue(batch=2, rate=20).run(VALUES)
     elapsed = time.monotonic() - started
     assert result.detail == "moved 10 items dlq:emails -> queue:emails"
-    assert 0.38 < elapsed < 2.0  # the fifth batch may start 8 items / 20 per second = 0.4 s in
+    # The rate is a floor on the duration: the fifth batch may start 8 items / 20 per second = 0.4 s in.
+    # No ceiling: how much longer it takes is the machine's speed, not the pacing under test.
+    assert elapsed >= 0.39
 
 
 async def test_a_timeout_reports_what_was_moved(redis_db: redis.Redis, requeue: Callable[..., Action]) -> None:

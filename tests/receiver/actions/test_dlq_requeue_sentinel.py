@@ -11,6 +11,7 @@ import redis
 from opsloop.receiver.actions import build_action
 from opsloop.receiver.actions.config import ActionConfig
 from opsloop.testsupport.redis_topologies import RedisSentinelSet
+from opsloop.testsupport.servers import wait_until
 from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,9 @@ async def test_a_failover_mid_requeue_loses_and_duplicates_nothing(sentinel_set)
     }  # fmt: skip
     action = build_action(ADAPTER.validate_python(config))
     run = asyncio.create_task(action.run({}))
-    await asyncio.sleep(0.3)
+    with redis.Redis("127.0.0.1", sentinel_set.primary.port) as primary:
+        # 3000 items at 2000 a second: the failover comes once the first batch has landed, mid-move
+        await asyncio.to_thread(wait_until, lambda: primary.llen("queue:mail") > 0, 10, "the requeue to start")
     new = await asyncio.to_thread(sentinel_set.failover)
     first = await run
     with redis.Redis("127.0.0.1", new.port) as primary:

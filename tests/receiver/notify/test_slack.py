@@ -165,20 +165,17 @@ async def test_two_notifiers_on_one_url_are_paced_to_one_message_a_second(
     )
     notifiers = build_notifiers(config)
     try:
-        started = time.monotonic()
         await asyncio.gather(
             notifiers["slack/oncall"].notify(make_notification()),
             notifiers["slack/ui-team"].notify(make_notification(kind="escalation")),
             notifiers["slack/oncall"].notify(make_notification(kind="resolved")),
         )
-        elapsed = time.monotonic() - started
     finally:
         for notifier in notifiers.values():
             await notifier.close()
     assert slack_sink.responses == [200, 200, 200]
     times = [m.received_at for m in slack_sink.messages]
-    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
-    assert 1.9 <= elapsed < 4.0
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))  # the sink's clock: paced, 1 s apart
 
 
 async def test_notifiers_on_different_urls_are_not_paced_together(
@@ -216,20 +213,21 @@ async def test_connection_refused_is_transient_and_never_shows_the_url(
 
 
 async def test_timeout_is_transient(build_slack: Build, make_notification: MakeNotification) -> None:
+    release = asyncio.Event()
+
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)
-        await asyncio.sleep(5)
+        await release.wait()  # no answer before the client gave up: only its timeout can end the wait
         writer.close()
 
     server = await asyncio.start_server(never_answer, LOOPBACK, 0)
     port = server.sockets[0].getsockname()[1]
     try:
         notifier = build_slack(f"http://{LOOPBACK}:{port}/services/T/B/X", timeout="200ms")
-        started = time.monotonic()
         with pytest.raises(TransientError, match="timed out"):
             await notifier.notify(make_notification())
-        assert time.monotonic() - started < 2.0
     finally:
+        release.set()
         server.close()
 
 
