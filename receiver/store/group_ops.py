@@ -60,6 +60,7 @@ class GroupOps(abc.ABC):
         slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
         if slot is not None:
             yield from grouping.release(job.group, owner, member_ids, slot, now)
+            yield from grouping.hold_back(job.group, slot, now)
         return slot
 
     async def release_group(

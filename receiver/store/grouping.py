@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS delivery_groups (
     batch BIGINT
 );
 CREATE INDEX IF NOT EXISTS delivery_groups_gid ON delivery_groups (gid);
+CREATE INDEX IF NOT EXISTS delivery_groups_batch ON delivery_groups (batch);
 CREATE TABLE IF NOT EXISTS group_leases (
     gid TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -41,10 +42,8 @@ CREATE TABLE IF NOT EXISTS incident_groups (
 """
 MAX_TAKE = 1000
 """Members one worker takes for one message; more wait for the next one (no message holds more)."""
-GROUP_COLUMN = "(SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id)"
 IN_LEASED_GROUP = (
-    "EXISTS (SELECT 1 FROM delivery_groups g JOIN group_leases l ON l.gid = g.gid "
-    "WHERE g.job_id = jobs.id AND l.until >= ?)"
+    "(jobs.gid IS NOT NULL AND EXISTS (SELECT 1 FROM group_leases l WHERE l.gid = jobs.gid AND l.until >= ?))"
 )
 """True for a job whose group a worker is sending now (binds the current time)."""
 
@@ -98,6 +97,9 @@ def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) ->
 
 
 def join(job_id: int, gid: str) -> Op[None]:
+    """A new delivery joins a group: its row names the group (what claims and ``take`` read, indexed), and
+    ``delivery_groups`` keeps the message it goes out in."""
+    yield Stmt("UPDATE jobs SET gid = ? WHERE id = ?", (gid, job_id))
     yield Stmt("INSERT INTO delivery_groups (job_id, gid) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, gid))
 
 
@@ -116,8 +118,8 @@ def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]
     if leased.rowcount != 1:
         return None
     found = yield Stmt(
-        "SELECT j.id FROM delivery_groups g JOIN jobs j ON j.id = g.job_id WHERE g.gid = ? AND j.state = 'pending' "
-        "AND (j.id = ? OR j.lease_owner = ? OR j.lease_until IS NULL OR j.lease_until < ?) ORDER BY j.id LIMIT ?",
+        "SELECT id FROM jobs WHERE gid = ? AND state = 'pending' "
+        "AND (id = ? OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
         (job.group, job.id, owner, now, MAX_TAKE),
     )
     ids = [row[0] for row in found.rows]
@@ -126,11 +128,11 @@ def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]
 
 def firing_pending(target: str, member_ids: Sequence[int]) -> Op[bool]:
     """Whether a firing (or escalation) message about one of these members' alerts is still to be sent."""
+    # CROSS JOIN: read from the members (at most MAX_TAKE) to their alerts' jobs, never all pending jobs.
     found = yield Stmt(
-        "SELECT 1 FROM jobs f WHERE f.kind = ? AND f.target = ? AND f.notify_kind IN ('firing', 'escalation') "
-        f"AND f.state = 'pending' AND f.incident_id IN (SELECT j.incident_id FROM jobs j WHERE j.id IN "
-        f"({marks(member_ids)})) LIMIT 1",
-        (DELIVERY, target, *member_ids),
+        f"SELECT 1 FROM jobs j CROSS JOIN jobs f WHERE j.id IN ({marks(member_ids)}) AND f.incident_id = j.incident_id "
+        "AND f.kind = ? AND f.target = ? AND f.notify_kind IN ('firing', 'escalation') AND f.state = 'pending' LIMIT 1",
+        (*member_ids, DELIVERY, target),
     )
     return bool(found.rows)
 
@@ -151,6 +153,17 @@ def release(gid: str, owner: str, member_ids: Sequence[int], due_at: float, now:
             (due_at, now, *member_ids),
         )
     yield Stmt("DELETE FROM group_leases WHERE gid = ? AND owner = ?", (gid, owner))
+
+
+def hold_back(gid: str, due_at: float, now: float) -> Op[None]:
+    """The group waits for its send slot at ``due_at``: so do its members not taken (past ``MAX_TAKE``, or
+    joined since), else each would be claimed, take the group and be sent back, one claim after another.
+    A page or an escalation (urgency below 2) keeps its own time: it takes an earlier slot."""
+    yield Stmt(
+        "UPDATE jobs SET due_at = ? WHERE gid = ? AND state = 'pending' AND urgency >= 2 AND due_at < ? "
+        "AND (lease_until IS NULL OR lease_until < ?)",
+        (due_at, gid, due_at, now),
+    )
 
 
 def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:

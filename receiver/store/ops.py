@@ -51,6 +51,7 @@ from opsloop.receiver.store.schema import (
     INSERT_JOB,
     JOB_SELECT,
     UPSERT_INCIDENT,
+    URGENCY_PARAMS,
     Dialect,
     job_row,
     json_text,
@@ -62,13 +63,8 @@ T = TypeVar("T")
 
 # Stable key for PostgreSQL's advisory lock around plan gating (caps, cooldown, circuit breaker).
 GATE_LOCK = 0x6F70736C
-URGENCY = (
-    "(CASE WHEN notify_kind = 'escalation' THEN 0 ELSE (SELECT CASE WHEN labels LIKE ? THEN 1 "
-    "WHEN labels LIKE ? THEN 2 ELSE 3 END FROM incidents WHERE incidents.id = jobs.incident_id) END)"
-)
-URGENCY_PARAMS = ('%"severity":"critical"%', '%"severity":"warning"%')
-"""Due work is claimed most urgent first: escalations, then by the alert's severity (labels are stored as
-canonical JSON, so ``"severity":"critical"`` only matches that label, never a value containing it)."""
+URGENCIES = range(4)
+"""The values of a job's ``urgency`` (see ``schema.URGENCY``), most urgent first."""
 CONCURRENCY_RECHECK = 5.0
 """Seconds a run waiting for a free place of its plan (max_concurrent) waits before it asks again."""
 
@@ -165,9 +161,10 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
                 (REPLACED, "the alert resolved before this message went out", now, now, *stale_ids),
             )
             yield from pacing.release_holds(stale_ids, self.dialect.row_lock)
-        # A plan waiting for its next stage looks again now: a resolved alert counts as recovered.
+        # A plan waiting for its next stage looks again now: a resolved alert counts as recovered. ("+due_at":
+        # read the alert's jobs by incident, never every pending job due later, such as a paced backlog.)
         yield Stmt(
-            "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND due_at > ?",
+            "UPDATE jobs SET due_at = ? WHERE incident_id = ? AND kind = ? AND state = 'pending' AND +due_at > ?",
             (now, incident_id, PLAN, now),
         )
         for notifier in notifiers:
@@ -200,7 +197,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         result = yield Stmt(
             INSERT_JOB,
             (key, kind, incident_id, target, notify_kind, note, json_text(values), now if due_at is None else due_at,
-             int(manual), int(dry_run), now, now),
+             int(manual), int(dry_run), now, now, notify_kind, *URGENCY_PARAMS, incident_id),
         )  # fmt: skip
         return result.rows[0][0] if result.rows else None
 
@@ -211,16 +208,22 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         return await self._run(self._claim(owner, limit, lease, now))
 
     def _claim(self, owner: str, limit: int, lease: float, now: float) -> Op[list[Job]]:
-        # One member per group: the worker that claims it takes the rest of the group with it.
-        result = yield Stmt(
-            f"SELECT id, {grouping.GROUP_COLUMN} FROM jobs WHERE state = 'pending' AND due_at <= ? "
-            f"AND (lease_until IS NULL OR lease_until < ?) AND NOT {grouping.IN_LEASED_GROUP} "
-            f"ORDER BY {URGENCY}, due_at, id LIMIT ?" + self.dialect.skip_locked,
-            (now, now, now, *URGENCY_PARAMS, limit),
-        )
+        # Most urgent first, one index range per urgency, so a claim reads about the rows it takes whatever
+        # the backlog. One member per group: the worker that claims it takes the rest of the group with it.
+        rows: list[tuple[int, str | None]] = []
+        for urgency in URGENCIES:
+            result = yield Stmt(
+                "SELECT id, gid FROM jobs WHERE state = 'pending' AND urgency = ? AND due_at <= ? "
+                f"AND (lease_until IS NULL OR lease_until < ?) AND NOT {grouping.IN_LEASED_GROUP} "
+                "ORDER BY due_at, id LIMIT ?" + self.dialect.skip_locked,
+                (urgency, now, now, now, limit - len(rows)),
+            )
+            rows += result.rows
+            if len(rows) >= limit:
+                break
         ids: list[int] = []
         groups: set[str] = set()
-        for job_id, gid in result.rows:
+        for job_id, gid in rows:
             if gid not in groups:
                 ids.append(job_id)
             if gid is not None:

@@ -42,6 +42,7 @@ POSTGRES = Dialect(
     gate_lock="SELECT pg_advisory_xact_lock(?)",
     contains="strpos({column}, ?) > 0",
     json_field="({column}::json ->> '{name}')",
+    add_column="ADD COLUMN IF NOT EXISTS",
 )
 SCHEMA_LOCK = 0x6F70736D
 

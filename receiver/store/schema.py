@@ -29,6 +29,9 @@ class Dialect:
     """A condition true when ``{column}`` holds the text bound to its ``?`` as a substring."""
     json_field: str
     """The text of key ``{name}`` (a constant, never input) of the JSON object in ``{column}``."""
+    add_column: str = "ADD COLUMN"
+    """How an upgrade adds a column; SQLite has no ``IF NOT EXISTS`` there: its backend ignores the
+    "duplicate column" error of a store that has the column already."""
 
 
 def json_text(value: Mapping[str, str]) -> str:
@@ -175,17 +178,47 @@ ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
     updated_at = excluded.updated_at
 RETURNING id, received_at, status
 """
-INSERT_JOB = """
+URGENCY = (
+    "CASE WHEN {kind} = 'escalation' THEN 0 ELSE (SELECT CASE WHEN labels LIKE {critical} THEN 1 "
+    "WHEN labels LIKE {warning} THEN 2 ELSE 3 END FROM incidents WHERE incidents.id = {incident}) END"
+)
+URGENCY_PARAMS = ('%"severity":"critical"%', '%"severity":"warning"%')
+"""A job's urgency, 0 first: escalations, then by the alert's severity (labels are stored as canonical JSON,
+so ``"severity":"critical"`` only matches that label, never a value containing it). Kept on the job row
+(an alert's labels never change), indexed with the state and due time, so a claim reads only what it takes."""
+INSERT_JOB = f"""
 INSERT INTO jobs (key, kind, incident_id, target, notify_kind, note, vals, state, due_at, manual, dry_run,
-                  created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)
+                  created_at, updated_at, urgency)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?,
+        {URGENCY.format(kind="?", critical="?", warning="?", incident="?")})
 ON CONFLICT (key) DO NOTHING
 RETURNING id
 """
+# "%%" is one wildcard to LIKE, and what a driver that reads "%" as a placeholder turns into "%".
+BACKFILL_URGENCY = URGENCY.format(
+    kind="notify_kind",
+    critical='\'%%"severity":"critical"%%\'',
+    warning='\'%%"severity":"warning"%%\'',
+    incident="jobs.incident_id",
+)
+UPGRADE = f"""
+ALTER TABLE jobs {{add_column}} urgency INTEGER;
+ALTER TABLE jobs {{add_column}} gid TEXT;
+UPDATE jobs SET urgency = ({BACKFILL_URGENCY}) WHERE urgency IS NULL;
+UPDATE jobs SET gid = (SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id)
+    WHERE gid IS NULL AND state = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (state, urgency, due_at, id);
+CREATE INDEX IF NOT EXISTS jobs_group ON jobs (gid, state, id)
+"""
+"""Columns added after stores existed, filled in for the rows written before (the group of a pending
+delivery only: only pending members are ever read by group). Runs on every open; finds nothing to fill
+once done."""
 
 
 def schema_statements(dialect: Dialect) -> list[str]:
-    text = ";".join((SCHEMA, MOVES_SCHEMA, GROUPS_SCHEMA)).format(id_column=dialect.id_column, real=dialect.real)
+    text = ";".join((SCHEMA, MOVES_SCHEMA, GROUPS_SCHEMA, UPGRADE)).format(
+        id_column=dialect.id_column, real=dialect.real, add_column=dialect.add_column
+    )
     return [s.strip() for s in text.split(";") if s.strip()]
 
 

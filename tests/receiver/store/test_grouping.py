@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from opsloop.receiver.domain import SENT
+import dataclasses
+
+from opsloop.receiver.domain import SENT, RoutedAlert
 from opsloop.receiver.store import Store
+from opsloop.receiver.store.grouping import MAX_TAKE
 
 from tests.receiver.store.test_ops import NOW, alert
 
@@ -73,3 +76,53 @@ async def test_a_lost_group_lease_changes_nothing(store: Store) -> None:
     assert await store.take_group(b, "b", NOW + 41, NOW + 11) is not None
     assert not await store.end_group(a, "a", [j.id for j in group], SENT, "sent", [], NOW + 12)
     assert set((await members(store)).values()) == {"pending"}
+
+
+def severe(routed: RoutedAlert, severity: str) -> RoutedAlert:
+    labels = {**routed.alert.labels, "severity": severity}
+    return dataclasses.replace(routed, alert=dataclasses.replace(routed.alert, labels=labels))
+
+
+async def test_a_large_group_due_at_once_gives_one_member_and_leaves_room_for_other_work(store: Store) -> None:
+    big = [alert(f"fp{n:05}", **WINDOWS) for n in range(5000)]
+    await store.ingest(big, "http://am", 0, NOW)
+    await store.ingest([severe(alert("other"), "warning")], "http://am", 0, NOW + 1)  # alone, later, more urgent
+    claimed = await store.claim("w", 8, 30, NOW + 5)
+    assert [j.incident.fingerprint for j in claimed] == ["other", "fp00000"]  # by urgency, then due time
+    head = claimed[1]
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert [j.incident.fingerprint for j in group] == [f"fp{n:05}" for n in range(MAX_TAKE)]
+    assert await store.claim("w", 8, 30, NOW + 6) == []  # the leased group's 4,000 others wait for it
+    rest = [j.id for j in group[50:]]
+    assert await store.end_group(head, "w", [j.id for j in group[:50]], SENT, "sent", rest, NOW + 6)
+    (follow_up,) = await store.claim("w", 8, 30, NOW + 6)
+    assert follow_up.incident.fingerprint == "fp01000"  # due since NOW + 5; the rest of message 1 since NOW + 6
+    again = await store.take_group(follow_up, "w", NOW + 36, NOW + 6)
+    assert again is not None
+    assert again[0].id == follow_up.id
+    assert sorted(j.incident.fingerprint for j in again) == [f"fp{n:05}" for n in range(50, 50 + MAX_TAKE)]
+
+
+async def test_a_group_waiting_for_its_send_slot_holds_back_every_member_but_a_page(store: Store) -> None:
+    key = "slack-webhook:abc"
+    assert await store.take_slot(10**9, "x", key, 1.0, NOW + 9) is None  # a message went out: next slot NOW + 10
+    big = [alert(f"fp{n:05}", **WINDOWS) for n in range(MAX_TAKE + 200)]
+    await store.ingest([*big, severe(alert("zz-page", **WINDOWS), "critical")], "http://am", 0, NOW)
+    (page,) = await store.claim("w", 1, 30, NOW)  # a page of the group does not wait for its window
+    assert page.incident.fingerprint == "zz-page"
+    assert await store.reschedule(page.id, "w", due_at=NOW + 6, now=NOW)  # say its own turn is later
+    (head,) = await store.claim("w", 8, 30, NOW + 5)
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert len(group) == MAX_TAKE
+    slot = await store.group_slot(head, "w", [j.id for j in group], key, 1.0, NOW + 5, urgent=False)
+    assert slot == NOW + 10
+    # The 201 members not taken wait for the slot too; the page keeps its own time.
+    (again,) = await store.claim("w", 8, 30, NOW + 6)
+    assert again.id == page.id
+    assert await store.claim("w", 8, 30, NOW + 9) == []
+    due = {j.due_at for v in await store.incidents(limit=2000) for j in v.jobs if j.id != page.id}
+    assert due == {NOW + 10}
+    (next_head,) = await store.claim("w", 8, 30, NOW + 10)
+    assert next_head.incident.fingerprint == "fp00000"

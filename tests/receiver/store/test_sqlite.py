@@ -115,3 +115,37 @@ async def test_a_corrupt_database_file_fails_promptly_instead_of_hanging(tmp_pat
                 await open_and_ingest(corrupt)
     finally:
         await corrupt.close()
+
+
+async def test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.db"
+    store = open_store(f"sqlite://{path}")
+    await store.open()
+    grouped = {"group_key": "{}:{}", "group_windows": {"slack/x": 0.0}}
+    page = dataclasses.replace(ALERT.alert, fingerprint="page", labels={"severity": "critical"})
+    members = [dataclasses.replace(routed(f"m{n}"), **grouped) for n in range(3)]
+    await store.ingest([*members, dataclasses.replace(ALERT, alert=page)], "", 0, 1.0)
+    await store.close()
+    with sqlite3.connect(path) as conn:  # the jobs table as stores wrote it before these columns existed
+        for statement in ("DROP INDEX jobs_claim", "DROP INDEX jobs_group", "ALTER TABLE jobs DROP COLUMN urgency",
+                          "ALTER TABLE jobs DROP COLUMN gid"):  # fmt: skip
+            conn.execute(statement)
+    for _ in range(2):  # opening again finds the columns there
+        reopened = open_store(f"sqlite://{path}")
+        await reopened.open()
+        with sqlite3.connect(path) as conn:
+            urgency = dict(
+                conn.execute("SELECT i.fingerprint, j.urgency FROM jobs j JOIN incidents i ON i.id = j.incident_id")
+            )
+        assert urgency == {"page": 1, "m0": 3, "m1": 3, "m2": 3}
+        await reopened.close()
+    reopened = open_store(f"sqlite://{path}")
+    await reopened.open()
+    (first,) = await reopened.claim("w", 1, 30, 2.0)
+    assert first.incident.fingerprint == "page"  # due with the others, and first
+    (member,) = await reopened.claim("w", 8, 30, 2.0)  # one member per group
+    assert (member.incident.fingerprint, member.group) == ("m0", "slack/x|firing|{}:{}")
+    group = await reopened.take_group(member, "w", 32.0, 2.0)
+    assert group is not None
+    assert [j.incident.fingerprint for j in group] == ["m0", "m1", "m2"]
+    await reopened.close()
