@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "mutation.md"
@@ -42,7 +43,7 @@ MODULES: dict[str, list[str]] = {
     "receiver/matchers.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
                              "tests/receiver/test_matchers_semantics.py", "tests/receiver/test_matchers.py"],
     "receiver/recovery.py": ["tests/receiver/test_verifier.py", "tests/receiver/test_recovery_steps.py",
-                             "tests/receiver/test_recovery.py",
+                             "tests/receiver/test_recovery_outcomes.py", "tests/receiver/test_recovery.py",
                              "tests/receiver/console/test_approvals.py::test_without_a_decision_the_plan_escalates",
                              "tests/receiver/console/test_approvals.py::test_a_waiting_run_survives_a_restart_and_runs_once_approved",
                              "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
@@ -115,7 +116,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def mutate(module: str, runner: str, budget: float | None) -> bool:
     """Run mutmut over the module; False when the budget (seconds) ran out or Ctrl-C stopped it first."""
-    cmd = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", module, "--runner", runner]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--mutmut", "run", "--paths-to-mutate", module]
+    cmd += ["--runner", runner]
     proc = subprocess.Popen([*cmd, "--no-progress", "--simple-output"], cwd=ROOT, start_new_session=True)
     try:
         code = proc.wait(timeout=budget)
@@ -186,10 +188,30 @@ def run_tests(tests: list[str]) -> int:
     return 0 if subprocess.call(cmd, cwd=ROOT) == 0 else 1
 
 
+def run_mutmut(args: list[str]) -> NoReturn:
+    """mutmut's command line (it exits with mutmut's code), its cache lookup fixed for repeated lines.
+
+    mutmut 2.5 looks up the cached status of a module's mutants by the text of their line alone, so on a
+    resumed run a mutant on a repeated line (``return False``, a lone ``)``) took the status of the same
+    line's first occurrence: a survivor there was not tested again once the first was killed. Each
+    mutant is looked up by its line number too here, as mutmut does when it runs a single mutant.
+    """
+    from mutmut import cache
+    from mutmut.__main__ import climain
+
+    def statuses(filename: str, mutations: list[Any], hash_of_tests: str) -> dict[Any, str]:
+        return {m: cache.cached_mutation_status(filename, m, hash_of_tests) for m in mutations}
+
+    cache.get_cached_mutation_statuses = statuses
+    climain(args, prog_name="mutmut")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--pytest"]:
         return run_tests(argv[1:])
+    if argv[:1] == ["--mutmut"]:
+        run_mutmut(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--budget", type=float, metavar="MINUTES", help="stop each module's run after this long")
