@@ -56,7 +56,8 @@ MODULES: dict[str, list[str]] = {
                            "tests/receiver/test_worker_groups.py::test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap",
                            "tests/receiver/test_worker_groups.py::test_a_failing_mail_server_never_holds_the_worker"],
     "receiver/store": ["tests/receiver/store"],
-    "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py"],
+    "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
+                              "tests/receiver/store/test_ops_rows.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 
