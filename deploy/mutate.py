@@ -48,7 +48,8 @@ MODULES: dict[str, list[str]] = {
                              "tests/receiver/console/test_approvals.py::test_a_waiting_run_survives_a_restart_and_runs_once_approved",
                              "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
                              "tests/receiver/test_takeover.py::test_take_over_makes_a_dead_owners_work_due_now_as_interrupted"],
-    "receiver/worker.py": ["tests/receiver/test_worker_parts.py", "tests/receiver/test_worker.py",
+    "receiver/worker.py": ["tests/receiver/test_worker_parts.py", "tests/receiver/test_worker_deliveries.py",
+                           "tests/receiver/test_worker.py",
                            "tests/receiver/test_retry.py",  # groups: not the slow one
                            "tests/receiver/test_worker_groups.py::test_a_group_too_large_for_one_message_follows_up_and_loses_nothing",
                            "tests/receiver/test_worker_groups.py::test_resolving_a_group_replaces_what_was_not_sent_and_tells_the_rest_once",

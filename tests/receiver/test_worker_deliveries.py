@@ -1,0 +1,174 @@
+"""Single deliveries through a real worker, store and Slack stand-in: what each outcome leaves behind.
+
+The worker runs as in the receiver (claiming from a SQLite store, posting to the Slack stand-in); the
+oracles are the store's rows read with SQL, the stand-in's record of requests, the registry's samples
+and the log records the worker writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opsloop.receiver.config import ReceiverConfig
+from opsloop.receiver.domain import Alert, RoutedAlert
+from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.notify import build_notifiers
+from opsloop.receiver.recovery import PlanRunner
+from opsloop.receiver.store import Store, open_store
+from opsloop.receiver.worker import Worker
+from opsloop.testsupport.sinks import SlackSink
+
+from tests.receiver.harness import eventually
+
+ALERT = Alert(
+    fingerprint="fp", starts_at="2030-01-01T00:00:00Z", status="firing", labels={"alertname": "A"},
+    annotations={}, ends_at=None, generator_url="",
+)  # fmt: skip
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(f"sqlite://{tmp_path / 'r.db'}")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(tmp_path / "r.db")) as db:
+        return db.execute(sql).fetchall()
+
+
+async def deliver(store: Store, slack: SlackSink, tmp_path: Path, metrics: ReceiverMetrics, **worker: object) -> None:
+    """Run a worker until no delivery is pending any more."""
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"},
+        "notifiers": {"slack": [{"name": "oncall", "webhook_url": slack.url()}]},
+        "worker": {"poll_interval": "20ms", "lease": "3s", "retry_base": "10ms", "retry_cap": "20ms", **worker},
+    })  # fmt: skip
+    notifiers = build_notifiers(config.notifiers)
+    runner = PlanRunner(config, store, {}, None, metrics, "w", 3.0)
+    task = asyncio.create_task(Worker(config, store, notifiers, runner, metrics, "w").run())
+
+    async def done() -> bool:
+        return rows(tmp_path, "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
+
+    try:
+        await eventually(done, 20, "every delivery ended")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for notifier in notifiers.values():
+            await notifier.close()
+
+
+def logged(caplog: pytest.LogCaptureFixture, message: str, *fields: str) -> list[tuple[Any, ...]]:
+    return [tuple(getattr(r, f) for f in fields) for r in caplog.records if r.getMessage() == message]
+
+
+async def test_a_delivery_to_a_notifier_not_configured_fails_for_good(
+    store: Store, slack: SlackSink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "opsloop.receiver.worker")
+    metrics = ReceiverMetrics()
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/gone",))], "", 0, time.time())
+    await deliver(store, slack, tmp_path, metrics)
+    why = "notifier slack/gone is not configured"
+    assert rows(tmp_path, "SELECT id, state, result, attempts FROM jobs") == [(1, "failed", why, 1)]
+    assert logged(caplog, "delivery failed for good", "job", "notifier", "error") == [(1, "slack/gone", why)]
+    assert (
+        metrics.registry.get_sample_value(
+            "opsloop_receiver_deliveries_total", {"notifier": "slack/gone", "result": "failed"}
+        )
+        == 1
+    )
+    assert slack.responses == []
+
+
+async def test_each_delivery_shows_its_message_once_and_logs_each_attempt(
+    store: Store, slack: SlackSink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "opsloop.receiver.worker")
+    metrics = ReceiverMetrics()
+    slack.fail_next(1, 500)  # the first message fails once, the other goes at its first attempt
+    now = time.time()
+    for fp in ("fp1", "fp2"):
+        await store.ingest([RoutedAlert(replace(ALERT, fingerprint=fp), notifiers=("slack/oncall",))], "", 0, now)
+    await deliver(store, slack, tmp_path, metrics)
+    assert slack.responses == [500, 200, 200]
+    sent = rows(tmp_path, "SELECT id, state, result, attempts FROM jobs ORDER BY attempts")
+    assert [(state, result, attempts) for _, state, result, attempts in sent] == [
+        ("sent", "sent", 1),
+        ("sent", "sent", 2),
+    ]
+    shown = rows(tmp_path, "SELECT job_id, title FROM events WHERE kind = 'delivery' ORDER BY job_id")
+    assert shown == [(1, "firing message to slack/oncall"), (2, "firing message to slack/oncall")]
+    ((error,),) = logged(caplog, "delivery failed, will retry", "error")
+    assert "500" in error
+    assert sorted(logged(caplog, "notification sent", "job", "notifier", "kind", "attempt")) == sorted(
+        (job, "slack/oncall", "firing", attempts) for job, _, _, attempts in sent
+    )
+    sample = metrics.registry.get_sample_value
+    assert sample("opsloop_receiver_deliveries_total", {"notifier": "slack/oncall", "result": "retry"}) == 1
+    assert sample("opsloop_receiver_deliveries_total", {"notifier": "slack/oncall", "result": "sent"}) == 2
+
+
+async def test_retry_after_is_kept_within_the_cap_of_the_attempts_tier(
+    store: Store, slack: SlackSink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "opsloop.receiver.worker")
+    slack.fail_next(2, 429, retry_after=0.26)
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, time.time())
+    # the first retry may wait up to retry_cap (1 s), later ones up to redelivery_cap (70 ms here)
+    await deliver(store, slack, tmp_path, ReceiverMetrics(), delivery_attempts=2, retry_cap="1s", redelivery_cap="70ms")
+    assert slack.responses == [429, 429, 200]
+    assert logged(caplog, "delivery failed, will retry", "attempt", "delay_seconds") == [(1, 0.3), (2, 0.1)]  # to 0.1 s
+
+
+async def test_a_permanent_error_ends_the_delivery_with_the_error(
+    store: Store, slack: SlackSink, tmp_path: Path
+) -> None:
+    slack.fail_next(1, error="channel_not_found")
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, time.time())
+    await deliver(store, slack, tmp_path, ReceiverMetrics())
+    ((state, result, attempts),) = rows(tmp_path, "SELECT state, result, attempts FROM jobs")
+    assert (state, attempts) == ("failed", 1)
+    assert result.startswith("permanent error: ")
+    assert "channel_not_found" in result
+
+
+async def test_a_delivery_older_than_give_up_after_fails_at_its_next_error(
+    store: Store, slack: SlackSink, tmp_path: Path
+) -> None:
+    slack.fail_next(1, 500)
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, time.time() - 86_401)
+    await deliver(store, slack, tmp_path, ReceiverMetrics())
+    ((state, result, attempts),) = rows(tmp_path, "SELECT state, result, attempts FROM jobs")
+    assert (state, attempts) == ("failed", 1)
+    assert result.startswith("gave up after 1 attempts: ")
+    assert "500" in result
+
+
+async def test_a_delivery_whose_earlier_claim_was_cut_off_is_sent_again_and_says_so(
+    store: Store, slack: SlackSink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "opsloop.receiver.worker")
+    now = time.time()
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, now - 10)
+    assert len(await store.claim("dead", 10, 1.0, now - 10)) == 1  # its worker died holding the lease
+    await deliver(store, slack, tmp_path, ReceiverMetrics())
+    assert rows(tmp_path, "SELECT state, interrupted FROM jobs") == [("sent", 1)]
+    assert logged(caplog, "delivery interrupted earlier, sending again", "job", "notifier", "attempt") == [
+        (1, "slack/oncall", 1)
+    ]
