@@ -212,3 +212,27 @@ async def test_incidents_lists_the_fifty_newest_by_default_and_filters_by_status
         (v.incident.fingerprint,) for v in await store.incidents(filter=IncidentFilter(status="resolved"))
     ] == resolved
     assert len(await store.incidents(100, status="firing")) == 50
+
+
+async def test_a_resolved_alert_goes_to_the_notifiers_that_heard_it_fire_not_to_new_routes(store: Store) -> None:
+    await store.ingest([alert("fp1")], "", 0, NOW)  # told slack/oncall
+    await store.ingest([alert("fp1", status="resolved", notifiers=("email/new",))], "", 0, NOW + 5)  # routes changed
+    assert rows(store, "SELECT target, notify_kind FROM jobs ORDER BY id") == [
+        ("slack/oncall", "firing"), ("slack/oncall", "resolved"),
+    ]  # fmt: skip
+
+
+async def test_a_claim_takes_the_most_urgent_work_up_to_its_limit_across_urgencies(store: Store) -> None:
+    await store.ingest(
+        [labelled(alert("c"), severity="critical")]
+        + [labelled(alert(f"w{n}"), severity="warning") for n in range(3)]
+        + [alert(f"i{n}") for n in range(2)],
+        "", 0, NOW,
+    )  # fmt: skip
+    claimed = await store.claim("w", 3, 30, NOW)
+    leased = rows(store, "SELECT i.fingerprint FROM jobs j JOIN incidents i ON i.id = j.incident_id "
+                         "WHERE j.lease_owner = 'w' ORDER BY i.fingerprint")  # fmt: skip
+    assert sorted((j.incident.fingerprint,) for j in claimed) == leased
+    assert [fp for (fp,) in leased][:1] == ["c"]
+    assert len(leased) == 3
+    assert all(fp.startswith("w") for (fp,) in leased[1:])
