@@ -141,7 +141,7 @@ async def test_a_permanent_error_ends_the_delivery_with_the_error(
 ) -> None:
     slack.fail_next(1, error="channel_not_found")
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, time.time())
-    await deliver(store, slack, tmp_path, ReceiverMetrics())
+    await deliver(store, slack, tmp_path, ReceiverMetrics(), concurrency=1)  # one job at a time is enough
     ((state, result, attempts),) = rows(tmp_path, "SELECT state, result, attempts FROM jobs")
     assert (state, attempts) == ("failed", 1)
     assert result.startswith("permanent error: ")
@@ -172,3 +172,122 @@ async def test_a_delivery_whose_earlier_claim_was_cut_off_is_sent_again_and_says
     assert logged(caplog, "delivery interrupted earlier, sending again", "job", "notifier", "attempt") == [
         (1, "slack/oncall", 1)
     ]
+
+
+class Broken:
+    """A notifier with a bug: sending raises something no notifier is meant to raise."""
+
+    pace = None
+    edits = False
+
+    async def notify(self, notification: object) -> None:
+        raise LookupError("a bug")
+
+    def preview(self, notification: object) -> str:
+        return "a message"
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_step_that_raises_is_logged_with_its_job_and_the_worker_goes_on(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = ReceiverConfig.model_validate({"auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms"}})
+    metrics = ReceiverMetrics()
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/broken",))], "", 0, time.time())
+    worker = Worker(
+        config, store, {"slack/broken": Broken()}, PlanRunner(config, store, {}, None, metrics, "w", 10.0), metrics, "w"
+    )  # type: ignore[dict-item]
+    task = asyncio.create_task(worker.run())
+
+    async def failed() -> bool:
+        return any(r.getMessage() == "job step failed" for r in caplog.records)
+
+    try:
+        await eventually(failed, 10, "the step's failure logged")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    (record,) = [r for r in caplog.records if r.getMessage() == "job step failed"]
+    assert (record.name, record.levelno, record.job, record.kind) == (
+        "opsloop.receiver.worker",
+        logging.ERROR,
+        1,
+        "delivery",
+    )
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], LookupError)
+    # the job keeps its lease until it expires, and is then tried again as interrupted
+    assert rows(tmp_path, "SELECT state, lease_owner FROM jobs") == [("pending", "w")]
+
+
+async def test_a_worker_that_cannot_claim_says_why_and_keeps_polling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = open_store(f"sqlite://{tmp_path / 'r.db'}")
+    await closed.open()
+    await closed.close()
+    config = ReceiverConfig.model_validate({"auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms"}})
+    metrics = ReceiverMetrics()
+    worker = Worker(config, closed, {}, PlanRunner(config, closed, {}, None, metrics, "w", 10.0), metrics, "w")
+    task = asyncio.create_task(worker.run())
+
+    async def twice() -> bool:
+        return len([r for r in caplog.records if r.getMessage() == "cannot claim work"]) >= 2
+
+    try:
+        await eventually(twice, 10, "two failed claims")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    first = next(r for r in caplog.records if r.getMessage() == "cannot claim work")
+    assert (first.name, first.levelno) == ("opsloop.receiver.worker", logging.WARNING)
+    assert first.error
+
+
+class Slow:
+    """A notifier whose send takes 1.5 s, several times the lease of the test's workers."""
+
+    pace = None
+    edits = False
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def notify(self, notification: object) -> None:
+        await asyncio.sleep(1.5)
+        self.sent += 1
+
+    def preview(self, notification: object) -> str:
+        return "a message"
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it(store: Store, tmp_path: Path) -> None:
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "lease": "600ms"},
+    })  # fmt: skip
+    metrics, slow = ReceiverMetrics(), Slow()
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
+    workers = [
+        Worker(config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, o, 0.6), metrics, o)  # type: ignore[dict-item]
+        for o in ("first", "second")
+    ]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+
+    async def ended() -> bool:
+        return rows(tmp_path, "SELECT state FROM jobs") == [("sent",)]
+
+    try:
+        await eventually(ended, 10, "the delivery sent")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert slow.sent == 1
+    assert rows(tmp_path, "SELECT attempts, interrupted FROM jobs") == [(1, 0)]
