@@ -236,3 +236,14 @@ async def test_a_claim_takes_the_most_urgent_work_up_to_its_limit_across_urgenci
     assert [fp for (fp,) in leased][:1] == ["c"]
     assert len(leased) == 3
     assert all(fp.startswith("w") for (fp,) in leased[1:])
+
+
+async def test_renewing_a_lease_renews_the_lease_of_the_group_it_holds(store: Store) -> None:
+    await store.ingest([alert("fp1", **GROUPED)], "", 0, NOW)
+    (job,) = await store.claim("w", 1, 60, NOW + 30)
+    assert await store.take_group(job, "w", NOW + 90, NOW + 30) is not None
+    assert await store.extend_lease(job.id, "w", NOW + 120)
+    assert rows(store, "SELECT lease_owner, lease_until FROM jobs") == [("w", NOW + 120)]
+    assert rows(store, "SELECT owner, until FROM group_leases") == [("w", NOW + 120)]
+    assert not await store.extend_lease(job.id, "other", NOW + 150)  # not its lease: nothing moves
+    assert rows(store, "SELECT until FROM group_leases") == [(NOW + 120,)]
