@@ -7,6 +7,7 @@ own reads make of it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from contextlib import closing
@@ -25,10 +26,13 @@ from opsloop.receiver.domain import (
     Outcome,
     RoutedAlert,
 )
-from opsloop.receiver.store import Store
+from opsloop.receiver.store import Store, open_store
 from opsloop.receiver.store.postgres import PostgresStore
 from opsloop.receiver.store.reads import IncidentFilter
+from opsloop.testsupport.servers import PostgresServer
 
+from tests.receiver.harness import eventually
+from tests.receiver.store.conftest import fresh_postgres_url
 from tests.receiver.store.test_ops import NOW, OPEN_GATE, alert, claim_plan, skipped
 
 GROUPED = {"group_key": '{}:{alertname="A"}', "group_windows": {"slack/oncall": 30.0}}
@@ -247,3 +251,29 @@ async def test_renewing_a_lease_renews_the_lease_of_the_group_it_holds(store: St
     assert rows(store, "SELECT owner, until FROM group_leases") == [("w", NOW + 120)]
     assert not await store.extend_lease(job.id, "other", NOW + 150)  # not its lease: nothing moves
     assert rows(store, "SELECT until FROM group_leases") == [(NOW + 120,)]
+
+
+async def test_gating_on_postgresql_waits_while_another_replica_holds_the_gate_lock(
+    postgres_server: PostgresServer,
+) -> None:
+    url = fresh_postgres_url(postgres_server, "gate")
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.ingest([alert(plans=[("fix", {})])], "", 0, NOW)
+        job = await claim_plan(store, NOW)
+        with psycopg.connect(url, autocommit=True) as other:
+            # another replica gating now holds the advisory lock every replica of any version takes: "opsl"
+            other.execute("SELECT pg_advisory_lock(%s)", (0x6F70736C,))
+            gating = asyncio.create_task(store.gate(job, "w", OPEN_GATE, NOW, skipped))
+
+            async def waiting() -> bool:
+                found = other.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                return found.fetchone() == (1,)
+
+            await eventually(waiting, 10, "the gate waiting for the lock")
+            assert not gating.done()
+            other.execute("SELECT pg_advisory_unlock(%s)", (0x6F70736C,))
+            assert await gating is None
+    finally:
+        await store.close()
