@@ -249,16 +249,20 @@ async def test_a_worker_that_cannot_claim_says_why_and_keeps_polling(
 
 
 class Slow:
-    """A notifier whose send takes 1.5 s, several times the lease of the test's workers."""
+    """A notifier whose send takes ``seconds``; it counts the messages sent and the most sent at once."""
 
     pace = None
     edits = False
 
-    def __init__(self) -> None:
-        self.sent = 0
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sent = self.sending = self.most = 0
 
     async def notify(self, notification: object) -> None:
-        await asyncio.sleep(1.5)
+        self.sending += 1
+        self.most = max(self.most, self.sending)
+        await asyncio.sleep(self.seconds)
+        self.sending -= 1
         self.sent += 1
 
     def preview(self, notification: object) -> str:
@@ -272,7 +276,7 @@ async def test_a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it(
     config = ReceiverConfig.model_validate({
         "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "lease": "600ms"},
     })  # fmt: skip
-    metrics, slow = ReceiverMetrics(), Slow()
+    metrics, slow = ReceiverMetrics(), Slow(1.5)  # several times the lease
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
     workers = [
         Worker(config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, o, 0.6), metrics, o)  # type: ignore[dict-item]
@@ -291,3 +295,27 @@ async def test_a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it(
         await asyncio.gather(*tasks, return_exceptions=True)
     assert slow.sent == 1
     assert rows(tmp_path, "SELECT attempts, interrupted FROM jobs") == [(1, 0)]
+
+
+async def test_a_worker_runs_no_more_steps_at_once_than_its_concurrency(store: Store, tmp_path: Path) -> None:
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "concurrency": 1},
+    })  # fmt: skip
+    metrics, slow = ReceiverMetrics(), Slow(0.3)
+    for fp in ("fp1", "fp2"):
+        await store.ingest([RoutedAlert(replace(ALERT, fingerprint=fp), notifiers=("slack/slow",))], "", 0, time.time())
+    worker = Worker(
+        config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, "w", 10.0), metrics, "w"
+    )  # type: ignore[dict-item]
+    task = asyncio.create_task(worker.run())
+
+    async def ended() -> bool:
+        return rows(tmp_path, "SELECT state FROM jobs") == [("sent",), ("sent",)]
+
+    try:
+        await eventually(ended, 10, "both deliveries sent")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert (slow.sent, slow.most) == (2, 1)
