@@ -319,3 +319,37 @@ async def test_a_worker_runs_no_more_steps_at_once_than_its_concurrency(store: S
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert (slow.sent, slow.most) == (2, 1)
+
+
+async def test_a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_step(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "lease": "300ms"},
+    })  # fmt: skip
+    metrics, slow = ReceiverMetrics(), Slow(0.6)
+    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
+    worker = Worker(
+        config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, "w", 0.3), metrics, "w"
+    )  # type: ignore[dict-item]
+    task = asyncio.create_task(worker.run())
+    messages = ("cannot renew lease", "store unavailable during a step")
+
+    async def sending() -> bool:
+        return slow.sending == 1
+
+    async def both_logged() -> bool:
+        return {r.getMessage() for r in caplog.records} >= set(messages)
+
+    try:
+        await eventually(sending, 10, "the message being sent")
+        await store.close()  # the database goes away mid-step
+        await eventually(both_logged, 10, "the lost store logged")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for message in messages:
+        record = next(r for r in caplog.records if r.getMessage() == message)
+        assert (record.levelno, record.job) == (logging.WARNING, 1)
+        assert record.error
