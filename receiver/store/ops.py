@@ -176,12 +176,11 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         """A delivery of the webhook; with a group key it joins its group and waits ``group_window``."""
         alert = routed.alert
         key = delivery_key(notifier, alert.fingerprint, alert.starts_at, kind)
-        wait = routed.group_windows.get(notifier)
-        if not routed.group_key or wait is None:
+        if not routed.group_key or routed.group_windows.get(notifier) is None:
             return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
-        urgent = alert.labels.get("severity") == "critical"  # a page never waits for more of its group
+        wait = routed.group_wait(notifier)  # None for a page: it never waits for more of its group
         job_id = yield from self._insert_job(
-            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if urgent else now + wait
+            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if wait is None else now + wait
         )
         if job_id is not None:
             yield from grouping.join(job_id, group_id(notifier, kind, routed.group_key))
