@@ -172,11 +172,11 @@ class Worker:
 
     async def _deliver(self, job: Job) -> None:
         notifier = self.notifiers.get(job.target)
-        if notifier is None:
-            await self._end_delivery(job, FAILED, f"notifier {job.target} is not configured")
-            return
         if job.group:
             await self._deliver_group(job, notifier)
+            return
+        if notifier is None:
+            await self._end_delivery(job, FAILED, f"notifier {job.target} is not configured")
             return
         (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
         if job.notify_kind == "resolved" and any(
@@ -229,13 +229,18 @@ class Worker:
 
     # -- groups ---------------------------------------------------------------------------------
 
-    async def _deliver_group(self, job: Job, notifier: Notifier) -> None:
+    async def _deliver_group(self, job: Job, notifier: Notifier | None) -> None:
         """Send the pending alerts of ``job``'s group, as many as one message holds, as one message."""
         now = time.time()
         members = await self.store.take_group(job, self.owner, now + self.settings.lease, now)
         if members is None:
             return  # another worker sends this group now
         ids = [m.id for m in members]
+        if notifier is None:  # the whole group fails at once (and gives its lease back)
+            error = f"notifier {job.target} is not configured"
+            await self.store.end_group(job, self.owner, ids, FAILED, error, [], now)
+            self.metrics.deliveries.labels(job.target, FAILED).inc(len(ids))
+            return
         if group_class(job.group) == "resolved" and await self.store.firing_pending(job.target, ids):
             # A firing message about one of these alerts is still to go out: resolved must not overtake it.
             await self.store.release_group(job, self.owner, ids, now + 1.0, now)

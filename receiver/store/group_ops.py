@@ -31,9 +31,7 @@ class GroupOps(abc.ABC):
 
     def _take_group(self, job: Job, owner: str, until: float, now: float) -> Op[list[Job] | None]:
         ids = yield from grouping.take(job, owner, until, now)
-        if ids is None:
-            if (yield from grouping.owns(job.group, owner, "")):
-                return None  # another step of this process sends the group, this member with it
+        if ids is None:  # another worker holds the group: this member waits for it (or for its takeover)
             yield Stmt(
                 "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
                 (until, job.id, owner),
@@ -58,9 +56,9 @@ class GroupOps(abc.ABC):
     ) -> Op[float | None]:
         holder = (yield from grouping.held_slot(member_ids)) or job.id
         slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
-        if slot is not None:
-            yield from grouping.release(job.group, owner, member_ids, slot, now)
+        if slot is not None:  # the lease row is given back last: a claim may wait for that, never for jobs
             yield from grouping.hold_back(job.group, slot, now)
+            yield from grouping.release(job.group, owner, member_ids, slot, now)
         return slot
 
     async def release_group(

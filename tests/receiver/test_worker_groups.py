@@ -7,6 +7,7 @@ found by a label value only it carries, so the count is independent of how the n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import Counter
@@ -18,7 +19,7 @@ import pytest
 from opsloop.receiver.config import WorkerConfig
 from opsloop.receiver.domain import SENT
 from opsloop.receiver.worker import retry_delay
-from opsloop.testsupport.servers import free_port, wait_until
+from opsloop.testsupport.servers import PostgresServer, free_port, wait_until
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 from opsloop.testsupport.slack_limits import MAX_BLOCKS, SECTION_TEXT, payload_error
 
@@ -257,3 +258,30 @@ def test_kill_9_while_a_group_message_is_handed_over_resends_it_once_as_a_possib
     assert repeat in bodies[1]
     for body in bodies:  # the same 30 alerts, each once per message: nothing else repeated
         assert Counter(ALERT.findall(body)) == Counter(f"Q{n:04d}Z" for n in range(30))
+
+
+@pytest.mark.slow
+async def test_two_replicas_racing_for_one_group_send_it_as_one_message(
+    tmp_path: Path, receivers: Start, slack: SlackSink, postgres_server: PostgresServer
+) -> None:
+    """Two replicas on one PostgreSQL store poll every 10 ms, so their claims of a group that becomes due
+    meet in the same instant; round after round, one of them sends the whole group as one message."""
+    rounds, size = 12, 30
+    store = fresh_postgres_url(postgres_server, "race")
+    config = write_config(
+        tmp_path, notifiers={"slack": [slack_notifier("team", slack.url())]}, store=store,
+        routes=[{"match": {}, "notify": ["slack/team"], "group_window": "0s"}],
+        worker={"poll_interval": "10ms", "lease": "5s"},
+    )  # fmt: skip
+    replicas = [await receivers(config), await receivers(config)]
+    for n in range(rounds):
+        alerts = [queued(n * size + i) for i in range(size)]
+        payload = webhook(*alerts, group_key=f'{{}}:{{round="{n}"}}')
+        answers = await asyncio.gather(*(r.post(payload) for r in replicas))  # both HA peers send it
+        assert [status for status, _ in answers] == [200, 200]
+        await replicas[0].settled(30)
+        seen = tokens(slack.messages[-1].payload)
+        assert len(slack.messages) == n + 1, f"round {n}: the group was split into several messages"
+        assert seen == Counter(f"Q{n * size + i:04d}Z" for i in range(size))
+    everything = sum((tokens(m.payload) for m in slack.messages), Counter())
+    assert everything == Counter(f"Q{i:04d}Z" for i in range(rounds * size))  # each alert in exactly one message
