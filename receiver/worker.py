@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 
 from opsloop.receiver.automation import describe
 from opsloop.receiver.config import ReceiverConfig, WorkerConfig
@@ -38,6 +40,7 @@ from opsloop.receiver.domain import (
     group_class,
 )
 from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.notify import edits
 from opsloop.receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
 from opsloop.receiver.notify.group import GroupNotification, importance
 from opsloop.receiver.recovery import PlanRunner
@@ -280,7 +283,7 @@ class Worker:
             if group.thread is None:
                 await self.store.save_message_ref(self._thread_key(job), ref, time.time())
         result = f"sent in message {job.id} with {fit} alerts of its group"
-        await self.store.end_group(job, self.owner, sent, SENT, result, rest, time.time())
+        await self.store.end_group(job, self.owner, sent, SENT, result, rest, time.time(), ref)
         self.metrics.deliveries.labels(job.target, SENT).inc(fit)
         log.info("group message sent", extra=fields)
 
@@ -310,31 +313,40 @@ class Worker:
         left = [m for m in members if m.incident.id not in batches]
         for batch in sorted(set(batches.values())):
             told = [m for m in members if batches.get(m.incident.id) == batch]
-            ts = await self.store.message_ref(f"{job.target}|batch|{batch}")
-            shown = await self.store.batch_jobs(batch)
-            if ts is None or not shown:
-                left += told
-                continue
-            built = await self._notifications(shown)
-            settled = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in built]
-            klass = "resolved" if all(n.kind == "resolved" for n in settled) else "firing"
-            update = GroupNotification(klass, settled, link=self._link(job), key=job.group, message=batch, edit=ts)
-            ids = [m.id for m in told]
             try:
-                await notifier.notify_group(update)
+                shown_in = await self._edit_message(job, notifier, batch)
             except PermanentError as exc:
-                await self.store.end_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", [], time.time())
+                ids = [m.id for m in told]
+                await self.store.record_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", time.time())
                 continue
             except TransientError as exc:
                 await self._retry_group(job, notifier, [m.id for m in members], exc, {"job": job.id})
                 return []
-            result = f"updated message {batch} in place"
-            await self.store.end_group(job, self.owner, ids, SENT, result, [], time.time())
-            self.metrics.deliveries.labels(job.target, SENT).inc(len(ids))
+            if shown_in is None:
+                left += told
+                continue
+            for (part, ref), ids in groupby(sorted((shown_in[m.incident.id], m.id) for m in told), itemgetter(0)):
+                done = [i for _, i in ids]
+                result = f"updated message {batch} in place" + (f", part {part + 1} in its thread" if part else "")
+                await self.store.record_group(job, self.owner, done, SENT, result, time.time(), ref)
+                self.metrics.deliveries.labels(job.target, SENT).inc(len(done))
         if job.id not in {m.id for m in left}:  # the job holding the group was edited: give the group back
             await self.store.release_group(job, self.owner, [m.id for m in left], time.time(), time.time())
             return []
         return left
+
+    async def _edit_message(self, job: Job, notifier: Notifier, batch: int) -> dict[int, tuple[int, str]] | None:
+        """Group message ``batch`` edited to show its alerts as they are now (``edits.rewrite``): by incident,
+        the part of it and message ``ts`` that show the alert; None when the message cannot be edited."""
+        key = f"{job.target}|batch|{batch}"
+        ts = await self.store.message_ref(key)
+        shown = await self.store.batch_jobs(batch)
+        if ts is None or not shown:
+            return None
+        built = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in
+                 await self._notifications(shown)]  # fmt: skip
+        whole = GroupNotification("firing", built, link=self._link(job), key=job.group, message=batch, thread=ts)
+        return await edits.rewrite(self.store, notifier, key, whole)
 
     async def _notifications(self, members: list[Job]) -> list[tuple[Notification, Job]]:
         """Each member's notification, most important first, with what automation does about its alert."""

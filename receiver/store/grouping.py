@@ -202,8 +202,11 @@ def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:
     return bool(found.rows) and found.rows[0][0] == owner
 
 
-def end(member_ids: Sequence[int], state: str, result: str, batch: int | None, now: float) -> Op[None]:
-    """End members as sent (``batch``: the message they went out in) or failed."""
+def end(
+    member_ids: Sequence[int], state: str, result: str, batch: int | None, now: float, ref: str | None = None
+) -> Op[None]:
+    """End members as sent (``batch``: the message they went out in, ``ref``: its id at the notifier, a Slack
+    ``ts`` or a Message-ID) or failed."""
     if not member_ids:
         return
     yield Stmt(
@@ -212,8 +215,8 @@ def end(member_ids: Sequence[int], state: str, result: str, batch: int | None, n
         (state, result, now, now, *member_ids),
     )
     if batch is not None:
-        yield Stmt(f"UPDATE delivery_groups SET batch = ? WHERE job_id IN ({marks(member_ids)})",
-                   (batch, *member_ids))  # fmt: skip
+        yield Stmt(f"UPDATE delivery_groups SET batch = ?, ref = ? WHERE job_id IN ({marks(member_ids)})",
+                   (batch, ref, *member_ids))  # fmt: skip
 
 
 def retry(member_ids: Sequence[int], result: str, now: float) -> Op[None]:

@@ -204,6 +204,7 @@ BACKFILL_URGENCY = URGENCY.format(
 UPGRADE = f"""
 ALTER TABLE jobs {{add_column}} urgency INTEGER;
 ALTER TABLE jobs {{add_column}} gid TEXT;
+ALTER TABLE delivery_groups {{add_column}} ref TEXT;
 UPDATE jobs SET urgency = ({BACKFILL_URGENCY}) WHERE urgency IS NULL;
 UPDATE jobs SET gid = (SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id)
     WHERE gid IS NULL AND state = 'pending';

@@ -21,6 +21,7 @@ from opsloop.receiver.domain import SENT
 from opsloop.receiver.worker import retry_delay
 from opsloop.testsupport.servers import PostgresServer, free_port, wait_until
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
+from opsloop.testsupport.slack_api import SlackApiSink
 from opsloop.testsupport.slack_limits import MAX_BLOCKS, SECTION_TEXT, payload_error
 
 from tests.receiver.harness import (
@@ -285,3 +286,48 @@ async def test_two_replicas_racing_for_one_group_send_it_as_one_message(
         assert seen == Counter(f"Q{n * size + i:04d}Z" for i in range(size))
     everything = sum((tokens(m.payload) for m in slack.messages), Counter())
     assert everything == Counter(f"Q{i:04d}Z" for i in range(rounds * size))  # each alert in exactly one message
+
+
+async def test_app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing(
+    tmp_path: Path, receivers: Start
+) -> None:
+    """Resolved alerts whose summary grew no longer fit in the messages their firing went out in: each message
+    is edited to hold what fits and the rest continue in replies in its thread, every alert in exactly one."""
+    count, channel, token = 300, "C0GROUP001", "xoxb-group-test"
+    async with SlackApiSink(token=token, channels=(channel,)) as api:
+        app = {"name": "app", "token": token, "channel": channel, "api_url": api.url}
+        receiver = await receivers(
+            write_config(tmp_path, notifiers={"slack": [app]},
+                         routes=[{"match": {}, "notify": ["slack/app"], "group_window": "1s"}])
+        )  # fmt: skip
+        firing = [queued(n, severity="warning") | {"annotations": {"summary": LONG[:100]}} for n in range(count)]
+        assert (await receiver.post(webhook(*firing)))[0] == 200
+        await receiver.settled(30)
+        posted = list(api.messages)
+        assert 2 <= len(posted) <= 3  # the group needed more than one message
+        assert sum((tokens(m.payload) for m in posted), Counter()) == Counter(f"Q{n:04d}Z" for n in range(count))
+        grown = "the queue drained after the consumers were restarted and the backlog was replayed " * 5
+        resolved = [
+            queued(n, severity="warning") | {"status": "resolved", "endsAt": "2030-01-02T05:00:00Z",
+                                             "annotations": {"summary": grown}}
+            for n in range(count)
+        ]  # fmt: skip
+        assert (await receiver.post(webhook(*resolved)))[0] == 200
+        await receiver.settled(60)
+    replies = [m for m in api.messages if m.thread_ts is not None]
+    assert replies  # the edits did not fit: continued in threads
+    assert len(api.messages) == len(posted) + len(replies)  # no new message in the channel itself
+    for message in posted:
+        thread = [message, *(r for r in replies if r.thread_ts == message.ts)]
+        shown = sum((tokens(m.payload) for m in thread), Counter())
+        assert shown == tokens(message.history[0])  # the message and its replies: its own alerts, each once
+        assert all(payload_error(m.payload, web_api=True) is None for m in thread)
+        for m in thread:
+            assert m.payload["blocks"][0]["text"]["text"].startswith("RESOLVED")
+        if len(thread) > 1:
+            assert "more alerts of this group in this message's thread" in json.dumps(message.payload)
+    views = await receiver.incidents()
+    results = [j.result for v in views.values() for j in v.jobs if j.notify_kind == "resolved"]
+    assert len(results) == count
+    assert all(r.startswith("updated message ") for r in results)
+    assert sum("in its thread" in r for r in results) == sum(sum(tokens(r.payload).values()) for r in replies)
