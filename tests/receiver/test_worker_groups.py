@@ -20,6 +20,7 @@ from opsloop.receiver.config import WorkerConfig
 from opsloop.receiver.domain import SENT
 from opsloop.receiver.worker import retry_delay
 from opsloop.testsupport.servers import PostgresServer, free_port, wait_until
+from opsloop.testsupport.services import spawn_service
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 from opsloop.testsupport.slack_api import SlackApiSink
 from opsloop.testsupport.slack_limits import MAX_BLOCKS, SECTION_TEXT, payload_error
@@ -35,7 +36,7 @@ from tests.receiver.harness import (
     write_config,
 )
 from tests.receiver.store.conftest import fresh_postgres_url
-from tests.receiver.test_takeover import kill_9, request, spawn_receiver
+from tests.receiver.test_takeover import kill_9, request
 
 Start = Callable[[Path], Awaitable[Receiver]]
 ALERT = re.compile(r"Q\d{4}Z")
@@ -235,13 +236,13 @@ def test_kill_9_while_a_group_message_is_handed_over_resends_it_once_as_a_possib
             worker={"poll_interval": "100ms", "lease": "60s"},
         )  # fmt: skip
         port = free_port()
-        first = spawn_receiver(tmp_path, config, port, "first")
+        first = spawn_service("receiver", config, port, tmp_path, name="first")
         second = None
         try:
             request(port, "POST", "/alerts", webhook(*(queued(n) for n in range(30))), token=TOKEN)
             mailbox.inbox.wait_for(1, 15)
             kill_9(first)
-            second = spawn_receiver(tmp_path, config, port, "second")
+            second = spawn_service("receiver", config, port, tmp_path, name="second")
             mailbox.inbox.wait_for(2, 15)  # the lease is a minute: only the takeover explains this
 
             def all_sent() -> bool:
