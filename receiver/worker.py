@@ -322,10 +322,10 @@ class Worker:
             except TransientError as exc:
                 await self._retry_group(job, notifier, [m.id for m in members], exc, {"job": job.id})
                 return []
-            if shown_in is None:
-                left += told
-                continue
-            for (part, ref), ids in groupby(sorted((shown_in[m.incident.id], m.id) for m in told), itemgetter(0)):
+            shown_in = shown_in or {}
+            left += [m for m in told if m.incident.id not in shown_in]  # not in it: a message of their own
+            edited = sorted((shown_in[m.incident.id], m.id) for m in told if m.incident.id in shown_in)
+            for (part, ref), ids in groupby(edited, itemgetter(0)):
                 done = [i for _, i in ids]
                 result = f"updated message {batch} in place" + (f", part {part + 1} in its thread" if part else "")
                 await self.store.record_group(job, self.owner, done, SENT, result, time.time(), ref)

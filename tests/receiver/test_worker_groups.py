@@ -332,3 +332,8 @@ async def test_app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_
     assert len(results) == count
     assert all(r.startswith("updated message ") for r in results)
     assert sum("in its thread" in r for r in results) == sum(sum(tokens(r.payload).values()) for r in replies)
+    # Each resolved delivery names the message that shows its alert now, as Slack knows it (its ts).
+    shown_in = {alert: m.ts for m in api.messages for alert in tokens(m.payload)}
+    for view in views.values():
+        (told,) = [j for j in view.jobs if j.notify_kind == "resolved"]
+        assert told.message_ref == shown_in[view.incident.labels["queue"]]
