@@ -92,12 +92,12 @@ class GroupOps(abc.ABC):
 
     def _end_group(
         self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float,
-        ref: str | None, release: bool,
+        ref: str | None, give_back: bool,
     ) -> Op[bool]:  # fmt: skip
         if not (yield from grouping.owns(job.group, owner, self.dialect.row_lock)):
             return False
         yield from grouping.end(done, state, result, job.id if state == "sent" else None, now, ref)
-        if release:
+        if give_back:
             yield from grouping.release(job.group, owner, rest, now, now)
         return True
 

@@ -118,10 +118,12 @@ def lease(gids: Sequence[str], owner: str, until: float, now: float, skip_locked
         return set()
     found = yield Stmt(f"SELECT gid, until FROM group_leases WHERE gid IN ({marks(gids)}){skip_locked}", gids)
     free = sorted(gid for gid, expires in found.rows if expires < now)
-    unseen = [gid for gid in gids if gid not in {row[0] for row in found.rows}]
+    seen = {row[0] for row in found.rows}
+    unseen = [gid for gid in gids if gid not in seen]
     if unseen and skip_locked:  # not returned: missing, or locked by another transaction (then not free)
         present = yield Stmt(f"SELECT gid FROM group_leases WHERE gid IN ({marks(unseen)})", unseen)
-        unseen = [gid for gid in unseen if gid not in {row[0] for row in present.rows}]
+        seen = {row[0] for row in present.rows}
+        unseen = [gid for gid in unseen if gid not in seen]
     leased = set(free)
     if free:
         yield Stmt(f"UPDATE group_leases SET owner = ?, until = ? WHERE gid IN ({marks(free)})", (owner, until, *free))

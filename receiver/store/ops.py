@@ -222,10 +222,13 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
             if len(rows) >= limit:
                 break
         heads: dict[int, str | None] = {}
+        groups: list[str] = []
         for job_id, gid in rows:
-            if gid is None or gid not in heads.values():
+            if gid is None:
+                heads[job_id] = None
+            elif gid not in groups:
                 heads[job_id] = gid
-        groups = [gid for gid in heads.values() if gid is not None]
+                groups.append(gid)
         leased = yield from grouping.lease(groups, owner, now + lease, now, self.dialect.skip_locked)
         ids = [job_id for job_id, gid in heads.items() if gid is None or gid in leased]
         if not ids:
