@@ -11,6 +11,9 @@ heartbeat renews the lease while the step runs, so only a dead process's work is
 replica, once its lease expires. A delivery makes one attempt per claim; a transient failure releases it
 with a later due time (durable retry: the first ``delivery_attempts`` retries after short waits), so a
 failing notifier never holds a worker.
+
+The module runs past 400 lines on purpose: single deliveries, group messages and their edits in place
+share one class's lease, retry and metrics handling, and splitting them would split that handling too.
 """
 
 from __future__ import annotations
@@ -314,7 +317,7 @@ class Worker:
         for batch in sorted(set(batches.values())):
             told = [m for m in members if batches.get(m.incident.id) == batch]
             try:
-                shown_in = await self._edit_message(job, notifier, batch)
+                shown_in = await self._edit_message(job, notifier, batch, members)
             except PermanentError as exc:
                 ids = [m.id for m in told]
                 await self.store.record_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", time.time())
@@ -322,6 +325,8 @@ class Worker:
             except TransientError as exc:
                 await self._retry_group(job, notifier, [m.id for m in members], exc, {"job": job.id})
                 return []
+            except edits.MoreReplies:
+                return []  # the group waits in the store for the channel's next send slot
             shown_in = shown_in or {}
             left += [m for m in told if m.incident.id not in shown_in]  # not in it: a message of their own
             edited = sorted((shown_in[m.incident.id], m.id) for m in told if m.incident.id in shown_in)
@@ -335,9 +340,12 @@ class Worker:
             return []
         return left
 
-    async def _edit_message(self, job: Job, notifier: Notifier, batch: int) -> dict[int, tuple[int, str]] | None:
+    async def _edit_message(
+        self, job: Job, notifier: Notifier, batch: int, members: list[Job]
+    ) -> dict[int, tuple[int, str]] | None:
         """Group message ``batch`` edited to show its alerts as they are now (``edits.rewrite``): by incident,
-        the part of it and message ``ts`` that show the alert; None when the message cannot be edited."""
+        the part of it and message ``ts`` that show the alert; None when the message cannot be edited. Each
+        new reply takes the channel's next send slot: ``edits.MoreReplies`` once the group waits for one."""
         key = f"{job.target}|batch|{batch}"
         ts = await self.store.message_ref(key)
         shown = await self.store.batch_jobs(batch)
@@ -346,7 +354,17 @@ class Worker:
         built = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in
                  await self._notifications(shown)]  # fmt: skip
         whole = GroupNotification("firing", built, link=self._link(job), key=job.group, message=batch, thread=ts)
-        return await edits.rewrite(self.store, notifier, key, whole)
+        pace = notifier.pace
+        if pace is None:  # no send slots to take: every reply is posted at once
+            return await edits.rewrite(self.store, notifier, key, whole, posts=None)
+        ids, urgent = [m.id for m in members], any(map(is_urgent, members))
+        while True:
+            try:
+                return await edits.rewrite(self.store, notifier, key, whole)
+            except edits.MoreReplies:
+                slot = await self.store.group_slot(job, self.owner, ids, pace.key, pace.interval, time.time(), urgent)
+                if slot is not None:
+                    raise
 
     async def _notifications(self, members: list[Job]) -> list[tuple[Notification, Job]]:
         """Each member's notification, most important first, with what automation does about its alert."""

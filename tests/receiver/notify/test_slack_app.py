@@ -173,13 +173,13 @@ async def test_an_edit_that_outgrows_its_message_continues_in_replies_and_emptie
                 id=n, fingerprint=f"fp{n}", status=status, kind=status, annotations={"summary": summary},
                 labels={"alertname": "QueueBacklog", "severity": "warning", "queue": f"Q{n:04d}Z"},
             )
-            for n in range(150)
+            for n in range(300)
         ]  # fmt: skip
 
     def shown(messages: list[SlackApiMessage]) -> Counter[str]:
         return Counter(re.findall(r"Q\d{4}Z", json.dumps([m.payload["blocks"] for m in messages])))
 
-    every = Counter(f"Q{n:04d}Z" for n in range(150))
+    every = Counter(f"Q{n:04d}Z" for n in range(300))
     ts = await notifier.notify_group(GroupNotification("firing", alerts("short", "firing"), key="g"))
     assert ts is not None
     store = open_store(f"sqlite://{tmp_path / 'refs.db'}")
@@ -187,23 +187,28 @@ async def test_an_edit_that_outgrows_its_message_continues_in_replies_and_emptie
     try:
         await store.save_message_ref("k", ts, time.time())
         grown = GroupNotification("firing", alerts("grown " * 70, "resolved"), key="g", thread=ts)
-        first = await edits.rewrite(store, notifier, "k", grown)
+        with pytest.raises(edits.MoreReplies):  # each new reply waits for a send slot of its own
+            await edits.rewrite(store, notifier, "k", grown)
+        (message, reply) = api.messages
+        assert (reply.thread_ts, message.history) == (ts, [])  # the message is edited once its replies exist
+        first = await edits.rewrite(store, notifier, "k", grown, posts=None)
         (message, *replies) = api.messages
-        assert replies
+        assert len(replies) >= 2
+        assert replies[0] is reply
         assert all(r.thread_ts == ts for r in replies)
         assert shown(api.messages) == every  # what fits in the message, the rest in replies, each alert once
         assert {part for part, _ in first.values()} == set(range(len(replies) + 1))
         assert {ref for _, ref in first.values()} == {m.ts for m in api.messages}
         assert "more alerts of this group in this message's thread" in json.dumps(message.payload)
         # Shorter again: the message holds them all, and the replies no longer show any of them.
-        again = await edits.rewrite(store, notifier, "k", replace(grown, alerts=alerts("short", "resolved")))
+        again = await edits.rewrite(store, notifier, "k", replace(grown, alerts=alerts("short", "resolved")), posts=0)
         assert len(api.messages) == 1 + len(replies)  # edits only
         assert shown([message]) == every
         assert shown(replies) == Counter()
         assert all(EMPTIED_WORDS in json.dumps(r.payload) for r in replies)
         assert set(again.values()) == {(0, ts)}
         # Grown once more: the same replies are edited, no new message is posted.
-        await edits.rewrite(store, notifier, "k", grown)
+        await edits.rewrite(store, notifier, "k", grown, posts=0)  # every reply exists: nothing new to post
         assert len(api.messages) == 1 + len(replies)
         assert shown(api.messages) == every
     finally:
