@@ -245,6 +245,13 @@ def test_each_alert_of_a_group_shows_the_ids_of_the_messages_it_went_out_in(
                                   all(d["state"] == "sent" for d in receiver.incident(fp)["deliveries"])
                                   for fp in every), "every delivery recorded")  # fmt: skip
         browser.sign_in(receiver.url)
+        browser.wait_text("5 incidents")
+        rows = {r.find_element(By.CSS_SELECTOR, "td").text: r for r in browser.driver.find_elements(
+            By.CSS_SELECTOR, "table.list tbody tr")}  # fmt: skip
+        for zone, fingerprints in zones.items():
+            for fp in fingerprints:  # the list: beside each alert, the messages of its group
+                ids = rows[str(receiver.incident(fp)["id"])].find_elements(By.CSS_SELECTOR, ".message-id code")
+                assert sorted(e.text for e in ids) == sorted([mail_of[zone], ts_of[zone]])
         for zone, fingerprints in zones.items():
             other = next(z for z in zones if z != zone)
             for fp in fingerprints:
