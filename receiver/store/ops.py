@@ -100,11 +100,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         """Record a webhook's alerts and the work they cause, in one transaction; returns the alert count."""
         # One lock order for replicas.
         ordered = sorted(alerts, key=lambda routed: (routed.alert.fingerprint, routed.alert.starts_at))
-        return await self._run_ingest(self._ingest(ordered, external_url, truncated, now))
-
-    async def _run_ingest(self, op: Op[int]) -> int:
-        """``_run`` for a webhook: a backend may commit acknowledgements ahead of other queued work."""
-        return await self._run(op)
+        return await self._run(self._ingest(ordered, external_url, truncated, now))
 
     def _ingest(self, alerts: Sequence[RoutedAlert], external_url: str, truncated: int, now: float) -> Op[int]:
         for routed in alerts:

@@ -2,10 +2,7 @@
 
 Operations run in the writer thread, a whole operation in one hop, so they are serialised without
 asyncio locks and the event loop never waits on the disk. ``synchronous=FULL`` makes each commit
-durable before the webhook is acknowledged; operations queued meanwhile share one commit. Webhooks
-queued together commit first, in a transaction of their own: an acknowledgement never waits for the
-worker's operations queued with it (taking a group of a thousand messages holds the writer for tens of
-milliseconds).
+durable before the webhook is acknowledged; operations queued meanwhile share one commit.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._acks: deque[_Queued] = deque()  # webhooks: committed ahead of the rest
         self._queue: deque[_Queued] = deque()
         self._scheduled = False  # a commit group is queued in the writer and will take what is queued
 
@@ -72,16 +68,10 @@ class SqliteStore(Store):
         self._executor.shutdown(wait=True)
 
     async def _run(self, op: Op[T]) -> T:
-        return await self._enqueue(op, self._queue)
-
-    async def _run_ingest(self, op: Op[int]) -> int:
-        return await self._enqueue(op, self._acks)
-
-    async def _enqueue(self, op: Op[T], queue: deque[_Queued]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         queued = (op, future, loop)
-        queue.append(queued)
+        self._queue.append(queued)
         if not self._scheduled:
             # The writer clears the flag before it takes the queue: an operation queued after that
             # finds it cleared and schedules the next group (one wake-up per group, not per operation).
@@ -90,29 +80,23 @@ class SqliteStore(Store):
                 self._executor.submit(self._commit_group)
             except RuntimeError as exc:  # the store was closed: nothing will ever run this operation
                 self._scheduled = False
-                queue.remove(queued)
+                self._queue.remove(queued)
                 raise StoreUnavailable("the store is closed") from exc
         return await future
 
     def _commit_group(self) -> None:
-        """Commit the queued webhooks, then the other queued operations: each lot in one transaction.
-
-        Taking both queues before either commit keeps one wake-up per group; an operation queued meanwhile
-        schedules the next group.
-        """
-        self._scheduled = False
-        acks, rest = _take(self._acks), _take(self._queue)
-        for batch in (acks, rest):
-            if batch:  # empty when an earlier call took this call's operations
-                self._commit(batch)
-
-    def _commit(self, batch: list[_Queued]) -> None:
-        """Run ``batch`` in one transaction, each operation in its own savepoint, then commit once.
+        """Run every queued operation in one transaction, each in its own savepoint, then commit once.
 
         Concurrent webhooks share one fsync (group commit); a failing operation is rolled back to its
         savepoint alone. No result is handed back before the commit, so an acknowledgement still means
         the data is on disk.
         """
+        self._scheduled = False
+        batch: list[_Queued] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if not batch:
+            return  # an earlier call took this call's operations
         outcomes: list[tuple[object, BaseException | None]] = []
         try:
             conn = self._connection()
@@ -165,13 +149,6 @@ _Queued = tuple[Op[Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
 _Settled = tuple["asyncio.Future[Any]", object, BaseException | None]
-
-
-def _take(queue: deque[_Queued]) -> list[_Queued]:
-    taken: list[_Queued] = []
-    while queue:
-        taken.append(queue.popleft())
-    return taken
 
 
 def _settle(results: list[_Settled]) -> None:

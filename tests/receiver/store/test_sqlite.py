@@ -149,29 +149,3 @@ async def test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_o
     assert group is not None
     assert [j.incident.fingerprint for j in group] == ["m0", "m1", "m2"]
     await reopened.close()
-
-
-def slow_count() -> Op[int]:
-    """A read that keeps the writer busy for a while (tens of milliseconds), as a large group claim does."""
-    found = yield Stmt(
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400000) SELECT count(*) FROM c"
-    )
-    return found.rows[0][0]
-
-
-async def test_a_webhook_is_acknowledged_before_the_slow_operations_queued_with_it(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "receiver.db")
-    await store.open()
-    try:
-        first = asyncio.create_task(store._run(slow_count()))  # the writer is busy with this one
-        await asyncio.sleep(0.005)
-        queued = asyncio.create_task(store._run(slow_count()))  # queued before the webhook
-        await asyncio.sleep(0)
-        assert await store.ingest([routed("fp-ack")], "", 0, 1.0) == 1
-        assert not queued.done()  # the webhook's commit did not wait for it
-        assert (await first, await queued) == (400000, 400000)
-        # Committed, not only answered: another connection reads it.
-        with sqlite3.connect(tmp_path / "receiver.db") as conn:
-            assert conn.execute("SELECT fingerprint FROM incidents").fetchall() == [("fp-ack",)]
-    finally:
-        await store.close()
