@@ -8,6 +8,7 @@ import sys
 
 from opsloop.exporter.app import create_app
 from opsloop.exporter.config import ExporterConfig, load_config
+from opsloop.exporter.memory import fix_mmap_threshold
 from opsloop.exporter.sources import build_sources
 
 from opsloop.cli import parse_service_args, report_problems
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if idle:
         log.warning(idle, extra={"config": args.config})
     log.info("starting", extra={"listen": ",".join(args.listen), "config": args.config})
+    fix_mmap_threshold()
     return asyncio.run(serve_with(create_app(config, args.telemetry_path, guard), args.listen, guard))
 
 

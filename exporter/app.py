@@ -9,6 +9,7 @@ from opsloop.exporter.collector import Collector
 from opsloop.exporter.config import ExporterConfig, RedisConfig
 from opsloop.exporter.exposition import Family, render
 from opsloop.exporter.httpserver import HttpServer, Request, Response
+from opsloop.exporter.memory import release_free_memory
 from opsloop.exporter.sources import build_sources
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -94,7 +95,9 @@ class Exporter:
     ) -> Iterator[bytes]:
         """Our families in chunks, then the process metrics (with OpenMetrics' ``# EOF``), made as sent."""
         yield from render(families, openmetrics)
+        del families  # this scrape's columns are freed before the heap is trimmed
         yield encoder(self.process)
+        release_free_memory()
 
     async def healthy(self, _: Request) -> Response:
         return Response(body=b"OK\n")
