@@ -148,6 +148,8 @@ class HttpServer:
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
             pass  # the client went away or stalled: nothing to answer
+        except Exception:  # a body that failed after its headers went out: only closing tells the client
+            log.exception("response failed")
         finally:
             self._connections.discard(task)
             writer.close()

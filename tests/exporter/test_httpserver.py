@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import http.client
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from opsloop.exporter.httpserver import MAX_BODY_BYTES, MAX_HEADER_BYTES, HttpServer, Request, Response, accepts_gzip
@@ -21,9 +21,23 @@ async def chunks(_: Request) -> Response:
     return Response(body=(f"line {n}\n".encode() for n in range(3000)), compress=True)
 
 
+async def broken(_: Request) -> Response:
+    raise RuntimeError("handler bug")
+
+
+def _half_then_fail() -> Iterator[bytes]:
+    yield b"first chunk\n"
+    raise RuntimeError("render bug")
+
+
+async def half(_: Request) -> Response:
+    return Response(body=_half_then_fail())
+
+
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
-    server = HttpServer({"/hello": hello, "/chunks": chunks}, WebGuard(None))
+    routes = {"/hello": hello, "/chunks": chunks, "/broken": broken, "/half": half}
+    server = HttpServer(routes, WebGuard(None))
     await server.setup()
     await server.listen("127.0.0.1", 0, None)
     yield server.ports[0]
@@ -122,6 +136,18 @@ async def test_a_small_body_is_read_and_the_connection_kept(port: int) -> None:
         writer.close()
     assert answer.count(b"HTTP/1.1 200 OK") == 2
     assert answer.endswith(b"hello GET\n")
+
+
+async def test_a_failing_handler_gets_500_and_a_failing_body_a_cut_response(port: int, caplog) -> None:
+    failed = await asyncio.to_thread(request, port, "GET", "/broken")
+    assert (failed.status, failed.read()) == (500, b"500: Internal Server Error")
+    cut = await asyncio.to_thread(request, port, "GET", "/half")
+    assert cut.status == 200  # the headers went out before the body failed
+    with pytest.raises(http.client.IncompleteRead):
+        cut.read()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == ["request failed", "response failed"]
+    ok = await asyncio.to_thread(request, port, "GET", "/hello")
+    assert (ok.status, ok.read()) == (200, b"hello GET\n")
 
 
 def test_accepts_gzip() -> None:
