@@ -233,6 +233,9 @@ class ClusterPipeline(AsyncCoreCommands):
         replies: dict[int, object] = {}
         for node_parts, node_replies in zip(by_node.values(), sent, strict=True):
             replies.update(zip(map(id, node_parts), node_replies, strict=True))
+            # The finished gather keeps its result lists: emptied, they leave ``replies`` the only
+            # holder of the node replies, which merging frees command by command.
+            node_replies.clear()
         await self._follow_redirects(parts, replies)
         by_command: dict[int, list[_Part]] = defaultdict(list)
         for part in parts:
