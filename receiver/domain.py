@@ -153,6 +153,9 @@ class Job:
     incident: Incident
     group: str = ""
     """The delivery's group (notifier, message class and Alertmanager group), empty when it goes alone."""
+    message_ref: str = ""
+    """The notifier's id of the group message that told it (a Slack ``ts`` in app mode, an email's
+    Message-ID), once sent; empty for a Slack webhook, which names no message, and for a message alone."""
 
 
 @dataclass(frozen=True)
