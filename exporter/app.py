@@ -117,10 +117,6 @@ class Exporter:
 def create_app(config: ExporterConfig, telemetry_path: str = "/metrics", guard: WebGuard | None = None) -> HttpServer:
     """The exporter's server: ``setup`` builds the sources, ``listen`` serves, ``cleanup`` closes them."""
     exporter = Exporter(config, telemetry_path)
-    routes = {
-        telemetry_path: exporter.metrics,
-        "/-/healthy": exporter.healthy,
-        "/-/ready": exporter.ready,
-        "/": exporter.landing,
-    }
+    routes = {"/-/healthy": exporter.healthy, "/-/ready": exporter.ready, "/": exporter.landing}
+    routes[telemetry_path] = exporter.metrics  # last, so it wins: ``--web.telemetry-path /`` serves metrics
     return HttpServer(routes, guard or WebGuard(None), on_start=exporter.start, on_stop=exporter.stop)

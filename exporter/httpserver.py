@@ -95,7 +95,10 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
             raise BadRequest(400, f"malformed header line {line[:100]!r}")
         key = name.lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    return parts[0], parts[1].split("?", 1)[0], parts[2], headers
+    target = parts[1].split("?", 1)[0]
+    if target.startswith(("http://", "https://")):  # absolute form: the path after the authority
+        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+    return parts[0], target, parts[2], headers
 
 
 class HttpServer:

@@ -126,6 +126,12 @@ async def test_malformed_or_oversized_requests_get_an_error_and_a_closed_connect
     assert b"Connection: close" in answer
 
 
+async def test_absolute_form_and_query_strings_route_by_path(port: int) -> None:
+    answer = await raw(port, b"GET http://127.0.0.1/hello?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"hello GET\n")
+
+
 async def test_a_small_body_is_read_and_the_connection_kept(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
