@@ -33,7 +33,7 @@ MAX_BODY_BYTES = 64 * 1024
 KEEPALIVE_TIMEOUT = 75.0
 """Seconds an idle connection stays open for its next request (aiohttp's default)."""
 HEADER_TIMEOUT = 30.0
-"""Seconds a started request has to finish its headers."""
+"""Seconds a started request has to finish its headers and body."""
 METHODS = ("GET", "HEAD")
 
 
@@ -170,8 +170,8 @@ class HttpServer:
         try:
             async with asyncio.timeout(HEADER_TIMEOUT):
                 head = first + await reader.readuntil(b"\r\n\r\n")
-            method, path, version, headers = _parse_head(head[:-4])
-            await self._skip_body(reader, headers)
+                method, path, version, headers = _parse_head(head[:-4])
+                await self._skip_body(reader, headers)
         except asyncio.LimitOverrunError:
             await self._write(writer, "GET", version="HTTP/1.1", response=_error(431), keep=False)
             return False

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import http.client
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from opsloop.exporter import httpserver
 from opsloop.exporter.httpserver import MAX_BODY_BYTES, MAX_HEADER_BYTES, HttpServer, Request, Response, accepts_gzip
 
 from opsloop.webguard import WebGuard
@@ -154,6 +156,16 @@ async def test_a_failing_handler_gets_500_and_a_failing_body_a_cut_response(port
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == ["request failed", "response failed"]
     ok = await asyncio.to_thread(request, port, "GET", "/hello")
     assert (ok.status, ok.read()) == (200, b"hello GET\n")
+
+
+@pytest.mark.parametrize("partial", [b"GET /hel", b"GET /hello HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"])
+async def test_a_stalled_request_is_closed_after_the_header_timeout(
+    port: int, partial: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(httpserver, "HEADER_TIMEOUT", 0.2)
+    started = time.monotonic()
+    assert await raw(port, partial) == b""  # closed without an answer
+    assert time.monotonic() - started < 5
 
 
 def test_accepts_gzip() -> None:
