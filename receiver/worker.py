@@ -12,7 +12,7 @@ replica, once its lease expires. A delivery makes one attempt per claim; a trans
 with a later due time (durable retry: the first ``delivery_attempts`` retries after short waits), so a
 failing notifier never holds a worker.
 
-The module runs past 400 lines on purpose: single deliveries, group messages and their edits in place
+The module is longer than 400 lines because single deliveries, group messages and their edits in place
 share one class's lease, retry and metrics handling, and splitting them would split that handling too.
 """
 
