@@ -40,6 +40,13 @@ async def freeze_startup_heap(app: web.Application) -> None:
     gc.freeze()
 
 
+def service_app(config: ReceiverConfig, components: Components, telemetry_path: str) -> web.Application:
+    """The app as the service runs it: ``build_app`` plus what only a whole process wants."""
+    app = build_app(config, components, telemetry_path)
+    app.on_startup.append(freeze_startup_heap)  # after the lifecycle's start-up: the store is open
+    return app
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_service_args("opsloop-receiver", __doc__, DEFAULT_LISTEN, argv)
     setup_logging(args.log_level, args.log_format)
@@ -63,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if idle:
         log.warning(idle, extra={"config": args.config})
     try:
-        app = build_app(config, components, args.telemetry_path)
-        app.on_startup.append(freeze_startup_heap)  # after the lifecycle's start-up: the store is open
-        return asyncio.run(serve(app, args.listen, guard))
+        return asyncio.run(serve(service_app(config, components, args.telemetry_path), args.listen, guard))
     except StoreUnavailable as exc:
         log.error("cannot open the store", extra={"error": str(exc)})
         return 1
