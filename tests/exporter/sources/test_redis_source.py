@@ -31,8 +31,7 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     r.lpush("dlq:emails", "x")
     r.sadd("workers:rag", "w1")
     r.set("worker:mail:1", "x", ex=60)
-    r.set("worker:mail:2", "x", px=200)  # expires between discovery and the measured scrape
-    expires_ms = r.pexpiretime("worker:mail:2")
+    r.set("worker:mail:2", "x")  # given a 1 ms expiry once discovered: gone at the measured scrape
     r.hset("cache:stats:users", mapping={"hits": 3})
     r.hset("cache:stats:gone", mapping={"hits": 1})
     cfg = write_config(
@@ -53,6 +52,8 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     )
     client = await exporter_client(cfg)
     first = await scrape(client)  # discovery happens here
+    r.pexpire("worker:mail:2", 1)
+    expires_ms = r.pexpiretime("worker:mail:2")
     # Wait by Redis' own clock (TIME touches no key, so nothing expires it early and no lookup is counted).
     await asyncio.to_thread(wait_until, lambda: redis_clock_ms(r) > expires_ms, 5, "worker:mail:2 to expire")
     r.delete("cache:stats:gone")
