@@ -8,6 +8,10 @@ every loop is bounded in count.
 
     .venv/bin/python benchmarks/exporter_scrape.py [--counts 10,100,1000,10000,100000] [--scrapes 7]
         [--topologies standalone,cluster]
+    .venv/bin/python benchmarks/exporter_scrape.py --import-costs
+
+``--import-costs`` prints instead what each module the exporter loads adds to the resident size of a
+fresh interpreter, in the order the exporter loads them (and, for comparison, what it no longer loads).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,12 +129,60 @@ def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir:
     return rows
 
 
+IMPORT_STEPS = [
+    ("asyncio", "asyncio (loads ssl)"),
+    ("argparse, logging, opsloop.logs", "command line and logging"),
+    ("yaml", "PyYAML"),
+    ("pydantic_core", "pydantic-core (compiled)"),
+    ("pydantic.main, pydantic.fields, pydantic.functional_validators", "pydantic (BaseModel, fields, validators)"),
+    ("opsloop.configfile", "first models: pydantic's schema builder"),
+    ("opsloop.exporter.config", "the exporter's config models"),
+    ("redis.asyncio", "redis-py with hiredis"),
+    ("opsloop.exporter.sources, opsloop.exporter.collector", "sources, collector, exposition"),
+    ("prometheus_client", "prometheus-client"),
+    ("opsloop.webguard", "web config (TLS, basic auth)"),
+    ("opsloop.exporter.app, opsloop.exporter.__main__", "HTTP server and endpoints"),
+]
+NOT_LOADED = [("aiohttp.web", "aiohttp.web (before: the HTTP server)"), ("bcrypt", "bcrypt (only with basic auth)"),
+              ("psycopg", "psycopg (only with business queries)")]  # fmt: skip
+_PROBE = """
+import importlib, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+print(rss())
+for step in sys.argv[1:]:
+    for name in step.split(", "):
+        importlib.import_module(name)
+    print(rss())
+"""
+
+
+def import_costs() -> None:
+    """Resident size after each step in one fresh interpreter; the modules not loaded each in their own."""
+    steps = [names for names, _ in IMPORT_STEPS]
+    sizes = [float(v) for v in subprocess.check_output([sys.executable, "-c", _PROBE, *steps], text=True).split()]
+    assert len(sizes) == len(steps) + 1
+    print(f"| step | adds | resident |\n| --- | ---: | ---: |\n| interpreter | | {sizes[0]:.1f} MiB |")
+    for (_, label), before, after in zip(IMPORT_STEPS, sizes, sizes[1:], strict=False):
+        print(f"| {label} | {after - before:+.1f} MiB | {after:.1f} MiB |")
+    for name, label in NOT_LOADED:
+        out = subprocess.check_output([sys.executable, "-c", _PROBE, "opsloop.exporter.__main__", name], text=True)
+        _, loaded, extra = (float(v) for v in out.split())
+        print(f"| not loaded: {label} | {extra - loaded:+.1f} MiB | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="10,100,1000,10000,100000")
     parser.add_argument("--scrapes", type=int, default=7)
     parser.add_argument("--topologies", default="standalone,cluster")
+    parser.add_argument("--import-costs", action="store_true", help="print what each import adds, then exit")
     args = parser.parse_args()
+    if args.import_costs:
+        import_costs()
+        return
     reference = shutil.which("prometheus-redis-exporter")
     if reference is None:
         sys.exit("prometheus-redis-exporter is not installed (Debian package prometheus-redis-exporter)")

@@ -19,10 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.services import running_receiver
 from opsloop.testsupport.sinks import SlackSink
-from webhook_ack import start, stop
 
 TOKEN = "benchmark-token"
 TEAM, PAGES = "/services/T/B/team", "/services/T/B/pages"
@@ -56,13 +54,7 @@ def page_seconds(work: Path, backlog: int, max_seconds: float) -> float:
             "routes": [{"matchers": ['severity="critical"'], "notify": ["slack/pages"]},
                        {"match": {}, "notify": ["slack/team"]}],
         }  # fmt: skip
-        (work / "receiver.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        url = f"http://{LOOPBACK}:{port}"
-        argv = [sys.executable, "-m", "opsloop.receiver", "--config", str(work / "receiver.yml"),
-                "--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"]  # fmt: skip
-        proc = start(argv, url, work / "receiver.log")
-        try:
+        with running_receiver(config, work, "--log.level", "warning") as url:
             if backlog:
                 post(url, [alert(f"w{n}", "warning") for n in range(backlog)], group_key="")
                 slack.inbox.wait_for(1, max_seconds)  # the backlog is draining
@@ -74,8 +66,6 @@ def page_seconds(work: Path, backlog: int, max_seconds: float) -> float:
                     raise TimeoutError(f"no page within {max_seconds}s")
                 time.sleep(0.01)
             return next(m.received_at for m in slack.messages if m.path == PAGES) - posted
-        finally:
-            stop(proc)
 
 
 def main() -> int:

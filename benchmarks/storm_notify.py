@@ -27,11 +27,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.services import running_receiver
 from opsloop.testsupport.sinks import SlackMessage, SlackSink
 from page_latency import TOKEN, alert, post
-from webhook_ack import start, stop
 
 
 def told(messages: list[SlackMessage]) -> Counter[str]:
@@ -62,16 +60,8 @@ def run(
             "notifiers": {"slack": [{"name": "team", "webhook_url": slack.url()}]},
             "routes": [{"match": {}, "notify": ["slack/team"]}],
         }  # fmt: skip
-        (directory / "receiver.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        url = f"http://{LOOPBACK}:{port}"
-        argv = [sys.executable, "-m", "opsloop.receiver", "--config", str(directory / "receiver.yml"),
-                "--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"]  # fmt: skip
-        proc = start(argv, url, directory / "receiver.log")
-        try:
+        with running_receiver(config, directory, "--log.level", "warning") as url:
             return scenario(url, slack, time.monotonic() + max_seconds)
-        finally:
-            stop(proc)
 
 
 def reference(url: str, slack: SlackSink, deadline: float) -> dict[str, float]:

@@ -8,7 +8,9 @@ measures the bare handler and then the receiver on each store, with every alert 
 stand-in (``slack``: the worker delivers while webhooks arrive) and with no routes (``none``: the
 acknowledgement path alone). It prints webhooks per second, p50/p99 acknowledgement latency (wrk's
 histogram), the server process's CPU time per acknowledged webhook (all its threads), the load average
-before each measurement, and the throughput ratio to the bare handler of the same round. Every
+before each measurement, the p99 of a 4 KiB write and ``fdatasync`` sampled every 10 ms on the store's
+file system during the measurement (what a durable commit cannot beat), and the throughput ratio to the
+bare handler of the same round. Every
 measurement is bounded in time (``--seconds``) and in count (``--max-requests``); each receiver starts
 on an empty store.
 
@@ -32,6 +34,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -155,6 +159,35 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(15)
 
 
+class FlushSampler(threading.Thread):
+    """Times a 4 KiB write and ``fdatasync`` every 10 ms in ``work`` until stopped: the disk's own flush
+    latency meanwhile, so a commit tail can be told apart from a disk that was slow at that moment."""
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = work / "flush-sample"
+        self.samples: list[float] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while not self.halt.wait(0.01) and len(self.samples) < 100_000:
+                os.pwrite(fd, b"x" * 4096, 0)
+                started = time.perf_counter()
+                os.fdatasync(fd)
+                self.samples.append((time.perf_counter() - started) * 1000)
+        finally:
+            os.close(fd)
+            self.path.unlink()
+
+    def p99(self) -> float:
+        self.halt.set()
+        self.join()
+        ordered = sorted(self.samples) or [0.0]
+        return ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)]
+
+
 def measure(name: str, argv: list[str], port: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     url = f"http://{LOOPBACK}:{port}"
     proc = start(argv, url, work / "servers.log")
@@ -162,11 +195,18 @@ def measure(name: str, argv: list[str], port: int, args: argparse.Namespace, wor
         wrk(url, args, 2, 2000, work)  # warm up: connections, caches, the first pages of the store
         load = os.getloadavg()[0]
         before = cpu_seconds(proc.pid)
-        result = wrk(url, args, args.seconds, args.max_requests, work)
+        flushes = FlushSampler(work)
+        flushes.start()
+        try:
+            result = wrk(url, args, args.seconds, args.max_requests, work)
+        finally:
+            flush_p99 = flushes.p99()
         cpu = cpu_seconds(proc.pid) - before
     finally:
         stop(proc)
-    return {**result, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6}  # type: ignore[dict-item]
+    return {  # type: ignore[return-value]
+        **result, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6, "fsync_p99": flush_p99,
+    }  # fmt: skip
 
 
 def fresh_database(server: PostgresServer, name: str) -> str:
@@ -207,13 +247,13 @@ def one_round(
 def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> None:
     print(f"wrk, {args.connections} connections, {args.seconds:g} s per measurement, one alert per webhook, loopback")
     print(f"{'round':>5} {'server':34} {'load':>5} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>7} "
-          f"{'errors':>7} {'/ bare':>7}")  # fmt: skip
+          f"{'fsync99':>8} {'errors':>7} {'/ bare':>7}")  # fmt: skip
     for n, results in enumerate(rounds, 1):
         bare = results[0]["rate"]
         for r in results:
             errors = int(r["non_2xx"] + r["socket_errors"])
             print(f"{n:5d} {r['name']:34} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-                  f"{r['cpu_us']:7.0f} {errors:7d} {r['rate'] / bare:7.2f}")  # fmt: skip
+                  f"{r['cpu_us']:7.0f} {r['fsync_p99']:8.2f} {errors:7d} {r['rate'] / bare:7.2f}")  # fmt: skip
 
 
 def main() -> int:

@@ -8,11 +8,12 @@ import sys
 
 from opsloop.exporter.app import create_app
 from opsloop.exporter.config import ExporterConfig, load_config
+from opsloop.exporter.memory import fix_mmap_threshold
 from opsloop.exporter.sources import build_sources
 
 from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
-from opsloop.listen import serve
+from opsloop.listen import serve_with
 from opsloop.logs import setup_logging
 from opsloop.webconfig import WebConfigError
 from opsloop.webguard import WebGuard
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if idle:
         log.warning(idle, extra={"config": args.config})
     log.info("starting", extra={"listen": ",".join(args.listen), "config": args.config})
-    return asyncio.run(serve(create_app(config, args.telemetry_path), args.listen, guard))
+    fix_mmap_threshold()
+    return asyncio.run(serve_with(create_app(config, args.telemetry_path, guard), args.listen, guard))
 
 
 if __name__ == "__main__":

@@ -1,63 +1,34 @@
-"""The exporter's aiohttp application: /metrics, health endpoints and the landing page."""
+"""The exporter's HTTP endpoints: /metrics, health endpoints and the landing page."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Iterator
 
-from aiohttp import web
 from opsloop.exporter.collector import Collector
 from opsloop.exporter.config import ExporterConfig, RedisConfig
-from opsloop.exporter.exposition import render
+from opsloop.exporter.exposition import Family, render
+from opsloop.exporter.httpserver import HttpServer, Request, Response
+from opsloop.exporter.memory import release_free_memory
 from opsloop.exporter.sources import build_sources
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
 from opsloop.buildinfo import BuildInfoCollector
 from opsloop.landing import landing_page
+from opsloop.webguard import WebGuard
 
-CONFIG = web.AppKey("config", ExporterConfig)
-TELEMETRY_PATH = web.AppKey("telemetry_path", str)
-COLLECTOR = web.AppKey("collector", Collector)
-PROCESS = web.AppKey("process", CollectorRegistry)
 MIN_DEADLINE = 0.1
 
 
-def scrape_deadline(request: web.Request, config: ExporterConfig) -> float:
+def scrape_deadline(headers: dict[str, str], config: ExporterConfig) -> float:
     """Prometheus' scrape timeout minus the margin, or the configured default."""
-    header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+    header = headers.get("x-prometheus-scrape-timeout-seconds")
     try:
         timeout = float(header) if header else config.scrape.default_timeout
     except ValueError:
         timeout = config.scrape.default_timeout
     return max(MIN_DEADLINE, timeout - config.scrape.timeout_margin)
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    families = await app[COLLECTOR].collect(scrape_deadline(request, app[CONFIG]))
-    # prometheus-client negotiates the format and renders the process metrics; we render the rest.
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    openmetrics = content_type.startswith("application/openmetrics-text")
-    response = web.StreamResponse(headers={"Content-Type": content_type})
-    response.enable_compression()  # gzip only when the client accepts it
-    await response.prepare(request)
-    for chunk in render(families, openmetrics):
-        await response.write(chunk)
-    await response.write(encoder(app[PROCESS]))
-    await response.write_eof()
-    return response
-
-
-async def healthy(_: web.Request) -> web.Response:
-    return web.Response(text="OK\n")
-
-
-async def ready(request: web.Request) -> web.Response:
-    # Ready once the sources are built: a down Redis or PostgreSQL is reported in metrics, not here.
-    if COLLECTOR not in request.app:
-        return web.Response(status=503, text="starting\n")
-    return web.Response(text="OK\n")
 
 
 def config_summary(config: ExporterConfig) -> list[str]:
@@ -91,31 +62,61 @@ def _redact_url(url: str) -> str:
     return scheme + sep + rest
 
 
-async def landing(request: web.Request) -> web.Response:
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in config_summary(request.app[CONFIG]))
-    body = landing_page("opsloop exporter", request.app[TELEMETRY_PATH], f"<h2>Configuration</h2><ul>{items}</ul>")
-    return web.Response(text=body, content_type="text/html")
+class Exporter:
+    """The endpoints' state: the config, the collector (built when serving starts) and process metrics."""
+
+    def __init__(self, config: ExporterConfig, telemetry_path: str) -> None:
+        self.config = config
+        self.telemetry_path = telemetry_path
+        self.collector: Collector | None = None
+        self.process = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.process)
+        PlatformCollector(registry=self.process)
+        self.process.register(BuildInfoCollector())
+
+    async def start(self) -> None:
+        self.collector = Collector(build_sources(self.config), self.config.scrape)
+
+    async def stop(self) -> None:
+        if self.collector is not None:
+            await self.collector.close()
+
+    async def metrics(self, request: Request) -> Response:
+        if self.collector is None:
+            return Response(503, b"starting\n")
+        families = await self.collector.collect(scrape_deadline(request.headers, self.config))
+        # prometheus-client negotiates the format and renders the process metrics; we render the rest.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        return Response(body=self._exposition(families, openmetrics, encoder), content_type=content_type, compress=True)
+
+    def _exposition(
+        self, families: list[Family], openmetrics: bool, encoder: Callable[[CollectorRegistry], bytes]
+    ) -> Iterator[bytes]:
+        """Our families in chunks, then the process metrics (with OpenMetrics' ``# EOF``), made as sent."""
+        yield from render(families, openmetrics)
+        del families  # this scrape's columns are freed before the heap is trimmed
+        yield encoder(self.process)
+        release_free_memory()
+
+    async def healthy(self, _: Request) -> Response:
+        return Response(body=b"OK\n")
+
+    async def ready(self, _: Request) -> Response:
+        # Ready once the sources are built: a down Redis or PostgreSQL is reported in metrics, not here.
+        if self.collector is None:
+            return Response(503, b"starting\n")
+        return Response(body=b"OK\n")
+
+    async def landing(self, _: Request) -> Response:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in config_summary(self.config))
+        body = landing_page("opsloop exporter", self.telemetry_path, f"<h2>Configuration</h2><ul>{items}</ul>")
+        return Response(body=body.encode(), content_type="text/html; charset=utf-8")
 
 
-async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
-    collector = Collector(build_sources(app[CONFIG]), app[CONFIG].scrape)
-    app[COLLECTOR] = collector
-    yield
-    await collector.close()
-
-
-def create_app(config: ExporterConfig, telemetry_path: str = "/metrics") -> web.Application:
-    app = web.Application()
-    app[CONFIG] = config
-    app[TELEMETRY_PATH] = telemetry_path
-    process = CollectorRegistry(auto_describe=True)
-    ProcessCollector(registry=process)
-    PlatformCollector(registry=process)
-    process.register(BuildInfoCollector())
-    app[PROCESS] = process
-    app.cleanup_ctx.append(collector_ctx)
-    app.router.add_get(telemetry_path, metrics)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    app.router.add_get("/", landing)
-    return app
+def create_app(config: ExporterConfig, telemetry_path: str = "/metrics", guard: WebGuard | None = None) -> HttpServer:
+    """The exporter's server: ``setup`` builds the sources, ``listen`` serves, ``cleanup`` closes them."""
+    exporter = Exporter(config, telemetry_path)
+    routes = {"/-/healthy": exporter.healthy, "/-/ready": exporter.ready, "/": exporter.landing}
+    routes[telemetry_path] = exporter.metrics  # last, so it wins: ``--web.telemetry-path /`` serves metrics
+    return HttpServer(routes, guard or WebGuard(None), on_start=exporter.start, on_stop=exporter.stop)

@@ -53,7 +53,7 @@ class RedisConfig(RedisTopology):
     discovery_interval: Duration = 30.0
     """How often SCAN discovery of patterns runs; scrapes in between use the cached key list."""
     max_keys_per_pattern: int = Field(100_000, ge=1)
-    """Bounds memory: 100,000 list keys peak at about 100 MiB RSS during a scrape (benchmarks/README.md)."""
+    """Bounds memory: 100,000 list keys peak at about 60 MiB RSS during a scrape (benchmarks/README.md)."""
     forget_after: Duration = 3600.0
     """How long a discovered key that Redis deleted (an emptied list) keeps reading 0 before it is dropped."""
 

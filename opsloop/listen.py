@@ -2,7 +2,9 @@
 
 Addresses are written the way Prometheus tools write them (``HOST:PORT``, ``[::1]:PORT``, ``:PORT``
 for every interface). SIGHUP re-reads the ``--web.config.file``. A port that cannot be bound ends the
-program with one log line and exit status 1, not a traceback.
+program with one log line and exit status 1, not a traceback. The receiver serves an aiohttp
+application (``serve``); the exporter its own small server (``serve_with``), so aiohttp is imported
+only by the program that uses it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import argparse
 import asyncio
 import logging
 import signal
-
-from aiohttp import web
+import ssl
+from typing import TYPE_CHECKING, Protocol
 
 from opsloop.webguard import WebGuard
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("opsloop.web")
 
@@ -37,11 +42,46 @@ def listen_address_flag(value: str) -> str:
     return value
 
 
+class Server(Protocol):
+    """What ``serve_with`` runs: set up once, listen on each address, clean up at the end."""
+
+    async def setup(self) -> None: ...
+
+    async def listen(self, host: str | None, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        """Start listening; an address that cannot be bound raises OSError."""
+        ...
+
+    async def cleanup(self) -> None: ...
+
+
+class AiohttpServer:
+    """An aiohttp application behind the web config, as a ``Server``."""
+
+    def __init__(self, app: web.Application, guard: WebGuard) -> None:
+        from aiohttp import web  # lazily: see the module docstring
+
+        guard.install(app)
+        self._web = web
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+
+    async def setup(self) -> None:
+        await self.runner.setup()
+
+    async def listen(self, host: str | None, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        await self._web.TCPSite(self.runner, host, port, ssl_context=ssl_context).start()
+
+    async def cleanup(self) -> None:
+        await self.runner.cleanup()
+
+
 async def serve(app: web.Application, addresses: list[str], guard: WebGuard) -> int:
-    """Run ``app`` on ``addresses`` behind ``guard``; return the exit status."""
-    guard.install(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    """Run the aiohttp ``app`` on ``addresses`` behind ``guard``; return the exit status."""
+    return await serve_with(AiohttpServer(app, guard), addresses, guard)
+
+
+async def serve_with(server: Server, addresses: list[str], guard: WebGuard) -> int:
+    """Run ``server`` on ``addresses`` until SIGTERM or SIGINT; return the exit status."""
+    await server.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -50,9 +90,8 @@ async def serve(app: web.Application, addresses: list[str], guard: WebGuard) -> 
     try:
         for address in addresses:
             host, port = parse_listen_address(address)
-            site = web.TCPSite(runner, host, port, ssl_context=guard.server_context())
             try:
-                await site.start()
+                await server.listen(host, port, guard.server_context())
             except OSError as exc:
                 log.error("cannot listen", extra={"address": address, "error": exc.strerror or str(exc)})
                 return 1
@@ -63,4 +102,4 @@ async def serve(app: web.Application, addresses: list[str], guard: WebGuard) -> 
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        await server.cleanup()

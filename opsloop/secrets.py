@@ -15,6 +15,10 @@ variable or an unreadable file is reported with its key path at load, together w
 problem. The value is kept by the model (``secret("x")``), never in a field, so it is not printed by a
 model's repr.
 
+A model whose optional secret is needed only in some setups says so with ``require_secret("x")`` in its
+own validator. ``OptionalPassword`` declares the optional ``password`` of a login once, for every model
+that has one.
+
 A ``x_file`` path may start with ``${CREDENTIALS_DIRECTORY}``, the directory systemd's ``LoadCredential=``
 fills (a container sets the variable to its secrets mount), so one config serves both.
 """
@@ -72,12 +76,21 @@ class SecretsModel(StrictModel):
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         for name, required in self.secret_names().items():
-            keys = (name, f"{name}_env", f"{name}_file")
+            keys = secret_keys(name)
             given = [key for key in keys if getattr(self, key) is not None]
             if len(given) > 1 or (required and not given):
                 got = f" (got {', '.join(given)})" if given else ""
                 raise ValueError(f"set {'exactly' if required else 'at most'} one of {', '.join(keys)}{got}")
         return self
+
+    def secret_given(self, name: str) -> bool:
+        """Whether any of the secret's three keys is set."""
+        return any(getattr(self, key) is not None for key in secret_keys(name))
+
+    def require_secret(self, name: str) -> None:
+        """For a model validator: raise ValueError unless the optional secret ``name`` is set."""
+        if not self.secret_given(name):
+            raise ValueError(f"set exactly one of {', '.join(secret_keys(name))}")
 
     def secret(self, name: str) -> str | None:
         """The secret's value (read once, then kept); None when it is optional and not set.
@@ -85,8 +98,7 @@ class SecretsModel(StrictModel):
         Raises SecretError naming the key when the variable is unset or the file cannot be read.
         """
         if name not in self._values:
-            keys = (name, f"{name}_env", f"{name}_file")
-            self._values[name] = _read(name, *(getattr(self, key) for key in keys))
+            self._values[name] = _read(name, *(getattr(self, key) for key in secret_keys(name)))
         return self._values[name]
 
     def secret_problems(self) -> list[tuple[str, str]]:
@@ -98,6 +110,19 @@ class SecretsModel(StrictModel):
             except SecretError as exc:
                 problems.append((exc.key, str(exc)))
         return problems
+
+
+class OptionalPassword(SecretsModel):
+    """The optional ``password`` / ``password_env`` / ``password_file`` of a login (SMTP, Redis)."""
+
+    password: OptionalSecret = None
+    password_env: SecretEnv = None
+    password_file: SecretFile = None
+
+
+def secret_keys(name: str) -> tuple[str, str, str]:
+    """The three config keys of the secret ``name``: inline, environment variable, file."""
+    return name, f"{name}_env", f"{name}_file"
 
 
 CREDENTIALS_DIRECTORY = "${CREDENTIALS_DIRECTORY}"

@@ -6,6 +6,10 @@ every request and every handshake. Each new connection is wrapped by a context b
 it is at that moment, so a change (client auth type, versions, curve, certificate) applies to the very
 connection that noticed it. bcrypt runs in a thread, its results cached per
 (user, hash, password), so a scrape every second costs one hash check per password change.
+
+The checks (``refusal``, ``response_headers``) know no HTTP framework: the receiver applies them as
+an aiohttp middleware (``install``), the exporter in its own small server. aiohttp and bcrypt are
+imported only when used, so a process that needs neither does not pay their memory.
 """
 
 from __future__ import annotations
@@ -17,21 +21,43 @@ import hashlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
-
-import bcrypt
-from aiohttp import web
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opsloop.ratelimit import TokenBucket
 from opsloop.webconfig import LoadedWebConfig, WebConfigError, load_web_config
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 log = logging.getLogger("opsloop.web")
 
-# Checked for unknown users too, so a wrong user name takes as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"opsloop-unknown-user", bcrypt.gensalt(rounds=10))
 _CACHE_LIMIT = 100
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+class Refusal(NamedTuple):
+    """The answer to a request the web config refuses."""
+
+    status: int
+    text: str
+    headers: dict[str, str]
+
+
+@cache
+def _dummy_hash() -> bytes:
+    """Checked for unknown users too, so a wrong user name takes as long as a wrong password."""
+    import bcrypt  # lazily: only basic_auth_users need it
+
+    return bcrypt.hashpw(b"opsloop-unknown-user", bcrypt.gensalt(rounds=10))
+
+
+def _check_password(password: bytes, hashed: bytes) -> bool:
+    import bcrypt  # lazily: see _dummy_hash
+
+    return bcrypt.checkpw(password, hashed)
 
 
 def _stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
@@ -152,46 +178,57 @@ class WebGuard:
             return False
         hashed = self._loaded.config.basic_auth_users.get(user)
         known = hashed is not None
-        hashed_bytes = hashed.encode() if hashed is not None else _DUMMY_HASH
+        hashed_bytes = hashed.encode() if hashed is not None else _dummy_hash()
         key = hashlib.sha256(b"\0".join((user.encode(), hashed_bytes, password.encode()))).digest()
         ok = self._auth_cache.get(key)
         if ok is None:
-            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed_bytes)
+            ok = await asyncio.to_thread(_check_password, password.encode(), hashed_bytes)
             if len(self._auth_cache) >= _CACHE_LIMIT:
                 self._auth_cache.clear()
             self._auth_cache[key] = ok
         return ok and known
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def refusal(self, authorization: str, peercert: dict[str, Any] | None) -> Refusal | None:
+        """Why the file refuses a request with this Authorization header and client certificate, or None."""
         self.refresh()
         if self._error is not None or self._loaded is None:
-            return web.Response(status=500, text="Internal Server Error\n")
+            return Refusal(500, "Internal Server Error\n", {})
         if self._limiter is not None and not self._limiter.allow():
-            return web.Response(status=429, text="Too Many Requests\n")
-        if self._loaded.config.basic_auth_users and not await self._authorized(
-            request.headers.get("Authorization", "")
-        ):
-            return web.Response(status=401, text="Unauthorized\n", headers={"WWW-Authenticate": "Basic"})
-        if not self._client_san_allowed(request):
-            return web.Response(status=403, text="Forbidden\n")
-        return await handler(request)
+            return Refusal(429, "Too Many Requests\n", {})
+        if self._loaded.config.basic_auth_users and not await self._authorized(authorization):
+            return Refusal(401, "Unauthorized\n", {"WWW-Authenticate": "Basic"})
+        if not self._client_san_allowed(peercert):
+            return Refusal(403, "Forbidden\n", {})
+        return None
 
-    async def _add_headers(self, _request: web.Request, response: web.StreamResponse) -> None:
-        if self._loaded is not None:
-            response.headers.update(self._loaded.config.http_server_config.headers)
+    def response_headers(self) -> dict[str, str]:
+        """The headers the file adds to every response (``http_server_config.headers``)."""
+        return self._loaded.config.http_server_config.headers if self._loaded is not None else {}
 
     def install(self, app: web.Application) -> None:
-        """Put every route of ``app`` behind the web config (a no-op without ``--web.config.file``)."""
-        if self.path is not None:
-            app.middlewares.insert(0, self.middleware)
-            app.on_response_prepare.append(self._add_headers)
+        """Put every route of an aiohttp ``app`` behind the web config (a no-op without ``--web.config.file``)."""
+        from aiohttp import web  # lazily: the exporter serves without aiohttp
 
-    def _client_san_allowed(self, request: web.Request) -> bool:
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            peercert = request.transport.get_extra_info("peercert") if request.transport is not None else None
+            refused = await self.refusal(request.headers.get("Authorization", ""), peercert)
+            if refused is not None:
+                return web.Response(status=refused.status, text=refused.text, headers=refused.headers)
+            return await handler(request)
+
+        async def add_headers(_request: web.Request, response: web.StreamResponse) -> None:
+            response.headers.update(self.response_headers())
+
+        if self.path is not None:
+            app.middlewares.insert(0, middleware)
+            app.on_response_prepare.append(add_headers)
+
+    def _client_san_allowed(self, peercert: dict[str, Any] | None) -> bool:
         assert self._loaded is not None
         allowed = self._loaded.config.tls_server_config.client_allowed_sans
-        if allowed is None or request.transport is None:
+        if allowed is None:
             return True
-        cert = request.transport.get_extra_info("peercert") or {}
+        cert = peercert or {}
         sans = [value for _kind, value in cert.get("subjectAltName", ())]
         return any(san in allowed for san in sans)

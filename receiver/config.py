@@ -29,7 +29,7 @@ from pydantic import (
 
 from opsloop.configfile import StrictModel, describe_errors, key_path, load_model
 from opsloop.durations import Duration, parse_duration
-from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
+from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel, secret_keys
 
 DEFAULT_STORE = "sqlite:///var/lib/opsloop/receiver.db"
 DEFAULT_LISTEN = "127.0.0.1:9818"
@@ -88,10 +88,10 @@ class AuthConfig(SecretsModel):
 
     @model_validator(mode="after")
     def _one_method(self) -> AuthConfig:
-        token = (self.bearer_token, self.bearer_token_env, self.bearer_token_file)
-        given = sum(v is not None for v in token)
+        keys = secret_keys("bearer_token")
+        given = sum(getattr(self, key) is not None for key in keys)
         if given > 1 or (given == 0) == (self.basic_auth is None):
-            raise ValueError("set exactly one of bearer_token, bearer_token_env, bearer_token_file, basic_auth")
+            raise ValueError(f"set exactly one of {', '.join(keys)}, basic_auth")
         return self
 
 

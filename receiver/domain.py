@@ -125,6 +125,23 @@ class RoutedAlert:
     """Per notifier, the ``group_window`` of the route that named it: how long its message waits for
     more alerts of the same group."""
 
+    def group_wait(self, notifier: str) -> float | None:
+        """How long a message to ``notifier`` waits for more of its group; None: it goes out at once
+        (no group, no window for this notifier, or a page: a critical alert never waits)."""
+        wait = self.group_windows.get(notifier)
+        if not self.group_key or wait is None or self.alert.labels.get("severity") == "critical":
+            return None
+        return wait
+
+    @property
+    def work_due_now(self) -> bool:
+        """Whether storing this alert may leave work due at once (a worker should look now). A firing
+        alert whose every message waits for its group does not: the worker's poll finds those when due.
+        A resolved alert may (plans waiting for it, notifiers that heard it fire), whatever its routes."""
+        if self.alert.status != "firing" or self.plans:
+            return True
+        return any(not self.group_wait(notifier) for notifier in self.notifiers)  # a window of 0 waits for nothing
+
 
 @dataclass(frozen=True)
 class Job:
@@ -153,6 +170,9 @@ class Job:
     incident: Incident
     group: str = ""
     """The delivery's group (notifier, message class and Alertmanager group), empty when it goes alone."""
+    message_ref: str = ""
+    """The notifier's id of the group message that told it (a Slack ``ts`` in app mode, an email's
+    Message-ID), once sent; empty for a Slack webhook, which names no message, and for a message alone."""
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,9 @@ async def receive_alerts(request: web.Request) -> web.Response:
     outcome.labels("accepted").inc()
     for alert in payload.alerts:
         state.metrics.alerts.labels(alert.status).inc()
-    if state.worker is not None:
+    if state.worker is not None and any(routed.work_due_now for routed in alerts):
+        # Not for messages that wait for their group: a claim per webhook would find nothing due and cost
+        # the store a transaction per webhook (its poll finds them when due).
         state.worker.wake()
     return web.json_response({"status": "accepted", "alerts": len(alerts)})
 

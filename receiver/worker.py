@@ -11,6 +11,9 @@ heartbeat renews the lease while the step runs, so only a dead process's work is
 replica, once its lease expires. A delivery makes one attempt per claim; a transient failure releases it
 with a later due time (durable retry: the first ``delivery_attempts`` retries after short waits), so a
 failing notifier never holds a worker.
+
+The module is longer than 400 lines because single deliveries, group messages and their edits in place
+share one class's lease, retry and metrics handling, and splitting them would split that handling too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 
 from opsloop.receiver.automation import describe
 from opsloop.receiver.config import ReceiverConfig, WorkerConfig
@@ -38,6 +43,7 @@ from opsloop.receiver.domain import (
     group_class,
 )
 from opsloop.receiver.metrics import ReceiverMetrics
+from opsloop.receiver.notify import edits
 from opsloop.receiver.notify.base import HistoryEntry, Notification, Notifier, PermanentError, TransientError
 from opsloop.receiver.notify.group import GroupNotification, importance
 from opsloop.receiver.recovery import PlanRunner
@@ -172,11 +178,11 @@ class Worker:
 
     async def _deliver(self, job: Job) -> None:
         notifier = self.notifiers.get(job.target)
-        if notifier is None:
-            await self._end_delivery(job, FAILED, f"notifier {job.target} is not configured")
-            return
         if job.group:
             await self._deliver_group(job, notifier)
+            return
+        if notifier is None:
+            await self._end_delivery(job, FAILED, f"notifier {job.target} is not configured")
             return
         (view,) = await self.store.incidents(limit=1, incident_id=job.incident.id)
         if job.notify_kind == "resolved" and any(
@@ -229,13 +235,18 @@ class Worker:
 
     # -- groups ---------------------------------------------------------------------------------
 
-    async def _deliver_group(self, job: Job, notifier: Notifier) -> None:
+    async def _deliver_group(self, job: Job, notifier: Notifier | None) -> None:
         """Send the pending alerts of ``job``'s group, as many as one message holds, as one message."""
         now = time.time()
         members = await self.store.take_group(job, self.owner, now + self.settings.lease, now)
         if members is None:
             return  # another worker sends this group now
         ids = [m.id for m in members]
+        if notifier is None:  # the whole group fails at once (and gives its lease back)
+            error = f"notifier {job.target} is not configured"
+            await self.store.end_group(job, self.owner, ids, FAILED, error, [], now)
+            self.metrics.deliveries.labels(job.target, FAILED).inc(len(ids))
+            return
         if group_class(job.group) == "resolved" and await self.store.firing_pending(job.target, ids):
             # A firing message about one of these alerts is still to go out: resolved must not overtake it.
             await self.store.release_group(job, self.owner, ids, now + 1.0, now)
@@ -275,7 +286,7 @@ class Worker:
             if group.thread is None:
                 await self.store.save_message_ref(self._thread_key(job), ref, time.time())
         result = f"sent in message {job.id} with {fit} alerts of its group"
-        await self.store.end_group(job, self.owner, sent, SENT, result, rest, time.time())
+        await self.store.end_group(job, self.owner, sent, SENT, result, rest, time.time(), ref)
         self.metrics.deliveries.labels(job.target, SENT).inc(fit)
         log.info("group message sent", extra=fields)
 
@@ -305,31 +316,55 @@ class Worker:
         left = [m for m in members if m.incident.id not in batches]
         for batch in sorted(set(batches.values())):
             told = [m for m in members if batches.get(m.incident.id) == batch]
-            ts = await self.store.message_ref(f"{job.target}|batch|{batch}")
-            shown = await self.store.batch_jobs(batch)
-            if ts is None or not shown:
-                left += told
-                continue
-            built = await self._notifications(shown)
-            settled = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in built]
-            klass = "resolved" if all(n.kind == "resolved" for n in settled) else "firing"
-            update = GroupNotification(klass, settled, link=self._link(job), key=job.group, message=batch, edit=ts)
-            ids = [m.id for m in told]
             try:
-                await notifier.notify_group(update)
+                shown_in = await self._edit_message(job, notifier, batch, members)
             except PermanentError as exc:
-                await self.store.end_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", [], time.time())
+                ids = [m.id for m in told]
+                await self.store.record_group(job, self.owner, ids, FAILED, f"permanent error: {exc}", time.time())
                 continue
             except TransientError as exc:
                 await self._retry_group(job, notifier, [m.id for m in members], exc, {"job": job.id})
                 return []
-            result = f"updated message {batch} in place"
-            await self.store.end_group(job, self.owner, ids, SENT, result, [], time.time())
-            self.metrics.deliveries.labels(job.target, SENT).inc(len(ids))
+            except edits.MoreReplies:
+                return []  # the group waits in the store for the channel's next send slot
+            shown_in = shown_in or {}
+            left += [m for m in told if m.incident.id not in shown_in]  # not in it: a message of their own
+            edited = sorted((shown_in[m.incident.id], m.id) for m in told if m.incident.id in shown_in)
+            for (part, ref), ids in groupby(edited, itemgetter(0)):
+                done = [i for _, i in ids]
+                result = f"updated message {batch} in place" + (f", part {part + 1} in its thread" if part else "")
+                await self.store.record_group(job, self.owner, done, SENT, result, time.time(), ref)
+                self.metrics.deliveries.labels(job.target, SENT).inc(len(done))
         if job.id not in {m.id for m in left}:  # the job holding the group was edited: give the group back
             await self.store.release_group(job, self.owner, [m.id for m in left], time.time(), time.time())
             return []
         return left
+
+    async def _edit_message(
+        self, job: Job, notifier: Notifier, batch: int, members: list[Job]
+    ) -> dict[int, tuple[int, str]] | None:
+        """Group message ``batch`` edited to show its alerts as they are now (``edits.rewrite``): by incident,
+        the part of it and message ``ts`` that show the alert; None when the message cannot be edited. Each
+        new reply takes the channel's next send slot: ``edits.MoreReplies`` once the group waits for one."""
+        key = f"{job.target}|batch|{batch}"
+        ts = await self.store.message_ref(key)
+        shown = await self.store.batch_jobs(batch)
+        if ts is None or not shown:
+            return None
+        built = [replace(n, kind="resolved") if n.incident.status == "resolved" else n for n, _ in
+                 await self._notifications(shown)]  # fmt: skip
+        whole = GroupNotification("firing", built, link=self._link(job), key=job.group, message=batch, thread=ts)
+        pace = notifier.pace
+        if pace is None:  # no send slots to take: every reply is posted at once
+            return await edits.rewrite(self.store, notifier, key, whole, posts=None)
+        ids, urgent = [m.id for m in members], any(map(is_urgent, members))
+        while True:
+            try:
+                return await edits.rewrite(self.store, notifier, key, whole)
+            except edits.MoreReplies:
+                slot = await self.store.group_slot(job, self.owner, ids, pace.key, pace.interval, time.time(), urgent)
+                if slot is not None:
+                    raise
 
     async def _notifications(self, members: list[Job]) -> list[tuple[Notification, Job]]:
         """Each member's notification, most important first, with what automation does about its alert."""

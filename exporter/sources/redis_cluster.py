@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from array import array
 from binascii import crc_hqx
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -207,7 +208,7 @@ class _Part:
     address: str
     args: tuple[Any, ...]
     options: dict[str, Any]
-    keys: list[int] = field(default_factory=list)  # per-key scripts: positions of the keys it carries
+    keys: Sequence[int] = ()  # per-key scripts: positions of the keys it carries (an array: no int objects)
 
 
 class ClusterPipeline(AsyncCoreCommands):
@@ -232,6 +233,9 @@ class ClusterPipeline(AsyncCoreCommands):
         replies: dict[int, object] = {}
         for node_parts, node_replies in zip(by_node.values(), sent, strict=True):
             replies.update(zip(map(id, node_parts), node_replies, strict=True))
+            # The finished gather keeps its result lists: emptied, they leave ``replies`` the only
+            # holder of the node replies, which merging frees command by command.
+            node_replies.clear()
         await self._follow_redirects(parts, replies)
         by_command: dict[int, list[_Part]] = defaultdict(list)
         for part in parts:
@@ -245,7 +249,7 @@ class ClusterPipeline(AsyncCoreCommands):
             script, fixed = _PER_KEY_SCRIPTS[args[1]]
             numkeys = int(args[2])
             keys, extra = args[3 : 3 + numkeys], args[3 + numkeys : 3 + numkeys + fixed]
-            groups: dict[str, list[int]] = defaultdict(list)
+            groups: dict[str, array[int]] = defaultdict(lambda: array("I"))
             for position, owner in enumerate(self.nodes.owners(keys)):
                 groups[owner or primaries[0]].append(position)
             return [
@@ -344,7 +348,7 @@ class ClusterPipeline(AsyncCoreCommands):
         return results
 
     def _merge(self, args: tuple[Any, ...], parts: list[_Part], replies: dict[int, object]) -> object:
-        results = [replies[id(p)] for p in parts]
+        results = [replies.pop(id(p)) for p in parts]  # each command's node replies freed once merged
         if args[0] == "EVAL" and args[1] in _PER_KEY_SCRIPTS:
             return _merge_per_key(int(args[2]), parts, results)
         if len(results) == 1:

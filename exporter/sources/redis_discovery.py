@@ -1,10 +1,18 @@
-"""SCAN discovery of key patterns, cached and refreshed on an interval instead of on every scrape."""
+"""SCAN discovery of key patterns, cached and refreshed on an interval instead of on every scrape.
+
+Memory: the key names are most of what a pattern with 100,000 keys keeps (about 7 MiB). A scan
+collects into a list (a set would add 4 MiB for its table) and hands each key already listed the
+string object the list holds, so a rescan never keeps two copies of the names alive.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
+from bisect import bisect_left
+from itertools import compress, groupby, islice
 
 from opsloop.exporter.config import RedisConfig
 from opsloop.exporter.sources.base import Sample
@@ -54,35 +62,46 @@ class KeyDiscovery:
         return self.keys
 
     async def _scan(self, client: Redis) -> None:
-        found: set[str] = set()  # SCAN may return a key more than once
+        found: list[str] = []
+        listed = bytearray(len(self.keys))  # 1 where SCAN found a key of the current list again
         try:
             async with asyncio.timeout(SCAN_TIMEOUT):  # a hung scan must not block every later rescan
-                await self._collect(client, found)
+                await self._collect(client, found, listed)
         except Exception as exc:  # a failed rescan keeps the previous list; the error is reported
             self.last_error = str(exc) or type(exc).__name__
             log.warning("key discovery failed", extra={"pattern": self.pattern, "error": self.last_error})
             return
+        _sort_unique(found)  # SCAN may return a key more than once
         truncated = len(found) > self.max_keys
         if truncated:
-            found = set(sorted(found)[: self.max_keys])
+            del found[self.max_keys :]
             log.warning("key discovery truncated", extra={"pattern": self.pattern, "max_keys": self.max_keys})
         now = time.monotonic()
-        # Only vanished keys carry a time: 100,000 found keys cost no dict entry each.
-        vanished = {k: seen for k, seen in self._vanished.items() if k not in found}
-        if self.scanned_at is not None:
-            vanished.update((k, self.scanned_at) for k in self.keys if k not in found and k not in vanished)
+        # Listed keys this scan did not find, with when one last did: only vanished keys carry a time,
+        # so 100,000 found keys cost no dict entry each.
+        missing = compress(self.keys, listed.translate(_NOT_FOUND))
+        vanished = {k: self._vanished.get(k, self.scanned_at or now) for k in missing}
         room = self.max_keys - len(found)  # vanished keys never push found ones past the cap
         kept = sorted(k for k, seen in vanished.items() if now - seen <= self.forget_after)[: max(room, 0)]
         self._vanished = {k: vanished[k] for k in kept}
-        self.keys, self.truncated = sorted([*found, *kept]), truncated
+        if kept:
+            found += kept
+            found.sort()
+        self.keys, self.truncated = found, truncated
         self.scanned_at = now
 
-    async def _collect(self, client: Redis, found: set[str]) -> None:
+    async def _collect(self, client: Redis, found: list[str], listed: bytearray) -> None:
         """SCAN until done or one key past the cap (which tells that the cap was hit)."""
+        keys = self.keys  # sorted; replaced by _scan, never changed in place
         async for key in client.scan_iter(match=self.pattern, count=SCAN_COUNT):
-            found.add(key)
+            i = bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                key, listed[i] = keys[i], 1  # the listed object: the scanned copy is freed at once
+            found.append(key)
             if len(found) > self.max_keys:
-                return
+                _sort_unique(found)
+                if len(found) > self.max_keys:
+                    return
 
     def close(self) -> None:
         if self._refresh is not None:
@@ -90,3 +109,14 @@ class KeyDiscovery:
 
     def samples(self) -> list[Sample]:
         return [Sample(KEYS_TRUNCATED, (self.redis_name, self.pattern), 1.0 if self.truncated else 0.0)]
+
+
+_NOT_FOUND = bytes([1]) + bytes(255)
+"""``bytes.translate`` table turning the found-again flags (1) into the vanished mask (0 -> 1)."""
+
+
+def _sort_unique(keys: list[str]) -> None:
+    """Sort ``keys`` in place and drop repeats (a set would cost its table)."""
+    keys.sort()
+    if any(map(operator.eq, keys, islice(keys, 1, None))):
+        keys[:] = [key for key, _ in groupby(keys)]

@@ -121,6 +121,9 @@ class KeyReader:
         """Lengths and ages as two columns; anything else a key publishes (stream groups) as samples."""
         now = time.time()
         out = _Columns([], array("d"), [], array("d"), [])
+        # A pattern's columns share the discovered key list as their names while every batch takes
+        # the fast path: 100,000 keys then cost no list of names per column.
+        shared = self.discovery is not None
         for start, reply in zip(range(0, len(keys), SCRIPT_BATCH), replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply  # the script itself failed: Redis is not usable for this source
@@ -130,8 +133,14 @@ class KeyReader:
             self.lookups.add(int(hits), int(misses))
             batch = keys[start : start + SCRIPT_BATCH]
             labels = batch if self.discovery is not None else [self._label(key) for key in batch]
-            if not self._lists_with_stamps(labels, body, now, out):
-                self._add_lines(batch, body.split("\n"), now, out)
+            if self._lists_with_stamps(labels, body, now, out, names=not shared):
+                continue
+            if shared:  # the first batch read the long way: the names so far become lists of their own
+                out.length_names, out.age_names = keys[:start], keys[:start] if self.oldest else []
+                shared = False
+            self._add_lines(batch, body.split("\n"), now, out)
+        if shared:
+            out.length_names, out.age_names = keys, keys if self.oldest else []
         prefix = (self.redis_name,)
         if out.length_names:  # a pattern that matches nothing publishes no family, not an empty one
             yield Column(self.metrics.length, prefix, out.length_names, out.lengths)
@@ -141,9 +150,10 @@ class KeyReader:
         if self.discovery is not None:
             yield from self.discovery.samples()
 
-    def _lists_with_stamps(self, labels: list[str], body: str, now: float, out: _Columns) -> bool:
+    def _lists_with_stamps(self, labels: list[str], body: str, now: float, out: _Columns, names: bool) -> bool:
         """The common batch, read with one split and no per-key branches: lists whose oldest items all
-        carry a unix-time stamp (or no stamp is asked for). False, having added nothing, for any other."""
+        carry a unix-time stamp (or no stamp is asked for). False, having added nothing, for any other.
+        ``names`` False adds only the values (the caller shares the key list as the names)."""
         fields = body.replace("\n", "\t").split("\t")
         # Every line has at least three fields, so exactly three per line leaves no room for groups.
         if len(fields) != 3 * len(labels) or fields[0::3].count("list") != len(labels):
@@ -155,9 +165,11 @@ class KeyReader:
                 return False
             if any(map(MILLISECONDS.__lt__, stamps)):  # too large for seconds, as parse_timestamp reads them
                 stamps = [stamp / 1000.0 if stamp > MILLISECONDS else stamp for stamp in stamps]
-            out.age_names.extend(labels)
+            if names:
+                out.age_names.extend(labels)
             out.ages.extend(map(max, repeat(0.0), map(now.__sub__, stamps)))
-        out.length_names.extend(labels)
+        if names:
+            out.length_names.extend(labels)
         out.lengths.extend(map(float, fields[1::3]))
         return True
 

@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
 from opsloop.redis_connect import URL_SCHEMES, RedisTopology
-from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
+from opsloop.secrets import OptionalPassword, OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
 
@@ -43,16 +43,13 @@ class SecretValue(SecretsModel):
     value_file: SecretFile = None
 
 
-class RedisActionConfig(ActionBaseConfig, RedisTopology):
+class RedisActionConfig(ActionBaseConfig, RedisTopology, OptionalPassword):
     """Where a Redis action connects: a URL (which may carry credentials), an optional password, and
     for a cluster or a Sentinel set the topology keys of ``opsloop.redis_connect``."""
 
     redis: OptionalSecret = None
     redis_env: SecretEnv = None
     redis_file: SecretFile = None
-    password: OptionalSecret = None
-    password_env: SecretEnv = None
-    password_file: SecretFile = None
 
     @field_validator("redis")
     @classmethod
@@ -66,10 +63,8 @@ class RedisActionConfig(ActionBaseConfig, RedisTopology):
 
     @model_validator(mode="after")
     def _url_unless_sentinel(self) -> RedisActionConfig:
-        # With sentinels the URL is optional: it only carries credentials and db.
-        given = any(getattr(self, key) is not None for key in ("redis", "redis_env", "redis_file"))
-        if self.mode != "sentinel" and not given:
-            raise ValueError("set exactly one of redis, redis_env, redis_file")
+        if self.mode != "sentinel":  # with sentinels the URL is optional: it only carries credentials and db
+            self.require_secret("redis")
         return self
 
 

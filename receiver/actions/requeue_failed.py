@@ -10,7 +10,7 @@ serves other clients between them; a run stops at ``max_items``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,34 @@ async def _call(client: Redis, target: Target, dry: bool, wanted: int, *extra: s
     return done, left, dangling
 
 
+async def _in_batches(
+    client: Redis,
+    target: Target,
+    max_items: int,
+    progress: Progress,
+    note: Callable[[int], str],
+    window: int | None = None,
+) -> tuple[int, int, int]:
+    """Run ``target`` for real, BATCH jobs at a time, up to ``max_items``: (done, ids dropped, left).
+
+    A requeue (no ``window``) moves jobs and drops ids without a job record, both out of ``max_items``, and
+    goes on until a batch takes nothing. A purge counts such ids among the jobs it deletes, examines
+    ``window`` entries beyond those it wants, and stops at the first batch that deletes fewer than wanted.
+    ``note(done)`` is the progress note after each batch.
+    """
+    purge = window is not None
+    done = dropped = left = 0
+    while (taken := done if purge else done + dropped) < max_items:
+        wanted = min(BATCH, max_items - taken)
+        extra = (str(wanted + window),) if window is not None else ()
+        count, left, dangling = await _call(client, target, False, wanted, *extra)
+        done, dropped = done + count, dropped + dangling
+        progress.note = note(done)
+        if (count < wanted) if purge else (count + dangling == 0):
+            break
+    return done, dropped, left
+
+
 class RequeueFailedAction(RedisAction[RequeueFailedConfig]):
     type = "requeue_failed"
     cluster_safe = False
@@ -76,13 +104,9 @@ class RequeueFailedAction(RedisAction[RequeueFailedConfig]):
             if dry_run:
                 count, left, _ = await _call(client, target, True, cfg.max_items)
                 return ActionResult(True, f"would requeue {count} of {count + left} {cfg.framework} jobs {route}", True)
-            moved = dropped = left = 0
-            while moved + dropped < cfg.max_items:
-                count, left, dangling = await _call(client, target, False, min(BATCH, cfg.max_items - moved - dropped))
-                moved, dropped = moved + count, dropped + dangling
-                progress.note = f"requeued {moved} {cfg.framework} jobs {route}"
-                if count + dangling == 0:
-                    break
+            moved, dropped, left = await _in_batches(
+                client, target, cfg.max_items, progress, lambda n: f"requeued {n} {cfg.framework} jobs {route}"
+            )
         return ActionResult(True, f"requeued {moved} {cfg.framework} jobs {route}{_tail(left, dropped, cfg.max_items)}")
 
 
@@ -103,14 +127,10 @@ class PurgeFailedAction(RedisAction[PurgeFailedConfig]):
                 return ActionResult(
                     True, f"would delete {count} {cfg.framework} jobs {older} from {target.source}", True
                 )
-            deleted = dropped = left = 0
-            while deleted < cfg.max_items:
-                wanted = min(BATCH, cfg.max_items - deleted)
-                count, left, dangling = await _call(client, target, False, wanted, str(wanted + PURGE_WINDOW))
-                deleted, dropped = deleted + count, dropped + dangling
-                progress.note = f"deleted {deleted} {cfg.framework} jobs from {target.source}"
-                if count < wanted:
-                    break
+            note = f"{cfg.framework} jobs from {target.source}"
+            deleted, dropped, left = await _in_batches(
+                client, target, cfg.max_items, progress, lambda n: f"deleted {n} {note}", window=PURGE_WINDOW
+            )
         return ActionResult(
             True, f"deleted {deleted} {cfg.framework} jobs {older} from {target.source}{_tail(left, dropped, 0)}"
         )

@@ -44,6 +44,8 @@ class Entry:
     actor: str = ""
     outcome: str = ""
     dry_run: bool = False
+    message: str = ""
+    """The notifier's id of the message a delivery went out in (Slack ``ts``, email Message-ID), if known."""
 
 
 def firing_for(view: IncidentView, now: float) -> float:
@@ -136,7 +138,8 @@ def _delivery_entries(job: Job) -> Iterable[Entry]:
     if job.state == PENDING:
         yield Entry(job.created_at, "delivery", f"{title} queued", detail, outcome="pending")
     else:
-        yield Entry(job.finished_at or job.updated_at, "delivery", title, detail, outcome=job.state)
+        at = job.finished_at or job.updated_at
+        yield Entry(at, "delivery", title, detail, outcome=job.state, message=job.message_ref)
 
 
 def _utc(at: float) -> str:

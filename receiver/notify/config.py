@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
-from opsloop.secrets import OptionalSecret, SecretEnv, SecretFile, SecretsModel
+from opsloop.secrets import OptionalPassword, OptionalSecret, SecretEnv, SecretFile, SecretsModel, secret_keys
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
@@ -36,8 +36,8 @@ class EmailTemplates(StrictModel):
 
 
 SLACK_API_URL = "https://slack.com/api/"
-WEBHOOK_KEYS = ("webhook_url", "webhook_url_env", "webhook_url_file")
-TOKEN_KEYS = ("token", "token_env", "token_file")
+WEBHOOK_KEYS = secret_keys("webhook_url")
+TOKEN_KEYS = secret_keys("token")
 
 
 class SlackConfig(SecretsModel):
@@ -74,7 +74,7 @@ class SlackConfig(SecretsModel):
 
     @property
     def app_mode(self) -> bool:
-        return any(getattr(self, key) is not None for key in TOKEN_KEYS)
+        return self.secret_given("token")
 
     def resolve_url(self) -> str:
         url = self.secret("webhook_url")
@@ -100,15 +100,12 @@ class SlackConfig(SecretsModel):
         return problems
 
 
-class SmtpConfig(SecretsModel):
+class SmtpConfig(OptionalPassword):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     starttls: Literal["required", "opportunistic", "off"] = "required"
     tls: bool = False
     username: str | None = None
-    password: OptionalSecret = None
-    password_env: SecretEnv = None
-    password_file: SecretFile = None
     ca_file: Path | None = None
     timeout: Duration = 30.0
 
@@ -122,10 +119,9 @@ class SmtpConfig(SecretsModel):
     def _consistent(self) -> SmtpConfig:
         if self.tls and self.starttls != "off":
             raise ValueError("tls: true (implicit TLS) needs starttls: off")
-        given = any(s is not None for s in (self.password, self.password_env, self.password_file))
-        if self.username is not None and not given:
-            raise ValueError("set exactly one of password, password_env, password_file")
-        if self.username is None and given:
+        if self.username is not None:
+            self.require_secret("password")
+        elif self.secret_given("password"):
             raise ValueError("a password needs a username")
         return self
 

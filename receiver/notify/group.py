@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opsloop.receiver.notify.base import Notification
 from opsloop.receiver.notify.render import glance, links, mrkdwn_escape
@@ -26,6 +26,8 @@ CLASS_TITLES = {"firing": "FIRING", "resolved": "RESOLVED", "skipped": "AUTOMATI
 HIDDEN_LABELS = ("alertname", "severity")
 """Labels a compact line leaves out: the alert name leads the line and the severity shows as its mark."""
 REPEAT_WORDS = "This may repeat a message sent just before the receiver restarted."
+EMPTIED_WORDS = "The alerts this reply showed are all shown in the messages above it now."
+"""A reply that continued an edited message, once that message holds its alerts again."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class GroupNotification:
     """This message's own number (the id of the delivery that carried it)."""
     edit: str | None = None
     """A message to change in place instead of sending a new one (a Slack ``ts`` in app mode)."""
+    part: int = 0
+    """0: a message of its own; above 0: the part-th reply continuing an edited message (``thread``) whose
+    alerts no longer fit in it."""
 
     @property
     def title(self) -> str:
@@ -55,10 +60,18 @@ class GroupNotification:
 
     def but(self, alerts: Sequence[Notification]) -> GroupNotification:
         """The message for the first alerts only; the others follow in the next message."""
-        return GroupNotification(
-            self.klass, alerts, len(self.alerts) - len(alerts) + self.more, self.link, self.maybe_repeat,
-            self.thread, self.key, self.message, self.edit,
-        )  # fmt: skip
+        return replace(self, alerts=alerts, more=len(self.alerts) - len(alerts) + self.more)
+
+    def pages(self, fit: Callable[[GroupNotification], int]) -> list[GroupNotification]:
+        """The alerts split into consecutive messages, each holding as many as ``fit`` says one holds (at least
+        one), each saying how many follow it: an edit re-rendering a message that no longer holds them all."""
+        pages: list[GroupNotification] = []
+        rest = list(self.alerts)
+        while rest:
+            size = max(1, min(fit(replace(self, alerts=rest)), len(rest)))
+            pages.append(replace(self, alerts=rest[:size], more=len(rest) - size))
+            rest = rest[size:]
+        return pages
 
 
 def rank(severity: str) -> int:
@@ -94,7 +107,13 @@ def counts(group: GroupNotification) -> str:
 
 
 def more_words(group: GroupNotification) -> str:
-    return f"… and {group.more} more alerts of this group in the next message" if group.more else ""
+    """Where the alerts that did not fit are: the next message, or replies continuing an edited message."""
+    if not group.more:
+        return ""
+    where = "the next message"
+    if group.part or group.edit:
+        where = "the next reply in this thread" if group.part else "this message's thread"
+    return f"… and {group.more} more alerts of this group in {where}"
 
 
 def line_facts(n: Notification) -> tuple[str, str, str]:

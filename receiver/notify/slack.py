@@ -21,6 +21,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import KIND_TITLES, Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.group import (
+    EMPTIED_WORDS,
     FULL_ALERTS,
     REPEAT_WORDS,
     GroupNotification,
@@ -146,6 +147,9 @@ class BlockMessage:
     def render_group(self, group: GroupNotification) -> tuple[dict[str, Any], int]:
         """The message for as many of the group's alerts (from the first) as Slack's limits allow (at least
         one), and how many that is: 50 blocks, 3000 characters a section, ``MESSAGE_BUDGET`` in all."""
+        if not group.alerts:  # a reply continuing an edited message that holds every alert again
+            section = {"type": "section", "text": {"type": "mrkdwn", "text": EMPTIED_WORDS}}
+            return {"text": EMPTIED_WORDS, "blocks": [section]}, 0
         title = truncate(subject(group), HEADER_LIMIT, mrkdwn=False)
         intro = mrkdwn_escape(counts(group)) + (f"\n_{REPEAT_WORDS}_" if group.maybe_repeat else "")
         texts: list[str] = [intro]

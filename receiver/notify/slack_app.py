@@ -136,7 +136,8 @@ class SlackAppNotifier:
 
     async def notify_group(self, group: GroupNotification) -> str | None:
         """Post the group's message, or change ``group.edit`` in place; plans that did not run (``skipped``)
-        reply in the thread of the group's first message. Returns the new message's ``ts``."""
+        and the parts continuing an edited message (``part``) reply in the thread of ``group.thread``.
+        Returns the ``ts`` of the message that now shows these alerts (None for a ``skipped`` reply)."""
         payload = self._payload(self._message.render_group(group)[0])
         if group.edit is not None:
             try:
@@ -145,7 +146,8 @@ class SlackAppNotifier:
             except SlackApiError as exc:
                 if exc.error not in GONE:
                     raise self._classify(exc) from None
-        elif group.klass == "skipped" and group.thread is not None:
+        replies = group.part > 0 or group.klass == "skipped"
+        if replies and group.thread is not None:
             payload["thread_ts"] = group.thread
         await self._pacer.wait()
         try:
@@ -153,7 +155,7 @@ class SlackAppNotifier:
         except SlackApiError as exc:
             raise self._classify(exc) from None
         ts = answer.get("ts")
-        return ts if isinstance(ts, str) and "thread_ts" not in payload else None
+        return ts if isinstance(ts, str) and (group.part > 0 or "thread_ts" not in payload) else None
 
     async def notify(self, notification: Notification) -> None:
         payload = self._payload(self._message.render(notification))

@@ -31,9 +31,7 @@ class GroupOps(abc.ABC):
 
     def _take_group(self, job: Job, owner: str, until: float, now: float) -> Op[list[Job] | None]:
         ids = yield from grouping.take(job, owner, until, now)
-        if ids is None:
-            if (yield from grouping.owns(job.group, owner, "")):
-                return None  # another step of this process sends the group, this member with it
+        if ids is None:  # another worker holds the group: this member waits for it (or for its takeover)
             yield Stmt(
                 "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
                 (until, job.id, owner),
@@ -58,9 +56,9 @@ class GroupOps(abc.ABC):
     ) -> Op[float | None]:
         holder = (yield from grouping.held_slot(member_ids)) or job.id
         slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
-        if slot is not None:
-            yield from grouping.release(job.group, owner, member_ids, slot, now)
+        if slot is not None:  # the lease row is given back last: a claim may wait for that, never for jobs
             yield from grouping.hold_back(job.group, slot, now)
+            yield from grouping.release(job.group, owner, member_ids, slot, now)
         return slot
 
     async def release_group(
@@ -79,19 +77,28 @@ class GroupOps(abc.ABC):
         yield from grouping.release(job.group, owner, member_ids, due_at, now)
 
     async def end_group(
-        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float
+        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float,
+        ref: str | None = None,
+    ) -> bool:  # fmt: skip
+        """End the members in ``done`` (sent in the message of ``job``, whose id at the notifier is ``ref``, or
+        failed); ``rest`` is due now as the group's next message. False when the group lease was lost."""
+        return await self._run(self._end_group(job, owner, done, state, result, rest, now, ref, True))
+
+    async def record_group(
+        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, now: float, ref: str | None = None
     ) -> bool:
-        """End the members in ``done`` (sent in the message of ``job``, or failed); ``rest`` is due now as the
-        group's next message. False when the group lease was lost."""
-        return await self._run(self._end_group(job, owner, done, state, result, rest, now))
+        """As ``end_group`` without giving the group back: the worker goes on with its other members."""
+        return await self._run(self._end_group(job, owner, done, state, result, [], now, ref, False))
 
     def _end_group(
-        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float
-    ) -> Op[bool]:
+        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float,
+        ref: str | None, give_back: bool,
+    ) -> Op[bool]:  # fmt: skip
         if not (yield from grouping.owns(job.group, owner, self.dialect.row_lock)):
             return False
-        yield from grouping.end(done, state, result, job.id if state == "sent" else None, now)
-        yield from grouping.release(job.group, owner, rest, now, now)
+        yield from grouping.end(done, state, result, job.id if state == "sent" else None, now, ref)
+        if give_back:
+            yield from grouping.release(job.group, owner, rest, now, now)
         return True
 
     async def plan_runs_of(self, incident_ids: Sequence[int]) -> tuple[list[Job], list[ActionRecord]]:

@@ -1,10 +1,11 @@
 """Grouped deliveries: one message per Alertmanager group, per notifier and message class.
 
 A firing or resolved delivery that arrives with a ``groupKey`` joins a group (``gid``: notifier, class and
-group key) and is due ``group_window`` after it arrived. The worker that claims one member takes the
-whole group with a group lease (``group_leases``, renewed with the claimed job's own lease): while it
-holds the lease no replica claims another member and no resolution replaces one, so the members of one
-message are sent together once. Each member sent records the message (``batch``: the id of the job that
+group key) and is due ``group_window`` after it arrived. The claim that takes one member leases the whole
+group in the same transaction (``group_leases``, renewed with the claimed job's own lease; ``lease``):
+two replicas claiming members of one group in the same instant never both get it, and while the lease
+is held no replica claims another member and no resolution replaces one, so the members of one message
+are sent together once. Each member sent records the message (``batch``: the id of the job that
 carried it) it went out in; members that did not fit are released as the next message of the group.
 
 Plain ``CREATE TABLE IF NOT EXISTS`` tables, so a store created before grouping existed gains them on open
@@ -103,16 +104,48 @@ def join(job_id: int, gid: str) -> Op[None]:
     yield Stmt("INSERT INTO delivery_groups (job_id, gid) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, gid))
 
 
-def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]:
-    """Lease ``job``'s group to ``owner`` and return its pending members (``job`` first), at most
-    ``MAX_TAKE``; None when another worker holds the group.
+def lease(gids: Sequence[str], owner: str, until: float, now: float, skip_locked: str) -> Op[set[str]]:
+    """Lease these groups to ``owner`` within the claim that takes a member of each; returns the groups
+    leased, whose members the claim keeps (it gives back the others).
 
-    Members this process claimed for other steps just before are taken too: those steps find the group
-    leased to their own process and leave their member to it.
+    A group is free when its lease row is missing or expired and no other transaction holds that row. On
+    PostgreSQL the rows are locked with ``SKIP LOCKED``: of two replicas claiming members of one group at
+    once, the second finds the row locked (or, for a group's first lease, inserted) by the first and leaves
+    the group to it, and a claim never waits for a worker that holds the row. A claim only ever waits for
+    another claim inserting the same group's first row, in gid order, so claims cannot deadlock.
     """
+    if not gids:
+        return set()
+    found = yield Stmt(f"SELECT gid, until FROM group_leases WHERE gid IN ({marks(gids)}){skip_locked}", gids)
+    free = sorted(gid for gid, expires in found.rows if expires < now)
+    seen = {row[0] for row in found.rows}
+    unseen = [gid for gid in gids if gid not in seen]
+    if unseen and skip_locked:  # not returned: missing, or locked by another transaction (then not free)
+        present = yield Stmt(f"SELECT gid FROM group_leases WHERE gid IN ({marks(unseen)})", unseen)
+        seen = {row[0] for row in present.rows}
+        unseen = [gid for gid in unseen if gid not in seen]
+    leased = set(free)
+    if free:
+        yield Stmt(f"UPDATE group_leases SET owner = ?, until = ? WHERE gid IN ({marks(free)})", (owner, until, *free))
+    if unseen:
+        new = sorted(unseen)
+        inserted = yield Stmt(
+            f"INSERT INTO group_leases (gid, owner, until) VALUES {','.join(['(?, ?, ?)'] * len(new))} "
+            "ON CONFLICT (gid) DO NOTHING RETURNING gid",
+            [value for gid in new for value in (gid, owner, until)],
+        )
+        leased |= {row[0] for row in inserted.rows}
+    return leased
+
+
+def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]:
+    """Renew ``owner``'s lease of ``job``'s group (taken when ``job`` was claimed; or take it if it is free)
+    and return its pending members (``job`` first), at most ``MAX_TAKE``; None when another worker holds
+    the group."""
     leased = yield Stmt(
         "INSERT INTO group_leases (gid, owner, until) VALUES (?, ?, ?) ON CONFLICT (gid) DO UPDATE "
-        "SET owner = excluded.owner, until = excluded.until WHERE group_leases.until < ?",
+        "SET owner = excluded.owner, until = excluded.until "
+        "WHERE group_leases.owner = excluded.owner OR group_leases.until < ?",
         (job.group, owner, until, now),
     )
     if leased.rowcount != 1:
@@ -171,8 +204,11 @@ def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:
     return bool(found.rows) and found.rows[0][0] == owner
 
 
-def end(member_ids: Sequence[int], state: str, result: str, batch: int | None, now: float) -> Op[None]:
-    """End members as sent (``batch``: the message they went out in) or failed."""
+def end(
+    member_ids: Sequence[int], state: str, result: str, batch: int | None, now: float, ref: str | None = None
+) -> Op[None]:
+    """End members as sent (``batch``: the message they went out in, ``ref``: its id at the notifier, a Slack
+    ``ts`` or a Message-ID) or failed."""
     if not member_ids:
         return
     yield Stmt(
@@ -181,8 +217,8 @@ def end(member_ids: Sequence[int], state: str, result: str, batch: int | None, n
         (state, result, now, now, *member_ids),
     )
     if batch is not None:
-        yield Stmt(f"UPDATE delivery_groups SET batch = ? WHERE job_id IN ({marks(member_ids)})",
-                   (batch, *member_ids))  # fmt: skip
+        yield Stmt(f"UPDATE delivery_groups SET batch = ?, ref = ? WHERE job_id IN ({marks(member_ids)})",
+                   (batch, ref, *member_ids))  # fmt: skip
 
 
 def retry(member_ids: Sequence[int], result: str, now: float) -> Op[None]:

@@ -176,12 +176,11 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         """A delivery of the webhook; with a group key it joins its group and waits ``group_window``."""
         alert = routed.alert
         key = delivery_key(notifier, alert.fingerprint, alert.starts_at, kind)
-        wait = routed.group_windows.get(notifier)
-        if not routed.group_key or wait is None:
+        if not routed.group_key or routed.group_windows.get(notifier) is None:
             return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
-        urgent = alert.labels.get("severity") == "critical"  # a page never waits for more of its group
+        wait = routed.group_wait(notifier)  # None for a page: it never waits for more of its group
         job_id = yield from self._insert_job(
-            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if urgent else now + wait
+            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if wait is None else now + wait
         )
         if job_id is not None:
             yield from grouping.join(job_id, group_id(notifier, kind, routed.group_key))
@@ -209,7 +208,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
 
     def _claim(self, owner: str, limit: int, lease: float, now: float) -> Op[list[Job]]:
         # Most urgent first, one index range per urgency, so a claim reads about the rows it takes whatever
-        # the backlog. One member per group: the worker that claims it takes the rest of the group with it.
+        # the backlog. One member per group, whose group the claim leases: its step takes the rest of the group.
         rows: list[tuple[int, str | None]] = []
         for urgency in URGENCIES:
             result = yield Stmt(
@@ -221,13 +220,16 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
             rows += result.rows
             if len(rows) >= limit:
                 break
-        ids: list[int] = []
-        groups: set[str] = set()
+        heads: dict[int, str | None] = {}
+        groups: list[str] = []
         for job_id, gid in rows:
-            if gid not in groups:
-                ids.append(job_id)
-            if gid is not None:
-                groups.add(gid)
+            if gid is None:
+                heads[job_id] = None
+            elif gid not in groups:
+                heads[job_id] = gid
+                groups.append(gid)
+        leased = yield from grouping.lease(groups, owner, now + lease, now, self.dialect.skip_locked)
+        ids = [job_id for job_id, gid in heads.items() if gid is None or gid in leased]
         if not ids:
             return []
         yield Stmt(

@@ -162,8 +162,8 @@ JOB_COLUMNS = (
     "j.updated_at"
 )
 JOB_SELECT = (
-    f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS}, (SELECT g.gid FROM delivery_groups g WHERE g.job_id = j.id) "
-    "FROM jobs j JOIN incidents i ON i.id = j.incident_id"
+    f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS}, g.gid, g.ref "
+    "FROM jobs j JOIN incidents i ON i.id = j.incident_id LEFT JOIN delivery_groups g ON g.job_id = j.id"
 )
 APPROVAL_COLUMNS = "job_id, stage, state, requested_at, deadline, decided_by, decided_at, reason"
 EVENT_COLUMNS = "id, incident_id, job_id, at, kind, actor, title, detail"
@@ -204,6 +204,7 @@ BACKFILL_URGENCY = URGENCY.format(
 UPGRADE = f"""
 ALTER TABLE jobs {{add_column}} urgency INTEGER;
 ALTER TABLE jobs {{add_column}} gid TEXT;
+ALTER TABLE delivery_groups {{add_column}} ref TEXT;
 UPDATE jobs SET urgency = ({BACKFILL_URGENCY}) WHERE urgency IS NULL;
 UPDATE jobs SET gid = (SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id)
     WHERE gid IS NULL AND state = 'pending';
@@ -236,7 +237,7 @@ def job_row(row: Sequence[Any]) -> Job:
         values=json.loads(row[6]), state=row[7], stage=row[8], phase=row[9], due_at=row[10],
         run_started_at=row[11], attempts=row[12], interrupted=row[13], manual=bool(row[14]),
         dry_run=bool(row[15]), result=row[16], created_at=row[17], finished_at=row[18], updated_at=row[19],
-        incident=incident_row(row[20:-1]), group=row[-1] or "",
+        incident=incident_row(row[20:-2]), group=row[-2] or "", message_ref=row[-1] or "",
     )  # fmt: skip
 
 

@@ -1,16 +1,18 @@
-"""Exporter fixtures: write a config file and serve it through aiohttp's test client."""
+"""Exporter fixtures: write a config file and serve it on a loopback port, scraped with aiohttp's client."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 from opsloop.exporter.app import create_app
 from opsloop.exporter.config import ExporterConfig, load_config
+
+from tests.exporter.scrapes import ExporterClient
 
 
 @pytest.fixture
@@ -24,8 +26,17 @@ def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], ExporterConfig]:
 
 
 @pytest.fixture
-def exporter_client(aiohttp_client: Any) -> Callable[[ExporterConfig], Awaitable[TestClient]]:
-    async def start(config: ExporterConfig) -> TestClient:
-        return await aiohttp_client(create_app(config))
+async def exporter_client() -> AsyncIterator[Callable[[ExporterConfig], Awaitable[ExporterClient]]]:
+    started: list[ExporterClient] = []
 
-    return start
+    async def start(config: ExporterConfig) -> ExporterClient:
+        server = create_app(config)
+        await server.setup()
+        await server.listen("127.0.0.1", 0, None)
+        started.append(ExporterClient(server, aiohttp.ClientSession()))
+        return started[-1]
+
+    yield start
+    for client in started:
+        await client.session.close()
+        await client.server.cleanup()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 
-from opsloop.exporter.app import config_summary
+import aiohttp
+from opsloop.exporter.app import config_summary, create_app
 from opsloop.exporter.config import load_config
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from opsloop import __version__
 from tests.exporter.scrapes import parse_metrics, value
 
 
@@ -64,3 +66,15 @@ def test_the_landing_page_names_cluster_seeds_and_sentinels_without_secrets(tmp_
         "redis c: cluster redis+cluster://***@127.0.0.1:7000, redis://***@127.0.0.1:7001",
         "redis s: sentinel primary main via 127.0.0.1:26379",
     ]
+
+
+async def test_a_telemetry_path_of_slash_serves_the_metrics(write_config):
+    server = create_app(write_config({}), telemetry_path="/")
+    await server.setup()
+    await server.listen("127.0.0.1", 0, None)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{server.ports[0]}/") as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert value(parse_metrics(await resp.text()), "opsloop_exporter_build_info", version=__version__) == 1
+    finally:
+        await server.cleanup()

@@ -8,11 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import redis
-from aiohttp.test_utils import TestClient
 from opsloop.exporter.sources.base import CircuitBreaker
 from opsloop.testsupport.servers import RedisServer
 
-from tests.exporter.scrapes import scrape, value
+from tests.exporter.scrapes import ExporterClient, scrape, value
 
 
 def two_redis_config(good: str, bad: str, **scrape_cfg: object) -> dict[str, object]:
@@ -36,9 +35,9 @@ async def read_failure(caplog: pytest.LogCaptureFixture, source: str) -> str:
     raise AssertionError(f"no failed read of {source} was logged")
 
 
-def requests_handled(client: TestClient) -> Callable[[int], Awaitable[None]]:
+def requests_handled(client: ExporterClient) -> Callable[[int], Awaitable[None]]:
     """Wait until the exporter has begun handling ``count`` more requests and their reads are in flight."""
-    server = client.server.runner.server  # aiohttp counts every request it begins handling
+    server = client.server  # the server counts every request it begins handling
     before = server.requests_count
 
     async def wait(count: int) -> None:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from opsloop.testsupport.redis_topologies import RedisClusterNodes
-from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, http_ok
+from opsloop.testsupport.servers import LOOPBACK, free_port
+from opsloop.testsupport.services import spawn_service
 
 from tests.receiver.harness import TOKEN, alert, eventually, webhook, write_config
 
@@ -25,14 +24,6 @@ ITEMS = 3000
 def cluster() -> Iterator[RedisClusterNodes]:
     with RedisClusterNodes(primaries=3) as nodes:
         yield nodes
-
-
-def start_receiver(config: Path, port: int, workdir: Path) -> ManagedProcess:
-    process = ManagedProcess("receiver", workdir)
-    process.spawn([sys.executable, "-m", "opsloop.receiver", "--config", str(config),
-                   "--web.listen-address", f"{LOOPBACK}:{port}"])  # fmt: skip
-    process.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"), timeout=30)
-    return process
 
 
 async def test_kill_9_of_the_receiver_mid_move_loses_and_duplicates_nothing(cluster, tmp_path):
@@ -52,7 +43,7 @@ async def test_kill_9_of_the_receiver_mid_move_loses_and_duplicates_nothing(clus
     }  # fmt: skip
     config = write_config(tmp_path, recovery=[plan])
     port = free_port()
-    receiver = await asyncio.to_thread(start_receiver, config, port, tmp_path)
+    receiver = await asyncio.to_thread(spawn_service, "receiver", config, port, tmp_path)
     try:
         async with aiohttp.ClientSession() as session:
             payload = webhook(alert("c1", alertname="DLQEntriesIncreasing", dlq=source))
@@ -73,7 +64,7 @@ async def test_kill_9_of_the_receiver_mid_move_loses_and_duplicates_nothing(clus
 
         # Restarted, the receiver settles what the crash left before it answers ready. By design it does not
         # repeat an interrupted stage's actions, so what was not moved stays in the DLQ, once.
-        receiver = await asyncio.to_thread(start_receiver, config, port, tmp_path)
+        receiver = await asyncio.to_thread(spawn_service, "receiver", config, port, tmp_path)
         with cluster.client() as client:
             items = client.lrange(target, 0, -1) + client.lrange(source, 0, -1)
         with sqlite3.connect(tmp_path / "receiver.db") as db:

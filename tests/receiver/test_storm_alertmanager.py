@@ -79,6 +79,23 @@ def header(payload: dict[str, Any]) -> str:
     return str(payload["blocks"][0]["text"]["text"])
 
 
+async def fire(
+    http: aiohttp.ClientSession, alertmanager: AlertmanagerServer, alerts: list[Any], sink: SlackSink | SlackApiSink
+) -> list[Any]:
+    """Post the storm to Alertmanager and wait (a minute at most) until every alert is in a Slack message:
+    those messages, three at most, each alert in exactly one."""
+    await post_alerts(http, alertmanager, alerts)
+
+    async def all_firing_told() -> bool:
+        return len(told(m.payload for m in sink.messages)) == len(alerts)
+
+    await eventually(all_firing_told, 60, "every alert in a Slack message")
+    firing = list(sink.messages)
+    assert len(firing) <= 3
+    assert set(told(m.payload for m in firing).values()) == {1}  # each alert in exactly one message
+    return firing
+
+
 @pytest.fixture
 async def api_sink() -> AsyncIterator[SlackApiSink]:
     async with SlackApiSink(token=BOT_TOKEN, channels=(CHANNEL,)) as sink:
@@ -95,15 +112,7 @@ async def test_500_alerts_of_one_group_reach_slack_in_three_messages_at_most(
     receiver = await receivers(config)
     alerts = storm(COUNT, datetime.now(UTC))
     with AlertmanagerServer(am_config(receiver)) as alertmanager:
-        await post_alerts(http, alertmanager, alerts)
-
-        async def all_firing_told() -> bool:
-            return len(told(m.payload for m in slack.messages)) == COUNT
-
-        await eventually(all_firing_told, 60, "every alert in a Slack message")  # within the first minute
-        firing = list(slack.messages)
-        assert len(firing) <= 3
-        assert set(told(m.payload for m in firing).values()) == {1}  # each alert in exactly one message
+        firing = await fire(http, alertmanager, alerts, slack)
         assert all(header(m.payload).startswith("FIRING") for m in firing)
 
         await post_alerts(http, alertmanager, resolved(alerts))
@@ -132,15 +141,7 @@ async def test_resolving_a_group_edits_its_messages_in_place_in_app_mode(
     receiver = await receivers(config)
     alerts = storm(COUNT, datetime.now(UTC))
     with AlertmanagerServer(am_config(receiver)) as alertmanager:
-        await post_alerts(http, alertmanager, alerts)
-
-        async def all_firing_told() -> bool:
-            return len(told(m.payload for m in api_sink.messages)) == COUNT
-
-        await eventually(all_firing_told, 60, "every alert in a Slack message")
-        posted = list(api_sink.messages)
-        assert len(posted) <= 3
-        assert set(told(m.payload for m in posted).values()) == {1}
+        posted = await fire(http, alertmanager, alerts, api_sink)
 
         await post_alerts(http, alertmanager, resolved(alerts))
 

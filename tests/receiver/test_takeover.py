@@ -23,7 +23,8 @@ import pytest
 from opsloop.receiver.domain import PLAN, RECOVERED, Alert, RoutedAlert
 from opsloop.receiver.store import open_store
 from opsloop.receiver.takeover import dead_predecessors, take_over
-from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, http_ok, wait_until
+from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, free_port, wait_until
+from opsloop.testsupport.services import spawn_service
 from opsloop.testsupport.sinks import SmtpSink
 
 from tests.receiver.harness import ADMIN_TOKEN, TOKEN, alert, email_notifier, webhook, write_config
@@ -85,15 +86,6 @@ def incident(port: int, fingerprint: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def spawn_receiver(tmp_path: Path, config: Path, port: int, name: str) -> ManagedProcess:
-    """A receiver as its own process (so it can be killed), ready to take webhooks."""
-    process = ManagedProcess(name, tmp_path)
-    process.spawn([sys.executable, "-m", "opsloop.receiver", "--config", str(config),
-                   "--web.listen-address", f"{LOOPBACK}:{port}"])  # fmt: skip
-    process.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
-    return process
-
-
 def kill_9(process: ManagedProcess) -> None:
     """SIGKILL the receiver itself: children it started (commands) go on."""
     assert process.proc is not None
@@ -119,14 +111,14 @@ def test_kill_9_mid_action_resumes_within_seconds_and_never_reports_it_failed(tm
             worker={"poll_interval": "100ms", "lease": "60s"},
         )  # fmt: skip
         port = free_port()
-        first = spawn_receiver(tmp_path, config, port, "first")
+        first = spawn_service("receiver", config, port, tmp_path, name="first")
         second: ManagedProcess | None = None
         try:
             request(port, "POST", "/alerts", webhook(alert("k1", alertname="Broken")), token=TOKEN)
             wait_until(started.exists, 15, "the action to start")
             kill_9(first)  # the receiver only: its command goes on and finishes
             restarted = time.monotonic()
-            second = spawn_receiver(tmp_path, config, port, "second")
+            second = spawn_service("receiver", config, port, tmp_path, name="second")
 
             def resumed() -> bool:
                 found = incident(port, "k1")
@@ -168,7 +160,7 @@ def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twic
             worker={"poll_interval": "100ms", "lease": "60s", "concurrency": concurrency},
         )  # fmt: skip
         port = free_port()
-        first = spawn_receiver(tmp_path, config, port, "first")
+        first = spawn_service("receiver", config, port, tmp_path, name="first")
         second: ManagedProcess | None = None
         try:
             burst = webhook(*(alert(f"m{n}", n=str(n)) for n in range(count)), group_key="")  # a mail per alert
@@ -176,7 +168,7 @@ def test_kill_9_during_a_mail_burst_delivers_every_alert_soon_after_restart_twic
             mailbox.inbox.wait_for(concurrency, 15)
             kill_9(first)
             restarted = time.monotonic()
-            second = spawn_receiver(tmp_path, config, port, "second")
+            second = spawn_service("receiver", config, port, tmp_path, name="second")
 
             def subjects() -> list[str]:
                 return [str(m["Subject"]) for m in mailbox.messages]

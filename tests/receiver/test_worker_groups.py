@@ -7,6 +7,7 @@ found by a label value only it carries, so the count is independent of how the n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import Counter
@@ -18,8 +19,10 @@ import pytest
 from opsloop.receiver.config import WorkerConfig
 from opsloop.receiver.domain import SENT
 from opsloop.receiver.worker import retry_delay
-from opsloop.testsupport.servers import free_port, wait_until
+from opsloop.testsupport.servers import PostgresServer, free_port, wait_until
+from opsloop.testsupport.services import spawn_service
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
+from opsloop.testsupport.slack_api import SlackApiSink
 from opsloop.testsupport.slack_limits import MAX_BLOCKS, SECTION_TEXT, payload_error
 
 from tests.receiver.harness import (
@@ -33,7 +36,7 @@ from tests.receiver.harness import (
     write_config,
 )
 from tests.receiver.store.conftest import fresh_postgres_url
-from tests.receiver.test_takeover import kill_9, request, spawn_receiver
+from tests.receiver.test_takeover import kill_9, request
 
 Start = Callable[[Path], Awaitable[Receiver]]
 ALERT = re.compile(r"Q\d{4}Z")
@@ -233,13 +236,13 @@ def test_kill_9_while_a_group_message_is_handed_over_resends_it_once_as_a_possib
             worker={"poll_interval": "100ms", "lease": "60s"},
         )  # fmt: skip
         port = free_port()
-        first = spawn_receiver(tmp_path, config, port, "first")
+        first = spawn_service("receiver", config, port, tmp_path, name="first")
         second = None
         try:
             request(port, "POST", "/alerts", webhook(*(queued(n) for n in range(30))), token=TOKEN)
             mailbox.inbox.wait_for(1, 15)
             kill_9(first)
-            second = spawn_receiver(tmp_path, config, port, "second")
+            second = spawn_service("receiver", config, port, tmp_path, name="second")
             mailbox.inbox.wait_for(2, 15)  # the lease is a minute: only the takeover explains this
 
             def all_sent() -> bool:
@@ -257,3 +260,81 @@ def test_kill_9_while_a_group_message_is_handed_over_resends_it_once_as_a_possib
     assert repeat in bodies[1]
     for body in bodies:  # the same 30 alerts, each once per message: nothing else repeated
         assert Counter(ALERT.findall(body)) == Counter(f"Q{n:04d}Z" for n in range(30))
+
+
+@pytest.mark.slow
+async def test_two_replicas_racing_for_one_group_send_it_as_one_message(
+    tmp_path: Path, receivers: Start, slack: SlackSink, postgres_server: PostgresServer
+) -> None:
+    """Two replicas on one PostgreSQL store poll every 10 ms, so their claims of a group that becomes due
+    meet in the same instant; round after round, one of them sends the whole group as one message."""
+    rounds, size = 12, 30
+    store = fresh_postgres_url(postgres_server, "race")
+    config = write_config(
+        tmp_path, notifiers={"slack": [slack_notifier("team", slack.url())]}, store=store,
+        routes=[{"match": {}, "notify": ["slack/team"], "group_window": "0s"}],
+        worker={"poll_interval": "10ms", "lease": "5s"},
+    )  # fmt: skip
+    replicas = [await receivers(config), await receivers(config)]
+    for n in range(rounds):
+        alerts = [queued(n * size + i) for i in range(size)]
+        payload = webhook(*alerts, group_key=f'{{}}:{{round="{n}"}}')
+        answers = await asyncio.gather(*(r.post(payload) for r in replicas))  # both HA peers send it
+        assert [status for status, _ in answers] == [200, 200]
+        await replicas[0].settled(30)
+        seen = tokens(slack.messages[-1].payload)
+        assert len(slack.messages) == n + 1, f"round {n}: the group was split into several messages"
+        assert seen == Counter(f"Q{n * size + i:04d}Z" for i in range(size))
+    everything = sum((tokens(m.payload) for m in slack.messages), Counter())
+    assert everything == Counter(f"Q{i:04d}Z" for i in range(rounds * size))  # each alert in exactly one message
+
+
+async def test_app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing(
+    tmp_path: Path, receivers: Start
+) -> None:
+    """Resolved alerts whose summary grew no longer fit in the messages their firing went out in: each message
+    is edited to hold what fits and the rest continue in replies in its thread, every alert in exactly one."""
+    count, channel, token = 300, "C0GROUP001", "xoxb-group-test"
+    async with SlackApiSink(token=token, channels=(channel,)) as api:
+        app = {"name": "app", "token": token, "channel": channel, "api_url": api.url}
+        receiver = await receivers(
+            write_config(tmp_path, notifiers={"slack": [app]},
+                         routes=[{"match": {}, "notify": ["slack/app"], "group_window": "1s"}])
+        )  # fmt: skip
+        firing = [queued(n, severity="warning") | {"annotations": {"summary": LONG[:100]}} for n in range(count)]
+        assert (await receiver.post(webhook(*firing)))[0] == 200
+        await receiver.settled(30)
+        posted = list(api.messages)
+        assert 2 <= len(posted) <= 3  # the group needed more than one message
+        assert sum((tokens(m.payload) for m in posted), Counter()) == Counter(f"Q{n:04d}Z" for n in range(count))
+        grown = "the queue drained after the consumers were restarted and the backlog was replayed " * 5
+        resolved = [
+            queued(n, severity="warning") | {"status": "resolved", "endsAt": "2030-01-02T05:00:00Z",
+                                             "annotations": {"summary": grown}}
+            for n in range(count)
+        ]  # fmt: skip
+        assert (await receiver.post(webhook(*resolved)))[0] == 200
+        await receiver.settled(60)
+    replies = [m for m in api.messages if m.thread_ts is not None]
+    assert len(replies) >= 2  # the edits did not fit: continued in threads
+    assert all(error != "ratelimited" for _, _, error in api.responses)  # each reply took a send slot
+    assert len(api.messages) == len(posted) + len(replies)  # no new message in the channel itself
+    for message in posted:
+        thread = [message, *(r for r in replies if r.thread_ts == message.ts)]
+        shown = sum((tokens(m.payload) for m in thread), Counter())
+        assert shown == tokens(message.history[0])  # the message and its replies: its own alerts, each once
+        assert all(payload_error(m.payload, web_api=True) is None for m in thread)
+        for m in thread:
+            assert m.payload["blocks"][0]["text"]["text"].startswith("RESOLVED")
+        if len(thread) > 1:
+            assert "more alerts of this group in this message's thread" in json.dumps(message.payload)
+    views = await receiver.incidents()
+    results = [j.result for v in views.values() for j in v.jobs if j.notify_kind == "resolved"]
+    assert len(results) == count
+    assert all(r.startswith("updated message ") for r in results)
+    assert sum("in its thread" in r for r in results) == sum(sum(tokens(r.payload).values()) for r in replies)
+    # Each resolved delivery names the message that shows its alert now, as Slack knows it (its ts).
+    shown_in = {alert: m.ts for m in api.messages for alert in tokens(m.payload)}
+    for view in views.values():
+        (told,) = [j for j in view.jobs if j.notify_kind == "resolved"]
+        assert told.message_ref == shown_in[view.incident.labels["queue"]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -22,15 +21,8 @@ import pytest
 import redis
 import yaml
 from opsloop.render.promql import metric_names
-from opsloop.testsupport.servers import (
-    LOOPBACK,
-    ManagedProcess,
-    PostgresServer,
-    PrometheusServer,
-    RedisServer,
-    free_port,
-    http_ok,
-)
+from opsloop.testsupport.servers import LOOPBACK, PostgresServer, PrometheusServer, RedisServer, free_port
+from opsloop.testsupport.services import spawn_service
 
 pytestmark = pytest.mark.slow
 
@@ -140,21 +132,6 @@ def _has_data(prometheus: str, expr: str) -> bool:
     return result["status"] == "success" and bool(result["data"]["result"])
 
 
-def spawn_service(name: str, config: Path, workdir: Path) -> tuple[ManagedProcess, int]:
-    """Start ``opsloop.<name>`` with ``config`` on a free port and wait until it is ready."""
-    port = free_port()
-    process = ManagedProcess(name, workdir)
-    process.spawn(
-        [sys.executable, "-m", f"opsloop.{name}", "--config", str(config), "--web.listen-address", f"{LOOPBACK}:{port}"]
-    )
-    try:
-        process.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
-    except BaseException:
-        process.stop()
-        raise
-    return process, port
-
-
 @pytest.fixture(scope="module")
 def stack(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dsn = postgres_server.create_database("rules")
@@ -173,8 +150,8 @@ def stack(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFact
         )
         targets: dict[str, list[str]] = {}
         for name, job, path in (("exporter", "opsloop", config), ("receiver", "opsloop-receiver", receiver_config)):
-            process, port = spawn_service(name, path, workdir)
-            cleanup.callback(process.stop)
+            port = free_port()
+            cleanup.callback(spawn_service(name, path, port, workdir).stop)
             targets[job] = [f"{LOOPBACK}:{port}"]
         rule_files = sorted((REPO / "rules").glob("opsloop-*.yml"))
         with PrometheusServer(targets, rule_files=rule_files) as prometheus:

@@ -169,6 +169,29 @@ async def test_large_pattern_is_read_in_batches(redis_server, r, write_config, e
     assert lengths == {f"jobs:{n}": n % 7 + 1 for n in range(2001)}
 
 
+async def test_a_late_batch_read_the_long_way_keeps_every_earlier_name(redis_server, r, write_config, exporter_client):
+    # 2,000 stamped lists take the fast path (their columns share the key list); the third batch holds
+    # an ISO stamp and a sorted set, read key by key: every key keeps its own length and age.
+    stamp = time.time() - 30
+    pipe = r.pipeline(transaction=False)
+    for n in range(2000):
+        pipe.lpush(f"jobs:{n:04d}", json.dumps({"t": stamp}), *(["x"] * (n % 5)))
+    pipe.execute()
+    r.lpush("jobs:iso", json.dumps({"t": "2023-11-14T22:13:20Z"}))
+    r.zadd("jobs:zset", {"m": stamp})
+    cfg = write_config(config(redis_server.url, [{"redis": "main", "pattern": "jobs:*", "oldest_age": {"field": "t"}}]))
+    before, series, after = await timed_scrape(await exporter_client(cfg))
+    lengths = {dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_length"}
+    assert lengths == {key: (r.zcard(key) if key == "jobs:zset" else r.llen(key)) for key in r.scan_iter("jobs:*")}
+    ages = {
+        dict(labels)["queue"]: v for (name, labels), v in series.items() if name == "opsloop_queue_oldest_age_seconds"
+    }
+    assert set(ages) == set(lengths)
+    assert_age(ages["jobs:iso"], 1700000000.0, before, after)
+    for n in (0, 999, 1000, 1999):
+        assert_age(ages[f"jobs:{n:04d}"], stamp, before, after)
+
+
 async def test_keys_of_other_types_are_skipped(redis_server, r, write_config, exporter_client, caplog):
     caplog.set_level(logging.DEBUG, logger="opsloop.exporter.sources.redis_queues")
     r.set("jobs:string", "v")

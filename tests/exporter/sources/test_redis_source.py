@@ -7,6 +7,8 @@ import json
 import time
 
 import redis
+import redis.asyncio
+from opsloop.exporter.sources.redis_source import SLICE_ARGS, execute_in_slices
 from opsloop.testsupport.servers import wait_until
 
 from tests.exporter.scrapes import scrape, value
@@ -29,8 +31,7 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     r.lpush("dlq:emails", "x")
     r.sadd("workers:rag", "w1")
     r.set("worker:mail:1", "x", ex=60)
-    r.set("worker:mail:2", "x", px=200)  # expires between discovery and the measured scrape
-    expires_ms = r.pexpiretime("worker:mail:2")
+    r.set("worker:mail:2", "x")  # given a 1 ms expiry once discovered: gone at the measured scrape
     r.hset("cache:stats:users", mapping={"hits": 3})
     r.hset("cache:stats:gone", mapping={"hits": 1})
     cfg = write_config(
@@ -51,6 +52,8 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     )
     client = await exporter_client(cfg)
     first = await scrape(client)  # discovery happens here
+    r.pexpire("worker:mail:2", 1)
+    expires_ms = r.pexpiretime("worker:mail:2")
     # Wait by Redis' own clock (TIME touches no key, so nothing expires it early and no lookup is counted).
     await asyncio.to_thread(wait_until, lambda: redis_clock_ms(r) > expires_ms, 5, "worker:mail:2 to expire")
     r.delete("cache:stats:gone")
@@ -67,3 +70,19 @@ async def test_own_lookups_match_the_keyspace_hits_and_misses_redis_counted(
     assert own_misses == after["keyspace_misses"] - before["keyspace_misses"]
     assert own_hits > 10
     assert own_misses >= 4  # queue:empty, workers:idle, the expired heartbeat, the deleted stats hash
+
+
+async def test_a_large_pipeline_goes_out_in_slices_and_answers_in_order(redis_server):
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for n in range(12_000):
+            pipe.echo(str(n))  # two arguments: 5,000 commands a slice
+        pipe.eval("return #KEYS", SLICE_ARGS, *(f"k{n}" for n in range(SLICE_ARGS)))  # larger than a slice
+        pipe.echo("last")
+        replies = await execute_in_slices(pipe)
+    finally:
+        await client.aclose()
+    assert replies == [str(n) for n in range(12_000)] + [SLICE_ARGS, "last"]
+    stats = redis.Redis.from_url(redis_server.url).info("commandstats")  # every slice went out once
+    assert (stats["cmdstat_echo"]["calls"], stats["cmdstat_eval"]["calls"]) == (12_001, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from opsloop.testsupport.sinks import SmtpSink
+from opsloop.testsupport.slack_api import SlackApiSink
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -210,3 +212,51 @@ def test_hostile_labels_render_as_text(console_receiver: Start, browser: Browser
     time.sleep(0.5)  # give an injected image's onerror the chance it must not get
     assert browser.driver.execute_script("return window.pwned") is None
     assert browser.driver.find_elements(By.CSS_SELECTOR, "main img") == []
+
+
+def test_each_alert_of_a_group_shows_the_ids_of_the_messages_it_went_out_in(
+    console_receiver: Start, browser: Browser
+) -> None:
+    """Two groups, each told in one mail and one Slack message (app mode): every alert's page names the
+    Message-ID and the ts of its own group's messages, as the mail server and Slack recorded them."""
+    channel, token = "C0CONSOLE1", "xoxb-console-test"
+    zones = {"east": ["east-1", "east-2"], "west": ["west-1", "west-2", "west-3"]}
+    with SmtpSink() as mail, SlackApiSink(token=token, channels=(channel,)) as api:
+        app = {"name": "app", "token": token, "channel": channel, "api_url": api.url}
+        receiver = console_receiver(
+            notifiers={"email": [email_notifier("oncall", mail.port)], "slack": [app]},
+            routes=[{"match": {}, "notify": ["email/oncall", "slack/app"], "group_window": "0s"}],
+        )  # fmt: skip
+        for zone, fingerprints in zones.items():
+            alerts = [alert(fp, alertname="ReplicationLag", zone=zone, db=fp) for fp in fingerprints]
+            assert receiver.post(webhook(*alerts, group_key=f'{{}}:{{zone="{zone}"}}')) == 200
+        receiver.wait(lambda: len(mail.messages) == 2 and len(api.messages) == 2, "two mails and two Slack messages")
+
+        # The oracle: the mail and the Slack message whose text names each zone's alerts.
+        def names(text: str, zone: str) -> bool:
+            return all(fp in text for fp in zones[zone])
+
+        mail_of = {zone: next(str(m["Message-ID"]) for m in mail.messages
+                              if names(m.get_body(("plain",)).get_content(), zone)) for zone in zones}  # fmt: skip
+        ts_of = {zone: next(m.ts for m in api.messages if names(json.dumps(m.payload), zone)) for zone in zones}
+        assert len(set(mail_of.values())) == len(set(ts_of.values())) == 2
+        every = [fp for fps in zones.values() for fp in fps]
+        receiver.wait(lambda: all(len(receiver.incident(fp)["deliveries"]) == 2 and
+                                  all(d["state"] == "sent" for d in receiver.incident(fp)["deliveries"])
+                                  for fp in every), "every delivery recorded")  # fmt: skip
+        browser.sign_in(receiver.url)
+        browser.wait_text("5 incidents")
+        rows = {r.find_element(By.CSS_SELECTOR, "td").text: r for r in browser.driver.find_elements(
+            By.CSS_SELECTOR, "table.list tbody tr")}  # fmt: skip
+        for zone, fingerprints in zones.items():
+            for fp in fingerprints:  # the list: beside each alert, the messages of its group
+                ids = rows[str(receiver.incident(fp)["id"])].find_elements(By.CSS_SELECTOR, ".message-id code")
+                assert sorted(e.text for e in ids) == sorted([mail_of[zone], ts_of[zone]])
+        for zone, fingerprints in zones.items():
+            other = next(z for z in zones if z != zone)
+            for fp in fingerprints:
+                browser.open(f"/ui/incidents/{receiver.incident(fp)['id']}")
+                browser.wait_text("Timeline")
+                shown = [e.text for e in browser.driver.find_elements(By.CSS_SELECTOR, "table.timeline .message-id")]
+                assert sorted(shown) == sorted([f"message id {mail_of[zone]}", f"message id {ts_of[zone]}"])
+                assert mail_of[other] not in browser.text()

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
+from opsloop.receiver.notify import (
+    Notification,
+    NotifiersConfig,
+    PermanentError,
+    TransientError,
+    build_notifiers,
+    edits,
+)
+from opsloop.receiver.notify.group import EMPTIED_WORDS, GroupNotification
 from opsloop.receiver.notify.slack_app import SlackAppNotifier
 from opsloop.receiver.store import open_store
-from opsloop.testsupport.slack_api import SlackApiSink
+from opsloop.testsupport.slack_api import SlackApiMessage, SlackApiSink
 from opsloop.testsupport.slack_limits import POST_INTERVAL, RATE_TOLERANCE
 
 from .conftest import MakeNotification
@@ -150,3 +162,54 @@ async def test_a_restarted_receiver_edits_the_message_its_predecessor_posted(
     (message,) = api.messages
     assert header(message.payload).startswith("RESOLVED: ")
     assert len(message.history) == 1
+
+
+async def test_an_edit_that_outgrows_its_message_continues_in_replies_and_empties_them_when_it_fits_again(
+    api: SlackApiSink, notifier: SlackAppNotifier, tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    def alerts(summary: str, status: str) -> list[Notification]:
+        return [
+            make_notification(
+                id=n, fingerprint=f"fp{n}", status=status, kind=status, annotations={"summary": summary},
+                labels={"alertname": "QueueBacklog", "severity": "warning", "queue": f"Q{n:04d}Z"},
+            )
+            for n in range(300)
+        ]  # fmt: skip
+
+    def shown(messages: list[SlackApiMessage]) -> Counter[str]:
+        return Counter(re.findall(r"Q\d{4}Z", json.dumps([m.payload["blocks"] for m in messages])))
+
+    every = Counter(f"Q{n:04d}Z" for n in range(300))
+    ts = await notifier.notify_group(GroupNotification("firing", alerts("short", "firing"), key="g"))
+    assert ts is not None
+    store = open_store(f"sqlite://{tmp_path / 'refs.db'}")
+    await store.open()
+    try:
+        await store.save_message_ref("k", ts, time.time())
+        grown = GroupNotification("firing", alerts("grown " * 70, "resolved"), key="g", thread=ts)
+        with pytest.raises(edits.MoreReplies):  # each new reply waits for a send slot of its own
+            await edits.rewrite(store, notifier, "k", grown)
+        (message, reply) = api.messages
+        assert (reply.thread_ts, message.history) == (ts, [])  # the message is edited once its replies exist
+        first = await edits.rewrite(store, notifier, "k", grown, posts=None)
+        (message, *replies) = api.messages
+        assert len(replies) >= 2
+        assert replies[0] is reply
+        assert all(r.thread_ts == ts for r in replies)
+        assert shown(api.messages) == every  # what fits in the message, the rest in replies, each alert once
+        assert {part for part, _ in first.values()} == set(range(len(replies) + 1))
+        assert {ref for _, ref in first.values()} == {m.ts for m in api.messages}
+        assert "more alerts of this group in this message's thread" in json.dumps(message.payload)
+        # Shorter again: the message holds them all, and the replies no longer show any of them.
+        again = await edits.rewrite(store, notifier, "k", replace(grown, alerts=alerts("short", "resolved")), posts=0)
+        assert len(api.messages) == 1 + len(replies)  # edits only
+        assert shown([message]) == every
+        assert shown(replies) == Counter()
+        assert all(EMPTIED_WORDS in json.dumps(r.payload) for r in replies)
+        assert set(again.values()) == {(0, ts)}
+        # Grown once more: the same replies are edited, no new message is posted.
+        await edits.rewrite(store, notifier, "k", grown, posts=0)  # every reply exists: nothing new to post
+        assert len(api.messages) == 1 + len(replies)
+        assert shown(api.messages) == every
+    finally:
+        await store.close()

@@ -1,11 +1,13 @@
-"""Grouped deliveries in the store, on both backends: one claim per group, the group lease, takeover."""
+"""Grouped deliveries in the store, on both backends: one claim per group, leasing the group, takeover."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections import Counter
 
 from opsloop.receiver.domain import SENT, RoutedAlert
-from opsloop.receiver.store import Store
+from opsloop.receiver.store import PostgresStore, SqliteStore, Store, open_store
 from opsloop.receiver.store.grouping import MAX_TAKE
 
 from tests.receiver.store.test_ops import NOW, alert
@@ -37,15 +39,14 @@ async def test_a_group_waits_its_window_then_one_member_is_claimed_and_takes_the
     assert follow_up.id in {j.id for j in group[4:]}
 
 
-async def test_another_owner_cannot_take_a_leased_group_and_takeover_frees_it(store: Store) -> None:
+async def test_the_claim_of_a_member_leases_the_group_and_takeover_frees_it(store: Store) -> None:
     await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(3)], "http://am", 0, NOW)
     (first,) = await store.claim("a", 50, 30, NOW + 5)
-    second = await store.claim("b", 50, 30, NOW + 5)  # before "a" took the group: "b" claims a member
-    assert len(second) == 1
-    assert await store.take_group(first, "a", NOW + 35, NOW + 5) is not None
-    assert await store.take_group(second[0], "b", NOW + 35, NOW + 5) is None
-    (released,) = [j for v in await store.incidents() for j in v.jobs if j.id == second[0].id]
-    assert released.due_at == NOW + 35  # held back until "a"'s lease would end
+    assert await store.claim("b", 50, 30, NOW + 5) == []  # "a"'s claim leased the group: "b" gets no member
+    assert await store.take_group(first, "b", NOW + 35, NOW + 5) is None  # nor can "b" take it
+    group = await store.take_group(first, "a", NOW + 35, NOW + 5)
+    assert group is not None
+    assert len(group) == 3
     assert await store.claim("c", 50, 30, NOW + 6) == []  # while "a" holds the group
     # "a" died: a restarted process ends its leases, group lease included, and the group is due at once.
     assert await store.expire_leases(["a"], NOW + 6) == 1
@@ -54,17 +55,34 @@ async def test_another_owner_cannot_take_a_leased_group_and_takeover_frees_it(st
     assert await store.take_group(again, "c", NOW + 36, NOW + 6) is not None
 
 
-async def test_members_this_process_claimed_before_the_lease_go_with_the_group(store: Store) -> None:
-    await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(4)], "http://am", 0, NOW)
-    (a,) = await store.claim("w", 50, 30, NOW + 5)
-    (b,) = await store.claim("w", 50, 30, NOW + 5)  # a second step of the same process, before the lease
-    group = await store.take_group(a, "w", NOW + 35, NOW + 5)
-    assert group is not None
-    assert {j.id for j in group} >= {a.id, b.id}
-    assert len(group) == 4
-    assert await store.take_group(b, "w", NOW + 35, NOW + 5) is None  # leaves its member to the group
-    assert await store.end_group(a, "w", [j.id for j in group], SENT, "sent", [], NOW + 6)
-    assert set((await members(store)).values()) == {SENT}
+def same_store(store: Store) -> Store:
+    """A second store on the same database, with connections of its own: another replica."""
+    if isinstance(store, PostgresStore):
+        return open_store(store.dsn)
+    assert isinstance(store, SqliteStore)
+    return open_store(f"sqlite://{store.path}")
+
+
+async def test_two_replicas_claiming_one_group_in_the_same_instant_never_split_it(store: Store) -> None:
+    replica = same_store(store)
+    await replica.open()
+    try:
+        for round_ in range(20):
+            key = {**WINDOWS, "group_key": f'{{}}:{{round="{round_}"}}'}
+            await store.ingest([alert(f"r{round_}-{n}", **key) for n in range(8)], "http://am", 0, NOW)
+            # Each claims one member (PostgreSQL skips the row the other locked); only one may get the group.
+            claims = await asyncio.gather(store.claim("a", 50, 30, NOW + 5), replica.claim("b", 50, 30, NOW + 5))
+            winners = [(s, owner, jobs) for s, owner, jobs in zip((store, replica), "ab", claims, strict=True) if jobs]
+            assert len(winners) == 1, f"round {round_}: both replicas claimed a member of the group"
+            ((winner, owner, (head,)),) = winners
+            group = await winner.take_group(head, owner, NOW + 35, NOW + 5)
+            assert group is not None
+            assert len(group) == 8  # the whole group, in one message
+            assert await winner.end_group(head, owner, [j.id for j in group], SENT, "sent", [], NOW + 6)
+        states = Counter(j.state for v in await store.incidents(limit=1000) for j in v.jobs)
+        assert states == {SENT: 160}
+    finally:
+        await replica.close()
 
 
 async def test_a_lost_group_lease_changes_nothing(store: Store) -> None:
@@ -111,7 +129,9 @@ async def test_a_group_waiting_for_its_send_slot_holds_back_every_member_but_a_p
     await store.ingest([*big, severe(alert("zz-page", **WINDOWS), "critical")], "http://am", 0, NOW)
     (page,) = await store.claim("w", 1, 30, NOW)  # a page of the group does not wait for its window
     assert page.incident.fingerprint == "zz-page"
-    assert await store.reschedule(page.id, "w", due_at=NOW + 6, now=NOW)  # say its own turn is later
+    alone = await store.take_group(page, "w", NOW + 30, NOW)
+    assert alone is not None
+    await store.release_group(page, "w", [page.id], NOW + 6, NOW)  # say its own turn is later
     (head,) = await store.claim("w", 8, 30, NOW + 5)
     group = await store.take_group(head, "w", NOW + 35, NOW + 5)
     assert group is not None
@@ -121,6 +141,7 @@ async def test_a_group_waiting_for_its_send_slot_holds_back_every_member_but_a_p
     # The 201 members not taken wait for the slot too; the page keeps its own time.
     (again,) = await store.claim("w", 8, 30, NOW + 6)
     assert again.id == page.id
+    assert await store.end_group(again, "w", [page.id], SENT, "sent", [], NOW + 6)  # its claim leased the group
     assert await store.claim("w", 8, 30, NOW + 9) == []
     due = {j.due_at for v in await store.incidents(limit=2000) for j in v.jobs if j.id != page.id}
     assert due == {NOW + 10}
