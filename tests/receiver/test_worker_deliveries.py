@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import closing
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opsloop.receiver.config import ReceiverConfig
-from opsloop.receiver.domain import Alert, RoutedAlert
+from opsloop.receiver.domain import RoutedAlert
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.notify import build_notifiers
 from opsloop.receiver.recovery import PlanRunner
@@ -29,46 +27,49 @@ from opsloop.receiver.worker import Worker
 from opsloop.testsupport.sinks import SlackSink
 
 from tests.receiver.harness import eventually
-
-ALERT = Alert(
-    fingerprint="fp", starts_at="2030-01-01T00:00:00Z", status="firing", labels={"alertname": "A"},
-    annotations={}, ends_at=None, generator_url="",
-)  # fmt: skip
+from tests.receiver.test_recovery_outcomes import rows
+from tests.receiver.test_recovery_steps import ALERT
+from tests.receiver.test_recovery_steps import store as store  # the fixture: a fresh SQLite store
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite://{tmp_path / 'r.db'}")
-    await opened.open()
-    yield opened
-    await opened.close()
+def settings(notifiers: Mapping[str, Any] | None = None, **worker: object) -> ReceiverConfig:
+    return ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"}, "notifiers": notifiers or {}, "worker": {"poll_interval": "20ms", **worker},
+    })  # fmt: skip
 
 
-def rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(tmp_path / "r.db")) as db:
-        return db.execute(sql).fetchall()
+def worker_of(config: ReceiverConfig, store: Store, notifiers: Mapping[str, Any], metrics: ReceiverMetrics,
+              owner: str = "w") -> Worker:  # fmt: skip
+    """A worker as the receiver builds it (its plan runner has no plans here)."""
+    runner = PlanRunner(config, store, {}, None, metrics, owner, config.worker.lease)
+    return Worker(config, store, notifiers, runner, metrics, owner)
+
+
+@contextlib.asynccontextmanager
+async def running(*workers: Worker) -> AsyncIterator[None]:
+    """The workers' loops run while the block does, and stop with it."""
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def deliver(store: Store, slack: SlackSink, tmp_path: Path, metrics: ReceiverMetrics, **worker: object) -> None:
     """Run a worker until no delivery is pending any more."""
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"},
-        "notifiers": {"slack": [{"name": "oncall", "webhook_url": slack.url()}]},
-        "worker": {"poll_interval": "20ms", "lease": "3s", "retry_base": "10ms", "retry_cap": "20ms", **worker},
-    })  # fmt: skip
+    slack_config = {"slack": [{"name": "oncall", "webhook_url": slack.url()}]}
+    config = settings(slack_config, **{"lease": "3s", "retry_base": "10ms", "retry_cap": "20ms", **worker})
     notifiers = build_notifiers(config.notifiers)
-    runner = PlanRunner(config, store, {}, None, metrics, "w", 3.0)
-    task = asyncio.create_task(Worker(config, store, notifiers, runner, metrics, "w").run())
 
     async def done() -> bool:
-        return rows(tmp_path, "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
+        return rows(tmp_path / "r.db", "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
 
     try:
-        await eventually(done, 20, "every delivery ended")
+        async with running(worker_of(config, store, notifiers, metrics)):
+            await eventually(done, 20, "every delivery ended")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         for notifier in notifiers.values():
             await notifier.close()
 
@@ -85,7 +86,7 @@ async def test_a_delivery_to_a_notifier_not_configured_fails_for_good(
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/gone",))], "", 0, time.time())
     await deliver(store, slack, tmp_path, metrics)
     why = "notifier slack/gone is not configured"
-    assert rows(tmp_path, "SELECT id, state, result, attempts FROM jobs") == [(1, "failed", why, 1)]
+    assert rows(tmp_path / "r.db", "SELECT id, state, result, attempts FROM jobs") == [(1, "failed", why, 1)]
     assert logged(caplog, "delivery failed for good", "job", "notifier", "error") == [(1, "slack/gone", why)]
     assert (
         metrics.registry.get_sample_value(
@@ -107,12 +108,12 @@ async def test_each_delivery_shows_its_message_once_and_logs_each_attempt(
         await store.ingest([RoutedAlert(replace(ALERT, fingerprint=fp), notifiers=("slack/oncall",))], "", 0, now)
     await deliver(store, slack, tmp_path, metrics)
     assert slack.responses == [500, 200, 200]
-    sent = rows(tmp_path, "SELECT id, state, result, attempts FROM jobs ORDER BY attempts")
+    sent = rows(tmp_path / "r.db", "SELECT id, state, result, attempts FROM jobs ORDER BY attempts")
     assert [(state, result, attempts) for _, state, result, attempts in sent] == [
         ("sent", "sent", 1),
         ("sent", "sent", 2),
     ]
-    shown = rows(tmp_path, "SELECT job_id, title FROM events WHERE kind = 'delivery' ORDER BY job_id")
+    shown = rows(tmp_path / "r.db", "SELECT job_id, title FROM events WHERE kind = 'delivery' ORDER BY job_id")
     assert shown == [(1, "firing message to slack/oncall"), (2, "firing message to slack/oncall")]
     ((error,),) = logged(caplog, "delivery failed, will retry", "error")
     assert "500" in error
@@ -142,7 +143,7 @@ async def test_a_permanent_error_ends_the_delivery_with_the_error(
     slack.fail_next(1, error="channel_not_found")
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, time.time())
     await deliver(store, slack, tmp_path, ReceiverMetrics(), concurrency=1)  # one job at a time is enough
-    ((state, result, attempts),) = rows(tmp_path, "SELECT state, result, attempts FROM jobs")
+    ((state, result, attempts),) = rows(tmp_path / "r.db", "SELECT state, result, attempts FROM jobs")
     assert (state, attempts) == ("failed", 1)
     assert result.startswith("permanent error: ")
     assert "channel_not_found" in result
@@ -154,7 +155,7 @@ async def test_a_delivery_older_than_give_up_after_fails_at_its_next_error(
     slack.fail_next(1, 500)
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, time.time() - 86_401)
     await deliver(store, slack, tmp_path, ReceiverMetrics())
-    ((state, result, attempts),) = rows(tmp_path, "SELECT state, result, attempts FROM jobs")
+    ((state, result, attempts),) = rows(tmp_path / "r.db", "SELECT state, result, attempts FROM jobs")
     assert (state, attempts) == ("failed", 1)
     assert result.startswith("gave up after 1 attempts: ")
     assert "500" in result
@@ -168,20 +169,17 @@ async def test_a_delivery_whose_earlier_claim_was_cut_off_is_sent_again_and_says
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/oncall",))], "", 0, now - 10)
     assert len(await store.claim("dead", 10, 1.0, now - 10)) == 1  # its worker died holding the lease
     await deliver(store, slack, tmp_path, ReceiverMetrics())
-    assert rows(tmp_path, "SELECT state, interrupted FROM jobs") == [("sent", 1)]
+    assert rows(tmp_path / "r.db", "SELECT state, interrupted FROM jobs") == [("sent", 1)]
     assert logged(caplog, "delivery interrupted earlier, sending again", "job", "notifier", "attempt") == [
         (1, "slack/oncall", 1)
     ]
 
 
-class Broken:
-    """A notifier with a bug: sending raises something no notifier is meant to raise."""
+class Double:
+    """What a worker asks of a notifier, for the doubles below: no pacing, no edits, a fixed preview."""
 
     pace = None
     edits = False
-
-    async def notify(self, notification: object) -> None:
-        raise LookupError("a bug")
 
     def preview(self, notification: object) -> str:
         return "a message"
@@ -190,37 +188,31 @@ class Broken:
         return None
 
 
+class Broken(Double):
+    """A notifier with a bug: sending raises something no notifier is meant to raise."""
+
+    async def notify(self, notification: object) -> None:
+        raise LookupError("a bug")
+
+
 async def test_a_step_that_raises_is_logged_with_its_job_and_the_worker_goes_on(
     store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = ReceiverConfig.model_validate({"auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms"}})
-    metrics = ReceiverMetrics()
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/broken",))], "", 0, time.time())
-    worker = Worker(
-        config, store, {"slack/broken": Broken()}, PlanRunner(config, store, {}, None, metrics, "w", 10.0), metrics, "w"
-    )  # type: ignore[dict-item]
-    task = asyncio.create_task(worker.run())
 
     async def failed() -> bool:
         return any(r.getMessage() == "job step failed" for r in caplog.records)
 
-    try:
+    async with running(worker_of(settings(), store, {"slack/broken": Broken()}, ReceiverMetrics())):
         await eventually(failed, 10, "the step's failure logged")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     (record,) = [r for r in caplog.records if r.getMessage() == "job step failed"]
     assert (record.name, record.levelno, record.job, record.kind) == (
-        "opsloop.receiver.worker",
-        logging.ERROR,
-        1,
-        "delivery",
-    )
+        "opsloop.receiver.worker", logging.ERROR, 1, "delivery",
+    )  # fmt: skip
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], LookupError)
     # the job keeps its lease until it expires, and is then tried again as interrupted
-    assert rows(tmp_path, "SELECT state, lease_owner FROM jobs") == [("pending", "w")]
+    assert rows(tmp_path / "r.db", "SELECT state, lease_owner FROM jobs") == [("pending", "w")]
 
 
 async def test_a_worker_that_cannot_claim_says_why_and_keeps_polling(
@@ -229,30 +221,19 @@ async def test_a_worker_that_cannot_claim_says_why_and_keeps_polling(
     closed = open_store(f"sqlite://{tmp_path / 'r.db'}")
     await closed.open()
     await closed.close()
-    config = ReceiverConfig.model_validate({"auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms"}})
-    metrics = ReceiverMetrics()
-    worker = Worker(config, closed, {}, PlanRunner(config, closed, {}, None, metrics, "w", 10.0), metrics, "w")
-    task = asyncio.create_task(worker.run())
 
     async def twice() -> bool:
         return len([r for r in caplog.records if r.getMessage() == "cannot claim work"]) >= 2
 
-    try:
+    async with running(worker_of(settings(), closed, {}, ReceiverMetrics())):
         await eventually(twice, 10, "two failed claims")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     first = next(r for r in caplog.records if r.getMessage() == "cannot claim work")
     assert (first.name, first.levelno) == ("opsloop.receiver.worker", logging.WARNING)
     assert first.error
 
 
-class Slow:
+class Slow(Double):
     """A notifier whose send takes ``seconds``; it counts the messages sent and the most sent at once."""
-
-    pace = None
-    edits = False
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -265,74 +246,38 @@ class Slow:
         self.sending -= 1
         self.sent += 1
 
-    def preview(self, notification: object) -> str:
-        return "a message"
-
-    async def close(self) -> None:
-        return None
-
 
 async def test_a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it(store: Store, tmp_path: Path) -> None:
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "lease": "600ms"},
-    })  # fmt: skip
-    metrics, slow = ReceiverMetrics(), Slow(1.5)  # several times the lease
+    config, metrics, slow = settings(lease="600ms"), ReceiverMetrics(), Slow(1.5)  # several times the lease
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
-    workers = [
-        Worker(config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, o, 0.6), metrics, o)  # type: ignore[dict-item]
-        for o in ("first", "second")
-    ]
-    tasks = [asyncio.create_task(w.run()) for w in workers]
 
     async def ended() -> bool:
-        return rows(tmp_path, "SELECT state FROM jobs") == [("sent",)]
+        return rows(tmp_path / "r.db", "SELECT state FROM jobs") == [("sent",)]
 
-    try:
+    async with running(*(worker_of(config, store, {"slack/slow": slow}, metrics, o) for o in ("first", "second"))):
         await eventually(ended, 10, "the delivery sent")
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
     assert slow.sent == 1
-    assert rows(tmp_path, "SELECT attempts, interrupted FROM jobs") == [(1, 0)]
+    assert rows(tmp_path / "r.db", "SELECT attempts, interrupted FROM jobs") == [(1, 0)]
 
 
 async def test_a_worker_runs_no_more_steps_at_once_than_its_concurrency(store: Store, tmp_path: Path) -> None:
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "concurrency": 1},
-    })  # fmt: skip
-    metrics, slow = ReceiverMetrics(), Slow(0.3)
+    slow = Slow(0.3)
     for fp in ("fp1", "fp2"):
         await store.ingest([RoutedAlert(replace(ALERT, fingerprint=fp), notifiers=("slack/slow",))], "", 0, time.time())
-    worker = Worker(
-        config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, "w", 10.0), metrics, "w"
-    )  # type: ignore[dict-item]
-    task = asyncio.create_task(worker.run())
 
     async def ended() -> bool:
-        return rows(tmp_path, "SELECT state FROM jobs") == [("sent",), ("sent",)]
+        return rows(tmp_path / "r.db", "SELECT state FROM jobs") == [("sent",), ("sent",)]
 
-    try:
+    async with running(worker_of(settings(concurrency=1), store, {"slack/slow": slow}, ReceiverMetrics())):
         await eventually(ended, 10, "both deliveries sent")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert (slow.sent, slow.most) == (2, 1)
 
 
 async def test_a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_step(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"}, "worker": {"poll_interval": "20ms", "lease": "300ms"},
-    })  # fmt: skip
-    metrics, slow = ReceiverMetrics(), Slow(0.6)
+    slow = Slow(0.6)
     await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
-    worker = Worker(
-        config, store, {"slack/slow": slow}, PlanRunner(config, store, {}, None, metrics, "w", 0.3), metrics, "w"
-    )  # type: ignore[dict-item]
-    task = asyncio.create_task(worker.run())
     messages = ("cannot renew lease", "store unavailable during a step")
 
     async def sending() -> bool:
@@ -341,14 +286,10 @@ async def test_a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_ste
     async def both_logged() -> bool:
         return {r.getMessage() for r in caplog.records} >= set(messages)
 
-    try:
+    async with running(worker_of(settings(lease="300ms"), store, {"slack/slow": slow}, ReceiverMetrics())):
         await eventually(sending, 10, "the message being sent")
         await store.close()  # the database goes away mid-step
         await eventually(both_logged, 10, "the lost store logged")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     for message in messages:
         record = next(r for r in caplog.records if r.getMessage() == message)
         assert (record.levelno, record.job) == (logging.WARNING, 1)
