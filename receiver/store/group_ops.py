@@ -24,19 +24,35 @@ class GroupOps(abc.ABC):
     @abc.abstractmethod
     async def _run(self, op: Op[T]) -> T: ...
 
+    async def _read(self, op: Op[T]) -> T:
+        """Run an operation that only reads. A store whose readers need not wait for its writer (SQLite in
+        WAL mode) runs it beside the writer, so large reads never delay the commits of webhooks."""
+        return await self._run(op)
+
     async def take_group(self, job: Job, owner: str, until: float, now: float) -> list[Job] | None:
         """``job`` and the other pending members of its group, leased together until ``until`` (renewed by
-        ``extend_lease`` of ``job``); None when another worker holds the group (``job`` is then released)."""
-        return await self._run(self._take_group(job, owner, until, now))
+        ``extend_lease`` of ``job``); None when another worker holds the group (``job`` is then released).
 
-    def _take_group(self, job: Job, owner: str, until: float, now: float) -> Op[list[Job] | None]:
+        Only the lease is written; the members' rows are read after its commit (``_read``): while the
+        lease is held no other worker takes, sends or replaces a member, so they are read as taken."""
+        ids = await self._run(self._take_group(job, owner, until, now))
+        if ids is None:
+            return None
+        return await self._read(self._jobs_by_id(ids))
+
+    @staticmethod
+    def _take_group(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]:
         ids = yield from grouping.take(job, owner, until, now)
         if ids is None:  # another worker holds the group: this member waits for it (or for its takeover)
             yield Stmt(
                 "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
                 (until, job.id, owner),
             )
-            return None
+        return ids
+
+    @staticmethod
+    def _jobs_by_id(ids: Sequence[int]) -> Op[list[Job]]:
+        """These jobs in this order (one gone since is left out)."""
         found = yield Stmt(f"{JOB_SELECT} WHERE j.id IN ({marks(ids)})", ids)
         jobs = {j.id: j for j in map(job_row, found.rows)}
         return [jobs[i] for i in ids if i in jobs]
@@ -57,7 +73,7 @@ class GroupOps(abc.ABC):
         holder = (yield from grouping.held_slot(member_ids)) or job.id
         slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
         if slot is not None:  # the lease row is given back last: a claim may wait for that, never for jobs
-            yield from grouping.hold_back(job.group, slot, now)
+            yield from grouping.hold_back(job.group, slot, interval, now)
             yield from grouping.release(job.group, owner, member_ids, slot, now)
         return slot
 
@@ -103,7 +119,7 @@ class GroupOps(abc.ABC):
 
     async def plan_runs_of(self, incident_ids: Sequence[int]) -> tuple[list[Job], list[ActionRecord]]:
         """The plan runs of these alerts and their actions: what a group message says about automation."""
-        return await self._run(self._plan_runs_of(incident_ids))
+        return await self._read(self._plan_runs_of(incident_ids))
 
     @staticmethod
     def _plan_runs_of(incident_ids: Sequence[int]) -> Op[tuple[list[Job], list[ActionRecord]]]:

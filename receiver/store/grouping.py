@@ -188,15 +188,24 @@ def release(gid: str, owner: str, member_ids: Sequence[int], due_at: float, now:
     yield Stmt("DELETE FROM group_leases WHERE gid = ? AND owner = ?", (gid, owner))
 
 
-def hold_back(gid: str, due_at: float, now: float) -> Op[None]:
+def hold_back(gid: str, due_at: float, interval: float, now: float) -> Op[None]:
     """The group waits for its send slot at ``due_at``: so do its members not taken (past ``MAX_TAKE``, or
     joined since), else each would be claimed, take the group and be sent back, one claim after another.
-    A page or an escalation (urgency below 2) keeps its own time: it takes an earlier slot."""
-    yield Stmt(
-        "UPDATE jobs SET due_at = ? WHERE gid = ? AND state = 'pending' AND urgency >= 2 AND due_at < ? "
-        "AND (lease_until IS NULL OR lease_until < ?)",
-        (due_at, gid, due_at, now),
+    A page or an escalation (urgency below 2) keeps its own time: it takes an earlier slot.
+
+    Held in tiers of ``MAX_TAKE`` by id: a message carries at most ``MAX_TAKE`` members, lowest ids first,
+    and takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals
+    after ``due_at``. No member waits past its earliest message, and the next refusal rewrites only the
+    members due before its own slot (about one tier), not every member of a large group again."""
+    found = yield Stmt(
+        "SELECT id FROM jobs WHERE gid = ? AND state = 'pending' AND urgency >= 2 AND due_at < ? "
+        "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id",
+        (gid, due_at, now),
     )
+    ids = [row[0] for row in found.rows]
+    for tier, start in enumerate(range(0, len(ids), MAX_TAKE)):
+        chunk = ids[start : start + MAX_TAKE]
+        yield Stmt(f"UPDATE jobs SET due_at = ? WHERE id IN ({marks(chunk)})", (due_at + tier * interval, *chunk))
 
 
 def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:

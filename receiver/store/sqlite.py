@@ -2,7 +2,9 @@
 
 Operations run in the writer thread, a whole operation in one hop, so they are serialised without
 asyncio locks and the event loop never waits on the disk. ``synchronous=FULL`` makes each commit
-durable before the webhook is acknowledged; operations queued meanwhile share one commit.
+durable before the webhook is acknowledged; operations queued meanwhile share one commit. Large reads
+(a group's members) run on a second, read-only connection in a thread of its own: WAL lets it read the
+last commit while the writer goes on committing webhooks.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._reader: sqlite3.Connection | None = None
+        self._reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._queue: deque[_Queued] = deque()
         self._scheduled = False  # a commit group is queued in the writer and will take what is queued
 
@@ -59,13 +63,46 @@ class SqliteStore(Store):
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._conn = conn
+        try:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=ON")
+            reader.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._reader = reader
         log.info("store opened", extra={"store": "sqlite", "path": str(self.path)})
 
     async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._reader is not None:
+            await loop.run_in_executor(self._reader_executor, self._reader.close)
+            self._reader = None
+        self._reader_executor.shutdown(wait=True)
         if self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+            await loop.run_in_executor(self._executor, self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
+
+    async def _read(self, op: Op[T]) -> T:
+        try:
+            pending = asyncio.get_running_loop().run_in_executor(self._reader_executor, self._read_now, op)
+        except RuntimeError as exc:  # the store was closed: nothing will ever run this read
+            raise StoreUnavailable("the store is closed") from exc
+        return await pending
+
+    def _read_now(self, op: Op[T]) -> T:
+        """One read transaction: every statement of ``op`` sees the same commit."""
+        conn = self._reader
+        if conn is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            conn.execute("BEGIN")
+            try:
+                return drive(op, lambda stmt: _execute(conn, stmt))
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     async def _run(self, op: Op[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -128,13 +165,9 @@ class SqliteStore(Store):
 
     @staticmethod
     def _in_savepoint(conn: sqlite3.Connection, op: Op[object]) -> tuple[object, BaseException | None]:
-        def execute(stmt: Stmt) -> Result:
-            cursor = conn.execute(stmt.sql, tuple(stmt.params))
-            return Result(cursor.fetchall(), cursor.rowcount)
-
         conn.execute("SAVEPOINT op")
         try:
-            value = drive(op, execute)
+            value = drive(op, lambda stmt: _execute(conn, stmt))
         except sqlite3.OperationalError:
             raise  # the database itself failed: the whole group fails
         except Exception as exc:
@@ -143,6 +176,11 @@ class SqliteStore(Store):
             return None, exc
         conn.execute("RELEASE op")
         return value, None
+
+
+def _execute(conn: sqlite3.Connection, stmt: Stmt) -> Result:
+    cursor = conn.execute(stmt.sql, tuple(stmt.params))
+    return Result(cursor.fetchall(), cursor.rowcount)
 
 
 _Queued = tuple[Op[Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]

@@ -143,7 +143,14 @@ async def test_a_group_waiting_for_its_send_slot_holds_back_every_member_but_a_p
     assert again.id == page.id
     assert await store.end_group(again, "w", [page.id], SENT, "sent", [], NOW + 6)  # its claim leased the group
     assert await store.claim("w", 8, 30, NOW + 9) == []
-    due = {j.due_at for v in await store.incidents(limit=2000) for j in v.jobs if j.id != page.id}
-    assert due == {NOW + 10}
+    due = {v.incident.fingerprint: j.due_at for v in await store.incidents(limit=2000) for j in v.jobs
+           if j.id != page.id}  # fmt: skip
+    # A message carries at most MAX_TAKE members, lowest ids first, one per slot: the members past the
+    # first MAX_TAKE of those waiting cannot go out before the slot after, and wait for that one.
+    assert {fp for fp, at in due.items() if at == NOW + 10} == {f"fp{n:05}" for n in range(MAX_TAKE + 1)}
+    assert {fp for fp, at in due.items() if at == NOW + 11} == {
+        f"fp{n:05}" for n in range(MAX_TAKE + 1, MAX_TAKE + 200)
+    }
+    assert len(due) == MAX_TAKE + 200
     (next_head,) = await store.claim("w", 8, 30, NOW + 10)
     assert next_head.incident.fingerprint == "fp00000"
