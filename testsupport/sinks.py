@@ -290,8 +290,13 @@ class _SmtpHandler:
             return self.sink.failures.popleft()
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         self.sink.inbox.add(cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(content)))
-        if self.sink.accept_delay:  # a slow server: the message is in, the client still waits for the 250
-            await asyncio.sleep(self.sink.accept_delay)
+        self.sink.accepting += 1
+        self.sink.most_accepting = max(self.sink.most_accepting, self.sink.accepting)
+        try:
+            if self.sink.accept_delay:  # a slow server: the message is in, the client still waits for the 250
+                await asyncio.sleep(self.sink.accept_delay)
+        finally:
+            self.sink.accepting -= 1
         return "250 Message accepted for delivery"
 
 
@@ -328,6 +333,10 @@ class SmtpSink:
         self.refused: dict[str, str] = {}
         self.accept_delay = 0.0
         """Seconds between taking a message and answering 250, as a slow mail server does."""
+        self.accepting = 0
+        """Messages taken whose 250 is not answered yet (their clients are waiting for it)."""
+        self.most_accepting = 0
+        """The most messages ever waiting for their 250 at once."""
         self.ca_file: Path | None = None
         self._starttls = starttls
         self._credentials = credentials

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ from opsloop.receiver.notify import build_notifiers
 from opsloop.receiver.recovery import PlanRunner
 from opsloop.receiver.store import Store, open_store
 from opsloop.receiver.worker import Worker
-from opsloop.testsupport.sinks import SlackSink
+from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
-from tests.receiver.harness import eventually
+from tests.receiver.harness import email_notifier, eventually
 from tests.receiver.test_recovery_outcomes import rows
 from tests.receiver.test_recovery_steps import ALERT
 from tests.receiver.test_recovery_steps import store as store  # the fixture: a fresh SQLite store
@@ -57,21 +57,26 @@ async def running(*workers: Worker) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def notifiers_of(config: ReceiverConfig) -> AsyncIterator[dict[str, Any]]:
+    notifiers = build_notifiers(config.notifiers)
+    try:
+        yield notifiers
+    finally:
+        for notifier in notifiers.values():
+            await notifier.close()
+
+
 async def deliver(store: Store, slack: SlackSink, tmp_path: Path, metrics: ReceiverMetrics, **worker: object) -> None:
     """Run a worker until no delivery is pending any more."""
     slack_config = {"slack": [{"name": "oncall", "webhook_url": slack.url()}]}
     config = settings(slack_config, **{"lease": "3s", "retry_base": "10ms", "retry_cap": "20ms", **worker})
-    notifiers = build_notifiers(config.notifiers)
 
     async def done() -> bool:
         return rows(tmp_path / "r.db", "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
 
-    try:
-        async with running(worker_of(config, store, notifiers, metrics)):
-            await eventually(done, 20, "every delivery ended")
-    finally:
-        for notifier in notifiers.values():
-            await notifier.close()
+    async with notifiers_of(config) as notifiers, running(worker_of(config, store, notifiers, metrics)):
+        await eventually(done, 20, "every delivery ended")
 
 
 def logged(caplog: pytest.LogCaptureFixture, message: str, *fields: str) -> list[tuple[Any, ...]]:
@@ -175,8 +180,9 @@ async def test_a_delivery_whose_earlier_claim_was_cut_off_is_sent_again_and_says
     ]
 
 
-class Double:
-    """What a worker asks of a notifier, for the doubles below: no pacing, no edits, a fixed preview."""
+class Broken:
+    """A notifier with a bug (no pacing, no edits, a fixed preview): sending raises something no notifier
+    is meant to raise, which no real notifier can be made to do."""
 
     pace = None
     edits = False
@@ -186,10 +192,6 @@ class Double:
 
     async def close(self) -> None:
         return None
-
-
-class Broken(Double):
-    """A notifier with a bug: sending raises something no notifier is meant to raise."""
 
     async def notify(self, notification: object) -> None:
         raise LookupError("a bug")
@@ -232,64 +234,64 @@ async def test_a_worker_that_cannot_claim_says_why_and_keeps_polling(
     assert first.error
 
 
-class Slow(Double):
-    """A notifier whose send takes ``seconds``; it counts the messages sent and the most sent at once."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.sent = self.sending = self.most = 0
-
-    async def notify(self, notification: object) -> None:
-        self.sending += 1
-        self.most = max(self.most, self.sending)
-        await asyncio.sleep(self.seconds)
-        self.sending -= 1
-        self.sent += 1
+@contextlib.contextmanager
+def slow_mail(seconds: float) -> Iterator[tuple[SmtpSink, dict[str, Any]]]:
+    """A real SMTP server that answers each message's 250 ``seconds`` after taking it, and the
+    ``notifiers`` config of an email notifier sending to it (as ``email/slow``)."""
+    with SmtpSink() as mailbox:
+        mailbox.accept_delay = seconds
+        yield mailbox, {"email": [email_notifier("slow", mailbox.port)]}
 
 
 async def test_a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it(store: Store, tmp_path: Path) -> None:
-    config, metrics, slow = settings(lease="600ms"), ReceiverMetrics(), Slow(1.5)  # several times the lease
-    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
+    await store.ingest([RoutedAlert(ALERT, notifiers=("email/slow",))], "", 0, time.time())
 
     async def ended() -> bool:
         return rows(tmp_path / "r.db", "SELECT state FROM jobs") == [("sent",)]
 
-    async with running(*(worker_of(config, store, {"slack/slow": slow}, metrics, o) for o in ("first", "second"))):
-        await eventually(ended, 10, "the delivery sent")
-    assert slow.sent == 1
+    with slow_mail(1.5) as (mailbox, notifiers):  # several times the lease
+        config, metrics = settings(notifiers, lease="600ms"), ReceiverMetrics()
+        async with notifiers_of(config) as built:
+            workers = [worker_of(config, store, built, metrics, owner) for owner in ("first", "second")]
+            async with running(*workers):
+                await eventually(ended, 10, "the delivery sent")
+        assert len(mailbox.messages) == 1
     assert rows(tmp_path / "r.db", "SELECT attempts, interrupted FROM jobs") == [(1, 0)]
 
 
 async def test_a_worker_runs_no_more_steps_at_once_than_its_concurrency(store: Store, tmp_path: Path) -> None:
-    slow = Slow(0.3)
     for fp in ("fp1", "fp2"):
-        await store.ingest([RoutedAlert(replace(ALERT, fingerprint=fp), notifiers=("slack/slow",))], "", 0, time.time())
+        await store.ingest([RoutedAlert(replace(ALERT, fingerprint=fp), notifiers=("email/slow",))], "", 0, time.time())
 
     async def ended() -> bool:
         return rows(tmp_path / "r.db", "SELECT state FROM jobs") == [("sent",), ("sent",)]
 
-    async with running(worker_of(settings(concurrency=1), store, {"slack/slow": slow}, ReceiverMetrics())):
-        await eventually(ended, 10, "both deliveries sent")
-    assert (slow.sent, slow.most) == (2, 1)
+    with slow_mail(0.3) as (mailbox, notifiers):
+        config = settings(notifiers, concurrency=1)
+        async with notifiers_of(config) as built, running(worker_of(config, store, built, ReceiverMetrics())):
+            await eventually(ended, 10, "both deliveries sent")
+        assert (len(mailbox.messages), mailbox.most_accepting) == (2, 1)
 
 
 async def test_a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_step(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    slow = Slow(0.6)
-    await store.ingest([RoutedAlert(ALERT, notifiers=("slack/slow",))], "", 0, time.time())
+    await store.ingest([RoutedAlert(ALERT, notifiers=("email/slow",))], "", 0, time.time())
     messages = ("cannot renew lease", "store unavailable during a step")
-
-    async def sending() -> bool:
-        return slow.sending == 1
 
     async def both_logged() -> bool:
         return {r.getMessage() for r in caplog.records} >= set(messages)
 
-    async with running(worker_of(settings(lease="300ms"), store, {"slack/slow": slow}, ReceiverMetrics())):
-        await eventually(sending, 10, "the message being sent")
-        await store.close()  # the database goes away mid-step
-        await eventually(both_logged, 10, "the lost store logged")
+    with slow_mail(0.6) as (mailbox, notifiers):
+        config = settings(notifiers, lease="300ms")
+
+        async def sending() -> bool:
+            return mailbox.accepting == 1
+
+        async with notifiers_of(config) as built, running(worker_of(config, store, built, ReceiverMetrics())):
+            await eventually(sending, 10, "the message being sent")
+            await store.close()  # the database goes away mid-step
+            await eventually(both_logged, 10, "the lost store logged")
     for message in messages:
         record = next(r for r in caplog.records if r.getMessage() == message)
         assert (record.levelno, record.job) == (logging.WARNING, 1)
