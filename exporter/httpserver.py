@@ -147,8 +147,9 @@ class HttpServer:
         self._connections.add(task)
         try:
             peercert = writer.get_extra_info("peercert")
-            while await self._one_request(reader, writer, peercert):
-                pass
+            keep_alive = True
+            while keep_alive:
+                keep_alive = await self._one_request(reader, writer, peercert)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
             pass  # the client went away or stalled: nothing to answer
         except Exception:  # a body that failed after its headers went out: only closing tells the client

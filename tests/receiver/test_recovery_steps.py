@@ -59,6 +59,17 @@ CONFIG = ReceiverConfig.model_validate({
                  {"name": "one", "match": {"alertname": "B"}, "max_concurrent": 1,
                   "actions": [{"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
 })  # fmt: skip
+
+
+def fix_plan(*commands: list[str], **plan: object) -> ReceiverConfig:
+    """A config whose plan ``fix`` (alertname A) runs one command action per ``python -c`` argument list."""
+    actions = [{"type": "command", "argv": [sys.executable, "-c", *args], "timeout": "5s"} for args in commands]
+    return ReceiverConfig.model_validate({
+        "auth": {"bearer_token": "t"},
+        "recovery": [{"name": "fix", "match": {"alertname": "A"}, **plan, "actions": actions}],
+    })  # fmt: skip
+
+
 ALERT = Alert(
     fingerprint="fp", starts_at="2030-01-01T00:00:00Z", status="firing", labels={"alertname": "A"},
     annotations={}, ends_at=None, generator_url="",
@@ -316,12 +327,7 @@ async def test_an_action_runs_under_a_lease_that_covers_its_timeout(store: Store
         "import sqlite3, sys; row = sqlite3.connect(sys.argv[1]).execute("
         "\"SELECT lease_until FROM jobs WHERE kind = 'plan'\").fetchone(); open(sys.argv[2], 'w').write(repr(row[0]))"
     )
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"},
-        "recovery": [{"name": "fix", "match": {"alertname": "A"}, "actions": [
-            {"type": "command", "argv": [sys.executable, "-c", peek, str(tmp_path / "r.db"), str(seen)],
-             "timeout": "5s"}]}],
-    })  # fmt: skip
+    config = fix_plan([peek, str(tmp_path / "r.db"), str(seen)])
     job = await plan_job(store, "fix")
     before = time.time()
     await runner(store, config=config).step(job)
@@ -358,12 +364,7 @@ async def test_an_action_whose_lease_was_taken_meanwhile_stops_the_stage(
         "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
         "db.execute(\"UPDATE jobs SET lease_owner = 'other' WHERE kind = 'plan'\"); db.commit()"
     )
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"},
-        "recovery": [{"name": "fix", "match": {"alertname": "A"}, "actions": [
-            {"type": "command", "argv": [sys.executable, "-c", steal, str(tmp_path / "r.db")], "timeout": "5s"},
-            {"type": "command", "argv": [sys.executable, "-c", "pass"], "timeout": "5s"}]}],
-    })  # fmt: skip
+    config = fix_plan([steal, str(tmp_path / "r.db")], ["pass"])
     job = await plan_job(store, "fix")
     caplog.set_level(logging.INFO, "opsloop.receiver.recovery")
     await runner(store, config=config).step(job)
@@ -433,11 +434,7 @@ async def test_a_verification_is_recorded_on_the_incident_timeline(
 
 
 async def test_the_next_stage_is_due_at_its_offset_from_the_runs_first_attempt(store: Store) -> None:
-    config = ReceiverConfig.model_validate({
-        "auth": {"bearer_token": "t"},
-        "recovery": [{"name": "fix", "match": {"alertname": "A"}, "stages": ["0s", "10m", "20m"],
-                      "actions": [{"type": "command", "argv": [sys.executable, "-c", "exit(3)"], "timeout": "5s"}]}],
-    })  # fmt: skip
+    config = fix_plan(["exit(3)"], stages=["0s", "10m", "20m"])
     await runner(store, config=config).step(await plan_job(store, "fix"))  # stage 1 fails
     (due,) = [j for j in await store.claim(OWNER, 10, 60, time.time()) if j.kind == PLAN]
     await runner(store, config=config).step(due)  # not recovered: stage 2 is planned, not 3
