@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,8 @@ MATCHES = [  # (pattern, label value, matches)
     ("[^]a](?i)b", "xB", True),
     ("[^]a](?i)b", "]B", False),
     ("[^]a](?i)b", "^B", True),
+    ("[^](?i)]", "x", True),
+    ("[^](?i)]", "i", False),
     ("[a\\](?i)]", ")", True),
     ("[a\\](?i)]", "I", False),
     ("[\\]](?i)a", "]A", True),
@@ -69,6 +72,7 @@ MATCHES = [  # (pattern, label value, matches)
     ("[[:a]", "[", True),
     ("[[:a]", "]", False),
     ("[[]", "[", True),
+    ("[[]", "X", False),
     ("[:alpha:]+", "ph:", True),  # outside a class: a class of the letters :alph
     ("[:alpha:]+", "b", False),
 ]
@@ -126,9 +130,12 @@ REFUSED = [  # (pattern, message): refused by Alertmanager as well
     ("(?-)", "missing flag"),
     ("(?i-)", "missing flag"),
     ("[[:alphabet:]]", "invalid character class [:alphabet:]"),
+    ("[[::]]", "invalid character class [::]"),
     ("[[:alpha:]", "missing ] at the end of a character class"),
     ("a[b\\]", "missing ] at the end of a character class"),
     ("(?x)a", "global flags not at the start"),  # RE2 has no x flag
+    ("a)", "unbalanced parenthesis"),
+    ("(a))|(?i)b", "unbalanced parenthesis"),
 ]
 
 
@@ -152,3 +159,11 @@ def test_re2_syntax_without_a_python_equivalent_is_refused_by_name(pattern: str,
     # Alertmanager accepts these; refusing them beats meaning something else
     with pytest.raises(ValueError, match=f"^invalid regular expression '.*': {re.escape(message)}$"):
         parse_matcher(f"a=~{quoted(pattern)}")
+
+
+def test_a_bracket_in_a_class_is_a_member_without_pythons_nested_set_warning() -> None:
+    # Python warns that ``[[`` may one day open a nested set, which would change what the class matches
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        matcher = new_matcher("a", "=~", "[[]x")
+    assert matcher.matches({"a": "[x"})
