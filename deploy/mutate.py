@@ -66,7 +66,8 @@ MODULES: dict[str, list[str]] = {
     "receiver/store/limits.py": ["tests/receiver/store/test_limits.py",
                                  "tests/receiver/store/test_ops.py::test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends",
                                  "tests/receiver/store/test_ops.py::test_dry_runs_do_not_count_towards_the_circuit_breaker"],
-    "receiver/store/steering.py": ["tests/receiver/store/test_steering.py", "tests/receiver/store/test_limits.py",
+    "receiver/store/steering.py": ["tests/receiver/store/test_steering_rows.py",
+                                   "tests/receiver/store/test_steering.py", "tests/receiver/store/test_limits.py",
                                    "tests/receiver/store/test_ops.py::test_manual_run_bypasses_pause_and_actions_are_recorded"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")

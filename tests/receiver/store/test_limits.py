@@ -130,3 +130,9 @@ async def test_later_stages_skip_the_first_attempts_limits_but_not_the_breaker(s
     assert await gated(store, NOW + 3, limit(cooldown=600, first=False, breaker_max=0)) == (
         "automation paused: circuit breaker: 0 actions within 600s | circuit_breaker"
     )
+
+
+async def test_no_cooldown_holds_nothing_back_even_after_a_run_stamped_by_a_clock_ahead(store: Store) -> None:
+    await ran(store, NOW, until=NOW + 10)  # finished by a replica whose clock runs 10 s ahead
+    assert await gated(store, NOW + 5, limit(cooldown=0)) == ""
+    assert (await gated(store, NOW + 5, limit(cooldown=1))).startswith("cooldown: ")
