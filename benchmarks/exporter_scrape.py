@@ -130,11 +130,14 @@ def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir:
 
 
 IMPORT_STEPS = [
-    ("asyncio", "asyncio (loads ssl)"),
+    ("hashlib", "hashlib and OpenSSL's libcrypto (ssl needs libcrypto too)"),
+    ("ssl", "ssl (redis-py's asyncio client needs it at import)"),
+    ("asyncio", "asyncio"),
     ("argparse, logging, opsloop.logs", "command line and logging"),
     ("yaml", "PyYAML"),
     ("pydantic_core", "pydantic-core (compiled)"),
     ("pydantic.main, pydantic.fields, pydantic.functional_validators", "pydantic (BaseModel, fields, validators)"),
+    ("importlib.metadata", "importlib.metadata (pydantic's plugin loader; redis-py too)"),
     ("opsloop.configfile", "first models: pydantic's schema builder"),
     ("opsloop.exporter.config", "the exporter's config models"),
     ("redis.asyncio", "redis-py with hiredis"),
