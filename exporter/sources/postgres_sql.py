@@ -15,13 +15,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import psycopg
-from opsloop.exporter.config import BusinessConfig, QueryConfig
 from opsloop.exporter.sources.base import Metric, PartialFailure, Sample
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from opsloop.metric_contract import QUERY_DURATION, QUERY_ERRORS, QUERY_RESULT_AGE, business_metric
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import BusinessConfig, QueryConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class PostgresSource:
         self.config = config
         self.queries = [BusinessQuery(q) for q in config.queries]
         self.pool = AsyncConnectionPool(
-            config.resolve_dsn(),
+            config.secret("dsn") or "",  # required: the config load checked that one of its keys is set
             min_size=0,
             max_size=config.pool_size,
             open=False,
