@@ -143,11 +143,12 @@ IMPORT_STEPS = [
     ("redis.asyncio", "redis-py with hiredis"),
     ("opsloop.exporter.sources, opsloop.exporter.collector", "sources, collector, exposition"),
     ("prometheus_client", "prometheus-client"),
-    ("opsloop.webguard", "web config (TLS, basic auth)"),
+    ("opsloop.webguard", "web config checks (TLS, basic auth)"),
     ("opsloop.exporter.app, opsloop.exporter.__main__", "HTTP server and endpoints"),
 ]
 NOT_LOADED = [("aiohttp.web", "aiohttp.web (before: the HTTP server)"), ("bcrypt", "bcrypt (only with basic auth)"),
-              ("psycopg", "psycopg (only with business queries)")]  # fmt: skip
+              ("psycopg", "psycopg (only with business queries)"),
+              ("opsloop.webconfig", "web config models (only with a web config file)")]  # fmt: skip
 _PROBE = """
 import importlib, sys
 def rss():
