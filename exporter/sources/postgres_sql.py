@@ -97,8 +97,10 @@ class PostgresSource:
     def __init__(self, config: BusinessConfig) -> None:
         self.config = config
         self.queries = [BusinessQuery(q) for q in config.queries]
+        dsn = config.secret("dsn")
+        assert dsn is not None  # required: the config load checked that one of its three keys is set
         self.pool = AsyncConnectionPool(
-            config.secret("dsn") or "",  # required: the config load checked that one of its keys is set
+            dsn,
             min_size=0,
             max_size=config.pool_size,
             open=False,
