@@ -63,7 +63,8 @@ async def test_an_approval_request_is_a_pending_row_and_a_decision_makes_the_run
     job_id = await waiting_job(store)
     assert rows(store, "SELECT job_id, stage, state, requested_at, deadline, decided_by, decided_at, reason "
                        "FROM approvals") == [(job_id, 0, PENDING, NOW, NOW + 600, "", None, "")]  # fmt: skip
-    assert rows(store, f"SELECT due_at FROM jobs WHERE id = {job_id}") == [(NOW + 600,)]
+    waiting = f"SELECT due_at, attempts, result, lease_owner FROM jobs WHERE id = {job_id}"
+    assert rows(store, waiting) == [(NOW + 600, 0, "waiting for approval", None)]  # released, not attempted
     assert await store.decide_approval(job_id, 0, APPROVED, "ann", "looks right", NOW + 2)
     assert not await store.decide_approval(job_id, 0, APPROVED, "bob", "", NOW + 3)
     assert not await store.decide_approval(job_id, 1, APPROVED, "bob", "", NOW + 3)  # no such stage asked
