@@ -42,6 +42,7 @@ MODULES: dict[str, list[str]] = {
     "receiver/routing.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
                             "tests/receiver/test_matchers.py"],
     "receiver/matchers.py": ["tests/receiver/test_matchers_semantics.py", "tests/receiver/test_matchers_re2.py",
+                             "tests/receiver/test_matchers_re2_escapes.py",
                              "tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
                              "tests/receiver/test_matchers.py"],
     "receiver/recovery.py": ["tests/receiver/test_verifier.py", "tests/receiver/test_recovery_steps.py",

@@ -8,8 +8,9 @@ the empty string, and regular expressions are anchored at both ends (``^(?:re)$`
 
 Alertmanager uses Go's RE2, which has no lookaround and no backreferences; such patterns are refused here
 instead of meaning something Alertmanager could never express. RE2 syntax Python reads differently is
-translated (inline flags anywhere, ``[[:alpha:]]`` classes) or, without an equivalent (``(?U)``,
-``[[:^alpha:]]``), refused by name.
+translated (inline flags anywhere, ``$``, ``[[:alpha:]]`` classes, Go's ASCII-only ``\\d``, ``\\s``, ``\\w``
+and ``\\b``, ``\\Q...\\E``, ``\\z``, ``\\x{...}`` and octal escapes) or, without an equivalent (``(?U)``,
+``[[:^alpha:]]``, Unicode classes such as ``\\pN``), refused by name; escapes RE2 refuses are refused.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from typing import Literal, cast
 Operator = Literal["=", "!=", "=~", "!~"]
 
 _MATCHER = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*$", re.DOTALL)
-_NOT_RE2 = re.compile(r"\(\?<?[=!]|\(\?P=|\\[1-9]")
-"""Lookahead, lookbehind and backreferences: Python has them, RE2 (Alertmanager) does not."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,6 @@ def new_matcher(name: str, op: Operator, value: str) -> Matcher:
     """A matcher with its regular expression compiled (anchored as Alertmanager anchors it)."""
     if op in ("=", "!="):
         return Matcher(name, op, value)
-    if _NOT_RE2.search(value):
-        raise ValueError(
-            f"regular expression {value!r} uses lookaround or a backreference, which Alertmanager's RE2 lacks"
-        )
     try:
         # ``\Z``, not ``$``: Python's ``$`` also matches before a final newline, Go's does not.
         return Matcher(name, op, value, re.compile(rf"^(?:{_translated(value)})\Z"))
@@ -61,7 +56,28 @@ def new_matcher(name: str, op: Operator, value: str) -> Matcher:
         raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
 
 
-_FLAGS = re.compile(r"\(\?([imsU]*(?:-[imsU]*)?)\)")
+def _not_re2(value: str) -> ValueError:
+    return ValueError(
+        f"regular expression {value!r} uses lookaround or a backreference, which Alertmanager's RE2 lacks"
+    )
+
+
+_FLAGS = re.compile(r"\(\?([imsU]*(?:-[imsU]*)?)([:)])")
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_LOOKAROUND = re.compile(r"\(\?(?:<?[=!]|P=)")
+"""Lookahead, lookbehind and named backreferences: Python has them, RE2 (Alertmanager) does not."""
+_PERL = {"d": "0-9", "s": "\\t\\n\\f\\r ", "w": "0-9A-Za-z_"}
+"""Go's ``\\d``, ``\\s`` and ``\\w``: ASCII only (Python's are Unicode's), and Go's ``\\s`` lacks ``\\v``."""
+_ESCAPE = re.compile(
+    r"\\(?:Q(?P<quoted>.*?)\\E|(?P<octal>[1-7][0-7]{1,2}|0[0-7]{0,2})"
+    r"|x(?:\{(?P<braced>[0-9A-Fa-f]+)\}|(?P<hex>[0-9A-Fa-f]{2}))|(?P<perl>[dDsSwW])"
+    r"|(?P<unicode>[pP](?:\{[^}]*\}?|.)?)|(?P<anchor>[AbBz])|(?P<same>[afnrtv]|[\x00-/:-@\[-`{-\x7f])"
+    r"|(?P<backreference>[1-9])|(?P<other>.?))",
+    re.DOTALL,
+)
+"""RE2's escapes by kind, as Go's ``regexp/syntax`` reads them; ``other`` is an escape RE2 refuses."""
+_ANCHORS = {"A": "\\A", "z": "\\Z", "b": "(?a:\\b)", "B": "(?a:\\B)"}
+"""RE2's ``\\b`` and ``\\B`` see ASCII word characters only; its ``\\z`` is Python's ``\\Z``."""
 _POSIX = {
     name: "".join(f"\\x{low:02x}-\\x{high:02x}" for low, high in ranges)
     for name, ranges in {  # RE2's ASCII classes, as Go's regexp/syntax lists them
@@ -85,15 +101,18 @@ _POSIX = {
 
 
 def _translated(value: str) -> str:
-    """RE2 syntax Python reads differently, rewritten: character classes (see ``_class``) and inline flags.
+    """RE2 syntax Python reads differently, rewritten: classes and escapes (see ``_class``, ``_escape``),
+    ``$`` and inline flags.
 
     RE2's ``(?i)`` is valid anywhere and in force to the end of its group; Python accepts such global flags
     only at the very start, and Alertmanager's anchoring puts a group before them. They become Python's
     scoped ``(?i:...)``, and each alternative of the group gets its own scope, so ``a(?i)b|c`` keeps its
-    meaning.
+    meaning. Without ``(?m)``, RE2's ``$`` is the end of the text, Python's also the place before a final
+    newline: it becomes ``\\Z``.
     """
     out: list[str] = []
     scopes: list[list[str]] = [[]]  # the flags in force at each open group, innermost last
+    groups = [""]  # the flags each open group sets itself, as in ``(?m:...)``
     i = 0
     while i < len(value):
         char, flags = value[i], _FLAGS.match(value, i)
@@ -101,35 +120,118 @@ def _translated(value: str) -> str:
             klass, i = _class(value, i)
             out.append(klass)
             continue
+        if char == "\\":
+            atom, i = _escape(value, i, in_class=False)
+            out.append(atom)
+            continue
+        if _LOOKAROUND.match(value, i):
+            raise _not_re2(value)
+        if value.startswith("(?", i) and not flags and not value.startswith("(?P<", i):  # (?#, (?>, (?x: ...
+            raise re.error(f"invalid or unsupported Perl syntax {value[i : i + 3]}")
+        if char in "*+?" and value.startswith("+", i + 1):  # Python's possessive a*+
+            raise re.error(f"invalid nested repetition operator {value[i : i + 2]}")
+        if char == "{":
+            repeat, i = _repeat(value, i)
+            out.append(repeat)
+            continue
         if flags:  # ``(?)`` sets no flag and ``(?-)`` is an error, in Python's ``(?:...)`` as in RE2
             if "U" in flags.group(1):
                 raise re.error("the ungreedy flag U has no Python equivalent")
-            scopes[-1].append(flags.group(1))
-            out.append(f"(?{flags.group(1)}:")
+            if flags.group(2) == ":":
+                scopes.append([])
+                groups.append(flags.group(1))
+                out.append(flags.group())
+            else:
+                scopes[-1].append(flags.group(1))
+                out.append(f"(?{flags.group(1)}:")
             i = flags.end()
             continue
-        end = i + (2 if char == "\\" else 1)
         if char == "(":
             scopes.append([])
+            groups.append("")
         elif char == ")" and len(scopes) > 1:
             out.append(")" * len(scopes.pop()))
+            groups.pop()
         elif char == "|":
             out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
-            i = end
+            i += 1
             continue
-        out.append(value[i:end])
-        i = end
+        elif char == "$" and not _multiline(groups, scopes):
+            char = "\\Z"
+        out.append(char)
+        i += 1
     return "".join(out) + ")" * len(scopes[0])
 
 
-def _class(value: str, start: int) -> tuple[str, int]:
-    """The character class opening at ``start``, its ``[:alpha:]`` names written out, and where it ends.
+def _repeat(value: str, start: int) -> tuple[str, int]:
+    """The ``{`` at ``start``: a repetition as RE2 reads it (counts up to 1,000), or text, as RE2 reads
+    ``{,2}`` (a repetition in Python), and where it ends."""
+    found = _REPEAT.match(value, start)
+    if found is None:
+        return "\\{", start + 1
+    if max(int(count or 0) for count in found.groups()) > 1000:
+        raise re.error(f"invalid repeat count {found.group()}")
+    if value.startswith("+", found.end()):
+        raise re.error(f"invalid nested repetition operator {found.group()}+")
+    return found.group(), found.end()
 
-    A ``]`` first (or after ``^``) is a member, and so is a ``]`` after a backslash.
+
+def _multiline(groups: list[str], scopes: list[list[str]]) -> bool:
+    """Whether ``(?m)`` is in force, given the flags of the open groups, outermost first."""
+    on = False
+    for flags in (f for own, set_later in zip(groups, scopes, strict=True) for f in (own, *set_later)):
+        turned_on, _, turned_off = flags.partition("-")
+        on = "m" in turned_on or (on and "m" not in turned_off)
+    return on
+
+
+def _escape(value: str, start: int, in_class: bool) -> tuple[str, int]:
+    """The RE2 escape at ``start`` in Python's notation, and where it ends.
+
+    Code points become ``\\U``, Perl classes Go's ASCII ranges (a class, or its members inside one),
+    ``\\Q...\\E`` literal text. Escapes RE2 refuses are refused, though Python may know them (``\\Z``,
+    ``\\u``, ``\\b`` in a class); Unicode classes (``\\pN``, ``\\p{Greek}``) have no Python equivalent.
     """
-    i = start + 1 + value.startswith("^", start + 1)
-    i += value.startswith("]", i)
-    out = [value[start:i]]
+    found = cast(re.Match[str], _ESCAPE.match(value, start))
+    kind = cast(str, found.lastgroup)
+    text, end = found.group(kind), found.end()
+    if kind == "backreference":
+        raise _not_re2(value)
+    if kind == "unicode":
+        raise re.error(f"the Unicode class {found.group()} has no Python equivalent")
+    if kind == "other" and not text:
+        raise re.error("trailing backslash at end of expression")
+    if kind == "other" and text == "Q" and not in_class:  # RE2 quotes to the end, Alertmanager's ``)$`` too
+        raise re.error("missing closing ): \\Q without \\E quotes the ) that Alertmanager's anchoring adds")
+    if kind == "other" or (in_class and kind in ("quoted", "anchor")):
+        raise re.error(f"invalid escape sequence {value[start : start + 2]}")
+    if kind == "quoted":
+        return re.escape(text), end
+    if kind in ("octal", "braced", "hex"):
+        code = int(text, 8 if kind == "octal" else 16)
+        if code > 0x10FFFF:
+            raise re.error(f"invalid escape sequence {found.group()}")
+        return f"\\U{code:08x}", end
+    if kind == "perl":
+        ranges = _PERL[text.lower()]
+        return (ranges if in_class else f"[{'^' * text.isupper()}{ranges}]"), end
+    if kind == "anchor":
+        return _ANCHORS[text], end
+    return found.group(), end
+
+
+def _class(value: str, start: int) -> tuple[str, int]:
+    """The character class opening at ``start`` in Python's notation, and where it ends.
+
+    ``[:alpha:]`` names and escapes are written out. A ``]`` first (or after ``^``) is a member, and so is
+    a ``]`` after a backslash. Python has no negated class within a class, so a class holding ``\\D``,
+    ``\\S`` or ``\\W`` becomes an alternation: ``[x\\D]`` is ``(?:[x]|[^0-9])``.
+    """
+    negated = value.startswith("^", start + 1)
+    i = start + 1 + negated
+    out = ["\\]"] if value.startswith("]", i) else []
+    i += bool(out)
+    excluded: list[str] = []  # the ranges of each \D, \S or \W
     while i < len(value) and value[i] != "]":
         if value.startswith("[:", i) and (close := value.find(":]", i + 2)) != -1:
             name = value[i + 2 : close]
@@ -139,13 +241,25 @@ def _class(value: str, start: int) -> tuple[str, int]:
                 raise re.error(f"invalid character class [:{name}:]")
             out.append(_POSIX[name])
             i = close + 2
-        else:  # a ``[`` is a member (Python warns it may one day open a nested set)
-            step = 2 if value[i] == "\\" else 1
-            out.append("\\[" if value[i] == "[" else value[i : i + step])
-            i += step
+        elif value[i] == "\\" and value[i + 1 : i + 2] in ("D", "S", "W"):
+            excluded.append(_PERL[value[i + 1].lower()])
+            i += 2
+            if value.startswith("-", i):  # no range starts at a class: the - is a member
+                out.append("\\-")
+                i += 1
+        elif value[i] == "\\":
+            member, i = _escape(value, i, in_class=True)
+            out.append(member)
+        else:  # ``[`` may one day open a nested set in Python (it warns), ``^`` may land first
+            out.append("\\" + value[i] if value[i] in "[^&|~" else value[i])
+            i += 1
     if i >= len(value):
         raise re.error("missing ] at the end of a character class")
-    return "".join(out) + "]", i + 1
+    members = "".join(out)
+    if not excluded:
+        return f"[{'^' * negated}{members}]", i + 1
+    either = "|".join([f"[{members}]"] * bool(members) + [f"[^{ranges}]" for ranges in excluded])
+    return (f"(?:(?!{either})(?s:.))" if negated else f"(?:{either})"), i + 1
 
 
 def _unescape(raw: str, source: str) -> str:

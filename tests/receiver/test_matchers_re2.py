@@ -115,15 +115,19 @@ def quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def test_the_tables_agree_with_alertmanager(tmp_path: Path) -> None:
-    # amtool reads labels from its command line, where no argument holds a NUL
-    cases = MATCHES + named_cases(EVERY.replace("\0", ""))
+def disagreements(tmp_path: Path, cases: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """The cases Alertmanager decides otherwise: one ``amtool config routes test`` for the whole table."""
     routes = [{"matchers": [f"l{i}=~{quoted(p)}"], "continue": True} for i, (p, _, _) in enumerate(cases)]
     labels = [f"l{i}={quoted(v)}" for i, (_, v, _) in enumerate(cases)]
     done = amtool("config", "routes", "test", f"--config.file={am_config(tmp_path, routes)}", *labels)
     assert done.returncode == 0, done.stderr
     chosen = set(done.stdout.strip().split(","))
-    assert [f"r{i}" in chosen for i in range(len(cases))] == [expected for _, _, expected in cases]
+    return [case for i, case in enumerate(cases) if (f"r{i}" in chosen) != case[2]]
+
+
+def test_the_tables_agree_with_alertmanager(tmp_path: Path) -> None:
+    # amtool reads labels from its command line, where no argument holds a NUL
+    assert disagreements(tmp_path, MATCHES + named_cases(EVERY.replace("\0", ""))) == []
 
 
 REFUSED = [  # (pattern, message): refused by Alertmanager as well
@@ -133,7 +137,7 @@ REFUSED = [  # (pattern, message): refused by Alertmanager as well
     ("[[::]]", "invalid character class [::]"),
     ("[[:alpha:]", "missing ] at the end of a character class"),
     ("a[b\\]", "missing ] at the end of a character class"),
-    ("(?x)a", "global flags not at the start"),  # RE2 has no x flag
+    ("(?x)a", "invalid or unsupported Perl syntax (?x"),  # RE2 has no x flag
     ("a)", "unbalanced parenthesis"),
     ("(a))|(?i)b", "unbalanced parenthesis"),
 ]
