@@ -21,7 +21,7 @@ from tests.receiver.test_matchers_re2 import disagreements, quoted
 DIGITS, SPACES = "0123456789", "\t\n\f\r "
 WORD = DIGITS + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 FOLDED = "\u212a\u017f"  # Kelvin sign and long s: case variants of k and s
-PROBES = "5٣z_é\u00c9\u212a\u017f \t\v\u00a0\u2028.-"  # ASCII and Unicode digits, letters, spaces, others
+PROBES = "5٣zX_é\u00c9\u212a\u017f \t\v\u00a0\u2028.-"  # ASCII and Unicode digits, letters, spaces, others
 
 
 def class_cases() -> list[tuple[str, str, bool]]:
@@ -106,6 +106,7 @@ MATCHES = [  # (pattern, label value, matches)
     ("a{,2}", "aa", False),
     ("a{2}b{1,}c{1,2}d{1000}", "aabcc" + "d" * 1000, True),
     ("a{x}+", "a{x}}", True),
+    ("X+", "XX", True),  # a repetition of a letter, not a nested one
     # a negated class with a negated Perl class is still one character, repeatable
     ("[^\\D]{3}", "123", True),
     ("[^\\D]{3}", "12a", False),
@@ -140,7 +141,7 @@ REFUSED = [  # (pattern, message): refused by Alertmanager as well, though Pytho
     # Python's syntax beyond RE2's
     ("a{1001}", "invalid repeat count {1001}"),
     ("a{1,1001}", "invalid repeat count {1,1001}"),
-    ("a*+", "invalid nested repetition operator *+"),
+    ("a*+b", "invalid nested repetition operator *+"),
     ("a?+", "invalid nested repetition operator ?+"),
     ("a{2}+", "invalid nested repetition operator {2}+"),
     ("(?#note)a", "invalid or unsupported Perl syntax (?#"),
