@@ -107,6 +107,12 @@ MATCHES = [  # (pattern, label value, matches)
     ("a{2}b{1,}c{1,2}d{1000}", "aabcc" + "d" * 1000, True),
     ("a{x}+", "a{x}}", True),
     ("X+", "XX", True),  # a repetition of a letter, not a nested one
+    ("\\x{10FFFF}", "\U0010ffff", True),  # the last code point
+    ("[]a]", "X", False),
+    ("[]a]", "]", True),
+    ("[\\W-]", "X", False),
+    ("[\\W-]", "-", True),
+    ("[X^]+", "X^", True),
     # a negated class with a negated Perl class is still one character, repeatable
     ("[^\\D]{3}", "123", True),
     ("[^\\D]{3}", "12a", False),
