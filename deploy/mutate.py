@@ -8,6 +8,10 @@ editable install imports the very files it changes); the file is restored after 
 
 A module's results are kept in a cache of its own (``.mutmut-cache-<module>``): ``--resume`` goes on
 where a run stopped (``--budget`` or Ctrl-C) and, after tests were added, retests only the mutants not yet killed.
+
+``--smoke`` is CI's share (``deploy/local.sh test`` runs it after the suite): one small module whose
+every mutant must be killed, which proves that mutation runs still work and its tests can still fail.
+It records nothing and keeps no cache.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ MODULES: dict[str, list[str]] = {
                               "tests/receiver/store/test_ops_rows.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
+KILLED = ("killed", "suspicious", "timeout")
+"""suspicious: killed, but the tests took long; timeout: the mutant hung them, which they detect too."""
+SMOKE = "exporter/sources/redis_dlq.py"
+SMOKE_BUDGET = 300.0
+"""Seconds: a smoke that hangs fails CI instead of holding it (it takes about half a minute)."""
 
 
 def mutmut(*args: str) -> str:
@@ -136,6 +145,17 @@ def mutate(module: str, runner: str, budget: float | None) -> bool:
     return True
 
 
+def runner(module: str) -> str:
+    return f"{sys.executable} {Path(__file__).resolve()} --pytest {' '.join(MODULES[module])}"
+
+
+def survivor(mutant: str) -> list[str]:
+    """A mutant's diff, its changed lines only."""
+    diff = mutmut("show", mutant)
+    body = "\n".join(line for line in diff.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1])
+    return ["", f"Survivor {mutant}:", "", "```diff", body, "```"]
+
+
 def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     """Mutate one module and return its section for the results file."""
     tests = " ".join(MODULES[module])
@@ -143,12 +163,10 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     CACHE.unlink(missing_ok=True)
     if resume and kept.exists():
         shutil.copy(kept, CACHE)
-    runner = f"{sys.executable} {Path(__file__).resolve()} --pytest {tests}"
-    finished = mutate(module, runner, budget)
+    finished = mutate(module, runner(module), budget)
     counts = {state: ids(state) for state in STATES}
     total = sum(len(v) for v in counts.values())
-    # suspicious: killed, but the tests took long; timeout: the mutant hung them, which they detect too
-    killed = len(counts["killed"]) + len(counts["suspicious"]) + len(counts["timeout"])
+    killed = sum(len(counts[state]) for state in KILLED)
     tested = total - len(counts["untested"])
     ratio = f"{100 * killed / total:.1f}%" if total else "n/a"
     complete = finished and not counts["untested"]
@@ -169,12 +187,27 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
         + ".",
     ]
     for mutant in counts["survived"]:
-        diff = mutmut("show", mutant)
-        body = "\n".join(line for line in diff.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1])
-        lines += ["", f"Survivor {mutant}:", "", "```diff", body, "```"]
+        lines += survivor(mutant)
     CACHE.replace(kept)  # for --resume: after new tests, only the mutants not yet killed run again
     lines.append(f"<!-- /mutation:{module} -->")
     return "\n".join(lines)
+
+
+def smoke(module: str) -> int:
+    """Mutate ``module`` from scratch; 0 when every mutant is killed, else 1 with the survivors' diffs."""
+    CACHE.unlink(missing_ok=True)
+    try:
+        finished = mutate(module, runner(module), SMOKE_BUDGET)
+        counts = {state: ids(state) for state in STATES}
+        report = [line for mutant in counts["survived"] for line in survivor(mutant)]
+    finally:
+        CACHE.unlink(missing_ok=True)
+    total = sum(len(v) for v in counts.values())
+    killed = sum(len(counts[state]) for state in KILLED)
+    print(f"mutation smoke {module}: {total} mutants, {killed} killed", *report, sep="\n", flush=True)
+    if not finished:
+        print(f"mutation smoke {module}: stopped after {SMOKE_BUDGET:.0f} s", flush=True)
+    return 0 if finished and total and killed == total else 1
 
 
 def record(module: str, section: str) -> None:
@@ -222,10 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--budget", type=float, metavar="MINUTES", help="stop each module's run after this long")
     parser.add_argument("--resume", action="store_true", help="go on from the module's last run (kept killed)")
+    smoke_help = f"fail unless every mutant is killed (default module: {SMOKE}); records nothing"
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"no test mapping for {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    if args.smoke:
+        return max(smoke(module) for module in args.modules or [SMOKE])
     for module in args.modules or list(MODULES):
         print(f"mutating {module}", flush=True)
         section = run(module, args.budget * 60 if args.budget else None, args.resume)
