@@ -8,19 +8,18 @@ from opsloop.testsupport.servers import PostgresServer
 
 
 class ServerActivity:
-    """What PostgreSQL itself did during a measurement, from its statistics views: checkpoints started,
-    WAL written (and how much of it full-page images), WAL buffers full, autovacuum and autoanalyze runs on
-    the measured database. A round that misses with a calm disk is told apart from one the server's own
-    background work got in the way of."""
+    """What PostgreSQL itself did during a measurement: checkpoints started, WAL written (and how much of
+    it full-page images), WAL buffers full, WAL segment files added, autovacuum and autoanalyze runs on the
+    measured database (its statistics views), and the CPU time of the postmaster and its backends. A round
+    that misses with a calm disk is told apart from one the server's own background work got in the way of.
+    """
 
     QUERY = (
         "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), wal_bytes, wal_fpi, "
         "wal_buffers_full, (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables), "
         "(SELECT count(*) FROM pg_ls_waldir()) FROM pg_stat_wal"
     )
-    FIELDS = ("checkpoints", "wal_bytes", "wal_fpi", "wal_buffers_full", "autovacuums", "wal_files")
-
-    FIELDS = (*FIELDS, "postgres_cpu")
+    FIELDS = ("checkpoints", "wal_bytes", "wal_fpi", "wal_buffers_full", "autovacuums", "wal_files", "postgres_cpu")
 
     def __init__(self, server: PostgresServer, database: str) -> None:
         self.server, self.database = server, database
@@ -44,8 +43,8 @@ def recycle_wal(server: PostgresServer, megabytes: int) -> None:
     """Leave ``megabytes`` of WAL segments ready for reuse, as a server in steady state has them.
 
     A new server has none: every 16 MiB of WAL a backend creates and zero-fills a new segment file in the
-    commit path, which a long-running server never does (a checkpoint renames old segments for reuse, up to
-    ``min_wal_size``). So: raise ``min_wal_size``, write that much WAL into a scratch table, drop it and
+    commit path, which a long-running server seldom does (its checkpoints rename old segments for reuse, up
+    to ``min_wal_size``). So: raise ``min_wal_size``, write that much WAL into a scratch table, drop it and
     checkpoint. fsync and ``synchronous_commit`` stay on.
     """
     server.psql(f"ALTER SYSTEM SET min_wal_size = '{megabytes}MB'", database="postgres")

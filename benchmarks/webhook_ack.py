@@ -10,15 +10,19 @@ acknowledgement path alone). It prints webhooks per second, p50/p99 acknowledgem
 histogram), the server process's CPU time per acknowledged webhook (all its threads), the load average
 before each measurement, the p99 of a 4 KiB write and ``fdatasync`` sampled every 10 ms on the store's
 file system during the measurement (what a durable commit cannot beat), and the throughput ratio to the
-bare handler of the same round. Every
-measurement is bounded in time (``--seconds``) and in count (``--max-requests``); each receiver starts
-on an empty store.
+bare handler of the same round; then the server's cores, everybody else's cores and the time the
+server's threads waited for a CPU (``machine``), and for PostgreSQL what the server did meanwhile
+(``postgres_side``). Every measurement is bounded in time (``--seconds``) and in count
+(``--max-requests``); each receiver starts on an empty store.
 
     python benchmarks/webhook_ack.py [--connections 32] [--seconds 10] [--rounds 3]
                                      [--store sqlite postgresql] [--routes slack none]
+                                     [--priority -10] [--recycle-wal 256] [--no-bare]
 
 PostgreSQL runs with its durable defaults (fsync and ``synchronous_commit=on``): an acknowledgement
-costs a WAL flush, as in production, and is measured as such. Needs ``wrk`` (Debian package ``wrk``).
+costs a WAL flush, as in production, and is measured as such; it starts with WAL segments ready for
+reuse, as a server in steady state (``--recycle-wal``). The measured processes run at a raised autogroup
+priority (``--priority``). Needs ``wrk`` (Debian package ``wrk``).
 """
 
 from __future__ import annotations
