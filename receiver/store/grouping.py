@@ -98,9 +98,8 @@ def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) ->
 
 
 def join(job_id: int, gid: str) -> Op[None]:
-    """A new delivery joins a group: its row names the group (what claims and ``take`` read, indexed), and
-    ``delivery_groups`` keeps the message it goes out in."""
-    yield Stmt("UPDATE jobs SET gid = ? WHERE id = ?", (gid, job_id))
+    """A new delivery joins a group: its row was inserted naming the group (what claims and ``take`` read,
+    indexed), and ``delivery_groups`` keeps the message it goes out in."""
     yield Stmt("INSERT INTO delivery_groups (job_id, gid) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, gid))
 
 
