@@ -144,7 +144,11 @@ def wrk(url: str, args: argparse.Namespace, seconds: float, budget: int, work: P
             "-s", str(script), url + "/alerts"]  # fmt: skip
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
         prioritise(proc.pid, args.priority)
-        out, _ = proc.communicate(timeout=seconds + 30)
+        try:
+            out, _ = proc.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:  # never leave the load generator behind
+            proc.kill()
+            raise
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, argv, out)
     summary = json.loads(out.strip().splitlines()[-1])
