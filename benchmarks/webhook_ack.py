@@ -52,7 +52,7 @@ from machine import (
     machine_busy_seconds,
     prioritise,
     runqueue_wait_seconds,
-)  # fmt: skip
+)
 from opsloop.testsupport.servers import LOOPBACK, PostgresServer, ServerError, free_port, http_ok, wait_until
 from opsloop.testsupport.sinks import SlackSink
 from postgres_side import ServerActivity, fresh_database, postmaster_pid, recycle_wal
@@ -208,8 +208,8 @@ def measure(
     others = busy - cpu - load_generator - script - done.get("postgres_cpu", 0.0)
     return {  # type: ignore[return-value]
         **result, **done, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6,
-        "fsync_p99": flush_p99, "cores": cpu / elapsed, "wrk_cores": load_generator / elapsed,
-        "other_cores": max(others, 0.0) / elapsed, "runqueue": waited / elapsed,
+        "fsync_p99": flush_p99, "cores": cpu / elapsed, "other_cores": max(others, 0.0) / elapsed,
+        "runqueue": waited / elapsed,
     }  # fmt: skip
 
 
@@ -258,7 +258,8 @@ def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> No
             print(f"{n:5d} {r['name']:34} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                   f"{r['cpu_us']:7.0f} {r['fsync_p99']:8.2f} {errors:7d} {ratio} {r['cores']:6.2f} "
                   f"{r['other_cores']:6.2f} {r['runqueue']:6.2f}")  # fmt: skip
-    print("PostgreSQL during each measurement (checkpoints started, WAL written, autovacuum/autoanalyze runs):")
+    if any("checkpoints" in r for results in rounds for r in results):
+        print("PostgreSQL during each measurement:")
     for n, results in enumerate(rounds, 1):
         for r in results:
             if "checkpoints" in r:
@@ -295,11 +296,11 @@ def main() -> int:
     rounds: list[list[dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="opsloop-bench-") as tmp, SlackSink() as slack:
         postgres = PostgresServer(durable=True).start() if "postgresql" in args.store else None
-        if postgres:  # a session of its own
-            prioritise(postmaster_pid(postgres), args.priority)
-            if args.recycle_wal:
-                recycle_wal(postgres, args.recycle_wal)
         try:
+            if postgres:  # a session of its own
+                prioritise(postmaster_pid(postgres), args.priority)
+                if args.recycle_wal:
+                    recycle_wal(postgres, args.recycle_wal)
             for n in range(args.rounds):
                 rounds.append(one_round(n, args, postgres, slack.url(), Path(tmp)))
         finally:
