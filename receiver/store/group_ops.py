@@ -72,9 +72,10 @@ class GroupOps(abc.ABC):
         """The group's send slot (one member holds it for all): None to send now, else the group is given
         back until then.
 
-        Refused, the group keeps its lease while the members that wait with it are read (``_read``) and
-        held back (``grouping.waiting``, ``tiers``), then it is given back: in parts of ``part_rows``."""
-        slot = await self._run(self._group_slot(job, member_ids, key, interval, now, urgent))
+        Refused, the group keeps its lease (as ``grouping.holding``) while the members that wait with it are
+        read (``_read``) and held back (``grouping.waiting``, ``tiers``), then it is given back: in parts
+        of ``part_rows``."""
+        slot = await self._run(self._group_slot(job, owner, member_ids, key, interval, now, urgent))
         if slot is None:
             return None
         waiting = await self._read(grouping.waiting(job.group, slot, now))
@@ -82,14 +83,17 @@ class GroupOps(abc.ABC):
         for due_at, held in grouping.tiers(waiting, member_ids, slot, interval).items():
             changes += self._in_parts(held, None, partial(grouping.hold, due_at=due_at))
         changes += self._in_parts(member_ids, job.id, lambda part: grouping.give_back(part, slot, now))
-        await self._while_owned(job.group, owner, changes, unleased=True)
+        await self._while_owned(job.group, grouping.HOLDING + owner, changes, unleased=True)
         return slot
 
     def _group_slot(
-        self, job: Job, member_ids: Sequence[int], key: str, interval: float, now: float, urgent: bool
+        self, job: Job, owner: str, member_ids: Sequence[int], key: str, interval: float, now: float, urgent: bool
     ) -> Op[float | None]:
         holder = (yield from grouping.held_slot(member_ids)) or job.id
-        return (yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent))
+        slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
+        if slot is not None:
+            yield from grouping.holding(job.group, owner, slot)
+        return slot
 
     def _in_parts(
         self, ids: Sequence[int], last: int | None, change: Callable[[Sequence[int]], Op[None]]

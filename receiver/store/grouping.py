@@ -46,7 +46,15 @@ MAX_TAKE = 1000
 IN_LEASED_GROUP = (
     "(jobs.gid IS NOT NULL AND EXISTS (SELECT 1 FROM group_leases l WHERE l.gid = jobs.gid AND l.until >= ?))"
 )
-"""True for a job whose group a worker is sending now (binds the current time)."""
+"""True for a job whose group a worker holds now, to send it or to hold it back (binds the current time)."""
+HOLDING = "hold:"
+"""The owner prefix of a refused group's lease while its members are held back (``holding``)."""
+IN_SENDING_GROUP = (
+    "(jobs.gid IS NOT NULL AND EXISTS (SELECT 1 FROM group_leases l WHERE l.gid = jobs.gid AND l.until >= ? "
+    f"AND substr(l.owner, 1, {len(HOLDING)}) <> '{HOLDING}'))"
+)
+"""True for a job whose group a worker may be sending now, a message about it rendered or on its way
+(binds the current time); a group being held back is not."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) ->
         # A message being sent right now (leased, alone or with its group) may be rendered already.
         prior = yield Stmt(
             "SELECT CASE WHEN state = 'pending' AND (lease_owner IS NOT NULL OR "
-            f"{IN_LEASED_GROUP}) THEN 'sending' ELSE state END FROM jobs "
+            f"{IN_SENDING_GROUP}) THEN 'sending' ELSE state END FROM jobs "
             "WHERE incident_id = ? AND target = ? AND kind = ? AND notify_kind = 'firing'",
             (now, incident_id, notifier, DELIVERY),
         )
@@ -191,6 +199,17 @@ def give_back(member_ids: Sequence[int], due_at: float, now: float) -> Op[None]:
             f"WHERE state = 'pending' AND id IN ({marks(member_ids)})",
             (due_at, now, *member_ids),
         )
+
+
+def holding(gid: str, owner: str, due_at: float) -> Op[None]:
+    """A refused group's lease is kept only to hold its members back: renamed (``HOLDING``), so a resolution
+    replaces a firing member meanwhile (nothing of the group is being sent), and ending at its slot
+    ``due_at`` at the latest, when its members are due again anyway."""
+    yield Stmt(
+        "UPDATE group_leases SET owner = ?, until = CASE WHEN until < ? THEN until ELSE ? END "
+        "WHERE gid = ? AND owner = ?",
+        (HOLDING + owner, due_at, due_at, gid, owner),
+    )
 
 
 def unlease(gid: str, owner: str) -> Op[None]:

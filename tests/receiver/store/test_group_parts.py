@@ -128,3 +128,52 @@ async def test_a_worker_dying_between_parts_loses_no_alert_and_its_takeover_says
     # and its message says it may be a repeat (its alerts may have been in the message being recorded).
     assert again.id == head.id
     assert again.interrupted == 1
+
+
+async def refused_group(store: Store, size: int) -> tuple[Job, list[int], str]:
+    """A group of ``size`` taken by "a" whose Slack webhook's next send slot is NOW + 10."""
+    key = "slack-webhook:abc"
+    assert await store.take_slot(10**9, "x", key, 1.0, NOW + 9) is None  # a message went out: next slot NOW + 10
+    head, ids = await taken_group(store, size)
+    return head, ids, key
+
+
+async def test_a_resolution_while_a_refused_group_is_held_back_replaces_its_firing_member(store: Store) -> None:
+    store.part_rows = 2
+    head, ids, key = await refused_group(store, 6)
+    resolved = ids[3]
+
+    async def resolve() -> None:  # between the refused slot and the members' hold-back: nothing is being sent
+        fingerprint = rows(store, f"SELECT i.fingerprint FROM jobs j JOIN incidents i ON i.id = j.incident_id "
+                                  f"WHERE j.id = {resolved}")[0][0]  # fmt: skip
+        await store.ingest([alert(fingerprint, status="resolved", **WINDOWS)], "http://am", 0, NOW + 5.5)
+
+    after_parts(store, 1, resolve)
+    assert await store.group_slot(head, "a", ids, key, 1.0, NOW + 5, urgent=False) == NOW + 10
+    assert {i: state[:2] for i, state in states(store).items() if i in ids} == {
+        **{i: ("pending", NOW + 10) for i in ids if i != resolved},
+        resolved: ("replaced", NOW + 5),
+    }
+    assert rows(store, "SELECT COUNT(*) FROM group_leases") == [(0,)]
+
+
+async def test_a_worker_dying_while_it_holds_a_group_back_leaves_it_held_until_its_slot(store: Store) -> None:
+    store.part_rows = 2
+    head, ids, key = await refused_group(store, 6)
+
+    async def die() -> None:
+        raise Died
+
+    after_parts(store, 1, die)
+    with pytest.raises(Died):
+        await store.group_slot(head, "a", ids, key, 1.0, NOW + 5, urgent=False)
+    replica = same_store(store)  # the restarted process
+    await replica.open()
+    try:
+        await replica.expire_leases(["a"], NOW + 6)
+        # The members could not go out before the slot anyway: none is claimed before it, one at it.
+        assert await replica.claim("a2", 8, 30, NOW + 9.5) == []
+        (again,) = await replica.claim("a2", 8, 30, NOW + 10.5)
+    finally:
+        await replica.close()
+    assert again.id in ids
