@@ -1,6 +1,7 @@
 """A group's long writes in parts (``part_rows``), on both backends: the rows are those of one write, a lease
 lost between parts stops the rest, and a worker that dies between parts loses no alert and sends none twice
-beyond the message it was recording (whose resend says it may be a repeat).
+beyond the message it was recording (whose resend says it may be a repeat). A group held back for its send
+slot is not being sent: a resolution replaces its firing member, a plan's note folds into it.
 
 The rows are read beside the store (``rows``), not through its own reads.
 """
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from opsloop.receiver.domain import SENT, Job
+from opsloop.receiver.domain import PLAN, SENT, SKIPPED, Job, NewDelivery, Outcome
 from opsloop.receiver.store import Op, Store
 
 from tests.receiver.store.test_grouping import WINDOWS, same_store
@@ -177,3 +178,27 @@ async def test_a_worker_dying_while_it_holds_a_group_back_leaves_it_held_until_i
     finally:
         await replica.close()
     assert again.id in ids
+
+
+async def test_a_plan_note_while_its_alerts_group_is_held_back_folds_into_the_waiting_message(store: Store) -> None:
+    store.part_rows = 2
+    key = "slack-webhook:abc"
+    assert await store.take_slot(10**9, "x", key, 1.0, NOW + 9) is None  # a message went out: next slot NOW + 10
+    await store.ingest([alert(f"fp{n}", plans=[("fix", {})], **WINDOWS) for n in range(4)], "http://am", 0, NOW)
+    plans = [j for j in await store.claim("p", 50, 30, NOW) if j.kind == PLAN]
+    (head,) = await store.claim("a", 8, 30, NOW + 5)
+    group = await store.take_group(head, "a", NOW + 35, NOW + 5)
+    assert group is not None
+    plan = next(p for p in plans if p.incident.id != head.incident.id)
+    note = (NewDelivery("k-note", "slack/oncall", "firing", "plan fix did not run"),)
+
+    async def plan_ends() -> None:  # its alert's firing message waits for the group's slot, unsent
+        assert await store.finish(plan, "p", NOW + 5.5, lambda status: Outcome(SKIPPED, "x", note)) is not None
+
+    after_parts(store, 1, plan_ends)
+    assert await store.group_slot(head, "a", [j.id for j in group], key, 1.0, NOW + 5, urgent=False) == NOW + 10
+    # Folded into the waiting firing message (which says what automation did when it goes out), not a
+    # message of its own as while the group's message may be on its way.
+    assert rows(store, "SELECT notify_kind, COUNT(*) FROM jobs WHERE kind = 'delivery' GROUP BY notify_kind") == [
+        ("firing", 4)
+    ]
