@@ -5,8 +5,10 @@ group key) and is due ``group_window`` after it arrived. The claim that takes on
 group in the same transaction (``group_leases``, renewed with the claimed job's own lease; ``lease``):
 two replicas claiming members of one group in the same instant never both get it, and while the lease
 is held no replica claims another member and no resolution replaces one, so the members of one message
-are sent together once. Each member sent records the message (``batch``: the id of the job that
-carried it) it went out in; members that did not fit are released as the next message of the group.
+are sent together once (a group refused its send slot is held back under a lease of its own,
+``holding``: nothing of it is being sent then, so a resolution does replace a member). Each member sent
+records the message (``batch``: the id of the job that carried it) it went out in; members that did not
+fit are released as the next message of the group.
 
 Plain ``CREATE TABLE IF NOT EXISTS`` tables, so a store created before grouping existed gains them on open
 and its older deliveries simply go alone.
