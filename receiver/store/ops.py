@@ -150,7 +150,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         # A firing message still waiting (for its send slot, or a retry) would arrive stale: replace it.
         stale = yield Stmt(
             "SELECT id FROM jobs WHERE incident_id = ? AND kind = ? AND notify_kind = 'firing' "
-            f"AND state = 'pending' AND lease_owner IS NULL AND NOT {grouping.IN_LEASED_GROUP}",
+            f"AND state = 'pending' AND lease_owner IS NULL AND NOT {grouping.IN_SENDING_GROUP}",
             (incident_id, DELIVERY, now),
         )
         stale_ids = [row[0] for row in stale.rows]
