@@ -13,12 +13,15 @@ import operator
 import time
 from bisect import bisect_left
 from itertools import compress, groupby, islice
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import RedisConfig
 from opsloop.exporter.sources.base import Sample
 from redis.asyncio import Redis
 
 from opsloop.metric_contract import KEYS_TRUNCATED
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import RedisConfig
 
 log = logging.getLogger(__name__)
 

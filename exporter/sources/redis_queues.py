@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from opsloop.exporter.config import KeyConfig, RedisConfig
 from opsloop.exporter.sources.base import Column, Metric, Sample, Series
 from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
@@ -30,6 +29,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from opsloop.metric_contract import QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_LAG, STREAM_GROUP_PENDING
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import KeyConfig, RedisConfig
 
 log = logging.getLogger(__name__)
 
