@@ -133,7 +133,7 @@ async def test_email_sends_one_mail_per_group_and_threads_its_resolution(
 ) -> None:
     config = write_config(
         tmp_path, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
-        routes=[{"match": {}, "notify": ["email/oncall"], "group_window": "1s"}],
+        routes=[{"match": {}, "notify": ["email/oncall"], "group_window": "0s"}],  # one webhook: one group
     )  # fmt: skip
     receiver = await receivers(config)
     assert (await receiver.post(webhook(*(queued(n, severity="warning") for n in range(25)))))[0] == 200
