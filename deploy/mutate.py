@@ -60,6 +60,9 @@ MODULES: dict[str, list[str]] = {
             "a_permanent_error_ends_the_delivery_with_the_error",
             "a_delivery_older_than_give_up_after_fails_at_its_next_error",
             "a_worker_that_cannot_claim_says_why_and_keeps_polling",
+        )),
+        "test_worker_group_deliveries.py",
+        *(f"test_worker_deliveries.py::test_{t}" for t in (
             "a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_step",
             "a_worker_runs_no_more_steps_at_once_than_its_concurrency",
             "a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it",
@@ -74,6 +77,7 @@ MODULES: dict[str, list[str]] = {
             "resolving_a_group_replaces_what_was_not_sent_and_tells_the_rest_once",
             "a_failing_mail_server_never_holds_the_worker",
             "a_group_too_large_for_one_message_follows_up_and_loses_nothing[sqlite]",
+            "app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing",
         )),
         "test_worker.py::test_5xx_is_retried_then_kept_for_a_later_round",
         "test_worker.py::test_resolved_never_overtakes_a_firing_message_still_retrying",
