@@ -49,7 +49,8 @@ MODULES: dict[str, list[str]] = {
                              "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
                              "tests/receiver/test_takeover.py::test_take_over_makes_a_dead_owners_work_due_now_as_interrupted"],
     # worker.py: the pure parts first, then the worker driven directly on SQLite (quickest first), then a
-    # receiver's (group messages, paced Slack); backoff_delay's own tests and the store backends are not it
+    # receiver's (group messages, paced Slack). Not backoff_delay's own tests or other store backends, nor
+    # test_worker.py: what its paced rounds of retries check, the direct tests check without the waits.
     "receiver/worker.py": [f"tests/receiver/{t}" for t in (
         "test_worker_parts.py",
         "test_worker_groups.py::test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap",
@@ -69,8 +70,6 @@ MODULES: dict[str, list[str]] = {
             "each_delivery_shows_its_message_once_and_logs_each_attempt",
             "retry_after_is_kept_within_the_cap_of_the_attempts_tier",
         )),
-        "test_worker.py::test_a_permanent_error_is_not_retried",
-        "test_worker.py::test_429_retry_after_is_honoured",
         *(f"test_worker_groups.py::test_{t}" for t in (
             "runs_a_guard_skipped_are_listed_in_one_group_message",
             "email_sends_one_mail_per_group_and_threads_its_resolution",
@@ -79,8 +78,6 @@ MODULES: dict[str, list[str]] = {
             "a_group_too_large_for_one_message_follows_up_and_loses_nothing[sqlite]",
             "app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing",
         )),
-        "test_worker.py::test_5xx_is_retried_then_kept_for_a_later_round",
-        "test_worker.py::test_resolved_never_overtakes_a_firing_message_still_retrying",
     )],
     "receiver/store": ["tests/receiver/store"],
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",

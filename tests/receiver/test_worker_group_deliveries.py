@@ -64,6 +64,7 @@ async def test_a_group_is_one_mail_recorded_logged_and_counted(
     (message,) = mailbox.messages
     assert message["Subject"] == "[FIRING] 3 alerts · A"
     assert text(message).endswith("\nAll alerts: http://alertmanager.example/#/alerts\n")
+    assert "This may repeat" not in text(message)
     why = "sent in message 1 with 3 alerts of its group"  # job 1 took the group and sent it
     assert rows(tmp_path / "r.db", "SELECT id, state, result FROM jobs ORDER BY id") == [
         (1, "sent", why), (2, "sent", why), (3, "sent", why),
