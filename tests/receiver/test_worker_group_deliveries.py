@@ -20,6 +20,7 @@ from opsloop.receiver.domain import RoutedAlert
 from opsloop.receiver.metrics import ReceiverMetrics
 from opsloop.receiver.store import Store
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
+from opsloop.testsupport.slack_api import SlackApiSink
 
 from tests.receiver.harness import email_notifier, eventually
 from tests.receiver.test_recovery_outcomes import rows
@@ -276,3 +277,37 @@ async def test_resolved_waits_a_second_while_its_firing_message_is_being_sent(
         assert told + 1.0 <= due_at <= seen + 1.0
         assert attempts == 0
     assert mailbox.messages == []
+
+
+async def test_resolved_alerts_edit_their_firing_messages_and_a_failed_edit_ends_or_retries(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """App mode: the resolution of a group edits the messages its firing went out in. The edit of one of
+    them fails for good (its alerts fail, the other message is still edited), then the other's once (the
+    group is retried, and that edit goes through)."""
+    caplog.set_level(logging.INFO, "opsloop.receiver.worker")
+    channel, token = "C0GROUP001", "xoxb-group-test"
+    async with SlackApiSink(token=token, channels=(channel,)) as api:
+        app = {"name": "app", "token": token, "channel": channel, "api_url": api.url}
+        config = settings({"slack": [app]}, lease="3s", retry_base="10ms", retry_cap="20ms")
+        first = [grouped(n, "slack/app", "{}:{g}") for n in (1, 2)]
+        second = [grouped(n, "slack/app", "{}:{g}") for n in (3, 4)]
+        await store.ingest(first, "", 0, time.time())  # jobs 1 and 2: one message
+        await attempted(store, tmp_path, config, ReceiverMetrics(), [1, 1])
+        await store.ingest(second, "", 0, time.time())  # jobs 3 and 4: the group's next message
+        await attempted(store, tmp_path, config, ReceiverMetrics(), [1, 1, 1, 1])
+        assert len(api.messages) == 2
+        api.fail_next(1, "is_archived")  # the first message's edit fails for good
+        api.fail_next(1, "internal_error")  # the second's fails once
+        await store.ingest([resolved(r) for r in first + second], "", 0, time.time())  # jobs 5 to 8
+        await mail_all(store, tmp_path, config, ReceiverMetrics())
+    assert [(method, error) for method, _, error in api.responses[2:]] == [
+        ("chat.update", "is_archived"), ("chat.update", "internal_error"), ("chat.update", "ok"),
+    ]  # fmt: skip
+    refused = "permanent error: slack/app: Slack answered is_archived"
+    assert rows(tmp_path / "r.db", "SELECT id, state, result FROM jobs WHERE id > 4 ORDER BY id") == [
+        (5, "failed", refused), (6, "failed", refused),
+        (7, "sent", "updated message 3 in place"), (8, "sent", "updated message 3 in place"),
+    ]  # fmt: skip
+    assert logged(caplog, "group message failed, will retry", "job") == [(5,)]
+    assert len(api.messages) == 2  # nothing new was posted: both messages were edited (or failed to be)
