@@ -311,3 +311,17 @@ async def test_resolved_alerts_edit_their_firing_messages_and_a_failed_edit_ends
     ]  # fmt: skip
     assert logged(caplog, "group message failed, will retry", "job") == [(5,)]
     assert len(api.messages) == 2  # nothing new was posted: both messages were edited (or failed to be)
+
+
+async def test_a_group_older_than_give_up_after_fails_at_its_next_error(
+    store: Store, tmp_path: Path, mailbox: SmtpSink
+) -> None:
+    metrics = ReceiverMetrics()
+    mailbox.fail_next(1)  # 451: a failure worth retrying, but the group is more than a day old
+    await store.ingest([grouped(n) for n in range(2)], "", 0, time.time() - 86_401)
+    await mail_all(store, tmp_path, mail_config(mailbox.port), metrics)
+    why = "gave up after 1 attempts: email/oncall: SMTP 451 4.3.0 Try again later"
+    assert rows(tmp_path / "r.db", "SELECT state, result, attempts FROM jobs") == [("failed", why, 1)] * 2
+    sample = metrics.registry.get_sample_value
+    assert sample("opsloop_receiver_deliveries_total", {"notifier": MAIL, "result": "failed"}) == 2
+    assert mailbox.messages == []
