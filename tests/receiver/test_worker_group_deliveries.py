@@ -49,7 +49,9 @@ async def mail_all(store: Store, tmp_path: Path, config: ReceiverConfig, metrics
     """Run a worker until no delivery is pending any more."""
 
     async def done() -> bool:
-        return rows(tmp_path / "r.db", "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
+        return rows(tmp_path / "r.db", "SELECT COUNT(*) FROM jobs WHERE kind = 'delivery' AND state = 'pending'") == [
+            (0,)
+        ]
 
     async with notifiers_of(config) as notifiers, running(worker_of(config, store, notifiers, metrics)):
         await eventually(done, 20, "every delivery ended")
@@ -325,3 +327,31 @@ async def test_a_group_older_than_give_up_after_fails_at_its_next_error(
     sample = metrics.registry.get_sample_value
     assert sample("opsloop_receiver_deliveries_total", {"notifier": MAIL, "result": "failed"}) == 2
     assert mailbox.messages == []
+
+
+async def test_each_alert_of_a_group_mail_says_what_automation_does_about_it(
+    store: Store, tmp_path: Path, mailbox: SmtpSink
+) -> None:
+    """Plan ``fix`` matches alert A only. A's run is held by another replica; the group mail tells, under
+    each alert, what automation does about that alert: A's run, and for B that no plan matches it."""
+    fix = {"name": "fix", "match": {"alertname": "A"}, "actions": [{"type": "command", "argv": ["/bin/true"]}]}
+    config = mail_config(mailbox.port, recovery=[fix])
+    now = time.time()
+    await store.ingest([replace(grouped(1), plans=[("fix", {})])], "", 0, now)  # its plan job comes first
+    (run,) = await store.claim("other", 1, 60.0, now)
+    assert run.kind == "plan"
+    action = await store.begin_action(run, "other", 0, "command", False, now, now + 60.0)  # it ran one command
+    assert action is not None
+    await store.end_action(action, True, "exit 0", now)
+    await store.ingest([grouped(2, alertname="B")], "", 0, now)
+    await mail_all(store, tmp_path, config, ReceiverMetrics())
+    (message,) = mailbox.messages
+    a, b = text(message).split("\nFIRING\n")[1:]  # each alert in full, in the group's order
+    assert (a.split("\n")[0], b.split("\n")[0]) == (
+        "A is firing since 2030-01-01 00:00:00 UTC.",
+        "B is firing since 2030-01-01 00:00:00 UTC.",
+    )
+    assert "\nAutomation: plan fix starts\n\nRecovery history:\n" in a
+    assert a.split("Recovery history:\n")[1].split("\n")[0].endswith("  fix stage 1 command: ok: exit 0")
+    assert "\nAutomation: no plan matches this alert\n" in b
+    assert "Recovery history" not in b
