@@ -355,3 +355,24 @@ async def test_each_alert_of_a_group_mail_says_what_automation_does_about_it(
     assert a.split("Recovery history:\n")[1].split("\n")[0].endswith("  fix stage 1 command: ok: exit 0")
     assert "\nAutomation: no plan matches this alert\n" in b
     assert "Recovery history" not in b
+
+
+async def test_a_groups_mails_thread_under_its_first_whatever_its_key_holds(
+    store: Store, tmp_path: Path, mailbox: SmtpSink
+) -> None:
+    """Alertmanager's group keys hold label values, which may hold a ``|``: two groups whose keys end alike
+    after one are still two threads, and each group's resolution replies to its own first mail."""
+    keys = ['{}:{queue="a|z"}', '{}:{queue="b|z"}']
+    config = mail_config(mailbox.port)
+    firing = {key: [grouped(n, group_key=key) for n in (2 * i, 2 * i + 1)] for i, key in enumerate(keys)}
+    for key in keys:  # one group after the other: the second group's first mail is not a reply
+        await store.ingest(firing[key], "", 0, time.time())
+        await mail_all(store, tmp_path, config, ReceiverMetrics())
+    await store.ingest([resolved(r) for key in keys for r in firing[key]], "", 0, time.time())
+    await mail_all(store, tmp_path, config, ReceiverMetrics())
+    first_a, first_b, *resolutions = mailbox.messages
+    assert (first_a["In-Reply-To"], first_b["In-Reply-To"]) == (None, None)
+    replies = {m["In-Reply-To"]: text(m) for m in resolutions}
+    assert sorted(replies) == sorted([first_a["Message-ID"], first_b["Message-ID"]])
+    assert "queue = Q0" in replies[first_a["Message-ID"]]
+    assert "queue = Q2" in replies[first_b["Message-ID"]]
