@@ -376,3 +376,28 @@ async def test_a_groups_mails_thread_under_its_first_whatever_its_key_holds(
     assert sorted(replies) == sorted([first_a["Message-ID"], first_b["Message-ID"]])
     assert "queue = Q0" in replies[first_a["Message-ID"]]
     assert "queue = Q2" in replies[first_b["Message-ID"]]
+
+
+async def test_resolved_alerts_whose_firing_message_cannot_be_edited_get_a_message_of_their_own(
+    store: Store, tmp_path: Path, slack: SlackSink
+) -> None:
+    """A notifier switched from a webhook to app mode under the same name: its firing message went out by
+    the webhook, which tells no ``ts`` to edit, so the resolution is a new group message."""
+    firing = [grouped(n, "slack/team", "{}:{g}") for n in (1, 2)]
+    await store.ingest(firing, "", 0, time.time())
+    await mail_all(
+        store, tmp_path, settings({"slack": [{"name": "team", "webhook_url": slack.url()}]}), ReceiverMetrics()
+    )
+    channel, token = "C0GROUP001", "xoxb-group-test"
+    async with SlackApiSink(token=token, channels=(channel,)) as api:
+        app = {"name": "team", "token": token, "channel": channel, "api_url": api.url}
+        await store.ingest([resolved(r) for r in firing], "", 0, time.time())  # jobs 3 and 4
+        await mail_all(store, tmp_path, settings({"slack": [app]}), ReceiverMetrics())
+    assert [method for method, _, _ in api.responses] == ["chat.postMessage"]
+    assert api.messages[0].payload["blocks"][0]["text"]["text"].startswith("RESOLVED")
+    assert rows(tmp_path / "r.db", "SELECT id, state, result FROM jobs ORDER BY id") == [
+        (1, "sent", "sent in message 1 with 2 alerts of its group"),
+        (2, "sent", "sent in message 1 with 2 alerts of its group"),
+        (3, "sent", "sent in message 3 with 2 alerts of its group"),
+        (4, "sent", "sent in message 3 with 2 alerts of its group"),
+    ]
