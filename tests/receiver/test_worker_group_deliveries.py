@@ -209,10 +209,11 @@ async def test_a_retry_waits_its_tiers_delay_and_a_retry_after_holds_back_the_de
 ) -> None:
     """Four destinations answer 429 with Retry-After 5 s: a single delivery, a group, a group that failed
     once before and a group of one. Quick retries (the first ``delivery_attempts - 1``) wait at most
-    ``retry_cap`` (2 s), later ones what the server asked; every destination is held back 5 s."""
+    ``retry_cap`` (1.25 s, logged rounded to 1.2), later ones what the server asked; every destination is
+    held back 5 s."""
     caplog.set_level(logging.INFO, "opsloop.receiver.worker")
     metrics = ReceiverMetrics()
-    config = slack_config(slack, "a", "b", "c", "d", delivery_attempts=2, retry_cap="2s", redelivery_cap="600s")
+    config = slack_config(slack, "a", "b", "c", "d", delivery_attempts=2, retry_cap="1.25s", redelivery_cap="600s")
     now = time.time()
     await store.ingest([grouped(n, "slack/c", "{}:{c}") for n in (1, 2)], "", 0, now)  # jobs 1 and 2
     (job,) = await store.claim("earlier", 1, 60.0, now)
@@ -228,14 +229,14 @@ async def test_a_retry_waits_its_tiers_delay_and_a_retry_after_holds_back_the_de
     await attempted(store, tmp_path, config, metrics, [2, 2, 1, 1, 1, 1])
     end = time.time()
     assert slack.responses == [429] * 4
-    waits = {1: 5.0, 2: 5.0, 3: 2.0, 4: 2.0, 5: 2.0, 6: 2.0}  # job 1 and 2: their second attempt failed
+    waits = {1: 5.0, 2: 5.0, 3: 1.25, 4: 1.25, 5: 1.25, 6: 1.25}  # job 1 and 2: their second attempt failed
     for job_id, due_at in rows(tmp_path / "r.db", "SELECT id, due_at FROM jobs"):
         assert start + waits[job_id] <= due_at <= end + waits[job_id], job_id
     slots = rows(tmp_path / "r.db", "SELECT next_at FROM send_slots")
     assert len(slots) == 4
     assert all(start + 5 <= next_at <= end + 5 for (next_at,) in slots)
     assert logged(caplog, "delivery failed, will retry", "job", "notifier", "attempt", "delay_seconds") == [
-        (3, "slack/a", 1, 2.0)
+        (3, "slack/a", 1, 1.2)
     ]
     group_retries = sorted(
         tuple(getattr(r, f, None) for f in ("job", "notifier", "group", "alerts", "left", "delay_seconds"))
@@ -243,8 +244,8 @@ async def test_a_retry_waits_its_tiers_delay_and_a_retry_after_holds_back_the_de
     )  # fmt: skip
     assert group_retries == [
         (1, "slack/c", "slack/c|firing|{}:{c}", 2, 0, 5.0),
-        (4, "slack/b", "slack/b|firing|{}:{b}", 2, 0, 2.0),
-        (6, "slack/d", None, None, None, 2.0),  # a group of one goes as the alert's own message
+        (4, "slack/b", "slack/b|firing|{}:{b}", 2, 0, 1.2),
+        (6, "slack/d", None, None, None, 1.2),  # a group of one goes as the alert's own message
     ]
     sample = metrics.registry.get_sample_value
     retries = {
