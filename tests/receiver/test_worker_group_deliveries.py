@@ -254,6 +254,21 @@ async def test_a_retry_waits_its_tiers_delay_and_a_retry_after_holds_back_the_de
     assert retries == {"a": 1, "b": 2, "c": 2, "d": 1}
 
 
+async def test_a_resolved_alert_alone_is_sent_once_its_firing_message_went_out(
+    store: Store, tmp_path: Path, mailbox: SmtpSink
+) -> None:
+    firing = replace(grouped(1), group_key="", group_windows={})  # no group: each message alone
+    config = mail_config(mailbox.port)
+    await store.ingest([firing], "", 0, time.time())
+    await mail_all(store, tmp_path, config, ReceiverMetrics())
+    await store.ingest([resolved(firing)], "", 0, time.time())
+    await mail_all(store, tmp_path, config, ReceiverMetrics())
+    assert [m["Subject"].split(" ", 1)[0] for m in mailbox.messages] == ["[FIRING]", "[RESOLVED]"]
+    assert rows(tmp_path / "r.db", "SELECT notify_kind, state, result, attempts FROM jobs ORDER BY id") == [
+        ("firing", "sent", "sent", 1), ("resolved", "sent", "sent", 1),
+    ]  # fmt: skip
+
+
 async def test_resolved_waits_a_second_while_its_firing_message_is_being_sent(
     store: Store, tmp_path: Path, mailbox: SmtpSink
 ) -> None:
