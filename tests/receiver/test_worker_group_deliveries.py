@@ -392,6 +392,11 @@ async def test_a_groups_mails_thread_under_its_first_whatever_its_key_holds(
     assert sorted(replies) == sorted([first_a["Message-ID"], first_b["Message-ID"]])
     assert "queue = Q0" in replies[first_a["Message-ID"]]
     assert "queue = Q2" in replies[first_b["Message-ID"]]
+    # mail cannot be edited: each resolution is a new message (no "updated message ... in place")
+    assert rows(tmp_path / "r.db", "SELECT id, result FROM jobs WHERE notify_kind = 'resolved' ORDER BY id") == [
+        (5, "sent in message 5 with 2 alerts of its group"), (6, "sent in message 5 with 2 alerts of its group"),
+        (7, "sent in message 7 with 2 alerts of its group"), (8, "sent in message 7 with 2 alerts of its group"),
+    ]  # fmt: skip
 
 
 async def test_resolved_alerts_whose_firing_message_cannot_be_edited_get_a_message_of_their_own(
