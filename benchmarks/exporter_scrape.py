@@ -130,21 +130,25 @@ def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir:
 
 
 IMPORT_STEPS = [
-    ("asyncio", "asyncio (loads ssl)"),
+    ("hashlib", "hashlib and OpenSSL's libcrypto (ssl needs libcrypto too)"),
+    ("ssl", "ssl (redis-py's asyncio client needs it at import)"),
+    ("asyncio", "asyncio"),
     ("argparse, logging, opsloop.logs", "command line and logging"),
     ("yaml", "PyYAML"),
     ("pydantic_core", "pydantic-core (compiled)"),
     ("pydantic.main, pydantic.fields, pydantic.functional_validators", "pydantic (BaseModel, fields, validators)"),
+    ("importlib.metadata", "importlib.metadata (pydantic's plugin loader; redis-py too)"),
     ("opsloop.configfile", "first models: pydantic's schema builder"),
     ("opsloop.exporter.config", "the exporter's config models"),
     ("redis.asyncio", "redis-py with hiredis"),
     ("opsloop.exporter.sources, opsloop.exporter.collector", "sources, collector, exposition"),
     ("prometheus_client", "prometheus-client"),
-    ("opsloop.webguard", "web config (TLS, basic auth)"),
+    ("opsloop.webguard", "web config checks (TLS, basic auth)"),
     ("opsloop.exporter.app, opsloop.exporter.__main__", "HTTP server and endpoints"),
 ]
 NOT_LOADED = [("aiohttp.web", "aiohttp.web (before: the HTTP server)"), ("bcrypt", "bcrypt (only with basic auth)"),
-              ("psycopg", "psycopg (only with business queries)")]  # fmt: skip
+              ("psycopg", "psycopg (only with business queries)"),
+              ("opsloop.webconfig", "web config models (only with a web config file)")]  # fmt: skip
 _PROBE = """
 import importlib, sys
 def rss():

@@ -13,6 +13,7 @@ where a run stopped (``--budget`` or Ctrl-C) and, after tests were added, retest
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import re
 import shutil
@@ -40,8 +41,9 @@ MODULES: dict[str, list[str]] = {
                                             "tests/exporter/sources/test_redis_queues.py"],
     "receiver/routing.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
                             "tests/receiver/test_matchers.py"],
-    "receiver/matchers.py": ["tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
-                             "tests/receiver/test_matchers_semantics.py", "tests/receiver/test_matchers.py"],
+    "receiver/matchers.py": ["tests/receiver/test_matchers_semantics.py", "tests/receiver/test_matchers_re2.py",
+                             "tests/receiver/test_routing.py", "tests/receiver/test_routing_explained.py",
+                             "tests/receiver/test_matchers.py"],
     "receiver/recovery.py": ["tests/receiver/test_verifier.py", "tests/receiver/test_recovery_steps.py",
                              "tests/receiver/test_recovery_outcomes.py", "tests/receiver/test_recovery.py",
                              "tests/receiver/console/test_approvals.py::test_without_a_decision_the_plan_escalates",
@@ -82,6 +84,13 @@ MODULES: dict[str, list[str]] = {
     "receiver/store": ["tests/receiver/store"],
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
                               "tests/receiver/store/test_ops_rows.py"],
+    "receiver/store/moves.py": ["tests/receiver/store/test_moves.py"],
+    "receiver/store/limits.py": ["tests/receiver/store/test_limits.py",
+                                 "tests/receiver/store/test_ops.py::test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends",
+                                 "tests/receiver/store/test_ops.py::test_dry_runs_do_not_count_towards_the_circuit_breaker"],
+    "receiver/store/steering.py": ["tests/receiver/store/test_steering_rows.py",
+                                   "tests/receiver/store/test_steering.py", "tests/receiver/store/test_limits.py",
+                                   "tests/receiver/store/test_ops.py::test_manual_run_bypasses_pause_and_actions_are_recorded"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 
@@ -210,7 +219,18 @@ def run_tests(tests: list[str]) -> int:
     would count as a survivor.
     """
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *tests]
-    return 0 if subprocess.call(cmd, cwd=ROOT) == 0 else 1
+    return 0 if subprocess.call(cmd, cwd=ROOT, preexec_fn=interrupt_when_orphaned) == 0 else 1
+
+
+def interrupt_when_orphaned() -> None:
+    """Ctrl-C for pytest when this runner dies (Linux ``PR_SET_PDEATHSIG``).
+
+    On a timeout mutmut kills the runner alone: a mutant that loops forever would keep its pytest
+    running, growing without bound, after the run has moved on. Ctrl-C stops it, and its servers with it
+    (a run started in the background inherits Ctrl-C ignored, hence the reset).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # 1: PR_SET_PDEATHSIG
 
 
 def run_mutmut(args: list[str]) -> NoReturn:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from opsloop.exporter.app import create_app
-from opsloop.exporter.config import ExporterConfig, load_config
+from opsloop.exporter.config_snapshot import SnapshotError, load_validated
 from opsloop.exporter.memory import fix_mmap_threshold
 from opsloop.exporter.sources import build_sources
 
-from opsloop.cli import parse_service_args, report_problems
-from opsloop.configfile import ConfigError
+from opsloop.cli import parse_service_args, print_problems
 from opsloop.listen import serve_with
 from opsloop.logs import setup_logging
-from opsloop.webconfig import WebConfigError
 from opsloop.webguard import WebGuard
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import ExporterConfig
 
 DEFAULT_LISTEN = ":9817"
 log = logging.getLogger("opsloop.exporter")
@@ -29,16 +31,31 @@ def idle_warning(config: ExporterConfig) -> str | None:
     return "the configuration reads nothing: add queues, dlqs, workers, cache or business"
 
 
+def web_guard(path: str) -> WebGuard | None:
+    """The guard for ``--web.config.file``, or None when the file cannot be used."""
+    if not path:
+        return WebGuard(None)
+    from opsloop.webconfig import WebConfigError  # the web config models are loaded only with a file
+
+    try:
+        return WebGuard(path)
+    except WebConfigError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_service_args("opsloop-exporter", __doc__, DEFAULT_LISTEN, argv)
     setup_logging(args.log_level, args.log_format)
     try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return report_problems(args.config, exc)
-    try:
-        guard = WebGuard(args.web_config)
-    except WebConfigError:
+        # Validated in a child process: pydantic and the models stay out of this long-lived one.
+        config, problems = load_validated(args.config)
+    except SnapshotError as exc:
+        log.error("cannot load the configuration", extra={"config": args.config, "error": str(exc)})
+        return 1
+    if config is None:
+        return print_problems(args.config, problems)
+    guard = web_guard(args.web_config)
+    if guard is None:
         return 1  # WebGuard logged the one line that says why
     idle = idle_warning(config)
     if args.check_config:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from opsloop.exporter.collector import Collector
-from opsloop.exporter.config import ExporterConfig, RedisConfig
 from opsloop.exporter.exposition import Family, render
 from opsloop.exporter.httpserver import HttpServer, Request, Response
 from opsloop.exporter.memory import release_free_memory
@@ -16,7 +16,11 @@ from prometheus_client.exposition import choose_encoder
 
 from opsloop.buildinfo import BuildInfoCollector
 from opsloop.landing import landing_page
+from opsloop.redis_connect import effective_mode
 from opsloop.webguard import WebGuard
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import ExporterConfig, RedisConfig
 
 MIN_DEADLINE = 0.1
 
@@ -45,7 +49,7 @@ def config_summary(config: ExporterConfig) -> list[str]:
 
 
 def _describe_redis(redis: RedisConfig) -> str:
-    mode = redis.effective_mode(redis.url)
+    mode = effective_mode(redis, redis.url)
     if mode == "sentinel":
         return f"sentinel primary {redis.primary_name} via {', '.join(redis.sentinels)}"
     assert redis.url is not None  # required outside sentinel mode

@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import ScrapeConfig
 from opsloop.exporter.exposition import Family, group, merge
 from opsloop.exporter.sources.base import CircuitBreaker, PartialFailure, Sample, Source
 
@@ -27,6 +27,9 @@ from opsloop.metric_contract import (
     SOURCE_LAST_SUCCESS,
     SOURCE_UP,
 )
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import ScrapeConfig
 
 log = logging.getLogger(__name__)
 

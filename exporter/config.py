@@ -16,7 +16,8 @@ from pydantic import Field, field_validator, model_validator
 
 from opsloop.configfile import StrictModel, exactly_one, load_model
 from opsloop.durations import Duration
-from opsloop.redis_connect import RedisTarget, RedisTopology, resolve_target
+from opsloop.redis_connect import effective_mode
+from opsloop.redis_topology import RedisTopology
 from opsloop.secrets import OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -59,10 +60,6 @@ class RedisConfig(RedisTopology):
 
     def topology_url(self) -> str | None:
         return self.url
-
-    def target(self) -> RedisTarget:
-        """Where to connect, secrets resolved."""
-        return resolve_target(self, self.url, self.resolve_password())
 
     def resolve_password(self) -> str | None:
         return self.secret("password")
@@ -204,11 +201,6 @@ class BusinessConfig(SecretsModel):
             raise ValueError(f"query names must be unique: {', '.join(dupes)}")
         return self
 
-    def resolve_dsn(self) -> str:
-        dsn = self.secret("dsn")
-        assert dsn is not None  # required: SecretsModel checked that one of the three keys is set
-        return dsn
-
 
 class ExporterConfig(StrictModel):
     scrape: ScrapeConfig = ScrapeConfig()
@@ -238,7 +230,7 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
         for i, entry in enumerate(entries):
             if entry.redis not in names:
                 problems.append(f"{section}[{i}].redis: no redis entry is named {entry.redis!r}")
-    clusters = {r.name for r in config.redis if r.effective_mode(r.url) == "cluster"}
+    clusters = {r.name for r in config.redis if effective_mode(r, r.url) == "cluster"}
     for i, framework in enumerate(config.frameworks):
         if framework.redis in clusters:
             problems.append(
@@ -246,7 +238,7 @@ def _cross_reference_problems(config: ExporterConfig) -> list[str]:
                 " inside Redis, which a cluster refuses (use a standalone Redis or a Sentinel-managed primary)"
             )
     for i, redis in enumerate(config.redis):
-        if redis.url is None and redis.effective_mode(None) != "sentinel":
+        if redis.url is None and effective_mode(redis, None) != "sentinel":
             problems.append(f"redis[{i}].url: required key is missing (optional only with mode: sentinel)")
     return problems
 

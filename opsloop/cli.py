@@ -42,6 +42,11 @@ def parse_service_args(
 
 def report_problems(config_path: str, exc: Exception) -> int:
     """Print ``FILE: key.path: problem`` for each problem of a ConfigError (or the error itself); return 1."""
-    for problem in getattr(exc, "problems", [str(exc)]):
+    return print_problems(config_path, getattr(exc, "problems", [str(exc)]))
+
+
+def print_problems(config_path: str, problems: list[str]) -> int:
+    """Print ``FILE: key.path: problem`` for each problem; return 1."""
+    for problem in problems:
         print(f"{config_path}: {problem}", file=sys.stderr)
     return 1

@@ -1,7 +1,8 @@
 """One way to reach Redis for every part: a standalone server, a Redis Cluster or a Sentinel-managed primary.
 
 Config sections that name a Redis (the exporter's ``redis`` entries, the receiver's Redis actions) mix in
-``RedisTopology`` and build their clients with ``connect``, so the three modes read the same everywhere:
+``RedisTopology`` (``opsloop.redis_topology``) and build their clients with ``connect``, so the three
+modes read the same everywhere:
 
 - ``standalone`` (the default): one ``redis://``, ``rediss://`` or ``unix://`` URL.
 - ``cluster``: a ``redis+cluster://`` URL (or ``mode: cluster`` with a ``redis://`` URL) plus any
@@ -14,12 +15,8 @@ Config sections that name a Redis (the exporter's ``redis`` entries, the receive
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
-
-from pydantic import Field, model_validator
-
-from opsloop.secrets import OptionalSecret, SecretEnv, SecretFile, SecretsModel
 
 if TYPE_CHECKING:  # redis-py is imported when a client is built, so loading a config does not pay for it
     from redis.asyncio import Redis, RedisCluster
@@ -34,58 +31,11 @@ def url_mode(url: str | None) -> Mode:
     return "cluster" if url is not None and urlsplit(url).scheme in CLUSTER_SCHEMES else "standalone"
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{address!r} is not a host:port address")
     return host, int(port)
-
-
-class RedisTopology(SecretsModel):
-    """The keys that say which kind of Redis deployment a URL points into."""
-
-    mode: Mode | None = None
-    """standalone, cluster or sentinel; unset means cluster for redis+cluster:// URLs, else standalone."""
-    seeds: list[str] = []
-    """Cluster only: more node URLs to learn the slot map from when the first one is down."""
-    sentinels: list[str] = []
-    """Sentinel only: ``host:port`` of each sentinel."""
-    primary_name: str | None = Field(None, min_length=1)
-    """Sentinel only: the name the sentinels monitor the primary under."""
-    sentinel_password: OptionalSecret = None
-    sentinel_password_env: SecretEnv = None
-    sentinel_password_file: SecretFile = None
-
-    @model_validator(mode="after")
-    def _topology(self) -> Self:
-        mode = self.mode
-        if mode is not None and mode != "cluster" and url_mode(self.topology_url()) == "cluster":
-            raise ValueError(f"a redis+cluster:// URL cannot be used with mode {mode}")
-        mode = mode or url_mode(self.topology_url())
-        if mode != "cluster" and self.seeds:
-            raise ValueError("seeds apply to mode: cluster only")
-        for seed in self.seeds:
-            if urlsplit(seed).scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
-                raise ValueError(f"seed {seed!r} is not a redis:// or redis+cluster:// URL")
-        sentinel_keys = [self.primary_name, self.sentinel_password, self.sentinel_password_env]
-        if mode != "sentinel" and (self.sentinels or any(v is not None for v in sentinel_keys)):
-            raise ValueError("sentinels, primary_name and sentinel_password apply to mode: sentinel only")
-        if mode == "sentinel":
-            if not self.sentinels or self.primary_name is None:
-                raise ValueError("mode: sentinel needs sentinels (host:port list) and primary_name")
-            for address in self.sentinels:
-                _host_port(address)
-        return self
-
-    def topology_url(self) -> str | None:
-        """The inline URL, when the section has one (secret URLs are checked when resolved)."""
-        return None
-
-    def effective_mode(self, url: str | None) -> Mode:
-        return self.mode or url_mode(url)
-
-    def resolve_sentinel_password(self) -> str | None:
-        return self.secret("sentinel_password")
 
 
 @dataclass(frozen=True)
@@ -106,8 +56,25 @@ class RedisTarget:
         return [(parts.hostname or "127.0.0.1", parts.port or 6379) for parts in map(urlsplit, urls)]
 
 
-def resolve_target(topology: RedisTopology, url: str | None, password: str | None) -> RedisTarget:
-    mode = topology.effective_mode(url)
+class Topology(Protocol):
+    """The topology keys of a config section: a ``RedisTopology`` model, or its validated values as plain
+    data (the exporter serves from those, see ``opsloop.exporter.config_snapshot``)."""
+
+    mode: Mode | None
+    seeds: list[str]
+    sentinels: list[str]
+    primary_name: str | None
+
+    def secret(self, name: str) -> str | None: ...
+
+
+def effective_mode(topology: Topology, url: str | None) -> Mode:
+    """The configured mode, or the one the URL implies."""
+    return topology.mode or url_mode(url)
+
+
+def resolve_target(topology: Topology, url: str | None, password: str | None) -> RedisTarget:
+    mode = effective_mode(topology, url)
     if url is not None and urlsplit(url).scheme not in URL_SCHEMES:
         raise ValueError(
             f"not a Redis URL: expected redis://, rediss://, unix:// or redis+cluster://, got {urlsplit(url).scheme}://"
@@ -119,9 +86,9 @@ def resolve_target(topology: RedisTopology, url: str | None, password: str | Non
         url=url,
         password=password,
         seeds=tuple(topology.seeds),
-        sentinels=tuple(_host_port(a) for a in topology.sentinels),
+        sentinels=tuple(host_port(a) for a in topology.sentinels),
         primary_name=topology.primary_name,
-        sentinel_password=topology.resolve_sentinel_password(),
+        sentinel_password=topology.secret("sentinel_password"),
     )
 
 

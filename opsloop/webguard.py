@@ -9,7 +9,8 @@ connection that noticed it. bcrypt runs in a thread, its results cached per
 
 The checks (``refusal``, ``response_headers``) know no HTTP framework: the receiver applies them as
 an aiohttp middleware (``install``), the exporter in its own small server. aiohttp and bcrypt are
-imported only when used, so a process that needs neither does not pay their memory.
+imported only when used, so a process that needs neither does not pay their memory; so are the web
+config models (pydantic), which only a process given a ``--web.config.file`` needs.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opsloop.ratelimit import TokenBucket
-from opsloop.webconfig import LoadedWebConfig, WebConfigError, load_web_config
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from opsloop.webconfig import LoadedWebConfig
 
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,6 +109,8 @@ class WebGuard:
         if self.path is not None:
             self._load()
             if self._error is not None:
+                from opsloop.webconfig import WebConfigError  # loaded by _load already
+
                 raise WebConfigError(self._error)
 
     def _files(self) -> list[Path]:
@@ -116,6 +120,9 @@ class WebGuard:
 
     def _load(self) -> None:
         assert self.path is not None
+        # Lazily: the web config models (pydantic, PyYAML) are loaded only when a file is given.
+        from opsloop.webconfig import WebConfigError, load_web_config
+
         stamp = _stamp(self._files())
         try:
             loaded = load_web_config(self.path)

@@ -7,7 +7,9 @@ quoted values, surrounding whitespace dropped. Semantics follow Alertmanager too
 the empty string, and regular expressions are anchored at both ends (``^(?:re)$``).
 
 Alertmanager uses Go's RE2, which has no lookaround and no backreferences; such patterns are refused here
-instead of meaning something Alertmanager could never express.
+instead of meaning something Alertmanager could never express. RE2 syntax Python reads differently is
+translated (inline flags anywhere, ``[[:alpha:]]`` classes) or, without an equivalent (``(?U)``,
+``[[:^alpha:]]``), refused by name.
 """
 
 from __future__ import annotations
@@ -54,62 +56,96 @@ def new_matcher(name: str, op: Operator, value: str) -> Matcher:
         )
     try:
         # ``\Z``, not ``$``: Python's ``$`` also matches before a final newline, Go's does not.
-        return Matcher(name, op, value, re.compile(rf"^(?:{_scoped_flags(value)})\Z"))
+        return Matcher(name, op, value, re.compile(rf"^(?:{_translated(value)})\Z"))
     except re.error as exc:
         raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
 
 
 _FLAGS = re.compile(r"\(\?([imsU]*(?:-[imsU]*)?)\)")
+_POSIX = {
+    name: "".join(f"\\x{low:02x}-\\x{high:02x}" for low, high in ranges)
+    for name, ranges in {  # RE2's ASCII classes, as Go's regexp/syntax lists them
+        "alnum": ((0x30, 0x39), (0x41, 0x5A), (0x61, 0x7A)),
+        "alpha": ((0x41, 0x5A), (0x61, 0x7A)),
+        "ascii": ((0x00, 0x7F),),
+        "blank": ((0x09, 0x09), (0x20, 0x20)),
+        "cntrl": ((0x00, 0x1F), (0x7F, 0x7F)),
+        "digit": ((0x30, 0x39),),
+        "graph": ((0x21, 0x7E),),
+        "lower": ((0x61, 0x7A),),
+        "print": ((0x20, 0x7E),),
+        "punct": ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7E)),
+        "space": ((0x09, 0x0D), (0x20, 0x20)),
+        "upper": ((0x41, 0x5A),),
+        "word": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
+        "xdigit": ((0x30, 0x39), (0x41, 0x46), (0x61, 0x66)),
+    }.items()
+}
+"""``[[:alpha:]]`` and the like as Python class ranges: Python reads ``[:alpha:]`` as the letters ``:alph``."""
 
 
-def _scoped_flags(value: str) -> str:
-    """RE2's inline flags ``(?i)`` (valid anywhere, in force to the end of their group) as Python's scoped
-    ``(?i:...)``: Python accepts global flags only at the very start, and Alertmanager's anchoring puts a
-    group before them. Each alternative of the group gets its own scope, so ``a(?i)b|c`` keeps its meaning.
+def _translated(value: str) -> str:
+    """RE2 syntax Python reads differently, rewritten: character classes (see ``_class``) and inline flags.
+
+    RE2's ``(?i)`` is valid anywhere and in force to the end of its group; Python accepts such global flags
+    only at the very start, and Alertmanager's anchoring puts a group before them. They become Python's
+    scoped ``(?i:...)``, and each alternative of the group gets its own scope, so ``a(?i)b|c`` keeps its
+    meaning.
     """
     out: list[str] = []
     scopes: list[list[str]] = [[]]  # the flags in force at each open group, innermost last
     i = 0
     while i < len(value):
         char, flags = value[i], _FLAGS.match(value, i)
-        if char == "\\":
-            end = i + 2
-        elif char == "[":
-            end = _class_end(value, i)
-        elif flags and flags.group(1) not in ("", "-"):
+        if char == "[":
+            klass, i = _class(value, i)
+            out.append(klass)
+            continue
+        if flags:  # ``(?)`` sets no flag and ``(?-)`` is an error, in Python's ``(?:...)`` as in RE2
             if "U" in flags.group(1):
                 raise re.error("the ungreedy flag U has no Python equivalent")
             scopes[-1].append(flags.group(1))
             out.append(f"(?{flags.group(1)}:")
             i = flags.end()
             continue
-        else:
-            end = i + 1
-            if char == "(":
-                scopes.append([])
-            elif char == ")" and len(scopes) > 1:
-                out.append(")" * len(scopes.pop()))
-            elif char == "|":
-                out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
-                i = end
-                continue
+        end = i + (2 if char == "\\" else 1)
+        if char == "(":
+            scopes.append([])
+        elif char == ")" and len(scopes) > 1:
+            out.append(")" * len(scopes.pop()))
+        elif char == "|":
+            out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
+            i = end
+            continue
         out.append(value[i:end])
         i = end
     return "".join(out) + ")" * len(scopes[0])
 
 
-def _class_end(value: str, start: int) -> int:
-    """Where the character class opening at ``start`` ends: a ``]`` first (or after ``^``) is a member,
-    escapes and ``[:alpha:]`` names are skipped; an unclosed class runs to the end (compiling reports it)."""
-    i = start + 1
-    i += value.startswith("^", i)
+def _class(value: str, start: int) -> tuple[str, int]:
+    """The character class opening at ``start``, its ``[:alpha:]`` names written out, and where it ends.
+
+    A ``]`` first (or after ``^``) is a member, and so is a ``]`` after a backslash.
+    """
+    i = start + 1 + value.startswith("^", start + 1)
     i += value.startswith("]", i)
+    out = [value[start:i]]
     while i < len(value) and value[i] != "]":
         if value.startswith("[:", i) and (close := value.find(":]", i + 2)) != -1:
+            name = value[i + 2 : close]
+            if name.startswith("^") and name[1:] in _POSIX:
+                raise re.error(f"the negated class [:{name}:] has no Python equivalent")
+            if name not in _POSIX:
+                raise re.error(f"invalid character class [:{name}:]")
+            out.append(_POSIX[name])
             i = close + 2
-        else:
-            i += 2 if value[i] == "\\" else 1
-    return i + 1
+        else:  # a ``[`` is a member (Python warns it may one day open a nested set)
+            step = 2 if value[i] == "\\" else 1
+            out.append("\\[" if value[i] == "[" else value[i : i + step])
+            i += step
+    if i >= len(value):
+        raise re.error("missing ] at the end of a character class")
+    return "".join(out) + "]", i + 1
 
 
 def _unescape(raw: str, source: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from opsloop.exporter.config import ExporterConfig
+from typing import TYPE_CHECKING
+
 from opsloop.exporter.sources.base import Source
 from opsloop.exporter.sources.frameworks import framework_reader
 from opsloop.exporter.sources.redis_cache import CacheReader
@@ -10,6 +11,9 @@ from opsloop.exporter.sources.redis_dlq import dlq_reader
 from opsloop.exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
 from opsloop.exporter.sources.redis_source import KeyLookups, RedisReader, RedisSource
 from opsloop.exporter.sources.redis_workers import WorkersReader
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import ExporterConfig
 
 
 def build_sources(config: ExporterConfig) -> list[Source]:

@@ -15,13 +15,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import psycopg
-from opsloop.exporter.config import BusinessConfig, QueryConfig
 from opsloop.exporter.sources.base import Metric, PartialFailure, Sample
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from opsloop.metric_contract import QUERY_DURATION, QUERY_ERRORS, QUERY_RESULT_AGE, business_metric
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import BusinessConfig, QueryConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,10 @@ class PostgresSource:
     def __init__(self, config: BusinessConfig) -> None:
         self.config = config
         self.queries = [BusinessQuery(q) for q in config.queries]
+        dsn = config.secret("dsn")
+        assert dsn is not None  # required: the config load checked that one of its three keys is set
         self.pool = AsyncConnectionPool(
-            config.resolve_dsn(),
+            dsn,
             min_size=0,
             max_size=config.pool_size,
             open=False,

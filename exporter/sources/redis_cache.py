@@ -11,8 +11,8 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import CacheConfig, RedisConfig
 from opsloop.exporter.sources.base import Metric, Sample
 from opsloop.exporter.sources.redis_cluster import NodeUnreachable
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
@@ -31,6 +31,9 @@ from opsloop.metric_contract import (
     CACHE_PING,
     app_cache_metric,
 )
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import CacheConfig, RedisConfig
 
 log = logging.getLogger(__name__)
 

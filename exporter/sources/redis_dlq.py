@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from opsloop.exporter.config import KeyConfig, RedisConfig
+from typing import TYPE_CHECKING
+
 from opsloop.exporter.sources.redis_queues import KeyMetrics, KeyReader
 from opsloop.exporter.sources.redis_source import KeyLookups
 
 from opsloop.metric_contract import DLQ_LENGTH, DLQ_OLDEST_AGE
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import KeyConfig, RedisConfig
 
 DLQ_METRICS = KeyMetrics(DLQ_LENGTH, DLQ_OLDEST_AGE)
 

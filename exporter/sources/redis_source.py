@@ -11,9 +11,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from opsloop.exporter.config import RedisConfig
 from opsloop.exporter.sources.base import PartialFailure, Sample, Series
 from opsloop.exporter.sources.redis_cluster import ClusterClient, ClusterNodes, ClusterPipeline
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
@@ -24,8 +23,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from opsloop.metric_contract import OWN_HITS, OWN_MISSES
-from opsloop.redis_connect import RedisTarget, node_client
+from opsloop.redis_connect import RedisTarget, node_client, resolve_target
 from opsloop.redis_connect import connect as redis_connect
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import RedisConfig
 
 Parser = Callable[[Sequence[object]], Iterable[Series]]
 SLICE_ARGS = 10_000
@@ -69,7 +71,7 @@ def connect(config: RedisConfig, max_connections: int) -> Redis | ClusterClient:
 
     A cluster gets a ``ClusterClient``: the readers' commands then go out as one pipeline per primary.
     """
-    target = config.target()
+    target = resolve_target(config, config.url, config.secret("password"))
     options: dict[str, Any] = {
         "decode_responses": True,
         "encoding_errors": "replace",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import RedisConfig, WorkersConfig
 from opsloop.exporter.sources.base import Sample
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_source import KeyLookups, Parser
@@ -18,6 +18,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from opsloop.metric_contract import QUEUE_WORKERS, WORKERS
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import RedisConfig, WorkersConfig
 
 
 class WorkersReader:

@@ -18,7 +18,8 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from opsloop.configfile import StrictModel
 from opsloop.durations import Duration
-from opsloop.redis_connect import URL_SCHEMES, RedisTopology
+from opsloop.redis_connect import URL_SCHEMES
+from opsloop.redis_topology import RedisTopology
 from opsloop.secrets import OptionalPassword, OptionalSecret, Secret, SecretEnv, SecretFile, SecretsModel
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
@@ -45,7 +46,7 @@ class SecretValue(SecretsModel):
 
 class RedisActionConfig(ActionBaseConfig, RedisTopology, OptionalPassword):
     """Where a Redis action connects: a URL (which may carry credentials), an optional password, and
-    for a cluster or a Sentinel set the topology keys of ``opsloop.redis_connect``."""
+    for a cluster or a Sentinel set the topology keys of ``opsloop.redis_topology``."""
 
     redis: OptionalSecret = None
     redis_env: SecretEnv = None

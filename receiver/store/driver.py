@@ -7,6 +7,7 @@ independent operations side by side, one round trip per step of all (PostgreSQL'
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +32,14 @@ class Result:
 
 
 Op = Generator[Stmt, Result, T]
+
+
+class RunsOps(abc.ABC):
+    """A base of the store's groups of operations: the backend supplies ``_run``."""
+
+    @abc.abstractmethod
+    async def _run(self, op: Op[T]) -> T:
+        """Drive ``op`` inside one transaction; raise StoreUnavailable when the store cannot be used."""
 
 
 def marks(values: Sequence[object]) -> str:

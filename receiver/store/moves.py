@@ -8,15 +8,11 @@ source changed first). A row left ``pending`` by a crash is settled by the next 
 
 from __future__ import annotations
 
-import abc
 import base64
 import json
 from dataclasses import dataclass
-from typing import TypeVar
 
-from opsloop.receiver.store.driver import Op, Stmt
-
-T = TypeVar("T")
+from opsloop.receiver.store.driver import Op, RunsOps, Stmt
 
 MOVES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS redis_moves (
@@ -56,11 +52,8 @@ def _decode(text: str) -> list[bytes]:
     return [base64.b64decode(v) for v in json.loads(text)]
 
 
-class MoveJournal(abc.ABC):
+class MoveJournal(RunsOps):
     """Store operations of the move journal (mixed into ``Store``)."""
-
-    @abc.abstractmethod
-    async def _run(self, op: Op[T]) -> T: ...
 
     async def journal_move(self, move: Move, now: float) -> None:
         """Record a batch as pending; returns once the record is durable."""

@@ -8,15 +8,11 @@ replica and the timeout cannot all decide it.
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
 
 from opsloop.receiver.domain import DELIVERY, GLOBAL, PENDING, PLAN, Approval, Job, ManualRun, NewDelivery, plan_key
-from opsloop.receiver.store.driver import Op, Stmt
+from opsloop.receiver.store.driver import Op, RunsOps, Stmt
 from opsloop.receiver.store.schema import APPROVAL_COLUMNS, UPSERT_INCIDENT, approval_row, json_text
-
-T = TypeVar("T")
 
 
 def scope_words(scope: str) -> str:
@@ -32,12 +28,9 @@ def event(
     )
 
 
-class SteeringOps(abc.ABC):
+class SteeringOps(RunsOps):
     _insert_job: Callable[..., Op[bool]]
     _reschedule: Callable[..., Op[bool]]
-
-    @abc.abstractmethod
-    async def _run(self, op: Op[T]) -> T: ...
 
     # -- pauses and timeline events -------------------------------------------------------------
 

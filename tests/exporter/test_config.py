@@ -11,6 +11,7 @@ import yaml
 from opsloop.exporter.config import load_config
 
 from opsloop.configfile import ConfigError
+from opsloop.redis_connect import resolve_target
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "exporter.example.yml"
@@ -159,8 +160,9 @@ def test_cluster_and_sentinel_entries_load(tmp_path):
         "  - {name: s, mode: sentinel, sentinels: ['127.0.0.1:26379'], primary_name: main}\n"
     )
     cluster, sentinel = load_config(tmp_path / "c.yml").redis
-    assert cluster.target().mode == "cluster"
-    assert cluster.target().cluster_nodes() == [("127.0.0.1", 7000), ("127.0.0.1", 7001)]
-    assert sentinel.target().mode == "sentinel"
-    assert sentinel.target().sentinels == (("127.0.0.1", 26379),)
+    cluster_target, sentinel_target = (resolve_target(r, r.url, r.resolve_password()) for r in (cluster, sentinel))
+    assert cluster_target.mode == "cluster"
+    assert cluster_target.cluster_nodes() == [("127.0.0.1", 7000), ("127.0.0.1", 7001)]
+    assert sentinel_target.mode == "sentinel"
+    assert sentinel_target.sentinels == (("127.0.0.1", 26379),)
     assert cluster.max_keys_per_pattern == 100_000

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from opsloop.exporter.config import FrameworkConfig, RedisConfig
+from typing import TYPE_CHECKING
+
 from opsloop.exporter.sources.frameworks.arq import ARQ
 from opsloop.exporter.sources.frameworks.base import FrameworkReader, Layout
 from opsloop.exporter.sources.frameworks.celery import CELERY
 from opsloop.exporter.sources.frameworks.dramatiq import DRAMATIQ
 from opsloop.exporter.sources.frameworks.rq import RQ
 from opsloop.exporter.sources.redis_source import KeyLookups
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import FrameworkConfig, RedisConfig
 
 LAYOUTS: dict[str, Layout] = {layout.kind: layout for layout in (RQ, DRAMATIQ, CELERY, ARQ)}
 

@@ -8,8 +8,12 @@ arq keeps no dead letters and no worker registry in Redis: no DLQ or worker seri
 
 from __future__ import annotations
 
-from opsloop.exporter.config import FrameworkConfig
+from typing import TYPE_CHECKING
+
 from opsloop.exporter.sources.frameworks.base import Layout, script
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import FrameworkConfig
 
 MAX_RUNNING_CHECKS = 1000
 """Due entries checked for a running job per queue and scrape (workers take the head first)."""

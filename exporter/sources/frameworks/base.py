@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import FrameworkConfig, RedisConfig
 from opsloop.exporter.sources.base import Sample
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
 from opsloop.exporter.sources.redis_queues import parse_timestamp
@@ -36,6 +36,9 @@ from opsloop.metric_contract import (
     QUEUE_SCHEDULED,
     QUEUE_UNREADABLE_RECORDS,
 )
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import FrameworkConfig, RedisConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,12 @@ oldest age, DLQ or worker series. Routing keys are taken as queue names (Celery'
 
 from __future__ import annotations
 
-from opsloop.exporter.config import FrameworkConfig
+from typing import TYPE_CHECKING
+
 from opsloop.exporter.sources.frameworks.base import Layout, script
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import FrameworkConfig
 
 MAX_UNACKED = 10_000
 """Unacked entries read per scrape; past this the in-progress split is left out rather than slow Redis."""

@@ -11,9 +11,12 @@ broker client that talked to Redis (producers too, one entry per consumer) and n
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import FrameworkConfig
 from opsloop.exporter.sources.frameworks.base import Layout, script
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import FrameworkConfig
 
 
 def _namespace(entry: FrameworkConfig) -> str:

@@ -9,8 +9,12 @@ hash still exists: it expires when heartbeats stop, while the set keeps a SIGKIL
 
 from __future__ import annotations
 
-from opsloop.exporter.config import FrameworkConfig
+from typing import TYPE_CHECKING
+
 from opsloop.exporter.sources.frameworks.base import Layout, script
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import FrameworkConfig
 
 
 def _args(entry: FrameworkConfig, now: float) -> list[str]:

@@ -130,10 +130,10 @@ async def test_postgres_down_at_start_then_up(write_config, exporter_client):
 def test_dsn_from_env_and_file(tmp_path, monkeypatch, write_config: Callable[[dict[str, Any]], Any]):
     monkeypatch.setenv("PG_DSN_TEST", "postgresql://env")
     cfg = write_config({"business": {"dsn_env": "PG_DSN_TEST", "queries": []}})
-    assert cfg.business.resolve_dsn() == "postgresql://env"
+    assert cfg.business.secret("dsn") == "postgresql://env"
     (tmp_path / "dsn").write_text("postgresql://file\n")
     cfg = write_config({"business": {"dsn_file": str(tmp_path / "dsn"), "queries": []}})
-    assert cfg.business.resolve_dsn() == "postgresql://file"
+    assert cfg.business.secret("dsn") == "postgresql://file"
 
 
 async def test_labels_are_text_in_a_sql_ascii_database(postgres_server, write_config, exporter_client):
