@@ -94,6 +94,7 @@ def mail_config(port: int, **sections: Any) -> ReceiverConfig:
 @pytest.mark.parametrize(("external_url", "console", "link"), [
     ("https://alertmanager.example", None, "https://alertmanager.example/#/alerts"),
     ("alertmanager.example", None, None),  # not an http(s) URL: nothing to link
+    ("http://alertmanager.example/PROD-X/", None, "http://alertmanager.example/PROD-X/#/alerts"),  # one "/" cut
     ("http://alertmanager.example", "https://console.example", "https://console.example/ui/incidents?status=firing"),
 ])  # fmt: skip
 async def test_a_group_mail_links_the_console_else_alertmanager_else_nothing(
