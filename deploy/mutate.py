@@ -57,15 +57,37 @@ MODULES: dict[str, list[str]] = {
                              "tests/receiver/console/test_approvals.py::test_a_waiting_run_survives_a_restart_and_runs_once_approved",
                              "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
                              "tests/receiver/test_takeover.py::test_take_over_makes_a_dead_owners_work_due_now_as_interrupted"],
-    "receiver/worker.py": ["tests/receiver/test_worker_parts.py", "tests/receiver/test_worker_deliveries.py",
-                           "tests/receiver/test_worker.py",
-                           "tests/receiver/test_retry.py",  # groups: not the slow one
-                           "tests/receiver/test_worker_groups.py::test_a_group_too_large_for_one_message_follows_up_and_loses_nothing",
-                           "tests/receiver/test_worker_groups.py::test_resolving_a_group_replaces_what_was_not_sent_and_tells_the_rest_once",
-                           "tests/receiver/test_worker_groups.py::test_email_sends_one_mail_per_group_and_threads_its_resolution",
-                           "tests/receiver/test_worker_groups.py::test_runs_a_guard_skipped_are_listed_in_one_group_message",
-                           "tests/receiver/test_worker_groups.py::test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap",
-                           "tests/receiver/test_worker_groups.py::test_a_failing_mail_server_never_holds_the_worker"],
+    # worker.py: the pure parts first, then the worker driven directly on SQLite (quickest first), then a
+    # receiver's (group messages, paced Slack). Not backoff_delay's own tests or other store backends, nor
+    # test_worker.py: what its paced rounds of retries check, the direct tests check without the waits.
+    "receiver/worker.py": [f"tests/receiver/{t}" for t in (
+        "test_worker_parts.py",
+        "test_worker_groups.py::test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap",
+        *(f"test_worker_deliveries.py::test_{t}" for t in (
+            "a_delivery_to_a_notifier_not_configured_fails_for_good",
+            "a_step_that_raises_is_logged_with_its_job_and_the_worker_goes_on",
+            "a_delivery_whose_earlier_claim_was_cut_off_is_sent_again_and_says_so",
+            "a_permanent_error_ends_the_delivery_with_the_error",
+            "a_delivery_older_than_give_up_after_fails_at_its_next_error",
+            "a_worker_that_cannot_claim_says_why_and_keeps_polling",
+        )),
+        "test_worker_group_deliveries.py",
+        *(f"test_worker_deliveries.py::test_{t}" for t in (
+            "a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_step",
+            "a_worker_runs_no_more_steps_at_once_than_its_concurrency",
+            "a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it",
+            "each_delivery_shows_its_message_once_and_logs_each_attempt",
+            "retry_after_is_kept_within_the_cap_of_the_attempts_tier",
+        )),
+        *(f"test_worker_groups.py::test_{t}" for t in (
+            "runs_a_guard_skipped_are_listed_in_one_group_message",
+            "email_sends_one_mail_per_group_and_threads_its_resolution",
+            "resolving_a_group_replaces_what_was_not_sent_and_tells_the_rest_once",
+            "a_failing_mail_server_never_holds_the_worker",
+            "a_group_too_large_for_one_message_follows_up_and_loses_nothing[sqlite]",
+            "app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing",
+        )),
+    )],
     "receiver/store": ["tests/receiver/store"],
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
                               "tests/receiver/store/test_ops_rows.py"],
