@@ -10,20 +10,25 @@ acknowledgement path alone). It prints webhooks per second, p50/p99 acknowledgem
 histogram), the server process's CPU time per acknowledged webhook (all its threads), the load average
 before each measurement, the p99 of a 4 KiB write and ``fdatasync`` sampled every 10 ms on the store's
 file system during the measurement (what a durable commit cannot beat), and the throughput ratio to the
-bare handler of the same round. Every
-measurement is bounded in time (``--seconds``) and in count (``--max-requests``); each receiver starts
-on an empty store.
+bare handler of the same round; then the server's cores, everybody else's cores and the time the
+server's threads waited for a CPU (``machine``), and for PostgreSQL what the server did meanwhile
+(``postgres_side``). Every measurement is bounded in time (``--seconds``) and in count
+(``--max-requests``); each receiver starts on an empty store.
 
     python benchmarks/webhook_ack.py [--connections 32] [--seconds 10] [--rounds 3]
                                      [--store sqlite postgresql] [--routes slack none]
+                                     [--priority -10] [--recycle-wal 256] [--no-bare]
 
 PostgreSQL runs with its durable defaults (fsync and ``synchronous_commit=on``): an acknowledgement
-costs a WAL flush, as in production, and is measured as such. Needs ``wrk`` (Debian package ``wrk``).
+costs a WAL flush, as in production, and is measured as such; it starts with WAL segments ready for
+reuse, as a server in steady state (``--recycle-wal``). The measured processes run at a raised autogroup
+priority (``--priority``). Needs ``wrk`` (Debian package ``wrk``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -34,16 +39,26 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from aiohttp import web
+from machine import (
+    FlushSampler,
+    children_cpu_seconds,
+    cpu_seconds,
+    machine_busy_seconds,
+    prioritise,
+    runqueue_wait_seconds,
+)
 from opsloop.testsupport.servers import LOOPBACK, PostgresServer, ServerError, free_port, http_ok, wait_until
 from opsloop.testsupport.sinks import SlackSink
+from postgres_side import ServerActivity, fresh_database, postmaster_pid, recycle_wal
 
 TOKEN = "benchmark-token"
+BARE = "bare aiohttp handler"
 SLOT = re.compile("@(FINGERPRINT|INSTANCE)@")
 
 LUA = """
@@ -127,21 +142,24 @@ def wrk(url: str, args: argparse.Namespace, seconds: float, budget: int, work: P
     script.write_text(lua_script(budget, args.threads))
     argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s", "--timeout", "10s",
             "-s", str(script), url + "/alerts"]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        prioritise(proc.pid, args.priority)
+        try:
+            out, _ = proc.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:  # never leave the load generator behind
+            proc.kill()
+            raise
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv, out)
+    summary = json.loads(out.strip().splitlines()[-1])
     summary["rate"] = summary["requests"] / summary["seconds"]
     return summary
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, all its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start(argv: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
+def start(argv: list[str], url: str, log: Path, priority: int) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+    prioritise(proc.pid, priority)
     try:
         wait_until(lambda: http_ok(url + "/-/ready"), 30, " ".join(argv[:3]))
     except ServerError:
@@ -159,59 +177,40 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(15)
 
 
-class FlushSampler(threading.Thread):
-    """Times a 4 KiB write and ``fdatasync`` every 10 ms in ``work`` until stopped: the disk's own flush
-    latency meanwhile, so a commit tail can be told apart from a disk that was slow at that moment."""
-
-    def __init__(self, work: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = work / "flush-sample"
-        self.samples: list[float] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            while not self.halt.wait(0.01) and len(self.samples) < 100_000:
-                os.pwrite(fd, b"x" * 4096, 0)
-                started = time.perf_counter()
-                os.fdatasync(fd)
-                self.samples.append((time.perf_counter() - started) * 1000)
-        finally:
-            os.close(fd)
-            self.path.unlink()
-
-    def p99(self) -> float:
-        self.halt.set()
-        self.join()
-        ordered = sorted(self.samples) or [0.0]
-        return ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)]
-
-
-def measure(name: str, argv: list[str], port: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
+def measure(
+    name: str,
+    argv: list[str],
+    port: int,
+    args: argparse.Namespace,
+    work: Path,
+    activity: Callable[[], ServerActivity] | None = None,
+) -> dict[str, float]:
     url = f"http://{LOOPBACK}:{port}"
-    proc = start(argv, url, work / "servers.log")
+    proc = start(argv, url, work / "servers.log", args.priority)
     try:
         wrk(url, args, 2, 2000, work)  # warm up: connections, caches, the first pages of the store
         load = os.getloadavg()[0]
-        before = cpu_seconds(proc.pid)
+        server = activity() if activity else None
+        started = [time.monotonic(), machine_busy_seconds(), cpu_seconds(proc.pid), children_cpu_seconds(),
+                   time.process_time(), runqueue_wait_seconds(proc.pid)]  # fmt: skip
         flushes = FlushSampler(work)
         flushes.start()
         try:
             result = wrk(url, args, args.seconds, args.max_requests, work)
         finally:
             flush_p99 = flushes.p99()
-        cpu = cpu_seconds(proc.pid) - before
+        ended = [time.monotonic(), machine_busy_seconds(), cpu_seconds(proc.pid), children_cpu_seconds(),
+                 time.process_time(), runqueue_wait_seconds(proc.pid)]  # fmt: skip
+        done = server.delta() if server else {}
     finally:
         stop(proc)
+    elapsed, busy, cpu, load_generator, script, waited = (b - a for a, b in zip(started, ended, strict=True))
+    others = busy - cpu - load_generator - script - done.get("postgres_cpu", 0.0)
     return {  # type: ignore[return-value]
-        **result, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6, "fsync_p99": flush_p99,
+        **result, **done, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6,
+        "fsync_p99": flush_p99, "cores": cpu / elapsed, "other_cores": max(others, 0.0) / elapsed,
+        "runqueue": waited / elapsed,
     }  # fmt: skip
-
-
-def fresh_database(server: PostgresServer, name: str) -> str:
-    server.psql(f"CREATE DATABASE {name}", database="postgres")
-    return server.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path) -> tuple[list[str], int]:
@@ -233,27 +232,43 @@ def one_round(
     """The bare handler, then the receiver on each store and routing, each on an empty store."""
     bare_port = free_port()
     bare = [sys.executable, __file__, "--serve-bare", str(bare_port)]
-    results = [measure("bare aiohttp handler", bare, bare_port, args, work)]
+    results = [measure(BARE, bare, bare_port, args, work)] if args.bare else []
     for store, routes in itertools.product(args.store, args.routes):
+        activity = None
         if store == "postgresql" and postgres is not None:
-            url = fresh_database(postgres, f"round{n}_{routes}")
+            database = f"round{n}_{routes}"
+            url = fresh_database(postgres, database)
+            activity = functools.partial(ServerActivity, postgres, database)
         else:
             url = f"sqlite://{work / f'round{n}-{routes}.db'}"
         argv, port = receiver_argv(url, routes, slack_url, work)
-        results.append(measure(f"receiver {store}, routes {routes}", argv, port, args, work))
+        results.append(measure(f"receiver {store}, routes {routes}", argv, port, args, work, activity))
     return results
 
 
 def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> None:
     print(f"wrk, {args.connections} connections, {args.seconds:g} s per measurement, one alert per webhook, loopback")
     print(f"{'round':>5} {'server':34} {'load':>5} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>7} "
-          f"{'fsync99':>8} {'errors':>7} {'/ bare':>7}")  # fmt: skip
+          f"{'fsync99':>8} {'errors':>7} {'/ bare':>7} {'cores':>6} {'others':>6} {'queued':>6}")  # fmt: skip
     for n, results in enumerate(rounds, 1):
-        bare = results[0]["rate"]
+        bare = results[0]["rate"] if results[0]["name"] == BARE else 0.0
         for r in results:
             errors = int(r["non_2xx"] + r["socket_errors"])
+            ratio = f"{r['rate'] / bare:7.2f}" if bare else f"{'-':>7}"
             print(f"{n:5d} {r['name']:34} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-                  f"{r['cpu_us']:7.0f} {r['fsync_p99']:8.2f} {errors:7d} {r['rate'] / bare:7.2f}")  # fmt: skip
+                  f"{r['cpu_us']:7.0f} {r['fsync_p99']:8.2f} {errors:7d} {ratio} {r['cores']:6.2f} "
+                  f"{r['other_cores']:6.2f} {r['runqueue']:6.2f}")  # fmt: skip
+    if any("checkpoints" in r for results in rounds for r in results):
+        print("PostgreSQL during each measurement:")
+    for n, results in enumerate(rounds, 1):
+        for r in results:
+            if "checkpoints" in r:
+                per_webhook = r["wal_bytes"] / max(r["requests"], 1)
+                print(f"{n:5d} {r['name']:34} checkpoints {r['checkpoints']:.0f}, WAL {r['wal_bytes'] / 2**20:.1f} MiB "
+                      f"({per_webhook:.0f} B per webhook, {r['wal_fpi']:.0f} full-page images), WAL buffers full "
+                      f"{r['wal_buffers_full']:.0f}, WAL files added {r['wal_files']:.0f}, autovacuum/analyze "
+                      f"{r['autovacuums']:.0f}, CPU "
+                      f"{r['postgres_cpu'] / max(r['requests'], 1) * 1e6:.0f} us per webhook")  # fmt: skip
 
 
 def main() -> int:
@@ -265,6 +280,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--routes", choices=("slack", "none"), nargs="+", default=["slack", "none"])
+    parser.add_argument("--priority", type=int, default=-10, help="autogroup nice of the measured processes "
+                        "(default -10; 0 leaves it alone)")  # fmt: skip
+    parser.add_argument("--recycle-wal", type=int, default=256, metavar="MIB", help="WAL that PostgreSQL keeps "
+                        "ready for reuse, written before the first round (default 256; 0: none, as new)")  # fmt: skip
+    parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare handler (no ratio)")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -277,12 +297,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="opsloop-bench-") as tmp, SlackSink() as slack:
         postgres = PostgresServer(durable=True).start() if "postgresql" in args.store else None
         try:
+            if postgres:  # a session of its own
+                prioritise(postmaster_pid(postgres), args.priority)
+                if args.recycle_wal:
+                    recycle_wal(postgres, args.recycle_wal)
             for n in range(args.rounds):
                 rounds.append(one_round(n, args, postgres, slack.url(), Path(tmp)))
         finally:
+            report(args, rounds)  # what was measured, even when a later round or the clean-up fails
             if postgres:
                 postgres.cleanup()
-    report(args, rounds)
     return 0 if all(r["non_2xx"] + r["socket_errors"] == 0 for results in rounds for r in results) else 1
 
 

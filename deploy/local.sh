@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # opsloop's one entry point on a fresh Debian machine.
 #   deploy/local.sh demo [demo options]   run the whole loop locally
-#   deploy/local.sh test [pytest options] lint and run the test suite against real servers
+#   deploy/local.sh test [pytest options] lint and run the test suite against real servers (without
+#                                         options, then a mutation smoke: docs/testing.md)
 #   deploy/local.sh mutate [module ...]   mutation testing per module, results in docs/mutation.md
 # Installs what is missing: Debian packages (redis-server, prometheus, prometheus-alertmanager,
 # prometheus-redis-exporter, PostgreSQL 15) and a virtualenv in .venv with the project and its test extras.
@@ -71,11 +72,13 @@ case "$cmd" in
     ensure_venv
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
-    exec .venv/bin/python -m pytest "$@"
+    .venv/bin/python -m pytest "$@"
+    # The whole suite (CI) ends with a mutation smoke: after pytest, so no test imports a mutated file.
+    if [ $# -eq 0 ]; then nice -n 19 .venv/bin/python deploy/mutate.py --smoke; fi
     ;;
   mutate)
     ensure_debian_packages
-    ensure_venv test,mutation
+    ensure_venv
     exec nice -n 19 .venv/bin/python deploy/mutate.py "$@"
     ;;
   *)

@@ -8,6 +8,10 @@ editable install imports the very files it changes); the file is restored after 
 
 A module's results are kept in a cache of its own (``.mutmut-cache-<module>``): ``--resume`` goes on
 where a run stopped (``--budget`` or Ctrl-C) and, after tests were added, retests only the mutants not yet killed.
+
+``--smoke`` is CI's share (``deploy/local.sh test`` runs it after the suite): one small module whose
+every mutant must be killed, which proves that mutation runs still work and its tests can still fail.
+It records nothing and keeps no cache.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ MODULES: dict[str, list[str]] = {
     # killed mutant stops at the first failure)
     "render/thresholds.py": ["tests/render"],
     "render/alerts.py": ["tests/render", "tests/rules/test_boundaries.py", "tests/rules/test_alert_rules.py"],
-    "exporter/sources/redis_queues.py": ["tests/exporter/sources/test_redis_queues.py",
-                                         "tests/exporter/sources/test_redis_dlq.py"],
+    "exporter/sources/redis_queues.py": ["tests/exporter/sources/test_redis_key_reader.py",
+                                         "tests/exporter/sources/test_redis_queues.py",
+                                         "tests/exporter/sources/test_redis_dlq.py",
+                                         # the script's cluster form alone reads its count of fixed arguments
+                                         "tests/exporter/sources/test_redis_cluster.py::test_keys_on_every_primary_are_read_with_their_values"],
     "exporter/sources/redis_dlq.py": ["tests/exporter/sources/test_redis_dlq.py"],
     "exporter/sources/redis_discovery.py": ["tests/exporter/sources/test_redis_discovery.py",
                                             "tests/exporter/sources/test_redis_queues.py"],
@@ -51,15 +58,37 @@ MODULES: dict[str, list[str]] = {
                              "tests/receiver/console/test_approvals.py::test_a_waiting_run_survives_a_restart_and_runs_once_approved",
                              "tests/receiver/console/test_approvals.py::test_an_alert_that_resolves_while_waiting_needs_no_decision",
                              "tests/receiver/test_takeover.py::test_take_over_makes_a_dead_owners_work_due_now_as_interrupted"],
-    "receiver/worker.py": ["tests/receiver/test_worker_parts.py", "tests/receiver/test_worker_deliveries.py",
-                           "tests/receiver/test_worker.py",
-                           "tests/receiver/test_retry.py",  # groups: not the slow one
-                           "tests/receiver/test_worker_groups.py::test_a_group_too_large_for_one_message_follows_up_and_loses_nothing",
-                           "tests/receiver/test_worker_groups.py::test_resolving_a_group_replaces_what_was_not_sent_and_tells_the_rest_once",
-                           "tests/receiver/test_worker_groups.py::test_email_sends_one_mail_per_group_and_threads_its_resolution",
-                           "tests/receiver/test_worker_groups.py::test_runs_a_guard_skipped_are_listed_in_one_group_message",
-                           "tests/receiver/test_worker_groups.py::test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap",
-                           "tests/receiver/test_worker_groups.py::test_a_failing_mail_server_never_holds_the_worker"],
+    # worker.py: the pure parts first, then the worker driven directly on SQLite (quickest first), then a
+    # receiver's (group messages, paced Slack). Not backoff_delay's own tests or other store backends, nor
+    # test_worker.py: what its paced rounds of retries check, the direct tests check without the waits.
+    "receiver/worker.py": [f"tests/receiver/{t}" for t in (
+        "test_worker_parts.py",
+        "test_worker_groups.py::test_retry_delays_are_short_first_then_back_off_to_the_redelivery_cap",
+        *(f"test_worker_deliveries.py::test_{t}" for t in (
+            "a_delivery_to_a_notifier_not_configured_fails_for_good",
+            "a_step_that_raises_is_logged_with_its_job_and_the_worker_goes_on",
+            "a_delivery_whose_earlier_claim_was_cut_off_is_sent_again_and_says_so",
+            "a_permanent_error_ends_the_delivery_with_the_error",
+            "a_delivery_older_than_give_up_after_fails_at_its_next_error",
+            "a_worker_that_cannot_claim_says_why_and_keeps_polling",
+        )),
+        "test_worker_group_deliveries.py",
+        *(f"test_worker_deliveries.py::test_{t}" for t in (
+            "a_store_lost_during_a_step_is_logged_by_the_heartbeat_and_the_step",
+            "a_worker_runs_no_more_steps_at_once_than_its_concurrency",
+            "a_heartbeat_keeps_a_long_step_leased_so_no_other_worker_takes_it",
+            "each_delivery_shows_its_message_once_and_logs_each_attempt",
+            "retry_after_is_kept_within_the_cap_of_the_attempts_tier",
+        )),
+        *(f"test_worker_groups.py::test_{t}" for t in (
+            "runs_a_guard_skipped_are_listed_in_one_group_message",
+            "email_sends_one_mail_per_group_and_threads_its_resolution",
+            "resolving_a_group_replaces_what_was_not_sent_and_tells_the_rest_once",
+            "a_failing_mail_server_never_holds_the_worker",
+            "a_group_too_large_for_one_message_follows_up_and_loses_nothing[sqlite]",
+            "app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing",
+        )),
+    )],
     "receiver/store": ["tests/receiver/store"],
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
                               "tests/receiver/store/test_ops_rows.py"],
@@ -72,6 +101,11 @@ MODULES: dict[str, list[str]] = {
                                    "tests/receiver/store/test_ops.py::test_manual_run_bypasses_pause_and_actions_are_recorded"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
+KILLED = ("killed", "suspicious", "timeout")
+"""suspicious: killed, but the tests took long; timeout: the mutant hung them, which they detect too."""
+SMOKE = "exporter/sources/redis_dlq.py"
+SMOKE_BUDGET = 300.0
+"""Seconds: a smoke that hangs fails CI instead of holding it (it takes about half a minute)."""
 
 
 def mutmut(*args: str) -> str:
@@ -143,6 +177,17 @@ def mutate(module: str, runner: str, budget: float | None) -> bool:
     return True
 
 
+def runner(module: str) -> str:
+    return f"{sys.executable} {Path(__file__).resolve()} --pytest {' '.join(MODULES[module])}"
+
+
+def survivor(mutant: str) -> list[str]:
+    """A mutant's diff, its changed lines only."""
+    diff = mutmut("show", mutant)
+    body = "\n".join(line for line in diff.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1])
+    return ["", f"Survivor {mutant}:", "", "```diff", body, "```"]
+
+
 def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     """Mutate one module and return its section for the results file."""
     tests = " ".join(MODULES[module])
@@ -150,12 +195,10 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     CACHE.unlink(missing_ok=True)
     if resume and kept.exists():
         shutil.copy(kept, CACHE)
-    runner = f"{sys.executable} {Path(__file__).resolve()} --pytest {tests}"
-    finished = mutate(module, runner, budget)
+    finished = mutate(module, runner(module), budget)
     counts = {state: ids(state) for state in STATES}
     total = sum(len(v) for v in counts.values())
-    # suspicious: killed, but the tests took long; timeout: the mutant hung them, which they detect too
-    killed = len(counts["killed"]) + len(counts["suspicious"]) + len(counts["timeout"])
+    killed = sum(len(counts[state]) for state in KILLED)
     tested = total - len(counts["untested"])
     ratio = f"{100 * killed / total:.1f}%" if total else "n/a"
     complete = finished and not counts["untested"]
@@ -176,12 +219,27 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
         + ".",
     ]
     for mutant in counts["survived"]:
-        diff = mutmut("show", mutant)
-        body = "\n".join(line for line in diff.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1])
-        lines += ["", f"Survivor {mutant}:", "", "```diff", body, "```"]
+        lines += survivor(mutant)
     CACHE.replace(kept)  # for --resume: after new tests, only the mutants not yet killed run again
     lines.append(f"<!-- /mutation:{module} -->")
     return "\n".join(lines)
+
+
+def smoke(module: str) -> int:
+    """Mutate ``module`` from scratch; 0 when every mutant is killed, else 1 with the survivors' diffs."""
+    CACHE.unlink(missing_ok=True)
+    try:
+        finished = mutate(module, runner(module), SMOKE_BUDGET)
+        counts = {state: ids(state) for state in STATES}
+        report = [line for mutant in counts["survived"] for line in survivor(mutant)]
+    finally:
+        CACHE.unlink(missing_ok=True)
+    total = sum(len(v) for v in counts.values())
+    killed = sum(len(counts[state]) for state in KILLED)
+    print(f"mutation smoke {module}: {total} mutants, {killed} killed", *report, sep="\n", flush=True)
+    if not finished:
+        print(f"mutation smoke {module}: stopped after {SMOKE_BUDGET:.0f} s", flush=True)
+    return 0 if finished and total and killed == total else 1
 
 
 def record(module: str, section: str) -> None:
@@ -240,10 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--budget", type=float, metavar="MINUTES", help="stop each module's run after this long")
     parser.add_argument("--resume", action="store_true", help="go on from the module's last run (kept killed)")
+    smoke_help = f"fail unless every mutant is killed (default module: {SMOKE}); records nothing"
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"no test mapping for {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    if args.smoke:
+        return max(smoke(module) for module in args.modules or [SMOKE])
     for module in args.modules or list(MODULES):
         print(f"mutating {module}", flush=True)
         section = run(module, args.budget * 60 if args.budget else None, args.resume)

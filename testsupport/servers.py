@@ -409,6 +409,10 @@ class PostgresServer(Server):
         was_running = self.process.running
         if was_running:
             self.process.signal(signal.SIGINT)
+            # Its shutdown checkpoint can take seconds on a busy disk: runuser, told to stop too early, kills
+            # the postmaster (SIGKILL) before it removes its lock file, which then never goes.
+            with contextlib.suppress(ServerError):
+                wait_until(lambda: not (self.datadir / "postmaster.pid").exists(), 30, "PostgreSQL to shut down")
         self.process.stop()
         if was_running:  # runuser may exit before its postmaster; a restart must wait for the data dir's lock
             wait_until(lambda: not (self.datadir / "postmaster.pid").exists(), 30, "PostgreSQL to release its data dir")

@@ -13,12 +13,15 @@ import operator
 import time
 from bisect import bisect_left
 from itertools import compress, groupby, islice
+from typing import TYPE_CHECKING
 
-from opsloop.exporter.config import RedisConfig
 from opsloop.exporter.sources.base import Sample
 from redis.asyncio import Redis
 
 from opsloop.metric_contract import KEYS_TRUNCATED
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import RedisConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class KeyDiscovery:
 
     async def _scan(self, client: Redis) -> None:
         found: list[str] = []
-        listed = bytearray(len(self.keys))  # 1 where SCAN found a key of the current list again
+        listed = bytearray(len(self.keys))  # true where SCAN found a key of the current list again
         try:
             async with asyncio.timeout(SCAN_TIMEOUT):  # a hung scan must not block every later rescan
                 await self._collect(client, found, listed)
@@ -79,8 +82,9 @@ class KeyDiscovery:
         now = time.monotonic()
         # Listed keys this scan did not find, with when one last did: only vanished keys carry a time,
         # so 100,000 found keys cost no dict entry each.
-        missing = compress(self.keys, listed.translate(_NOT_FOUND))
-        vanished = {k: self._vanished.get(k, self.scanned_at or now) for k in missing}
+        missing = compress(self.keys, map(operator.not_, listed))
+        last_seen = self._vanished.get
+        vanished = {k: last_seen(k, self.scanned_at or now) for k in missing}
         room = self.max_keys - len(found)  # vanished keys never push found ones past the cap
         kept = sorted(k for k, seen in vanished.items() if now - seen <= self.forget_after)[: max(room, 0)]
         self._vanished = {k: vanished[k] for k in kept}
@@ -96,7 +100,7 @@ class KeyDiscovery:
         async for key in client.scan_iter(match=self.pattern, count=SCAN_COUNT):
             i = bisect_left(keys, key)
             if i < len(keys) and keys[i] == key:
-                key, listed[i] = keys[i], 1  # the listed object: the scanned copy is freed at once
+                key, listed[i] = keys[i], True  # the listed object: the scanned copy is freed at once
             found.append(key)
             if len(found) > self.max_keys:
                 _sort_unique(found)
@@ -109,10 +113,6 @@ class KeyDiscovery:
 
     def samples(self) -> list[Sample]:
         return [Sample(KEYS_TRUNCATED, (self.redis_name, self.pattern), 1.0 if self.truncated else 0.0)]
-
-
-_NOT_FOUND = bytes([1]) + bytes(255)
-"""``bytes.translate`` table turning the found-again flags (1) into the vanished mask (0 -> 1)."""
 
 
 def _sort_unique(keys: list[str]) -> None:

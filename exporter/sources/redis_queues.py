@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from opsloop.exporter.config import KeyConfig, OldestAgeConfig, RedisConfig
 from opsloop.exporter.sources.base import Column, Metric, Sample, Series
 from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
@@ -29,6 +29,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from opsloop.metric_contract import QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_LAG, STREAM_GROUP_PENDING
+
+if TYPE_CHECKING:
+    from opsloop.exporter.config import KeyConfig, RedisConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +43,16 @@ MILLISECONDS = 1e11
 """A stamp above this is in milliseconds: in seconds it would be the year 5138."""
 
 
-@dataclass(frozen=True)
-class KeyMetrics:
+class KeyMetrics(NamedTuple):
     """The metric names one kind of key (queue or DLQ) is published under."""
 
     length: Metric
     oldest_age: Metric
-    group_pending: Metric | None = None
-    group_lag: Metric | None = None
+    groups: tuple[Metric, ...] = ()
+    """Pending and lag of stream consumer groups; none for DLQs, whose groups are triage tools."""
 
 
-@dataclass(slots=True)
+@dataclass
 class _Columns:
     """One read's series under construction: names and values side by side, other samples apart."""
 
@@ -61,7 +63,7 @@ class _Columns:
     others: list[Sample]
 
 
-QUEUE_METRICS = KeyMetrics(QUEUE_LENGTH, QUEUE_OLDEST_AGE, STREAM_GROUP_PENDING, STREAM_GROUP_LAG)
+QUEUE_METRICS = KeyMetrics(QUEUE_LENGTH, QUEUE_OLDEST_AGE, (STREAM_GROUP_PENDING, STREAM_GROUP_LAG))
 
 
 def parse_timestamp(value: object) -> float | None:
@@ -74,7 +76,7 @@ def parse_timestamp(value: object) -> float | None:
         with contextlib.suppress(ValueError):  # not a number: try ISO 8601 next
             return parse_timestamp(float(value))
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)  # reads a "Z" suffix too (Python 3.11)
         except ValueError:
             return None
         if parsed.tzinfo is None:
@@ -91,14 +93,12 @@ class KeyReader:
         self.lookups = lookups
         self.redis_name = redis.name
         self.metrics = metrics
-        self.oldest: OldestAgeConfig | None = entry.oldest_age
+        self.oldest = entry.oldest_age
         self.discovery = KeyDiscovery(redis, entry.pattern) if entry.pattern is not None else None
         self._keys: list[str] = [] if entry.key is None else [entry.key]
-        self._args = (
-            self.oldest.field if self.oldest else "",
-            self.oldest.end if self.oldest else "right",
-            "1" if metrics.group_pending is not None else "0",
-        )
+        # ARGV of the script: no field reads no list item (the end is then never read)
+        field, end = (self.oldest.field, self.oldest.end) if self.oldest else ("", "right")
+        self._args = (field, end, int(bool(metrics.groups)))
 
     def discoveries(self) -> list[KeyDiscovery]:
         return [self.discovery] if self.discovery is not None else []
@@ -205,9 +205,10 @@ class KeyReader:
             log.debug("oldest item has no usable timestamp", extra={"key": key})
             return samples
         samples.append(Sample(m.oldest_age, labels, max(0.0, now - oldest) if oldest is not None else 0.0))
-        if m.group_pending is not None and m.group_lag is not None:
+        if m.groups:
+            pending_metric, lag_metric = m.groups
             for name, pending, lag in zip(groups[0::3], groups[1::3], groups[2::3], strict=True):
-                samples.append(Sample(m.group_pending, (*labels, name), float(pending)))
+                samples.append(Sample(pending_metric, (*labels, name), float(pending)))
                 if lag:  # Redis leaves lag unset when it cannot know it
-                    samples.append(Sample(m.group_lag, (*labels, name), float(lag)))
+                    samples.append(Sample(lag_metric, (*labels, name), float(lag)))
         return samples

@@ -7,7 +7,8 @@ a worker that lost it (it stalled past its lease and another took the group over
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 from opsloop.receiver.domain import PLAN, ActionRecord, Job
@@ -20,6 +21,11 @@ T = TypeVar("T")
 
 class GroupOps(abc.ABC):
     dialect: Dialect
+    part_rows: int | None = None
+    """Members one write of a group changes at most; a longer change (ending a message of a thousand
+    members, holding back a group) is written in parts, each its own operation that checks the group
+    lease first. None: in one operation. A store whose webhooks wait behind these writes (SQLite's one
+    writer) sets a bound, so no webhook waits for more than one part."""
 
     @abc.abstractmethod
     async def _run(self, op: Op[T]) -> T: ...
@@ -64,18 +70,57 @@ class GroupOps(abc.ABC):
         self, job: Job, owner: str, member_ids: Sequence[int], key: str, interval: float, now: float, urgent: bool
     ) -> float | None:
         """The group's send slot (one member holds it for all): None to send now, else the group is given
-        back until then."""
-        return await self._run(self._group_slot(job, owner, member_ids, key, interval, now, urgent))
+        back until then.
+
+        Refused, the group keeps its lease (as ``grouping.holding``) while the members that wait with it are
+        read (``_read``) and held back (``grouping.waiting``, ``tiers``), then it is given back: in parts
+        of ``part_rows``."""
+        slot = await self._run(self._group_slot(job, owner, member_ids, key, interval, now, urgent))
+        if slot is None:
+            return None
+        waiting = await self._read(grouping.waiting(job.group, slot, now))
+        changes: list[tuple[int, Op[None]]] = []
+        for due_at, held in grouping.tiers(waiting, member_ids, slot, interval).items():
+            changes += self._in_parts(held, None, partial(grouping.hold, due_at=due_at))
+        changes += self._in_parts(member_ids, job.id, lambda part: grouping.give_back(part, slot, now))
+        await self._while_owned(job.group, grouping.HOLDING + owner, changes, unleased=True)
+        return slot
 
     def _group_slot(
         self, job: Job, owner: str, member_ids: Sequence[int], key: str, interval: float, now: float, urgent: bool
     ) -> Op[float | None]:
         holder = (yield from grouping.held_slot(member_ids)) or job.id
         slot = yield from pacing.take_slot(holder, key, interval, now, self.dialect.row_lock, urgent)
-        if slot is not None:  # the lease row is given back last: a claim may wait for that, never for jobs
-            yield from grouping.hold_back(job.group, slot, interval, now)
-            yield from grouping.release(job.group, owner, member_ids, slot, now)
+        if slot is not None:
+            yield from grouping.holding(job.group, owner, slot)
         return slot
+
+    def _in_parts(
+        self, ids: Sequence[int], last: int | None, change: Callable[[Sequence[int]], Op[None]]
+    ) -> list[tuple[int, Op[None]]]:
+        """``change`` of ``ids`` in runs of at most ``part_rows`` (``last`` in the last run), with their sizes."""
+        return [(len(part), change(part)) for part in grouping.parts(ids, self.part_rows, last)]
+
+    async def _while_owned(self, gid: str, owner: str, changes: Sequence[tuple[int, Op[None]]], unleased: bool) -> bool:
+        """Run ``changes`` of a leased group, at most ``part_rows`` members in each operation, each only while
+        ``owner`` still holds the lease (the last one gives it back when ``unleased``). False when it was lost:
+        the parts after that are not written.
+
+        A crash between parts leaves the group leased with the parts before written; the lease then expires
+        (or a restart ends it) and the group is taken over as after any crash of a worker that held it."""
+        batches: list[list[Op[None]]] = [[]]
+        size = 0
+        for rows, change in changes:
+            if batches[-1] and self.part_rows is not None and size + rows > self.part_rows:
+                batches.append([])
+                size = 0
+            batches[-1].append(change)
+            size += rows
+        for n, batch in enumerate(batches, 1):
+            owned = grouping.while_owned(gid, owner, self.dialect.row_lock, batch, unleased and n == len(batches))
+            if not await self._run(owned):
+                return False
+        return True
 
     async def release_group(
         self, job: Job, owner: str, member_ids: Sequence[int], due_at: float, now: float, failed: str = ""
@@ -97,25 +142,27 @@ class GroupOps(abc.ABC):
         ref: str | None = None,
     ) -> bool:  # fmt: skip
         """End the members in ``done`` (sent in the message of ``job``, whose id at the notifier is ``ref``, or
-        failed); ``rest`` is due now as the group's next message. False when the group lease was lost."""
-        return await self._run(self._end_group(job, owner, done, state, result, rest, now, ref, True))
+        failed); ``rest`` is due now as the group's next message. False when the group lease was lost.
+
+        Written in parts of ``part_rows``, ``job`` in the last of ``done``: a crash in between leaves ``job``
+        leased, so the takeover's message about the members not yet ended says it may be a repeat."""
+        changes = [
+            *self._ended(job, done, state, result, now, ref),
+            *self._in_parts(rest, job.id, lambda part: grouping.give_back(part, now, now)),
+        ]
+        return await self._while_owned(job.group, owner, changes, unleased=True)
 
     async def record_group(
         self, job: Job, owner: str, done: Sequence[int], state: str, result: str, now: float, ref: str | None = None
     ) -> bool:
         """As ``end_group`` without giving the group back: the worker goes on with its other members."""
-        return await self._run(self._end_group(job, owner, done, state, result, [], now, ref, False))
+        return await self._while_owned(job.group, owner, self._ended(job, done, state, result, now, ref), False)
 
-    def _end_group(
-        self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float,
-        ref: str | None, give_back: bool,
-    ) -> Op[bool]:  # fmt: skip
-        if not (yield from grouping.owns(job.group, owner, self.dialect.row_lock)):
-            return False
-        yield from grouping.end(done, state, result, job.id if state == "sent" else None, now, ref)
-        if give_back:
-            yield from grouping.release(job.group, owner, rest, now, now)
-        return True
+    def _ended(
+        self, job: Job, done: Sequence[int], state: str, result: str, now: float, ref: str | None
+    ) -> list[tuple[int, Op[None]]]:
+        batch = job.id if state == "sent" else None
+        return self._in_parts(done, job.id, lambda part: grouping.end(part, state, result, batch, now, ref))
 
     async def plan_runs_of(self, incident_ids: Sequence[int]) -> tuple[list[Job], list[ActionRecord]]:
         """The plan runs of these alerts and their actions: what a group message says about automation."""

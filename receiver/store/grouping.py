@@ -5,8 +5,10 @@ group key) and is due ``group_window`` after it arrived. The claim that takes on
 group in the same transaction (``group_leases``, renewed with the claimed job's own lease; ``lease``):
 two replicas claiming members of one group in the same instant never both get it, and while the lease
 is held no replica claims another member and no resolution replaces one, so the members of one message
-are sent together once. Each member sent records the message (``batch``: the id of the job that
-carried it) it went out in; members that did not fit are released as the next message of the group.
+are sent together once (a group refused its send slot is held back under a lease of its own,
+``holding``: nothing of it is being sent then, so a resolution does replace a member). Each member sent
+records the message (``batch``: the id of the job that carried it) it went out in; members that did not
+fit are released as the next message of the group.
 
 Plain ``CREATE TABLE IF NOT EXISTS`` tables, so a store created before grouping existed gains them on open
 and its older deliveries simply go alone.
@@ -46,7 +48,15 @@ MAX_TAKE = 1000
 IN_LEASED_GROUP = (
     "(jobs.gid IS NOT NULL AND EXISTS (SELECT 1 FROM group_leases l WHERE l.gid = jobs.gid AND l.until >= ?))"
 )
-"""True for a job whose group a worker is sending now (binds the current time)."""
+"""True for a job whose group a worker holds now, to send it or to hold it back (binds the current time)."""
+HOLDING = "hold:"
+"""The owner prefix of a refused group's lease while its members are held back (``holding``)."""
+IN_SENDING_GROUP = (
+    "(jobs.gid IS NOT NULL AND EXISTS (SELECT 1 FROM group_leases l WHERE l.gid = jobs.gid AND l.until >= ? "
+    f"AND substr(l.owner, 1, {len(HOLDING)}) <> '{HOLDING}'))"
+)
+"""True for a job whose group a worker may be sending now, a message about it rendered or on its way
+(binds the current time); a group being held back is not."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) ->
         # A message being sent right now (leased, alone or with its group) may be rendered already.
         prior = yield Stmt(
             "SELECT CASE WHEN state = 'pending' AND (lease_owner IS NOT NULL OR "
-            f"{IN_LEASED_GROUP}) THEN 'sending' ELSE state END FROM jobs "
+            f"{IN_SENDING_GROUP}) THEN 'sending' ELSE state END FROM jobs "
             "WHERE incident_id = ? AND target = ? AND kind = ? AND notify_kind = 'firing'",
             (now, incident_id, notifier, DELIVERY),
         )
@@ -98,9 +108,8 @@ def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) ->
 
 
 def join(job_id: int, gid: str) -> Op[None]:
-    """A new delivery joins a group: its row names the group (what claims and ``take`` read, indexed), and
-    ``delivery_groups`` keeps the message it goes out in."""
-    yield Stmt("UPDATE jobs SET gid = ? WHERE id = ?", (gid, job_id))
+    """A new delivery joins a group: its row was inserted naming the group (what claims and ``take`` read,
+    indexed), and ``delivery_groups`` keeps the message it goes out in."""
     yield Stmt("INSERT INTO delivery_groups (job_id, gid) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, gid))
 
 
@@ -179,33 +188,90 @@ def held_slot(member_ids: Sequence[int]) -> Op[int | None]:
 
 def release(gid: str, owner: str, member_ids: Sequence[int], due_at: float, now: float) -> Op[None]:
     """Give the group back: its members are due at ``due_at`` (its send slot, or a retry)."""
+    yield from give_back(member_ids, due_at, now)
+    yield from unlease(gid, owner)
+
+
+def give_back(member_ids: Sequence[int], due_at: float, now: float) -> Op[None]:
+    """Members taken with the group are due at ``due_at``, their leases ended (the group's lease stays)."""
     if member_ids:
         yield Stmt(
             "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? "
             f"WHERE state = 'pending' AND id IN ({marks(member_ids)})",
             (due_at, now, *member_ids),
         )
+
+
+def holding(gid: str, owner: str, due_at: float) -> Op[None]:
+    """A refused group's lease is kept only to hold its members back: renamed (``HOLDING``), so a resolution
+    replaces a firing member meanwhile (nothing of the group is being sent), and ending at its slot
+    ``due_at`` at the latest, when its members are due again anyway."""
+    yield Stmt(
+        "UPDATE group_leases SET owner = ?, until = CASE WHEN until < ? THEN until ELSE ? END "
+        "WHERE gid = ? AND owner = ?",
+        (HOLDING + owner, due_at, due_at, gid, owner),
+    )
+
+
+def unlease(gid: str, owner: str) -> Op[None]:
     yield Stmt("DELETE FROM group_leases WHERE gid = ? AND owner = ?", (gid, owner))
 
 
-def hold_back(gid: str, due_at: float, interval: float, now: float) -> Op[None]:
+def waiting(gid: str, due_at: float, now: float) -> Op[list[int]]:
     """The group waits for its send slot at ``due_at``: so do its members not taken (past ``MAX_TAKE``, or
     joined since), else each would be claimed, take the group and be sent back, one claim after another.
-    A page or an escalation (urgency below 2) keeps its own time: it takes an earlier slot.
+    These are the members that wait, by id; a page or an escalation (urgency below 2) keeps its own time:
+    it takes an earlier slot.
 
-    Held in tiers of ``MAX_TAKE`` by id: a message carries at most ``MAX_TAKE`` members, lowest ids first,
-    and takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals
-    after ``due_at``. No member waits past its earliest message, and the next refusal rewrites only the
-    members due before its own slot (about one tier), not every member of a large group again."""
+    Read while the group lease is held, so no other worker changes these members meanwhile (on SQLite
+    beside the writer, see ``GroupOps.group_slot``); a member that joins after the read is due only after
+    its ``group_window`` and is held back by the group's next refusal, if any."""
     found = yield Stmt(
         "SELECT id FROM jobs WHERE gid = ? AND state = 'pending' AND urgency >= 2 AND due_at < ? "
         "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id",
         (gid, due_at, now),
     )
-    ids = [row[0] for row in found.rows]
-    for tier, start in enumerate(range(0, len(ids), MAX_TAKE)):
-        chunk = ids[start : start + MAX_TAKE]
-        yield Stmt(f"UPDATE jobs SET due_at = ? WHERE id IN ({marks(chunk)})", (due_at + tier * interval, *chunk))
+    return [row[0] for row in found.rows]
+
+
+def tiers(waiting_ids: Sequence[int], taken: Sequence[int], due_at: float, interval: float) -> dict[float, list[int]]:
+    """The waiting members not taken by when each is due, ids in order.
+
+    Held in tiers of ``MAX_TAKE`` by id: a message carries at most ``MAX_TAKE`` members, lowest ids first,
+    and takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals
+    after ``due_at``. No member waits past its earliest message, and the next refusal rewrites only the
+    members due before its own slot (about one tier), not every member of a large group again. The members
+    taken are given back at ``due_at`` (``give_back``), so they are left out here."""
+    left_out = set(taken)
+    held: dict[float, list[int]] = {}
+    for position, job_id in enumerate(waiting_ids):
+        if job_id not in left_out:
+            held.setdefault(due_at + position // MAX_TAKE * interval, []).append(job_id)
+    return held
+
+
+def hold(member_ids: Sequence[int], due_at: float) -> Op[None]:
+    """Members not taken wait until ``due_at`` (an expired lease is kept: its takeover is still counted)."""
+    yield Stmt(f"UPDATE jobs SET due_at = ? WHERE state = 'pending' AND id IN ({marks(member_ids)})",
+               (due_at, *member_ids))  # fmt: skip
+
+
+def while_owned(gid: str, owner: str, row_lock: str, changes: Sequence[Op[None]], unleased: bool) -> Op[bool]:
+    """``changes`` if ``owner`` still holds the group lease (then given back when ``unleased``), else none."""
+    if not (yield from owns(gid, owner, row_lock)):
+        return False
+    for change in changes:
+        yield from change
+    if unleased:
+        yield from unlease(gid, owner)
+    return True
+
+
+def parts(ids: Sequence[int], rows: int | None, last: int | None = None) -> list[Sequence[int]]:
+    """``ids`` in runs of at most ``rows`` (one run when None), ``last`` (if among them) in the last run."""
+    ordered = [*(i for i in ids if i != last), *(i for i in ids if i == last)]
+    size = rows or len(ordered) or 1
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
 def owns(gid: str, owner: str, row_lock: str) -> Op[bool]:

@@ -150,7 +150,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         # A firing message still waiting (for its send slot, or a retry) would arrive stale: replace it.
         stale = yield Stmt(
             "SELECT id FROM jobs WHERE incident_id = ? AND kind = ? AND notify_kind = 'firing' "
-            f"AND state = 'pending' AND lease_owner IS NULL AND NOT {grouping.IN_LEASED_GROUP}",
+            f"AND state = 'pending' AND lease_owner IS NULL AND NOT {grouping.IN_SENDING_GROUP}",
             (incident_id, DELIVERY, now),
         )
         stale_ids = [row[0] for row in stale.rows]
@@ -179,24 +179,27 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         if not routed.group_key or routed.group_windows.get(notifier) is None:
             return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
         wait = routed.group_wait(notifier)  # None for a page: it never waits for more of its group
+        gid = group_id(notifier, kind, routed.group_key)
         job_id = yield from self._insert_job(
-            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if wait is None else now + wait
-        )
+            key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if wait is None else now + wait,
+            gid=gid,
+        )  # fmt: skip
         if job_id is not None:
-            yield from grouping.join(job_id, group_id(notifier, kind, routed.group_key))
+            yield from grouping.join(job_id, gid)
         return job_id
 
     @staticmethod
     def _insert_job(
         key: str, kind: str, incident_id: int, target: str, notify_kind: Kind | None, note: str,
         values: Mapping[str, str], now: float, manual: bool = False, dry_run: bool = False,
-        due_at: float | None = None,
+        due_at: float | None = None, gid: str | None = None,
     ) -> Op[int | None]:  # fmt: skip
-        """The new job's id, or None when a job with ``key`` exists already."""
+        """The new job's id, or None when a job with ``key`` exists already. A delivery of a group names its
+        group (``gid``) in the row it is inserted with: one row version, not an insert and then an update."""
         result = yield Stmt(
             INSERT_JOB,
             (key, kind, incident_id, target, notify_kind, note, json_text(values), now if due_at is None else due_at,
-             int(manual), int(dry_run), now, now, notify_kind, *URGENCY_PARAMS, incident_id),
+             int(manual), int(dry_run), now, now, gid, notify_kind, *URGENCY_PARAMS, incident_id),
         )  # fmt: skip
         return result.rows[0][0] if result.rows else None
 
@@ -348,8 +351,9 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
             if placed.folded:  # the alert's firing message, still to be sent, says what the plan did
                 continue
             new = yield from self._insert_job(
-                d.key, DELIVERY, job.incident.id, d.notifier, d.kind, d.note, {}, now, due_at=placed.due_at
-            )
+                d.key, DELIVERY, job.incident.id, d.notifier, d.kind, d.note, {}, now, due_at=placed.due_at,
+                gid=placed.gid,
+            )  # fmt: skip
             if new is not None and placed.gid is not None:
                 yield from grouping.join(new, placed.gid)
         return True

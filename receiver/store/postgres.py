@@ -174,10 +174,11 @@ class PostgresStore(Store):
                 pipeline.sync()
                 results = []
                 for cursor, count in runs:
+                    returns_rows = cursor.description is not None  # one statement text: alike for the whole run
                     for index in range(count):
                         if index:
                             cursor.nextset()
-                        results.append(Result(cursor.fetchall() if cursor.description else [], cursor.rowcount))
+                        results.append(Result(cursor.fetchall() if returns_rows else [], cursor.rowcount))
                 return results
 
             for step in steps:

@@ -188,8 +188,8 @@ so ``"severity":"critical"`` only matches that label, never a value containing i
 (an alert's labels never change), indexed with the state and due time, so a claim reads only what it takes."""
 INSERT_JOB = f"""
 INSERT INTO jobs (key, kind, incident_id, target, notify_kind, note, vals, state, due_at, manual, dry_run,
-                  created_at, updated_at, urgency)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?,
+                  created_at, updated_at, gid, urgency)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?,
         {URGENCY.format(kind="?", critical="?", warning="?", incident="?")})
 ON CONFLICT (key) DO NOTHING
 RETURNING id

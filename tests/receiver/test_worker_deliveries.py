@@ -47,12 +47,30 @@ def worker_of(config: ReceiverConfig, store: Store, notifiers: Mapping[str, Any]
 
 @contextlib.asynccontextmanager
 async def running(*workers: Worker) -> AsyncIterator[None]:
-    """The workers' loops run while the block does, and stop with it."""
+    """The workers' loops run while the block does, and stop with it. A loop runs until it is cancelled:
+    one that ends before (returns or raises) fails the block at once, instead of leaving it to time out."""
+    body = asyncio.current_task()
+    assert body is not None
+    ended: list[asyncio.Task[None]] = []
+
+    def stopped(task: asyncio.Task[None]) -> None:
+        ended.append(task)
+        body.cancel()
+
     tasks = [asyncio.create_task(w.run()) for w in workers]
+    for task in tasks:
+        task.add_done_callback(stopped)
     try:
         yield
+    except asyncio.CancelledError:
+        if not ended:
+            raise
+        body.uncancel()
+        error = None if ended[0].cancelled() else ended[0].exception()
+        raise AssertionError(f"a worker's loop ended on its own: {error!r}") from error
     finally:
         for task in tasks:
+            task.remove_done_callback(stopped)
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -133,7 +133,7 @@ async def test_email_sends_one_mail_per_group_and_threads_its_resolution(
 ) -> None:
     config = write_config(
         tmp_path, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
-        routes=[{"match": {}, "notify": ["email/oncall"], "group_window": "1s"}],
+        routes=[{"match": {}, "notify": ["email/oncall"], "group_window": "0s"}],  # one webhook: one group
     )  # fmt: skip
     receiver = await receivers(config)
     assert (await receiver.post(webhook(*(queued(n, severity="warning") for n in range(25)))))[0] == 200
@@ -335,6 +335,16 @@ async def test_app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_
     assert sum("in its thread" in r for r in results) == sum(sum(tokens(r.payload).values()) for r in replies)
     # Each resolved delivery names the message that shows its alert now, as Slack knows it (its ts).
     shown_in = {alert: m.ts for m in api.messages for alert in tokens(m.payload)}
+    # ... and says which message it updated (the group message its firing went out in, by the id the firing
+    # delivery names) and, for a reply, which part of the thread: the message itself is part 1.
+    part = {m.ts: 1 for m in posted}
+    for message in posted:
+        part |= {r.ts: n for n, r in enumerate((r for r in replies if r.thread_ts == message.ts), start=2)}
     for view in views.values():
         (told,) = [j for j in view.jobs if j.notify_kind == "resolved"]
         assert told.message_ref == shown_in[view.incident.labels["queue"]]
+        (fired,) = [j for j in view.jobs if j.notify_kind == "firing"]
+        batch = re.fullmatch(r"sent in message (\d+) with \d+ alerts of its group", fired.result)
+        assert batch is not None
+        where = f", part {part[told.message_ref]} in its thread" if part[told.message_ref] > 1 else ""
+        assert told.result == f"updated message {batch[1]} in place{where}"

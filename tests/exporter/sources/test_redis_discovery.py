@@ -131,3 +131,72 @@ async def test_scan_asks_for_a_thousand_keys_per_call(client: Redis, redis_serve
     assert await found.current(client) == sorted(f"jobs:{n}" for n in range(2500))
     calls = (await client.info("commandstats"))["cmdstat_scan"]["calls"] - before
     assert 3 <= calls < 10  # COUNT 1000: a few calls; Redis' default COUNT of 10 would take hundreds
+
+
+class Clock:
+    """The discovery's monotonic clock, set by the test: ages of vanished keys become exact."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fixed = Clock(1000.0)
+    monkeypatch.setattr(redis_discovery, "time", fixed)
+    return fixed
+
+
+async def test_a_vanished_key_stays_listed_for_forget_after_from_the_last_scan_that_found_it(
+    client: Redis, redis_server: RedisServer, clock: Clock
+) -> None:
+    await client.rpush("jobs:a", "x")
+    await client.rpush("jobs:b", "x")
+    found = discovery(redis_server.url, discovery_interval="0s", forget_after="15s")
+    await rescan(found, client)
+    assert found.keys == ["jobs:a", "jobs:b"]
+    await client.delete("jobs:a")  # last found by the scan at 1000
+    await client.rpush("jobs:c", "x")
+    both = ["jobs:a", "jobs:b", "jobs:c"]
+    for now, expected in ((1010.0, both), (1015.0, both), (1015.5, ["jobs:b", "jobs:c"])):
+        clock.now = now
+        await rescan(found, client)
+        assert (now, found.keys) == (now, expected)
+    await client.rpush("jobs:a", "x")  # back: found again, and forgotten only forget_after after a later miss
+    clock.now = 1020.0
+    await rescan(found, client)
+    await client.delete("jobs:a")
+    clock.now = 1030.0
+    await rescan(found, client)
+    assert found.keys == both
+    assert found.last_error == ""
+
+
+async def test_a_rescan_is_due_once_the_interval_has_passed_and_not_before(
+    client: Redis, redis_server: RedisServer, clock: Clock
+) -> None:
+    await client.rpush("jobs:a", "x")
+    found = discovery(redis_server.url, discovery_interval="10s")
+    await rescan(found, client)
+    scans = (await client.info("commandstats"))["cmdstat_scan"]["calls"]  # Redis counts each SCAN call
+    clock.now = 1009.5
+    await rescan(found, client)
+    assert (await client.info("commandstats"))["cmdstat_scan"]["calls"] == scans
+    clock.now = 1010.0
+    await rescan(found, client)
+    assert (await client.info("commandstats"))["cmdstat_scan"]["calls"] == scans + 1
+
+
+def test_sort_unique_sorts_in_place_and_drops_repeats() -> None:
+    """SCAN may return a key twice (while Redis resizes its table): the helper that drops the repeats."""
+    keys = ["jobs:b", "jobs:a", "jobs:b", "jobs:c", "jobs:a"]
+    same = keys
+    redis_discovery._sort_unique(keys)
+    assert same is keys
+    assert keys == ["jobs:a", "jobs:b", "jobs:c"]
+    single = ["jobs:b", "jobs:a"]
+    redis_discovery._sort_unique(single)
+    assert single == ["jobs:a", "jobs:b"]

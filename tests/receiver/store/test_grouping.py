@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections import Counter
 
+import pytest
 from opsloop.receiver.domain import SENT, RoutedAlert
 from opsloop.receiver.store import PostgresStore, SqliteStore, Store, open_store
 from opsloop.receiver.store.grouping import MAX_TAKE
@@ -122,7 +123,11 @@ async def test_a_large_group_due_at_once_gives_one_member_and_leaves_room_for_ot
     assert sorted(j.incident.fingerprint for j in again) == [f"fp{n:05}" for n in range(50, 50 + MAX_TAKE)]
 
 
-async def test_a_group_waiting_for_its_send_slot_holds_back_every_member_but_a_page(store: Store) -> None:
+@pytest.mark.parametrize("part_rows", [None, 150])
+async def test_a_group_waiting_for_its_send_slot_holds_back_every_member_but_a_page(
+    store: Store, part_rows: int | None
+) -> None:
+    store.part_rows = part_rows  # in one write, or in parts of 150 members (the same rows either way)
     key = "slack-webhook:abc"
     assert await store.take_slot(10**9, "x", key, 1.0, NOW + 9) is None  # a message went out: next slot NOW + 10
     big = [alert(f"fp{n:05}", **WINDOWS) for n in range(MAX_TAKE + 200)]

@@ -277,3 +277,31 @@ async def test_gating_on_postgresql_waits_while_another_replica_holds_the_gate_l
             assert await gating is None
     finally:
         await store.close()
+
+
+async def test_a_claim_leases_the_group_of_the_member_it_takes_for_the_lease(store: Store) -> None:
+    await store.ingest([alert("fp1", **GROUPED)], "", 0, NOW)
+    (job,) = await store.claim("w", 1, 60, NOW + 30)  # due when its 30 s group window ends
+    assert rows(store, "SELECT id, lease_owner, lease_until FROM jobs") == [(job.id, "w", NOW + 90)]
+    assert rows(store, "SELECT owner, until FROM group_leases") == [("w", NOW + 90)]
+
+
+async def test_a_claim_on_postgresql_leaves_a_member_whose_group_row_another_replica_holds(
+    postgres_server: PostgresServer,
+) -> None:
+    url = fresh_postgres_url(postgres_server, "grouprow")
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.ingest([alert("fp1", **GROUPED)], "", 0, NOW)
+        (first,) = await store.claim("a", 1, 30, NOW + 30)  # the job and its group leased until NOW + 60
+        with psycopg.connect(url) as other:
+            # both leases expired at NOW + 61, but another replica's claim holds the group's lease row
+            other.execute("SELECT gid FROM group_leases FOR UPDATE")
+            assert await store.claim("b", 1, 30, NOW + 61) == []
+            other.rollback()
+        (again,) = await store.claim("b", 1, 30, NOW + 61)
+        assert again.id == first.id
+        assert rows(store, "SELECT owner, until FROM group_leases") == [("b", NOW + 91)]
+    finally:
+        await store.close()

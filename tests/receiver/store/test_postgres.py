@@ -1,5 +1,5 @@
-"""PostgreSQL specifics: replicas creating the schema together, an unreachable server, and webhooks that
-never wait for a connection held by other work."""
+"""PostgreSQL specifics: replicas creating the schema together, an unreachable server, webhooks that
+never wait for a connection held by other work, and grouped deliveries written in one row version."""
 
 from __future__ import annotations
 
@@ -62,3 +62,17 @@ async def test_webhooks_are_acknowledged_while_worker_steps_hold_every_connectio
         assert found.split() == [f"fp-starved|{NOW:.0f}"]
     finally:
         await store.close()
+
+
+async def test_a_grouped_delivery_is_written_once_naming_its_group(postgres_server: PostgresServer) -> None:
+    """A delivery joins its group in the row it is inserted with, not by an update after it (a second row
+    version, with new entries in every index of ``jobs``). PostgreSQL's own tuple ids are the oracle: in a
+    new table they run (0,1), (0,2), ... only while no row was rewritten."""
+    url = fresh_postgres_url(postgres_server, "written_once")
+    store = open_store(url)
+    await store.open()
+    windows = {"group_key": '{}:{alertname="A"}', "group_windows": {"slack/oncall": 5.0}}
+    await store.ingest([alert(f"fp{n}", **windows) for n in range(3)], "http://am", 0, NOW)
+    await store.close()
+    rows = postgres_server.psql("SELECT ctid, gid FROM jobs ORDER BY id", database=url.rsplit("/", 1)[1])
+    assert rows.splitlines() == [f'(0,{n})|slack/oncall|firing|{{}}:{{alertname="A"}}' for n in (1, 2, 3)]
