@@ -115,6 +115,12 @@ def quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def assert_alertmanager_refuses(tmp_path: Path, pattern: str) -> None:
+    """``amtool check-config`` rejects a route matching ``a`` against the pattern."""
+    verdict = amtool("check-config", str(am_config(tmp_path, [{"matchers": [f"a=~{quoted(pattern)}"]}])))
+    assert verdict.returncode != 0, verdict.stdout
+
+
 def disagreements(tmp_path: Path, cases: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
     """The cases Alertmanager decides otherwise: one ``amtool config routes test`` for the whole table."""
     routes = [{"matchers": [f"l{i}=~{quoted(p)}"], "continue": True} for i, (p, _, _) in enumerate(cases)]
@@ -147,8 +153,7 @@ REFUSED = [  # (pattern, message): refused by Alertmanager as well
 def test_invalid_re2_is_refused_as_alertmanager_refuses_it(tmp_path: Path, pattern: str, message: str) -> None:
     with pytest.raises(ValueError, match=f"^invalid regular expression '.*': {re.escape(message)}"):
         new_matcher("a", "=~", pattern)
-    verdict = amtool("check-config", str(am_config(tmp_path, [{"matchers": [f"a=~{quoted(pattern)}"]}])))
-    assert verdict.returncode != 0, verdict.stdout
+    assert_alertmanager_refuses(tmp_path, pattern)
 
 
 @pytest.mark.parametrize(

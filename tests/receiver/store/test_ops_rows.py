@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from contextlib import closing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 import psycopg
@@ -36,6 +37,17 @@ from tests.receiver.store.conftest import fresh_postgres_url
 from tests.receiver.store.test_ops import NOW, OPEN_GATE, alert, claim_plan, skipped
 
 GROUPED = {"group_key": '{}:{alertname="A"}', "group_windows": {"slack/oncall": 30.0}}
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[Store]:
+    """A store of its own on that database, for tests that take a second connection beside it."""
+    store = open_store(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
@@ -257,9 +269,7 @@ async def test_gating_on_postgresql_waits_while_another_replica_holds_the_gate_l
     postgres_server: PostgresServer,
 ) -> None:
     url = fresh_postgres_url(postgres_server, "gate")
-    store = open_store(url)
-    await store.open()
-    try:
+    async with opened(url) as store:
         await store.ingest([alert(plans=[("fix", {})])], "", 0, NOW)
         job = await claim_plan(store, NOW)
         with psycopg.connect(url, autocommit=True) as other:
@@ -275,8 +285,6 @@ async def test_gating_on_postgresql_waits_while_another_replica_holds_the_gate_l
             assert not gating.done()
             other.execute("SELECT pg_advisory_unlock(%s)", (0x6F70736C,))
             assert await gating is None
-    finally:
-        await store.close()
 
 
 async def test_a_claim_leases_the_group_of_the_member_it_takes_for_the_lease(store: Store) -> None:
@@ -290,9 +298,7 @@ async def test_a_claim_on_postgresql_leaves_a_member_whose_group_row_another_rep
     postgres_server: PostgresServer,
 ) -> None:
     url = fresh_postgres_url(postgres_server, "grouprow")
-    store = open_store(url)
-    await store.open()
-    try:
+    async with opened(url) as store:
         await store.ingest([alert("fp1", **GROUPED)], "", 0, NOW)
         (first,) = await store.claim("a", 1, 30, NOW + 30)  # the job and its group leased until NOW + 60
         with psycopg.connect(url) as other:
@@ -303,5 +309,3 @@ async def test_a_claim_on_postgresql_leaves_a_member_whose_group_row_another_rep
         (again,) = await store.claim("b", 1, 30, NOW + 61)
         assert again.id == first.id
         assert rows(store, "SELECT owner, until FROM group_leases") == [("b", NOW + 91)]
-    finally:
-        await store.close()
