@@ -29,6 +29,10 @@ from tests.receiver.test_recovery_steps import store as store  # the fixture: a 
 from tests.receiver.test_worker_deliveries import logged, notifiers_of, running, settings, slow_mail, worker_of
 
 MAIL = "email/oncall"
+COUNT = 200
+"""Alerts in a group whose firing fits one Slack message and whose resolution (a long summary) needs three."""
+CLOCKS = 0.05
+"""Seconds: the stand-in times posts with ``time.monotonic()``, the store with ``time.time()``."""
 
 
 def grouped(n: int, notifier: str = MAIL, group_key: str = "{}:{}", **labels: str) -> RoutedAlert:
@@ -426,3 +430,44 @@ async def test_resolved_alerts_whose_firing_message_cannot_be_edited_get_a_messa
         (3, "sent", "sent in message 3 with 2 alerts of its group"),
         (4, "sent", "sent in message 3 with 2 alerts of its group"),
     ]
+
+
+async def test_each_new_reply_of_an_edit_waits_for_the_channels_slot_that_another_sender_holds(
+    store: Store, tmp_path: Path
+) -> None:
+    """App mode: a group's resolution outgrows its firing message and continues in two new replies, each a
+    new message in the channel that needs a send slot of its own. Another sender (a replica with messages of
+    its own for the channel) holds the channel's slots after the group's: the second reply waits for the
+    first slot free after them, which this process's own pacing alone knows nothing of."""
+    channel, token = "C0GROUP001", "xoxb-group-test"
+    grown = "the queue drained after the consumers were restarted and the backlog was replayed " * 5
+    async with SlackApiSink(token=token, channels=(channel,)) as api:
+        app = {"name": "app", "token": token, "channel": channel, "api_url": api.url}
+        config = settings({"slack": [app]}, lease="3s", retry_base="10ms", retry_cap="20ms")
+        firing = [grouped(n, "slack/app", "{}:{g}") for n in range(COUNT)]
+        await store.ingest(firing, "", 0, time.time())
+        await mail_all(store, tmp_path, config, ReceiverMetrics())
+        (message,) = api.messages  # the firing group fits in one message
+        async with notifiers_of(config) as notifiers:
+            key = notifiers["slack/app"].pace.key
+        told = [replace(r, alert=replace(r.alert, annotations={"summary": grown})) for r in map(resolved, firing)]
+        ((free,),) = rows(tmp_path / "r.db", "SELECT next_at FROM send_slots")  # after the firing message
+        now = max(time.time(), free)
+        await store.ingest(told, "", 0, now)
+        assert await store.take_slot(10_001, "other", key, 1.0, now) is None  # the other sender posts now
+        (job,) = await store.claim("earlier", 1, 60.0, now)  # a worker takes the group: its slot is next
+        members = await store.take_group(job, "earlier", now + 60.0, now)
+        assert members is not None
+        assert await store.group_slot(job, "earlier", [m.id for m in members], key, 1.0, now, False) == now + 1
+        held = [await store.take_slot(10_000 + n, "other", key, 1.0, now) for n in (2, 3)]
+        assert held == [now + 2, now + 3]  # the other sender's next two messages
+        mono = time.monotonic() - (time.time() - now)  # now, as the stand-in's clock reads
+        await mail_all(store, tmp_path, config, ReceiverMetrics())
+    first, second = [m for m in api.messages if m.thread_ts == message.ts]
+    assert first.posted_at >= mono + 1 - CLOCKS  # the group's own slot
+    assert second.posted_at >= mono + 4 - CLOCKS  # the first slot free after the other sender's two
+    assert all(error == "ok" for _, _, error in api.responses)
+    results = rows(tmp_path / "r.db", f"SELECT result FROM jobs WHERE id > {COUNT} ORDER BY id")
+    assert len(results) == COUNT
+    assert all(r.startswith("updated message 1 in place") for (r,) in results)
+    assert sum(r.endswith("in its thread") for (r,) in results) > 0
