@@ -8,6 +8,9 @@ editable install imports the very files it changes); the file is restored after 
 
 A module's results are kept in a cache of its own (``.mutmut-cache-<module>``): ``--resume`` goes on
 where a run stopped (``--budget`` or Ctrl-C) and, after tests were added, retests only the mutants not yet killed.
+That cache lives in one checkout only, so every run also writes the status of each mutant to a ledger
+committed with the results (``docs/mutation/<module>.tsv``); ``--resume`` without a cache rebuilds it from
+the ledger, and a stopped run goes on in any checkout.
 
 ``--smoke`` is CI's share (``deploy/local.sh test`` runs it after the suite): one small module whose
 every mutant must be killed, which proves that mutation runs still work and its tests can still fail.
@@ -17,21 +20,29 @@ It records nothing and keeps no cache.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import hashlib
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "mutation.md"
 CACHE = ROOT / ".mutmut-cache"
+LEDGERS = ROOT / "docs" / "mutation"
+LEDGER_COLUMNS = ("mutant", "file", "line", "text", "index", "status", "tests")
+"""A ledger's columns: mutmut's id, the mutated file, the line's number (from 0) and the hash of its text,
+which mutant of that line, its status, and the hash of the tests it was tested against ("-": others)."""
 
 MODULES: dict[str, list[str]] = {
     # module: the tests that cover it (kept small: every mutant runs them; the fastest first, since a
@@ -124,6 +135,81 @@ def module_cache(module: str) -> Path:
     return ROOT / f".mutmut-cache-{re.sub(r'[^A-Za-z0-9]+', '-', module).strip('-')}"
 
 
+def ledger(module: str) -> Path:
+    return LEDGERS / f"{module}.tsv"
+
+
+def line_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def tests_hashes() -> tuple[str, str]:
+    """mutmut's hash of the tests, and the same files hashed in the order of their paths.
+
+    mutmut keys each status but "killed" by a hash of every file under tests/ (a test change anywhere has
+    the survivors tested again); it reads them in the order the file system lists them, which differs
+    between two checkouts of the same commit, so the ledger keeps the ordered hash instead.
+    """
+    from mutmut.cache import hash_of_tests
+
+    dirs = [str(d) for d in (ROOT / "tests", ROOT / "test") if d.is_dir()]  # mutmut's default tests_dir
+    ordered = hashlib.sha256()
+    for path in sorted(Path(root, name) for d in dirs for root, _, names in os.walk(d) for name in names):
+        if path.suffix == ".py":
+            ordered.update(f"{path.relative_to(ROOT).as_posix()}\0".encode() + path.read_bytes())
+    return hash_of_tests(dirs), ordered.hexdigest()[:16]
+
+
+def write_ledger(module: str) -> None:
+    """The status of every mutant in mutmut's cache, for ``seed`` in another checkout."""
+    current, ordered = tests_hashes()
+    query = (
+        'SELECT m.id, s.filename, l.line_number, l.line, m."index", m.status, m.tested_against_hash FROM Mutant m '
+        "JOIN Line l ON l.id = m.line JOIN SourceFile s ON s.id = l.sourcefile ORDER BY m.id"
+    )
+    with contextlib.closing(sqlite3.connect(CACHE)) as db:
+        found = db.execute(query).fetchall()
+    rows = [
+        (str(mutant), path, str(number), line_hash(text), str(index), status, ordered if tested == current else "-")
+        for mutant, path, number, text, index, status, tested in found
+    ]
+    head = f"# mutmut's status of each mutant of {module}, written by deploy/mutate.py; --resume reads it"
+    path = ledger(module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([head, "\t".join(LEDGER_COLUMNS), *("\t".join(row) for row in rows)]) + "\n")
+
+
+def seed(module: str) -> None:
+    """mutmut's cache of ``module`` rebuilt from its ledger (run in ROOT, where mutmut keeps its cache).
+
+    The mutants are listed and registered as mutmut's own run does, so they get the same ids; each takes
+    the status the ledger gives the same mutant of the same line, found by the line's text where lines
+    moved. A line changed since is tested again, and so is a status not killed when the tests changed.
+    """
+    from mutmut import Context, list_mutations, python_source_files
+    from mutmut.cache import register_mutants, update_line_numbers, update_mutant_status
+
+    current, ordered = tests_hashes()
+    known: dict[str, list[dict[str, str]]] = {}
+    for line in ledger(module).read_text().splitlines()[2:]:
+        row = dict(zip(LEDGER_COLUMNS, line.split("\t"), strict=True))
+        known.setdefault(row["file"], []).append(row)
+    for filename in python_source_files(module, ["tests/"]):
+        update_line_numbers(filename)
+        mutations = list_mutations(Context(source=Path(filename).read_text(), filename=filename))
+        register_mutants({filename: mutations})
+        rows = known.get(filename, [])
+        before = sorted({(int(r["line"]), r["text"]) for r in rows})
+        now = sorted({(m.line_number, line_hash(m.line)) for m in mutations})
+        same = SequenceMatcher(None, [h for _, h in before], [h for _, h in now], autojunk=False)
+        moved = {before[b.a + k][0]: now[b.b + k][0] for b in same.get_matching_blocks() for k in range(b.size)}
+        status = {(moved[int(r["line"])], int(r["index"])): r for r in rows if int(r["line"]) in moved}
+        for mutation in mutations:
+            if row := status.get((mutation.line_number, mutation.index)):
+                tested = current if row["tests"] == ordered else ""
+                update_mutant_status(filename, mutation, row["status"], tested)
+
+
 def restore(module: str) -> None:
     """Put back a file mutmut left mutated when its run was stopped (it keeps the original as ``.bak``)."""
     for backup in (ROOT / module).parent.rglob("*.py.bak"):
@@ -195,6 +281,8 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     CACHE.unlink(missing_ok=True)
     if resume and kept.exists():
         shutil.copy(kept, CACHE)
+    elif resume and ledger(module).exists():
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--seed", module], cwd=ROOT, check=True)
     finished = mutate(module, runner(module), budget)
     counts = {state: ids(state) for state in STATES}
     total = sum(len(v) for v in counts.values())
@@ -220,6 +308,7 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     ]
     for mutant in counts["survived"]:
         lines += survivor(mutant)
+    write_ledger(module)
     CACHE.replace(kept)  # for --resume: after new tests, only the mutants not yet killed run again
     lines.append(f"<!-- /mutation:{module} -->")
     return "\n".join(lines)
@@ -294,10 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_tests(argv[1:])
     if argv[:1] == ["--mutmut"]:
         run_mutmut(argv[1:])
+    if argv[:1] == ["--seed"]:
+        seed(argv[1])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--budget", type=float, metavar="MINUTES", help="stop each module's run after this long")
-    parser.add_argument("--resume", action="store_true", help="go on from the module's last run (kept killed)")
+    resume_help = "go on from the module's last run (kept killed): its cache, else its ledger in docs/mutation"
+    parser.add_argument("--resume", action="store_true", help=resume_help)
     smoke_help = f"fail unless every mutant is killed (default module: {SMOKE}); records nothing"
     parser.add_argument("--smoke", action="store_true", help=smoke_help)
     args = parser.parse_args(argv)
