@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
@@ -72,3 +73,25 @@ def test_every_module_meets_the_target_or_is_listed_below_it_with_a_reason() -> 
         else:
             assert listed.get(module, "").strip(), f"{module}: below the target, and not listed with a reason"
     assert set(listed) <= set(mutate_script().MODULES)
+
+
+def test_each_ledger_is_of_a_listed_module_and_agrees_with_its_section() -> None:
+    """A ledger (what ``--resume`` goes on from in a checkout without mutmut's cache) is written by the same
+    run as its module's section: committing one without the other shows as counts that disagree."""
+    script = mutate_script()
+    recorded = sections()
+    for path in sorted(script.LEDGERS.rglob("*.tsv")):
+        module = path.relative_to(script.LEDGERS).as_posix().removesuffix(".tsv")
+        assert module in script.MODULES, f"{path.name}: a ledger of a module deploy/mutate.py no longer lists"
+        lines = path.read_text().splitlines()
+        assert lines[1].split("\t") == list(script.LEDGER_COLUMNS)
+        statuses = Counter(line.split("\t")[5] for line in lines[2:])
+        header = HEADER.search(recorded.get(module, ""))
+        assert header is not None, f"{module}: a ledger without a section"
+        killed = statuses["ok_killed"] + statuses["ok_suspicious"] + statuses["bad_timeout"]
+        assert (statuses.total(), killed, statuses["bad_survived"], statuses["untested"]) == (
+            int(header["total"]),
+            int(header["killed"]),
+            int(header["survived"] or 0),
+            int(header["untested"] or 0),
+        ), module
