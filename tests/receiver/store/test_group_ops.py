@@ -7,8 +7,11 @@ The rows written are read beside the store (``rows``), not through its own reads
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from opsloop.receiver.domain import FAILED, PLAN, SENT
-from opsloop.receiver.store import Store
+from opsloop.receiver.store import Op, Store
 
 from tests.receiver.store.test_group_parts import states, taken_group
 from tests.receiver.store.test_grouping import WINDOWS
@@ -109,3 +112,33 @@ async def test_a_group_at_its_send_slot_sends_whichever_member_heads_it_then(sto
     assert rows(store, "SELECT COUNT(*) FROM slot_holds") == [(0,)]
     assert rows(store, "SELECT owner, until FROM group_leases") == [("a", NOW + 40)]  # still taken, to send
     assert {state for state, *_ in states(store).values()} == {"pending"}
+
+
+def operations(store: Store) -> list[Op[Any]]:
+    """The operations the store runs from now on, each its own transaction, in order."""
+    run = store._run
+    ran: list[Op[Any]] = []
+
+    async def counted(op: Op[Any]) -> Any:
+        ran.append(op)
+        return await run(op)
+
+    store._run = counted  # type: ignore[method-assign]
+    return ran
+
+
+@pytest.mark.parametrize(("part_rows", "writes"), [(None, 1), (4, 1), (3, 2)])
+async def test_changes_of_a_group_that_fit_in_one_part_are_written_in_one_operation(
+    store: Store, part_rows: int | None, writes: int
+) -> None:
+    store.part_rows = part_rows
+    head, ids = await taken_group(store, 4)
+    ran = operations(store)
+    # Two changes of two members each: ending the message of two, giving the other two back.
+    assert await store.end_group(head, "a", ids[:2], SENT, "sent", ids[2:], NOW + 6)
+    assert len(ran) == writes
+    assert states(store) == {
+        **{i: (SENT, NOW + 5, None, head.id) for i in ids[:2]},
+        **{i: ("pending", NOW + 6, None, None) for i in ids[2:]},
+    }
+    assert rows(store, "SELECT COUNT(*) FROM group_leases") == [(0,)]
