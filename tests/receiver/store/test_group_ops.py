@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from opsloop.receiver.domain import FAILED, PLAN, SENT
 from opsloop.receiver.store import Op, Store
+from opsloop.receiver.store.grouping import MAX_TAKE
 
 from tests.receiver.store.test_group_parts import states, taken_group
 from tests.receiver.store.test_grouping import WINDOWS
@@ -127,18 +128,41 @@ def operations(store: Store) -> list[Op[Any]]:
     return ran
 
 
-@pytest.mark.parametrize(("part_rows", "writes"), [(None, 1), (4, 1), (3, 2)])
+@pytest.mark.parametrize(("size", "done", "part_rows", "writes"), [
+    (4, 2, None, 1), (4, 2, 4, 1), (4, 2, 3, 2),  # two changes of two members: the message, the rest
+    (6, 4, 3, 2),  # the message in parts of three and one, then the rest (two): three and three
+])  # fmt: skip
 async def test_changes_of_a_group_that_fit_in_one_part_are_written_in_one_operation(
-    store: Store, part_rows: int | None, writes: int
+    store: Store, size: int, done: int, part_rows: int | None, writes: int
 ) -> None:
     store.part_rows = part_rows
-    head, ids = await taken_group(store, 4)
+    head, ids = await taken_group(store, size)
     ran = operations(store)
-    # Two changes of two members each: ending the message of two, giving the other two back.
-    assert await store.end_group(head, "a", ids[:2], SENT, "sent", ids[2:], NOW + 6)
+    assert await store.end_group(head, "a", ids[:done], SENT, "sent", ids[done:], NOW + 6)
     assert len(ran) == writes
     assert states(store) == {
-        **{i: (SENT, NOW + 5, None, head.id) for i in ids[:2]},
-        **{i: ("pending", NOW + 6, None, None) for i in ids[2:]},
+        **{i: (SENT, NOW + 5, None, head.id) for i in ids[:done]},
+        **{i: ("pending", NOW + 6, None, None) for i in ids[done:]},
     }
     assert rows(store, "SELECT COUNT(*) FROM group_leases") == [(0,)]
+
+
+async def test_a_part_of_a_refused_group_counts_every_change_it_holds(store: Store) -> None:
+    store.part_rows = MAX_TAKE + 2
+    key = "slack-webhook:abc"
+    assert await store.take_slot(10**9, "x", key, 1.0, NOW + 9) is None  # a message went out: next slot NOW + 10
+    await store.ingest([alert(f"fp{n:04}", **WINDOWS) for n in range(MAX_TAKE + 3)], "http://am", 0, NOW)
+    (head,) = await store.claim("a", 8, 30, NOW + 5)
+    group = await store.take_group(head, "a", NOW + 35, NOW + 5)
+    assert group is not None
+    taken = [j.id for j in group]
+    ran = operations(store)
+    assert await store.group_slot(head, "a", taken, key, 1.0, NOW + 5, urgent=False) == NOW + 10
+    # Held back: one member in the first tier, two in the second, then the MAX_TAKE taken given back. The
+    # first two changes fit in one part with room to spare, the third not with them: two writes.
+    writes = [op for op in ran if op.gi_code.co_name == "while_owned"]
+    assert len(writes) == 2
+    due = dict(rows(store, "SELECT id, due_at FROM jobs"))
+    held = sorted(set(due) - set(taken))
+    assert [due[i] for i in held] == [NOW + 10, NOW + 11, NOW + 11]
+    assert {due[i] for i in taken} == {NOW + 10}
