@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -28,10 +30,13 @@ def live_pragmas() -> Op[tuple[str, int]]:
     return journal.rows[0][0], synchronous.rows[0][0]
 
 
-async def test_wal_and_full_sync_and_reopen(tmp_path: Path) -> None:
+async def test_wal_and_full_sync_and_reopen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "nested" / "receiver.db"
     store = open_store(f"sqlite://{path}")
-    await store.open()
+    with caplog.at_level(logging.INFO, "opsloop.receiver.store.sqlite"):
+        await store.open()
+    (opened,) = caplog.records
+    assert (opened.getMessage(), opened.store, opened.path) == ("store opened", "sqlite", str(path))  # type: ignore[attr-defined]
     await store.ingest([ALERT], "", 0, 1.0)
     # synchronous is per connection: only the store's own connection can tell (FULL is 2)
     assert await store._run(live_pragmas()) == ("wal", 2)
@@ -47,8 +52,11 @@ async def test_wal_and_full_sync_and_reopen(tmp_path: Path) -> None:
 
 async def test_unusable_path_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    store = open_store(f"sqlite://{tmp_path / 'file' / 'receiver.db'}")
-    with pytest.raises(StoreUnavailable, match="cannot open"):
+    path = tmp_path / "file" / "receiver.db"
+    store = open_store(f"sqlite://{path}")
+    with pytest.raises(
+        StoreUnavailable, match=rf"^cannot open {re.escape(str(path))}: .*'{re.escape(str(path.parent))}'$"
+    ):
         await store.open()
     await store.close()
 
@@ -208,7 +216,7 @@ async def test_writes_run_in_the_writer_thread_and_reads_beside_it(sqlite_store:
     finally:
         release.set()
     assert (await writing, reader) == ("sqlite-store_0", "sqlite-reader_0")
-    with pytest.raises(StoreUnavailable, match="readonly database"):  # query_only
+    with pytest.raises(StoreUnavailable, match=r"^sqlite: attempt to write a readonly database$"):  # query_only
         await sqlite_store._read(statement("INSERT INTO pauses (scope, reason, at) VALUES ('*', 'x', 1)"))
 
 
