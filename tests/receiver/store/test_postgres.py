@@ -11,12 +11,13 @@ import time
 
 import psycopg
 import pytest
-from opsloop.receiver.store import Op, Stmt, StoreUnavailable, open_store
+from opsloop.receiver.store import IncidentFilter, Op, Stmt, StoreUnavailable, open_store
 from opsloop.receiver.store.postgres import PostgresStore
 from opsloop.testsupport.servers import PostgresServer, free_port
 
 from tests.receiver.store.conftest import fresh_postgres_url
-from tests.receiver.store.test_ops import NOW, alert
+from tests.receiver.store.test_ops import NOW, OPEN_GATE, alert, claim_plan, skipped
+from tests.receiver.store.test_ops_rows import labelled
 
 
 async def test_replicas_create_the_schema_together(postgres_server: PostgresServer) -> None:
@@ -226,3 +227,31 @@ async def test_close_lets_operations_in_flight_commit_then_refuses_new_ones(post
     )
     assert [str(r) for r in refused] == ["the store is closed"] * 2
     assert all(isinstance(r, StoreUnavailable) for r in refused)
+
+
+async def test_the_postgresql_dialect_is_what_postgresql_runs(postgres_server: PostgresServer) -> None:
+    """Each piece of SQL text of the dialect, through the operations that use it, read back by PostgreSQL."""
+    url = fresh_postgres_url(postgres_server, "dialect")
+    database = url.rsplit("/", 1)[1]
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.ingest([alert("plain"), labelled(alert("db", plans=[("fix", {})]), alertname="Db")], "", 0, NOW)
+        found = await store.incidents(filter=IncidentFilter(alertname="Db"))  # contains
+        assert [v.incident.fingerprint for v in found] == ["db"]
+        facts = await store.stats_facts(NOW - 1, NOW + 1)  # json_field
+        assert sorted(i.alertname for i in facts.incidents) == ["A", "Db"]
+        await store.take_slot(1, "w", "k", 1.0, NOW)  # row_lock
+        await store.push_slot("k", NOW + 9)
+        job = await claim_plan(store, NOW)  # skip_locked
+        assert await store.gate(job, "w", OPEN_GATE, NOW, skipped) is None  # gate_lock
+        slots = postgres_server.psql("SELECT key, next_at, last_at FROM send_slots", database)
+        assert slots.split() == [f"k|{NOW + 9:.0f}|{NOW:.0f}"]
+        columns = postgres_server.psql(
+            "SELECT column_name, data_type, is_identity, identity_generation FROM information_schema.columns "
+            "WHERE table_name = 'incidents' AND column_name IN ('id', 'received_at') ORDER BY column_name",
+            database,
+        )  # id_column, real
+        assert columns.splitlines() == ["id|bigint|YES|ALWAYS", "received_at|double precision|NO|"]
+    finally:
+        await store.close()
