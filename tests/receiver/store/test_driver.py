@@ -3,11 +3,12 @@ connection (the statements' results are what the operations see)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from opsloop.receiver.store.driver import Op, Result, Stmt, drive, drive_together, marks
+from opsloop.receiver.store.driver import Op, Result, RunsOps, Stmt, drive, drive_together, marks
 
 
 @pytest.fixture
@@ -75,3 +76,21 @@ def test_drive_together_refuses_a_step_whose_results_do_not_match_its_statements
 
     with pytest.raises(ValueError, match="zip"):  # an operation left without its result would be lost silently
         drive_together([bump("a", 1), bump("b", 1)], short)
+
+
+def test_statements_and_results_are_values_no_step_can_change() -> None:
+    """They cross threads (the event loop's, the backend's): frozen, so what was sent is what runs."""
+    stmt, result = Stmt("SELECT ?", (1,)), Result([(1,)], 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stmt.sql = "DELETE FROM t"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.rowcount = 0  # type: ignore[misc]
+    assert {stmt, Stmt("SELECT ?", (1,))} == {stmt}
+
+
+def test_a_group_of_operations_needs_a_backend_that_runs_them() -> None:
+    class NoBackend(RunsOps):
+        pass
+
+    with pytest.raises(TypeError, match=r"abstract method '?_run'?"):
+        NoBackend()  # type: ignore[abstract]
