@@ -99,6 +99,12 @@ MODULES: dict[str, list[str]] = {
     "receiver/store/steering.py": ["tests/receiver/store/test_steering_rows.py",
                                    "tests/receiver/store/test_steering.py", "tests/receiver/store/test_limits.py",
                                    "tests/receiver/store/test_ops.py::test_manual_run_bypasses_pause_and_actions_are_recorded"],
+    "receiver/store/sqlite.py": ["tests/receiver/store/test_sqlite.py"],
+    "receiver/store/postgres.py": ["tests/receiver/store/test_postgres.py"],
+    "receiver/store/schema.py": ["tests/receiver/store/test_schema.py",
+                                "tests/receiver/store/test_sqlite.py::test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_open"],
+    "receiver/store/driver.py": ["tests/receiver/store/test_driver.py"],
+    "receiver/store/__init__.py": ["tests/receiver/store/test_open_store.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 KILLED = ("killed", "suspicious", "timeout")
