@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import threading
 import time
 
@@ -41,6 +42,9 @@ async def test_unreachable_server_is_unavailable_not_a_hang(caplog: pytest.LogCa
         await store.ping()
     assert time.monotonic() - started < 10
     await store.close()
+    # each pool tried to connect meanwhile, and psycopg's warnings say which: operations' or webhooks'
+    failed = (re.search(r"error connecting in '([^']+)'", r.getMessage()) for r in caplog.records)
+    assert {m[1] for m in failed if m} == {"postgres-store", "postgres-ingest"}
 
 
 async def test_webhooks_are_acknowledged_while_worker_steps_hold_every_connection(
