@@ -1,5 +1,7 @@
-"""PostgreSQL specifics: replicas creating the schema together, an unreachable server, webhooks that
-never wait for a connection held by other work, and grouped deliveries written in one row version."""
+"""PostgreSQL specifics: replicas creating the schema together, the dialect's SQL, durable commits,
+batches of webhooks (one refused, alike statements, the same alert twice), NUL in text, closing, an
+unreachable server, webhooks that never wait for a connection held by other work, and grouped deliveries
+written in one row version."""
 
 from __future__ import annotations
 
@@ -30,65 +32,32 @@ async def test_replicas_create_the_schema_together(postgres_server: PostgresServ
         await store.close()
 
 
-async def test_unreachable_server_is_unavailable_not_a_hang(caplog: pytest.LogCaptureFixture) -> None:
-    store = open_store(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
-    with caplog.at_level(logging.WARNING, "opsloop.receiver.store.postgres"):
-        await store.open()  # starts anyway: webhooks get 503 until the database is back
-    (warning,) = [r for r in caplog.records if r.name == "opsloop.receiver.store.postgres"]  # not the pool's own
-    assert (warning.getMessage(), warning.store) == ("store not reachable yet", "postgresql")  # type: ignore[attr-defined]
-    assert warning.error.startswith("postgresql: ")  # type: ignore[attr-defined]
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match=r"^postgresql: "):
-        await store.ping()
-    assert time.monotonic() - started < 10
-    await store.close()
-    # each pool tried to connect meanwhile, and psycopg's warnings say which: operations' or webhooks'
-    failed = (re.search(r"error connecting in '([^']+)'", r.getMessage()) for r in caplog.records)
-    assert {m[1] for m in failed if m} == {"postgres-store", "postgres-ingest"}
-
-
-async def test_webhooks_are_acknowledged_while_worker_steps_hold_every_connection(
-    postgres_server: PostgresServer,
-) -> None:
-    """Ten operations waiting on a row lock hold all ten connections of the pool; a webhook still commits."""
-    url = fresh_postgres_url(postgres_server, "starved")
+async def test_the_postgresql_dialect_is_what_postgresql_runs(postgres_server: PostgresServer) -> None:
+    """Each piece of SQL text of the dialect, through the operations that use it, read back by PostgreSQL."""
+    url = fresh_postgres_url(postgres_server, "dialect")
     database = url.rsplit("/", 1)[1]
     store = open_store(url)
     await store.open()
-    postgres_server.psql("INSERT INTO send_slots (key, next_at, last_at, spacing) VALUES ('k', 0, 0, 1)", database)
-    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
     try:
-        async with await psycopg.AsyncConnection.connect(url) as locker:
-            async with locker.transaction():
-                await locker.execute("SELECT 1 FROM send_slots WHERE key = 'k' FOR UPDATE")
-                blocked = [asyncio.create_task(store.push_slot("k", NOW)) for _ in range(10)]
-                for _ in range(100):  # until PostgreSQL shows all ten waiting for the lock
-                    if postgres_server.psql(waiting, database).strip() == "10":
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    pytest.fail("the ten operations never all waited for the row lock")
-                assert await asyncio.wait_for(store.ingest([alert("fp-starved")], "", 0, NOW), 30) == 1
-                assert not any(task.done() for task in blocked)
-            await asyncio.gather(*blocked)
-        found = postgres_server.psql("SELECT fingerprint, next_at FROM incidents, send_slots", database)
-        assert found.split() == [f"fp-starved|{NOW:.0f}"]
+        await store.ingest([alert("plain"), labelled(alert("db", plans=[("fix", {})]), alertname="Db")], "", 0, NOW)
+        found = await store.incidents(filter=IncidentFilter(alertname="Db"))  # contains
+        assert [v.incident.fingerprint for v in found] == ["db"]
+        facts = await store.stats_facts(NOW - 1, NOW + 1)  # json_field
+        assert sorted(i.alertname for i in facts.incidents) == ["A", "Db"]
+        await store.take_slot(1, "w", "k", 1.0, NOW)  # row_lock
+        await store.push_slot("k", NOW + 9)
+        job = await claim_plan(store, NOW)  # skip_locked
+        assert await store.gate(job, "w", OPEN_GATE, NOW, skipped) is None  # gate_lock
+        slots = postgres_server.psql("SELECT key, next_at, last_at FROM send_slots", database)
+        assert slots.split() == [f"k|{NOW + 9:.0f}|{NOW:.0f}"]
+        columns = postgres_server.psql(
+            "SELECT column_name, data_type, is_identity, identity_generation FROM information_schema.columns "
+            "WHERE table_name = 'incidents' AND column_name IN ('id', 'received_at') ORDER BY column_name",
+            database,
+        )  # id_column, real
+        assert columns.splitlines() == ["id|bigint|YES|ALWAYS", "received_at|double precision|NO|"]
     finally:
         await store.close()
-
-
-async def test_a_grouped_delivery_is_written_once_naming_its_group(postgres_server: PostgresServer) -> None:
-    """A delivery joins its group in the row it is inserted with, not by an update after it (a second row
-    version, with new entries in every index of ``jobs``). PostgreSQL's own tuple ids are the oracle: in a
-    new table they run (0,1), (0,2), ... only while no row was rewritten."""
-    url = fresh_postgres_url(postgres_server, "written_once")
-    store = open_store(url)
-    await store.open()
-    windows = {"group_key": '{}:{alertname="A"}', "group_windows": {"slack/oncall": 5.0}}
-    await store.ingest([alert(f"fp{n}", **windows) for n in range(3)], "http://am", 0, NOW)
-    await store.close()
-    rows = postgres_server.psql("SELECT ctid, gid FROM jobs ORDER BY id", database=url.rsplit("/", 1)[1])
-    assert rows.splitlines() == [f'(0,{n})|slack/oncall|firing|{{}}:{{alertname="A"}}' for n in (1, 2, 3)]
 
 
 def setting(name: str) -> Op[tuple[str, str]]:
@@ -200,6 +169,20 @@ async def test_nul_characters_are_dropped_from_text_not_from_the_write(postgres_
         await store.close()
 
 
+async def test_a_grouped_delivery_is_written_once_naming_its_group(postgres_server: PostgresServer) -> None:
+    """A delivery joins its group in the row it is inserted with, not by an update after it (a second row
+    version, with new entries in every index of ``jobs``). PostgreSQL's own tuple ids are the oracle: in a
+    new table they run (0,1), (0,2), ... only while no row was rewritten."""
+    url = fresh_postgres_url(postgres_server, "written_once")
+    store = open_store(url)
+    await store.open()
+    windows = {"group_key": '{}:{alertname="A"}', "group_windows": {"slack/oncall": 5.0}}
+    await store.ingest([alert(f"fp{n}", **windows) for n in range(3)], "http://am", 0, NOW)
+    await store.close()
+    rows = postgres_server.psql("SELECT ctid, gid FROM jobs ORDER BY id", database=url.rsplit("/", 1)[1])
+    assert rows.splitlines() == [f'(0,{n})|slack/oncall|firing|{{}}:{{alertname="A"}}' for n in (1, 2, 3)]
+
+
 async def test_close_lets_operations_in_flight_commit_then_refuses_new_ones(postgres_server: PostgresServer) -> None:
     url = fresh_postgres_url(postgres_server, "closing")
     database = url.rsplit("/", 1)[1]
@@ -233,29 +216,48 @@ async def test_close_lets_operations_in_flight_commit_then_refuses_new_ones(post
     assert all(isinstance(r, StoreUnavailable) for r in refused)
 
 
-async def test_the_postgresql_dialect_is_what_postgresql_runs(postgres_server: PostgresServer) -> None:
-    """Each piece of SQL text of the dialect, through the operations that use it, read back by PostgreSQL."""
-    url = fresh_postgres_url(postgres_server, "dialect")
+async def test_webhooks_are_acknowledged_while_worker_steps_hold_every_connection(
+    postgres_server: PostgresServer,
+) -> None:
+    """Ten operations waiting on a row lock hold all ten connections of the pool; a webhook still commits."""
+    url = fresh_postgres_url(postgres_server, "starved")
     database = url.rsplit("/", 1)[1]
     store = open_store(url)
     await store.open()
+    postgres_server.psql("INSERT INTO send_slots (key, next_at, last_at, spacing) VALUES ('k', 0, 0, 1)", database)
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
     try:
-        await store.ingest([alert("plain"), labelled(alert("db", plans=[("fix", {})]), alertname="Db")], "", 0, NOW)
-        found = await store.incidents(filter=IncidentFilter(alertname="Db"))  # contains
-        assert [v.incident.fingerprint for v in found] == ["db"]
-        facts = await store.stats_facts(NOW - 1, NOW + 1)  # json_field
-        assert sorted(i.alertname for i in facts.incidents) == ["A", "Db"]
-        await store.take_slot(1, "w", "k", 1.0, NOW)  # row_lock
-        await store.push_slot("k", NOW + 9)
-        job = await claim_plan(store, NOW)  # skip_locked
-        assert await store.gate(job, "w", OPEN_GATE, NOW, skipped) is None  # gate_lock
-        slots = postgres_server.psql("SELECT key, next_at, last_at FROM send_slots", database)
-        assert slots.split() == [f"k|{NOW + 9:.0f}|{NOW:.0f}"]
-        columns = postgres_server.psql(
-            "SELECT column_name, data_type, is_identity, identity_generation FROM information_schema.columns "
-            "WHERE table_name = 'incidents' AND column_name IN ('id', 'received_at') ORDER BY column_name",
-            database,
-        )  # id_column, real
-        assert columns.splitlines() == ["id|bigint|YES|ALWAYS", "received_at|double precision|NO|"]
+        async with await psycopg.AsyncConnection.connect(url) as locker:
+            async with locker.transaction():
+                await locker.execute("SELECT 1 FROM send_slots WHERE key = 'k' FOR UPDATE")
+                blocked = [asyncio.create_task(store.push_slot("k", NOW)) for _ in range(10)]
+                for _ in range(100):  # until PostgreSQL shows all ten waiting for the lock
+                    if postgres_server.psql(waiting, database).strip() == "10":
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    pytest.fail("the ten operations never all waited for the row lock")
+                assert await asyncio.wait_for(store.ingest([alert("fp-starved")], "", 0, NOW), 30) == 1
+                assert not any(task.done() for task in blocked)
+            await asyncio.gather(*blocked)
+        found = postgres_server.psql("SELECT fingerprint, next_at FROM incidents, send_slots", database)
+        assert found.split() == [f"fp-starved|{NOW:.0f}"]
     finally:
         await store.close()
+
+
+async def test_unreachable_server_is_unavailable_not_a_hang(caplog: pytest.LogCaptureFixture) -> None:
+    store = open_store(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    with caplog.at_level(logging.WARNING, "opsloop.receiver.store.postgres"):
+        await store.open()  # starts anyway: webhooks get 503 until the database is back
+    (warning,) = [r for r in caplog.records if r.name == "opsloop.receiver.store.postgres"]  # not the pool's own
+    assert (warning.getMessage(), warning.store) == ("store not reachable yet", "postgresql")  # type: ignore[attr-defined]
+    assert warning.error.startswith("postgresql: ")  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"^postgresql: "):
+        await store.ping()
+    assert time.monotonic() - started < 10
+    await store.close()
+    # each pool tried to connect meanwhile, and psycopg's warnings say which: operations' or webhooks'
+    failed = (re.search(r"error connecting in '([^']+)'", r.getMessage()) for r in caplog.records)
+    assert {m[1] for m in failed if m} == {"postgres-store", "postgres-ingest"}
