@@ -219,7 +219,8 @@ async def test_close_lets_operations_in_flight_commit_then_refuses_new_ones(post
 async def test_webhooks_are_acknowledged_while_worker_steps_hold_every_connection(
     postgres_server: PostgresServer,
 ) -> None:
-    """Ten operations waiting on a row lock hold all ten connections of the pool; a webhook still commits."""
+    """Ten operations waiting on a row lock hold all ten connections of the pool (an eleventh waits for one of
+    them, not at the server); a webhook still commits."""
     url = fresh_postgres_url(postgres_server, "starved")
     database = url.rsplit("/", 1)[1]
     store = open_store(url)
@@ -230,14 +231,15 @@ async def test_webhooks_are_acknowledged_while_worker_steps_hold_every_connectio
         async with await psycopg.AsyncConnection.connect(url) as locker:
             async with locker.transaction():
                 await locker.execute("SELECT 1 FROM send_slots WHERE key = 'k' FOR UPDATE")
-                blocked = [asyncio.create_task(store.push_slot("k", NOW)) for _ in range(10)]
-                for _ in range(100):  # until PostgreSQL shows all ten waiting for the lock
+                blocked = [asyncio.create_task(store.push_slot("k", NOW)) for _ in range(11)]
+                for _ in range(100):  # until PostgreSQL shows ten waiting for the lock
                     if postgres_server.psql(waiting, database).strip() == "10":
                         break
                     await asyncio.sleep(0.1)
                 else:
                     pytest.fail("the ten operations never all waited for the row lock")
                 assert await asyncio.wait_for(store.ingest([alert("fp-starved")], "", 0, NOW), 30) == 1
+                assert postgres_server.psql(waiting, database).strip() == "10"
                 assert not any(task.done() for task in blocked)
             await asyncio.gather(*blocked)
         found = postgres_server.psql("SELECT fingerprint, next_at FROM incidents, send_slots", database)
