@@ -32,6 +32,14 @@ async def test_replicas_create_the_schema_together(postgres_server: PostgresServ
         await store.close()
 
 
+async def test_a_store_not_yet_opened_makes_no_connection(postgres_server: PostgresServer) -> None:
+    """The pools connect when the store opens, not when it is built."""
+    store = open_store(fresh_postgres_url(postgres_server, "unopened"))
+    with pytest.raises(StoreUnavailable, match=r"^postgresql: the pool 'postgres-store' is not open yet"):
+        await store.ping()
+    await store.close()
+
+
 async def test_the_postgresql_dialect_is_what_postgresql_runs(postgres_server: PostgresServer) -> None:
     """Each piece of SQL text of the dialect, through the operations that use it, read back by PostgreSQL."""
     url = fresh_postgres_url(postgres_server, "dialect")
