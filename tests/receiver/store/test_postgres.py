@@ -34,7 +34,10 @@ async def test_replicas_create_the_schema_together(postgres_server: PostgresServ
 
 async def test_a_store_not_yet_opened_makes_no_connection(postgres_server: PostgresServer) -> None:
     """The pools connect when the store opens, not when it is built."""
-    store = open_store(fresh_postgres_url(postgres_server, "unopened"))
+    url = fresh_postgres_url(postgres_server, "unopened")
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    assert store.dsn == url  # what a second connection beside the store connects to
     with pytest.raises(StoreUnavailable, match=r"^postgresql: the pool 'postgres-store' is not open yet"):
         await store.ping()
     await store.close()
