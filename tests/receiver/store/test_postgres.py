@@ -157,6 +157,9 @@ async def test_in_one_batch_statements_alike_go_out_together_and_each_gets_its_o
             database,
         )
         assert found.split() == ["fp0|1", "fp1|1", "fp2|1", "fp3|1", "same|1"]
+        # every first occurrence in one step, in (fingerprint, startsAt) order: the order of their rows too
+        in_order = postgres_server.psql("SELECT fingerprint FROM incidents ORDER BY id", database)
+        assert in_order.split() == ["fp0", "fp1", "fp2", "fp3", "same"]
         assert postgres_server.psql(
             "SELECT received_at, updated_at FROM incidents WHERE fingerprint = 'same'", database
         ).split() == [f"{NOW:.0f}|{NOW + 3:.0f}"]
