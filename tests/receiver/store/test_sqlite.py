@@ -31,7 +31,7 @@ def live_pragmas() -> Op[tuple[str, int]]:
 
 
 async def test_wal_and_full_sync_and_reopen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "nested" / "receiver.db"
+    path = tmp_path / "nested" / "twice" / "receiver.db"  # folders made as needed
     store = open_store(f"sqlite://{path}")
     with caplog.at_level(logging.INFO, "opsloop.receiver.store.sqlite"):
         await store.open()
