@@ -31,6 +31,7 @@ async def test_pauses_are_listed_by_scope_with_reason_and_time(store: Store) -> 
 
 
 async def test_queue_ages_count_work_not_due_yet_without_an_age_and_are_never_negative(store: Store) -> None:
+    assert await store.queue_stats(NOW) == {PLAN: (0, 0.0), DELIVERY: (0, 0.0)}  # both kinds, even when idle
     await store.ingest([routed("plan")], "", 0, NOW)
     assert await store.queue_stats(NOW) == {PLAN: (1, 0.0), DELIVERY: (0, 0.0)}  # due this very second
     assert await store.queue_stats(NOW - 5) == {PLAN: (1, 0.0), DELIVERY: (0, 0.0)}  # pending, not due yet
