@@ -78,6 +78,29 @@ async def test_group_commit_settles_each_caller_with_its_own_result() -> None:
             assert result == n * 10
 
 
+@pytest.mark.parametrize("writers", [None, 2])
+async def test_no_more_writers_commit_at_once_than_allowed_and_no_batch_holds_over_256(writers: int | None) -> None:
+    sizes: list[int] = []
+    running = most = 0
+
+    async def commit(items: Sequence[int]) -> list[int | BaseException]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        sizes.append(len(items))
+        await asyncio.sleep(0.01)
+        running -= 1
+        return [n * 10 for n in items]
+
+    group = GroupCommit[int, int](commit) if writers is None else GroupCommit[int, int](commit, writers=writers)
+    async with asyncio.timeout(10):
+        for _ in range(2):  # after a quiet moment, writers start again
+            assert await asyncio.gather(*(group.submit(n) for n in range(600))) == [n * 10 for n in range(600)]
+        await group.drain()
+    assert most == (writers or 1)  # one by default
+    assert sizes == [256, 256, 88] * 2  # everything queued before the first writer ran, in batches of 256
+
+
 async def test_concurrent_webhooks_share_commits_and_one_alert_is_stored_once(db: Database) -> None:
     same = [db.store.ingest([alert("same")], "http://am", 0, NOW + n) for n in range(20)]
     distinct = [db.store.ingest([alert(f"fp{n:02}")], "http://am", 0, NOW) for n in range(40)]
