@@ -6,7 +6,7 @@ The rows are read beside the store (``rows``), not through its own reads.
 
 from __future__ import annotations
 
-from opsloop.receiver.domain import FAILED, PLAN, SENT, SKIPPED, NewDelivery, Outcome
+from opsloop.receiver.domain import FAILED, PLAN, SENT, SKIPPED, NewDelivery, Outcome, RoutedAlert
 from opsloop.receiver.store import Store
 
 from tests.receiver.store.test_group_parts import after_parts, refused_group, taken_group
@@ -70,12 +70,21 @@ async def test_a_group_given_back_after_a_failed_attempt_counts_it_on_every_memb
     assert rows(store, found) == [(i, NOW + 25, None, None, 1, "boom", NOW + 21) for i in sorted(ids)]
 
 
-async def test_a_group_takes_at_most_a_thousand_members_lowest_ids_first(store: Store) -> None:
-    await store.ingest([alert(f"fp{n:04}", **WINDOWS) for n in range(1001)], "http://am", 0, NOW)
+async def test_a_message_takes_a_thousand_members_and_the_waiting_past_a_thousand_wait_an_interval_more(
+    store: Store,
+) -> None:
+    key = "slack-webhook:abc"
+    assert await store.take_slot(10**9, "x", key, 2.0, NOW + 9) is None  # a message went out: next slot NOW + 11
+    await store.ingest([alert(f"fp{n:04}", **WINDOWS) for n in range(1002)], "http://am", 0, NOW)
     (head,) = await store.claim("a", 8, 30, NOW + 5)
     group = await store.take_group(head, "a", NOW + 35, NOW + 5)
     assert group is not None
-    assert [j.incident.fingerprint for j in group] == [f"fp{n:04}" for n in range(1000)]
+    assert [j.incident.fingerprint for j in group] == [f"fp{n:04}" for n in range(1000)]  # lowest ids first
+    assert await store.group_slot(head, "a", [j.id for j in group], key, 2.0, NOW + 5, urgent=False) == NOW + 11
+    due = rows(store, "SELECT i.fingerprint, j.due_at FROM jobs j JOIN incidents i ON i.id = j.incident_id")
+    # Of the members waiting (all but the head, which holds the slot), those past the first thousand cannot go
+    # out before the message after, one interval (2 s) later.
+    assert dict(due) == {**{f"fp{n:04}": NOW + 11 for n in range(1001)}, "fp1001": NOW + 13}
 
 
 async def test_a_refused_group_is_held_under_a_lease_marked_held_and_its_holder_keeps_the_slot(store: Store) -> None:
@@ -163,4 +172,18 @@ async def test_a_plan_note_once_its_alerts_firing_message_is_on_its_way_is_a_ski
         ("k-late", NOW + 13, f"slack/oncall|skipped|{KEY}", f"slack/oncall|skipped|{KEY}"),
         ("k-note", NOW + 11, f"slack/oncall|skipped|{KEY}", f"slack/oncall|skipped|{KEY}"),
         ("k-plain", NOW + 13, GID, GID),
+    ]  # fmt: skip
+
+
+async def test_one_claim_leases_several_groups_new_and_expired_alike(store: Store) -> None:
+    def grouped(fp: str, key: str) -> RoutedAlert:
+        return alert(fp, group_key=key, group_windows={"slack/oncall": 5.0})
+
+    await store.ingest([grouped("fp1", "a")], "http://am", 0, NOW)
+    assert len(await store.claim("x", 8, 30, NOW + 5)) == 1  # "x" leases group a until NOW + 35, then dies
+    await store.ingest([grouped("fp2", "b"), grouped("fp3", "c")], "http://am", 0, NOW + 40)
+    claimed = await store.claim("y", 8, 30, NOW + 45)  # a's lease expired, b's and c's are new: one claim, three
+    assert sorted(j.incident.fingerprint for j in claimed) == ["fp1", "fp2", "fp3"]
+    assert rows(store, LEASES + " ORDER BY gid") == [
+        (f"slack/oncall|firing|{key}", "y", NOW + 75) for key in "abc"
     ]  # fmt: skip

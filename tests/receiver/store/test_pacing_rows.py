@@ -111,3 +111,18 @@ async def test_a_message_reference_is_saved_replaced_and_read_by_key(store: Stor
         ("j", "2.2", NOW + 1), ("k", "3.3", NOW + 2),
     ]  # fmt: skip
     assert [await store.message_ref(key) for key in ("k", "j", "x")] == ["3.3", "2.2", None]
+
+
+async def test_a_slot_freed_by_a_replaced_urgent_delivery_goes_to_the_delivery_held_for_it_too(store: Store) -> None:
+    await store.ingest([alert(fp) for fp in "abcd"], "", 0, NOW)
+    a, b, c, d = await store.claim("w", 10, 30, NOW)
+    assert await store.take_slot(a.id, "w", "k", 1.0, NOW) is None
+    assert await store.take_slot(b.id, "w", "k", 1.0, NOW) == NOW + 1
+    assert await store.take_slot(c.id, "w", "k", 1.0, NOW + 2) is None  # b's slot went unused; c sends at once
+    assert await store.take_slot(b.id, "w", "k", 1.0, NOW + 2.5) == NOW + 3  # an interval after c's send
+    assert await store.take_slot(d.id, "w", "k", 1.0, NOW + 2.5, urgent=True) == NOW + 3  # ahead of b: b goes after
+    assert rows(store, HOLDS) == [(b.id, "k", NOW + 3, 0), (d.id, "k", NOW + 3, 1)]
+    await store.ingest([alert("d", status="resolved")], "", 0, NOW + 2.6)  # d is replaced: its slot is free
+    assert rows(store, HOLDS) == [(b.id, "k", NOW + 3, 0)]
+    assert rows(store, SLOTS) == [("k", NOW + 4, NOW + 2, 1.0)]
+    assert await store.take_slot(b.id, "w", "k", 1.0, NOW + 3) is None  # b takes it
