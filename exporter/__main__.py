@@ -8,14 +8,16 @@ import sys
 from typing import TYPE_CHECKING
 
 from opsloop.exporter.app import create_app
-from opsloop.exporter.config_snapshot import SnapshotError, load_validated
+from opsloop.exporter.config_snapshot import load_validated
 from opsloop.exporter.memory import fix_mmap_threshold
 from opsloop.exporter.sources import build_sources
 
 from opsloop.cli import parse_service_args, print_problems
 from opsloop.listen import serve_with
 from opsloop.logs import setup_logging
+from opsloop.snapshot import SnapshotError
 from opsloop.webguard import WebGuard
+from opsloop.webtls import WebConfigError, load_in_child
 
 if TYPE_CHECKING:
     from opsloop.exporter.config import ExporterConfig
@@ -35,10 +37,9 @@ def web_guard(path: str) -> WebGuard | None:
     """The guard for ``--web.config.file``, or None when the file cannot be used."""
     if not path:
         return WebGuard(None)
-    from opsloop.webconfig import WebConfigError  # the web config models are loaded only with a file
-
     try:
-        return WebGuard(path)
+        # Read in a child process, as the configuration is: pydantic stays out of this one.
+        return WebGuard(path, read=load_in_child)
     except WebConfigError:
         return None
 

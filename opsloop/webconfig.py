@@ -16,12 +16,8 @@ restrict the key exchange to one curve only, so ``curve_preferences`` takes one 
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -30,44 +26,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from opsloop.configfile import describe_errors
 from opsloop.durations import Duration
+from opsloop.webtls import (
+    CIPHERS,
+    CLIENT_AUTH,
+    CURVES,
+    TLS_VERSIONS,
+    UNVERIFIED_CLIENT_AUTH,
+    LoadedWebConfig,
+    WebConfigError,
+    tls_enabled,
+)
 
-TLS_VERSIONS = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
-# Go's cipher suite names (tls.CipherSuites()) -> OpenSSL's. TLS 1.3 suites are not configurable in
-# Go either: they are accepted and have no effect.
-CIPHERS = {
-    "TLS_AES_128_GCM_SHA256": None,
-    "TLS_AES_256_GCM_SHA384": None,
-    "TLS_CHACHA20_POLY1305_SHA256": None,
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
-}
-# exporter-toolkit's curve names (Go's tls.CurveID) -> OpenSSL's group names.
-CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
-CLIENT_AUTH = {
-    "": ssl.CERT_NONE,
-    "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL,
-    "RequireAnyClientCert": ssl.CERT_REQUIRED,
-    "RequireClientCert": ssl.CERT_REQUIRED,  # exporter-toolkit's older name for RequireAnyClientCert
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-}
-# Go accepts any certificate for these; Python's ssl module verifies every certificate it gets, so
-# they need a client CA to verify against (then they behave as their verifying counterparts).
-UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
+__all__ = ["LoadedWebConfig", "WebConfig", "WebConfigError", "load_web_config"]
+
 # The headers exporter-toolkit lets a file set, with the values it allows (None: any value).
 HEADERS: dict[str, tuple[str, ...] | None] = {
     "Strict-Transport-Security": None,
@@ -77,10 +48,6 @@ HEADERS: dict[str, tuple[str, ...] | None] = {
     "Content-Security-Policy": None,
 }
 _BCRYPT = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
-
-
-class WebConfigError(ValueError):
-    """The web config file or a file it names cannot be used; the message says which and why."""
 
 
 class _Section(BaseModel):
@@ -104,9 +71,7 @@ class TlsServerConfig(_Section):
 
     @property
     def enabled(self) -> bool:
-        """exporter-toolkit's IsEnabled: any certificate, key or client-CA setting turns TLS on."""
-        fields = (self.cert, self.key, self.cert_file, self.key_file, self.client_ca, self.client_ca_file)
-        return any(fields) or bool(self.client_auth_type)
+        return tls_enabled(self)
 
     @field_validator("cipher_suites")
     @classmethod
@@ -197,80 +162,6 @@ class WebConfig(_Section):
         return value
 
 
-def _join(base: Path, name: str | None) -> Path | None:
-    """Relative file names are relative to the web config file, as in exporter-toolkit."""
-    return None if not name else base / name
-
-
-class LoadedWebConfig:
-    """A parsed web config file and the files it names, resolved against the file's folder."""
-
-    def __init__(self, path: Path, config: WebConfig) -> None:
-        self.path = path
-        self.config = config
-        tls = config.tls_server_config
-        base = path.parent
-        self.cert_file = _join(base, tls.cert_file)
-        self.key_file = _join(base, tls.key_file)
-        self.client_ca_file = _join(base, tls.client_ca_file)
-        self.openssl_ciphers = ":".join(c for c in (CIPHERS[name] for name in tls.cipher_suites) if c)
-
-    @property
-    def files(self) -> list[Path]:
-        """Every file whose change means a reload."""
-        return [p for p in (self.path, self.cert_file, self.key_file, self.client_ca_file) if p is not None]
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """A server SSLContext, or None for plain HTTP; WebConfigError when a file cannot be used."""
-        tls = self.config.tls_server_config
-        if not tls.enabled:
-            return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = TLS_VERSIONS[tls.min_version]
-        ctx.maximum_version = TLS_VERSIONS[tls.max_version]
-        if self.openssl_ciphers:
-            ctx.set_ciphers(self.openssl_ciphers)
-        if tls.prefer_server_cipher_suites:
-            ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-        for curve in tls.curve_preferences:
-            ctx.set_ecdh_curve(CURVES[curve])
-        with (
-            _pem_file(self.path, tls.cert, self.cert_file, "cert") as cert,
-            _pem_file(self.path, tls.key, self.key_file, "key") as key,
-        ):
-            try:
-                ctx.load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as exc:
-                raise WebConfigError(f"{self.path}: cannot load the certificate and key: {_reason(exc)}") from exc
-        ctx.verify_mode = CLIENT_AUTH[tls.client_auth_type]
-        try:
-            if self.client_ca_file is not None:
-                ctx.load_verify_locations(cafile=str(self.client_ca_file))
-            elif tls.client_ca:
-                ctx.load_verify_locations(cadata=tls.client_ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise WebConfigError(f"{self.path}: cannot load the client CA: {_reason(exc)}") from exc
-        return ctx
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-
-
-@contextmanager
-def _pem_file(config: Path, inline: str | None, path: Path | None, what: str) -> Iterator[str]:
-    """The PEM file to load: the named file, or the inline text in a private temporary file."""
-    if path is not None:
-        if not os.access(path, os.R_OK):
-            raise WebConfigError(f"{config}: cannot read {what}_file {path}")
-        yield str(path)
-        return
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as tmp:  # created 0600
-        tmp.write(inline or "")
-        tmp.flush()
-        yield tmp.name
-
-
 def load_web_config(path: str | Path) -> LoadedWebConfig:
     """Parse and check the file, its certificates included (exporter-toolkit's ``Validate``)."""
     path = Path(path)
@@ -287,3 +178,12 @@ def load_web_config(path: str | Path) -> LoadedWebConfig:
     loaded = LoadedWebConfig(path, config)
     loaded.ssl_context()
     return loaded
+
+
+if __name__ == "__main__":
+    # The child of ``opsloop.webtls.load_in_child``: this file's problems, or its models as records.
+    from opsloop.snapshot import answer
+
+    answer(
+        lambda path: load_web_config(path).config, lambda exc: [str(exc)] if isinstance(exc, WebConfigError) else None
+    )

@@ -7,10 +7,15 @@ it is at that moment, so a change (client auth type, versions, curve, certificat
 connection that noticed it. bcrypt runs in a thread, its results cached per
 (user, hash, password), so a scrape every second costs one hash check per password change.
 
+How the file is read is the caller's choice: in this process (``load_web_config``, the receiver,
+which has pydantic loaded anyway) or in a child process (``opsloop.webtls.load_in_child``, the
+exporter, which keeps pydantic and PyYAML out of its memory; a reload then costs the child's start,
+a fraction of a second, once per change of the files).
+
 The checks (``refusal``, ``response_headers``) know no HTTP framework: the receiver applies them as
 an aiohttp middleware (``install``), the exporter in its own small server. aiohttp and bcrypt are
 imported only when used, so a process that needs neither does not pay their memory; so are the web
-config models (pydantic), which only a process given a ``--web.config.file`` needs.
+config models (pydantic), which only a process reading its ``--web.config.file`` itself needs.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opsloop.ratelimit import TokenBucket
+from opsloop.webtls import LoadedWebConfig, WebConfigError
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from opsloop.webconfig import LoadedWebConfig
-
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+Loader = Callable[[Path], LoadedWebConfig]
 
 log = logging.getLogger("opsloop.web")
 
@@ -60,6 +66,13 @@ def _check_password(password: bytes, hashed: bytes) -> bool:
     import bcrypt  # lazily: see _dummy_hash
 
     return bcrypt.checkpw(password, hashed)
+
+
+def read_in_process(path: Path) -> LoadedWebConfig:
+    """The default ``Loader``: the file's models in this process."""
+    from opsloop.webconfig import load_web_config  # lazily: pydantic and PyYAML only with a file
+
+    return load_web_config(path)
 
 
 def _stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
@@ -97,8 +110,9 @@ def _refusing_context() -> ssl.SSLContext:
 class WebGuard:
     """The current web config of one server; ``None`` path means plain HTTP with no authentication."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, read: Loader = read_in_process) -> None:
         self.path = Path(path) if path else None
+        self._read = read
         self._loaded: LoadedWebConfig | None = None
         self._context: ssl.SSLContext | None = None
         self._error: str | None = None
@@ -109,8 +123,6 @@ class WebGuard:
         if self.path is not None:
             self._load()
             if self._error is not None:
-                from opsloop.webconfig import WebConfigError  # loaded by _load already
-
                 raise WebConfigError(self._error)
 
     def _files(self) -> list[Path]:
@@ -120,12 +132,9 @@ class WebGuard:
 
     def _load(self) -> None:
         assert self.path is not None
-        # Lazily: the web config models (pydantic, PyYAML) are loaded only when a file is given.
-        from opsloop.webconfig import WebConfigError, load_web_config
-
         stamp = _stamp(self._files())
         try:
-            loaded = load_web_config(self.path)
+            loaded = self._read(self.path)
             self._context = loaded.ssl_context()
         except WebConfigError as exc:
             if self._error != str(exc):

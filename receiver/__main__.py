@@ -16,8 +16,8 @@ from opsloop.cli import parse_service_args, report_problems
 from opsloop.configfile import ConfigError
 from opsloop.listen import serve
 from opsloop.logs import setup_logging
-from opsloop.webconfig import WebConfigError
 from opsloop.webguard import WebGuard
+from opsloop.webtls import WebConfigError
 
 log = logging.getLogger("opsloop.receiver")
 

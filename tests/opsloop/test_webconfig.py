@@ -1,17 +1,30 @@
-"""Loading exporter-toolkit web config files: what is accepted, and each problem named with its key."""
+"""Loading exporter-toolkit web config files: what is accepted, and each problem named with its key.
+
+Each case runs on both ways of reading the file: in this process and in a child process (the
+exporter's, ``load_in_child``), which must agree to the letter.
+"""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from opsloop.webconfig import WebConfigError, load_web_config
+from opsloop.webtls import LoadedWebConfig, load_in_child
 from tests.opsloop.conftest import Certs, bcrypt_hash, write_web_config
 
 
-def test_exporter_toolkit_example_file_loads_with_relative_paths(certs: Certs) -> None:
+@pytest.fixture(params=[load_web_config, load_in_child], ids=["in_process", "in_child"])
+def load(request: pytest.FixtureRequest) -> Callable[[Path], LoadedWebConfig]:
+    return request.param
+
+
+def test_exporter_toolkit_example_file_loads_with_relative_paths(
+    certs: Certs, load: Callable[[Path], LoadedWebConfig]
+) -> None:
     # Paths relative to the web config file, as exporter-toolkit resolves them.
     path = write_web_config(certs.dir / "web.yml", {
         "tls_server_config": {
@@ -24,7 +37,9 @@ def test_exporter_toolkit_example_file_loads_with_relative_paths(certs: Certs) -
         },
         "basic_auth_users": {"prometheus": bcrypt_hash("pw")},
     })  # fmt: skip
-    loaded = load_web_config(path)
+    loaded = load(path)
+    assert loaded.config.basic_auth_users == {"prometheus": load_web_config(path).config.basic_auth_users["prometheus"]}
+    assert loaded.config.http_server_config.headers["X-Frame-Options"] == "deny"
     assert loaded.cert_file == certs.server_cert
     assert loaded.client_ca_file == certs.ca_file
     ctx = loaded.ssl_context()
@@ -74,10 +89,12 @@ def test_no_tls_section_means_plain_http(tmp_path: Path) -> None:
         ({"basic_auth_user": {}}, "basic_auth_user: unknown key"),
     ],
 )  # fmt: skip
-def test_each_problem_is_named(certs: Certs, config: dict, message: str) -> None:
+def test_each_problem_is_named(
+    certs: Certs, config: dict, message: str, load: Callable[[Path], LoadedWebConfig]
+) -> None:
     path = write_web_config(certs.dir / "web.yml", config)
     with pytest.raises(WebConfigError) as raised:
-        load_web_config(path)
+        load(path)
     assert str(raised.value).startswith(f"{path}: ")
     assert message in str(raised.value)
 
