@@ -95,12 +95,32 @@ MODULES: dict[str, list[str]] = {
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
                               "tests/receiver/store/test_ops_rows.py"],
     "receiver/store/moves.py": ["tests/receiver/store/test_moves.py"],
+    "receiver/store/reads.py": ["tests/receiver/store/test_reads.py",
+                                "tests/receiver/store/test_steering.py::test_filters_match_labels_exactly_and_page",
+                                "tests/receiver/store/test_steering.py::test_stats_facts_count_runs_and_actions_in_the_range",
+                                "tests/receiver/store/test_steering.py::test_events_pauses_and_runs_by_hand_land_in_the_timeline"],
     "receiver/store/limits.py": ["tests/receiver/store/test_limits.py",
                                  "tests/receiver/store/test_ops.py::test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends",
                                  "tests/receiver/store/test_ops.py::test_dry_runs_do_not_count_towards_the_circuit_breaker"],
     "receiver/store/steering.py": ["tests/receiver/store/test_steering_rows.py",
                                    "tests/receiver/store/test_steering.py", "tests/receiver/store/test_limits.py",
                                    "tests/receiver/store/test_ops.py::test_manual_run_bypasses_pause_and_actions_are_recorded"],
+    "receiver/store/grouping.py": [*(f"tests/receiver/store/test_ops_rows.py::test_{t}" for t in (
+        "a_grouped_delivery_waits_its_window_in_its_group_and_a_page_does_not_wait",
+        "a_plan_outcome_joins_the_alerts_group_and_is_due_with_its_window",
+        "a_skipped_note_folds_into_the_waiting_firing_message_and_the_next_delivery_still_queues",
+        "renewing_a_lease_renews_the_lease_of_the_group_it_holds",
+        "a_claim_leases_the_group_of_the_member_it_takes_for_the_lease",
+        "a_claim_on_postgresql_leaves_a_member_whose_group_row_another_replica_holds",
+    )), "tests/receiver/store/test_grouping_rows.py", "tests/receiver/store/test_group_parts.py",
+        "tests/receiver/store/test_grouping.py"],
+    "receiver/store/batching.py": ["tests/receiver/store/test_batching.py"],
+    "receiver/store/pacing.py": ["tests/receiver/store/test_pacing_rows.py",
+                                 *(f"tests/receiver/store/test_ops.py::test_{t}" for t in (
+                                     "send_slots_space_a_destination_and_hold_each_jobs_slot",
+                                     "an_urgent_delivery_takes_the_next_slot_ahead_of_held_ones",
+                                     "resolved_replaces_a_firing_message_still_waiting_and_frees_its_slot",
+                                 ))],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 KILLED = ("killed", "suspicious", "timeout")
