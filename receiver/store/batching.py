@@ -55,11 +55,12 @@ class GroupCommit(Generic[W, R]):
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
             try:
                 results: Sequence[R | BaseException] = await self._commit([item for item, _ in batch])
+                if len(results) != len(batch):  # zip would stop at the shorter and leave callers waiting
+                    raise RuntimeError(f"the commit returned {len(results)} results for {len(batch)} items")
             except Exception as exc:  # every waiter must be settled, whatever went wrong
                 results = [exc] * len(batch)
+            # Callers await their future through a shield, so each is settled here, once.
             for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
                 if isinstance(result, BaseException):
                     future.set_exception(result)
                 else:
