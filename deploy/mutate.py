@@ -17,7 +17,9 @@ It records nothing and keeps no cache.
 from __future__ import annotations
 
 import argparse
+import ast
 import ctypes
+import hashlib
 import os
 import re
 import shutil
@@ -89,7 +91,6 @@ MODULES: dict[str, list[str]] = {
             "app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing",
         )),
     )],
-    "receiver/store": ["tests/receiver/store"],
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
                               "tests/receiver/store/test_ops_rows.py"],
     "receiver/store/group_ops.py": ["tests/receiver/store/test_group_ops.py",
@@ -135,6 +136,41 @@ KILLED = ("killed", "suspicious", "timeout")
 SMOKE = "exporter/sources/redis_dlq.py"
 SMOKE_BUDGET = 300.0
 """Seconds: a smoke that hangs fails CI instead of holding it (it takes about half a minute)."""
+
+
+def _code_only(tree: ast.Module) -> ast.Module:
+    """The module without its docstrings, imports and ``if TYPE_CHECKING:`` blocks: what mutants come from."""
+
+    def kept(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            return False
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return False
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        return not (docstring and isinstance(node.value.value, str))  # type: ignore[attr-defined]
+
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                setattr(node, name, [n for n in body if kept(n)] or [ast.Pass()])
+    return tree
+
+
+def fingerprint(module: str, source: str | None = None) -> str:
+    """The code a run mutated, as 12 hex digits: a changed module needs a new run, a changed comment does not.
+
+    Docstrings, comments, imports, ``TYPE_CHECKING`` blocks and layout do not count (mutmut mutates none
+    of them); every statement and expression does. ``source`` is the module's text (default: the file now).
+    """
+    path = ROOT / module
+    if source is None and path.is_dir():  # a package: each of its files
+        files = [str(f.relative_to(ROOT)) for f in sorted(path.rglob("*.py"))]
+        dump = " ".join(f"{name}:{fingerprint(name)}" for name in files)
+    else:
+        text = path.read_text() if source is None else source
+        dump = ast.dump(_code_only(ast.parse(text)), annotate_fields=False, include_attributes=False)
+    return hashlib.sha256(dump.encode()).hexdigest()[:12]
 
 
 def mutmut(*args: str) -> str:
@@ -220,6 +256,7 @@ def survivor(mutant: str) -> list[str]:
 def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     """Mutate one module and return its section for the results file."""
     tests = " ".join(MODULES[module])
+    code = fingerprint(module)
     kept = module_cache(module)
     CACHE.unlink(missing_ok=True)
     if resume and kept.exists():
@@ -243,7 +280,7 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
         f"<!-- mutation:{module} -->",
         f"### {module}",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d} against `{tests}`: {summary}"
+        f"Run {datetime.now(UTC):%Y-%m-%d} of code `{code}` against `{tests}`: {summary}"
         + "".join(f", {len(counts[s])} {s}" for s in ("survived", "timeout", "skipped") if counts[s])
         + ".",
     ]

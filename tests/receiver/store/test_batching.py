@@ -80,6 +80,29 @@ async def test_group_commit_settles_each_caller_with_its_own_result() -> None:
             assert result == n * 10
 
 
+@pytest.mark.parametrize("returned", [0, 1, 3])
+async def test_a_commit_that_returns_the_wrong_number_of_results_fails_every_caller_of_its_batch(
+    returned: int,
+) -> None:
+    """No caller is left waiting (or given another's result) when a commit breaks one result per item."""
+    batches: list[int] = []
+
+    async def commit(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(len(items))
+        results = [n * 10 for n in items]
+        return (results * 2)[:returned] if len(batches) == 1 else results
+
+    group = GroupCommit[int, int](commit)
+    async with asyncio.timeout(10):  # a caller left waiting would hang here
+        first = await asyncio.gather(*(group.submit(n) for n in (1, 2)), return_exceptions=True)
+        later = await group.submit(3)  # the writer lives on
+        await group.drain()
+    assert batches == [2, 1]
+    assert [type(r) for r in first] == [ValueError] * 2
+    assert all(("shorter" if returned < 2 else "longer") in str(r) for r in first)
+    assert later == 30
+
+
 @pytest.mark.parametrize("writers", [None, 2])
 async def test_no_more_writers_commit_at_once_than_allowed_and_no_batch_holds_over_256(writers: int | None) -> None:
     sizes: list[int] = []
