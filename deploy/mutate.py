@@ -20,6 +20,7 @@ It records nothing and keeps no cache.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import ctypes
 import hashlib
@@ -100,16 +101,44 @@ MODULES: dict[str, list[str]] = {
             "app_mode_edits_that_outgrow_a_message_continue_in_its_thread_and_lose_nothing",
         )),
     )],
-    "receiver/store": ["tests/receiver/store"],
     "receiver/store/ops.py": ["tests/receiver/store/test_ops.py", "tests/receiver/store/test_idempotency.py",
                               "tests/receiver/store/test_ops_rows.py"],
+    "receiver/store/group_ops.py": ["tests/receiver/store/test_group_ops.py",
+                                    "tests/receiver/store/test_group_parts.py",
+                                    "tests/receiver/store/test_grouping.py"],
     "receiver/store/moves.py": ["tests/receiver/store/test_moves.py"],
+    "receiver/store/reads.py": ["tests/receiver/store/test_reads.py",
+                                "tests/receiver/store/test_steering.py::test_filters_match_labels_exactly_and_page",
+                                "tests/receiver/store/test_steering.py::test_stats_facts_count_runs_and_actions_in_the_range",
+                                "tests/receiver/store/test_steering.py::test_events_pauses_and_runs_by_hand_land_in_the_timeline"],
     "receiver/store/limits.py": ["tests/receiver/store/test_limits.py",
                                  "tests/receiver/store/test_ops.py::test_max_concurrent_puts_a_new_run_back_to_wait_until_a_run_ends",
                                  "tests/receiver/store/test_ops.py::test_dry_runs_do_not_count_towards_the_circuit_breaker"],
     "receiver/store/steering.py": ["tests/receiver/store/test_steering_rows.py",
                                    "tests/receiver/store/test_steering.py", "tests/receiver/store/test_limits.py",
                                    "tests/receiver/store/test_ops.py::test_manual_run_bypasses_pause_and_actions_are_recorded"],
+    "receiver/store/grouping.py": [*(f"tests/receiver/store/test_ops_rows.py::test_{t}" for t in (
+        "a_grouped_delivery_waits_its_window_in_its_group_and_a_page_does_not_wait",
+        "a_plan_outcome_joins_the_alerts_group_and_is_due_with_its_window",
+        "a_skipped_note_folds_into_the_waiting_firing_message_and_the_next_delivery_still_queues",
+        "renewing_a_lease_renews_the_lease_of_the_group_it_holds",
+        "a_claim_leases_the_group_of_the_member_it_takes_for_the_lease",
+        "a_claim_on_postgresql_leaves_a_member_whose_group_row_another_replica_holds",
+    )), "tests/receiver/store/test_grouping_rows.py", "tests/receiver/store/test_group_parts.py",
+        "tests/receiver/store/test_grouping.py"],
+    "receiver/store/batching.py": ["tests/receiver/store/test_batching.py"],
+    "receiver/store/pacing.py": ["tests/receiver/store/test_pacing_rows.py",
+                                 *(f"tests/receiver/store/test_ops.py::test_{t}" for t in (
+                                     "send_slots_space_a_destination_and_hold_each_jobs_slot",
+                                     "an_urgent_delivery_takes_the_next_slot_ahead_of_held_ones",
+                                     "resolved_replaces_a_firing_message_still_waiting_and_frees_its_slot",
+                                 ))],
+    "receiver/store/sqlite.py": ["tests/receiver/store/test_sqlite.py"],
+    "receiver/store/postgres.py": ["tests/receiver/store/test_postgres.py"],
+    "receiver/store/schema.py": ["tests/receiver/store/test_schema.py",
+                                "tests/receiver/store/test_sqlite.py::test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_open"],
+    "receiver/store/driver.py": ["tests/receiver/store/test_driver.py"],
+    "receiver/store/__init__.py": ["tests/receiver/store/test_open_store.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 KILLED = ("killed", "suspicious", "timeout")
@@ -117,6 +146,41 @@ KILLED = ("killed", "suspicious", "timeout")
 SMOKE = "exporter/sources/redis_dlq.py"
 SMOKE_BUDGET = 300.0
 """Seconds: a smoke that hangs fails CI instead of holding it (it takes about half a minute)."""
+
+
+def _code_only(tree: ast.Module) -> ast.Module:
+    """The module without its docstrings, imports and ``if TYPE_CHECKING:`` blocks: what mutants come from."""
+
+    def kept(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            return False
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return False
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        return not (docstring and isinstance(node.value.value, str))  # type: ignore[attr-defined]
+
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                setattr(node, name, [n for n in body if kept(n)] or [ast.Pass()])
+    return tree
+
+
+def fingerprint(module: str, source: str | None = None) -> str:
+    """The code a run mutated, as 12 hex digits: a changed module needs a new run, a changed comment does not.
+
+    Docstrings, comments, imports, ``TYPE_CHECKING`` blocks and layout do not count (mutmut mutates none
+    of them); every statement and expression does. ``source`` is the module's text (default: the file now).
+    """
+    path = ROOT / module
+    if source is None and path.is_dir():  # a package: each of its files
+        files = [str(f.relative_to(ROOT)) for f in sorted(path.rglob("*.py"))]
+        dump = " ".join(f"{name}:{fingerprint(name)}" for name in files)
+    else:
+        text = path.read_text() if source is None else source
+        dump = ast.dump(_code_only(ast.parse(text)), annotate_fields=False, include_attributes=False)
+    return hashlib.sha256(dump.encode()).hexdigest()[:12]
 
 
 def mutmut(*args: str) -> str:
@@ -277,6 +341,7 @@ def survivor(mutant: str) -> list[str]:
 def run(module: str, budget: float | None = None, resume: bool = False) -> str:
     """Mutate one module and return its section for the results file."""
     tests = " ".join(MODULES[module])
+    code = fingerprint(module)
     kept = module_cache(module)
     CACHE.unlink(missing_ok=True)
     if resume and kept.exists():
@@ -302,7 +367,7 @@ def run(module: str, budget: float | None = None, resume: bool = False) -> str:
         f"<!-- mutation:{module} -->",
         f"### {module}",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d} against `{tests}`: {summary}"
+        f"Run {datetime.now(UTC):%Y-%m-%d} of code `{code}` against `{tests}`: {summary}"
         + "".join(f", {len(counts[s])} {s}" for s in ("survived", "timeout", "skipped") if counts[s])
         + ".",
     ]

@@ -26,9 +26,9 @@ class PlanMatch:
 class Decision:
     notifiers: tuple[str, ...]
     plans: tuple[PlanMatch, ...]
-    rejected: tuple[str, ...] = ()
+    rejected: tuple[str, ...]
     """Why plans that matched did not take the alert (a label failed its pattern)."""
-    windows: Mapping[str, float] = field(default_factory=dict)
+    windows: Mapping[str, float]
     """Per notifier, the ``group_window`` of the first matching route that names it."""
 
     @property

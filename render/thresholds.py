@@ -139,8 +139,8 @@ class Frameworks(StrictModel):
 class ReceiverWatch(StrictModel):
     """The receiver's own alerts, over its own scrape job (``selector``), so a stuck receiver is seen."""
 
-    enabled: bool = True
-    """False where no opsloop receiver runs: its absence would otherwise page."""
+    enabled: bool
+    """False where no opsloop receiver runs: its absence would otherwise page (the defaults say true)."""
     selector: str
     down: Rule
     absent: Rule

@@ -36,4 +36,4 @@ def open_store(url: str) -> Store:
         return SqliteStore(url.removeprefix("sqlite://"))
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
-    raise ValueError(f"unsupported store URL {url.split(':', 1)[0]}:// (use sqlite:/// or postgresql://)")
+    raise ValueError(f"unsupported store URL {url.partition(':')[0]}:// (use sqlite:/// or postgresql://)")

@@ -17,13 +17,16 @@ from typing import Generic, TypeVar
 W = TypeVar("W")
 R = TypeVar("R")
 
-Commit = Callable[[Sequence[W]], Awaitable[Sequence[R | BaseException]]]
-
 
 class GroupCommit(Generic[W, R]):
     """``await submit(item)`` returns ``item``'s result once the batch holding it is committed."""
 
-    def __init__(self, commit: Commit[W, R], writers: int = 1, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        commit: Callable[[Sequence[W]], Awaitable[Sequence[R | BaseException]]],
+        writers: int = 1,
+        max_batch: int = 256,
+    ) -> None:
         self._commit = commit
         self._writers = writers
         self._max_batch = max_batch
@@ -53,13 +56,16 @@ class GroupCommit(Generic[W, R]):
     async def _write_batches(self) -> None:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
+            futures = [future for _, future in batch]
             try:
-                results: Sequence[R | BaseException] = await self._commit([item for item, _ in batch])
+                results = await self._commit([item for item, _ in batch])
+                # Paired before any is settled: a commit that breaks one result per item fails them all
+                # (ValueError) instead of settling some and leaving the others waiting.
+                settled = list(zip(futures, results, strict=True))
             except Exception as exc:  # every waiter must be settled, whatever went wrong
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
+                settled = [(future, exc) for future in futures]
+            # Callers await their future through a shield, so each is settled here, once.
+            for future, result in settled:
                 if isinstance(result, BaseException):
                     future.set_exception(result)
                 else:
@@ -68,7 +74,7 @@ class GroupCommit(Generic[W, R]):
     async def drain(self) -> None:
         """Wait for the writers to commit what is queued (before the store closes)."""
         while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.wait(self._tasks)  # a writer's own error is not drain's: it settled its callers
 
 
 def _retrieved(future: asyncio.Future[object]) -> None:

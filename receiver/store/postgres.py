@@ -21,17 +21,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
-from typing import TypeVar
 
 import psycopg
 from opsloop.receiver.domain import RoutedAlert
 from opsloop.receiver.store.batching import GroupCommit
-from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, drive, drive_together
+from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, T, drive, drive_together
 from opsloop.receiver.store.ops import Store
 from opsloop.receiver.store.schema import Dialect
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 POSTGRES = Dialect(

@@ -18,13 +18,12 @@ import sqlite3
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, drive
+from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, T, drive
 from opsloop.receiver.store.ops import Store
 from opsloop.receiver.store.schema import Dialect
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SQLITE = Dialect(
@@ -53,7 +52,7 @@ class SqliteStore(Store):
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, isolation_level=None)  # used in the writer thread alone
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
@@ -64,14 +63,11 @@ class SqliteStore(Store):
                 except sqlite3.OperationalError as exc:
                     if "duplicate column name" not in str(exc):  # an upgrade this store had already
                         raise
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
-        self._conn = conn
-        try:
+            self._conn = conn  # from here on, close() closes it
             reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA query_only=ON")
             reader.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._reader = reader
         log.info("store opened", extra={"store": "sqlite", "path": str(self.path)})

@@ -50,15 +50,20 @@ def text(message: EmailMessage) -> str:
 
 
 async def mail_all(store: Store, tmp_path: Path, config: ReceiverConfig, metrics: ReceiverMetrics) -> None:
-    """Run a worker until no delivery is pending any more."""
+    """Run a worker until no delivery is pending any more and its last step has finished.
 
-    async def done() -> bool:
-        return rows(tmp_path / "r.db", "SELECT COUNT(*) FROM jobs WHERE kind = 'delivery' AND state = 'pending'") == [
-            (0,)
-        ]
+    A step commits its outcome before it counts and logs it: stopping the worker at the commit could
+    cut off the count and the log line the tests read.
+    """
+    async with notifiers_of(config) as notifiers:
+        worker = worker_of(config, store, notifiers, metrics)
 
-    async with notifiers_of(config) as notifiers, running(worker_of(config, store, notifiers, metrics)):
-        await eventually(done, 20, "every delivery ended")
+        async def done() -> bool:
+            pending = "SELECT COUNT(*) FROM jobs WHERE kind = 'delivery' AND state = 'pending'"
+            return rows(tmp_path / "r.db", pending) == [(0,)] and not worker._tasks  # no step in flight
+
+        async with running(worker):
+            await eventually(done, 20, "every delivery ended")
 
 
 async def test_a_group_is_one_mail_recorded_logged_and_counted(

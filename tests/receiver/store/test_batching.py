@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ async def test_group_commit_settles_each_caller_with_its_own_result() -> None:
         return [ValueError(f"refused {n}") if n % 5 == 0 else n * 10 for n in items]
 
     group = GroupCommit[int, int](commit, writers=2)
-    results = await asyncio.gather(*(group.submit(n) for n in range(1, 21)), return_exceptions=True)
-    await group.drain()
+    async with asyncio.timeout(10):  # a writer that died leaves its callers waiting
+        results = await asyncio.gather(*(group.submit(n) for n in range(1, 21)), return_exceptions=True)
+        await group.drain()
     assert sorted(n for batch in batches for n in batch) == list(range(1, 21))
     assert len(batches) < 20  # callers that arrived while the writers were busy shared a commit
     failed = next(batch for batch in batches if 13 in batch)
@@ -76,6 +78,73 @@ async def test_group_commit_settles_each_caller_with_its_own_result() -> None:
             assert str(result) == f"refused {n}"
         else:
             assert result == n * 10
+
+
+@pytest.mark.parametrize("returned", [0, 1, 3])
+async def test_a_commit_that_returns_the_wrong_number_of_results_fails_every_caller_of_its_batch(
+    returned: int,
+) -> None:
+    """No caller is left waiting (or given another's result) when a commit breaks one result per item."""
+    batches: list[int] = []
+
+    async def commit(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(len(items))
+        results = [n * 10 for n in items]
+        return (results * 2)[:returned] if len(batches) == 1 else results
+
+    group = GroupCommit[int, int](commit)
+    async with asyncio.timeout(10):  # a caller left waiting would hang here
+        first = await asyncio.gather(*(group.submit(n) for n in (1, 2)), return_exceptions=True)
+        later = await group.submit(3)  # the writer lives on
+        await group.drain()
+    assert batches == [2, 1]
+    assert [type(r) for r in first] == [ValueError] * 2
+    assert all(("shorter" if returned < 2 else "longer") in str(r) for r in first)
+    assert later == 30
+
+
+@pytest.mark.parametrize("writers", [None, 2])
+async def test_no_more_writers_commit_at_once_than_allowed_and_no_batch_holds_over_256(writers: int | None) -> None:
+    sizes: list[int] = []
+    running = most = 0
+
+    async def commit(items: Sequence[int]) -> list[int | BaseException]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        sizes.append(len(items))
+        await asyncio.sleep(0.01)
+        running -= 1
+        return [n * 10 for n in items]
+
+    group = GroupCommit[int, int](commit) if writers is None else GroupCommit[int, int](commit, writers=writers)
+    async with asyncio.timeout(10):
+        for _ in range(2):  # after a quiet moment, writers start again
+            assert await asyncio.gather(*(group.submit(n) for n in range(600))) == [n * 10 for n in range(600)]
+        await group.drain()
+    assert most == (writers or 1)  # one by default
+    assert sizes == [256, 256, 88] * 2  # everything queued before the first writer ran, in batches of 256
+
+
+async def test_a_caller_that_gave_up_leaves_no_error_unretrieved(caplog: pytest.LogCaptureFixture) -> None:
+    started, failing = asyncio.Event(), asyncio.Event()
+
+    async def commit(items: Sequence[int]) -> list[int | BaseException]:
+        started.set()
+        await failing.wait()
+        raise RuntimeError("database gone")
+
+    group = GroupCommit[int, int](commit)
+    caller = asyncio.create_task(group.submit(1))
+    await started.wait()
+    caller.cancel()  # the webhook's client hung up; its batch goes on
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    failing.set()
+    await group.drain()
+    del caller
+    gc.collect()  # an error nobody retrieved is logged when its future is collected
+    assert "never retrieved" not in caplog.text
 
 
 async def test_concurrent_webhooks_share_commits_and_one_alert_is_stored_once(db: Database) -> None:

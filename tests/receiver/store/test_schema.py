@@ -1,0 +1,131 @@
+"""The store's tables and row mapping on both backends: every column read into its own field.
+
+Rows are written and read with SQL on a connection of the test's own (the helper ``rows``), with a
+different value in each column, so a field read from its neighbour's column shows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+import psycopg
+from opsloop.receiver.store import Store
+from opsloop.receiver.store.postgres import PostgresStore
+from opsloop.receiver.store.schema import json_text
+
+from tests.receiver.store.test_ops import NOW, alert
+from tests.receiver.store.test_ops_rows import GROUPED, labelled, rows
+
+
+def write(store: Store, *statements: str) -> None:
+    """Run ``statements`` beside the store and commit them."""
+    if isinstance(store, PostgresStore):
+        with psycopg.connect(store.dsn) as db:  # commits on leaving
+            for sql in statements:
+                db.execute(sql)
+        return
+    with closing(sqlite3.connect(store.path)) as db:  # type: ignore[attr-defined]
+        for sql in statements:
+            db.execute(sql)
+        db.commit()
+
+
+def test_json_text_is_canonical() -> None:
+    assert json_text({"b": "2", "a": "1 ü"}) == '{"a":"1 \\u00fc","b":"2"}'
+
+
+async def test_the_store_reads_every_column_into_its_own_field(store: Store) -> None:
+    await store.ingest([alert("plain"), alert("grouped", **GROUPED)], "http://am", 3, NOW)
+    write(
+        store,
+        "UPDATE incidents SET ends_at = '2030-01-01T01:00:00Z', status = 'resolved', received_at = 1000.5",
+        "UPDATE jobs SET note = 'a note', stage = 4, phase = 'wait', due_at = 1001.5, run_started_at = 1002.5, "
+        "attempts = 5, interrupted = 6, manual = 1, dry_run = 0, result = 'r', created_at = 1003.5, "
+        "finished_at = 1004.5, updated_at = 1005.5",
+        "UPDATE delivery_groups SET ref = 'ts-1'",
+    )
+    ((grouped_id, gid),) = rows(store, "SELECT job_id, gid FROM delivery_groups")
+    ((incident_id,),) = rows(store, f"SELECT incident_id FROM jobs WHERE id = {grouped_id}")
+    other = "INSERT INTO actions (job_id, plan, stage, position, type, state, detail, dry_run, started_at) " + (
+        f"SELECT id, 'x', 0, 0, 'x', 'x', '', 0, 0 FROM jobs WHERE id <> {grouped_id}"
+    )
+    write(
+        store,
+        other,  # two actions of the other job first: ids 1 and 2, so this one's id differs from its job's (1 or 2)
+        other,
+        "INSERT INTO actions (job_id, plan, stage, position, type, state, detail, dry_run, started_at, finished_at) "
+        f"VALUES ({grouped_id}, 'fix', 2, 3, 'command', 'ok', 'done', 0, 1010.5, 1011.5)",
+        "INSERT INTO approvals (job_id, stage, state, requested_at, deadline, decided_by, decided_at, reason) "
+        f"VALUES ({grouped_id}, 2, 'approved', 1020.5, 1021.5, 'ann', 1022.5, 'why')",
+        "INSERT INTO events (incident_id, job_id, at, kind, actor, title, detail) "
+        f"VALUES ({incident_id}, {grouped_id}, 1030.5, 'note', 'ann', 'a title', 'a detail')",
+    )
+    (view,) = await store.incidents(incident_id=incident_id)
+    incident = view.incident
+    (found,) = rows(
+        store,
+        "SELECT id, fingerprint, starts_at, status, labels, annotations, ends_at, generator_url, external_url, "
+        f"truncated_alerts, received_at FROM incidents WHERE id = {incident_id}",
+    )
+    assert (incident.id, incident.fingerprint, incident.starts_at, incident.status, json_text(incident.labels),
+            json_text(incident.annotations), incident.ends_at, incident.generator_url, incident.external_url,
+            incident.truncated_alerts, incident.received_at) == found  # fmt: skip
+    assert found[1:] == ("grouped", "2030-01-01T00:00:00Z", "resolved", '{"alertname":"A","fp":"grouped"}',
+                         '{"summary":"s"}', "2030-01-01T01:00:00Z", "http://g", "http://am", 3, 1000.5)  # fmt: skip
+    (job,) = view.jobs
+    (found,) = rows(
+        store,
+        "SELECT id, key, kind, target, notify_kind, note, vals, state, stage, phase, due_at, run_started_at, "
+        "attempts, interrupted, manual, dry_run, result, created_at, finished_at, updated_at FROM jobs "
+        f"WHERE id = {grouped_id}",
+    )
+    assert (job.id, job.key, job.kind, job.target, job.notify_kind, job.note, job.values, job.state, job.stage,
+            job.phase, job.due_at, job.run_started_at, job.attempts, job.interrupted, job.manual, job.dry_run,
+            job.result, job.created_at, job.finished_at, job.updated_at) == (
+        *found[:6], json.loads(found[6]), *found[7:14], bool(found[14]), bool(found[15]), *found[16:]
+    )  # fmt: skip
+    assert found[5:] == ("a note", "{}", "pending", 4, "wait", 1001.5, 1002.5, 5, 6, 1, 0, "r", 1003.5, 1004.5, 1005.5)
+    assert (job.incident, job.group, job.message_ref) == (incident, gid, "ts-1")
+    (plain,) = [j for v in await store.incidents() for j in v.jobs if j.id != grouped_id]
+    assert (plain.incident.fingerprint, plain.group, plain.message_ref) == ("plain", "", "")
+    (action,) = view.actions
+    (found,) = rows(
+        store,
+        "SELECT id, job_id, plan, stage, position, type, state, detail, dry_run, started_at, finished_at "
+        f"FROM actions WHERE job_id = {grouped_id}",
+    )
+    assert (action.id, action.job_id, action.plan, action.stage, action.position, action.type, action.state,
+            action.detail, int(action.dry_run), action.started_at, action.finished_at) == found  # fmt: skip
+    assert action.id != action.job_id  # else a field read from its neighbour's column would not show
+    assert (action.plan, action.stage, action.position, action.dry_run, action.finished_at) == (
+        "fix",
+        2,
+        3,
+        False,
+        1011.5,
+    )
+    (approval,) = view.approvals
+    assert (approval.job_id, approval.stage, approval.state, approval.requested_at, approval.deadline,
+            approval.decided_by, approval.decided_at, approval.reason) == (
+        grouped_id, 2, "approved", 1020.5, 1021.5, "ann", 1022.5, "why"
+    )  # fmt: skip
+    assert await store.approval(grouped_id, 2) == approval
+    (event,) = view.events
+    assert (event.incident_id, event.job_id, event.at, event.kind, event.actor, event.title, event.detail) == (
+        incident_id, grouped_id, 1030.5, "note", "ann", "a title", "a detail"
+    )  # fmt: skip
+
+
+async def test_each_jobs_urgency_comes_from_its_alerts_severity(store: Store) -> None:
+    """0 for escalations, then 1 critical, 2 warning, 3 anything else (a value containing "critical" too)."""
+    await store.ingest(
+        [labelled(alert("crit"), severity="critical"), labelled(alert("warn"), severity="warning"),
+         labelled(alert("info"), severity="info"), labelled(alert("tricky"), note='"severity":"critical"')],
+        "", 0, NOW,
+    )  # fmt: skip
+    found = rows(store, "SELECT i.fingerprint, j.urgency FROM jobs j JOIN incidents i ON i.id = j.incident_id")
+    assert sorted(found) == [("crit", 1), ("info", 3), ("tricky", 3), ("warn", 2)]
+    claimed = await store.claim("w", 2, 30, NOW)  # the most urgent first
+    assert sorted(j.incident.fingerprint for j in claimed) == ["crit", "warn"]
