@@ -18,7 +18,7 @@ import sqlite3
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from opsloop.receiver.store.driver import Op, Result, Stmt, StoreUnavailable, T, drive
 from opsloop.receiver.store.ops import Store
@@ -77,11 +77,11 @@ class SqliteStore(Store):
         if self._reader is not None:
             await loop.run_in_executor(self._reader_executor, self._reader.close)
             self._reader = None
-        self._reader_executor.shutdown(wait=True)
+        self._reader_executor.shutdown()  # waits for its thread
         if self._conn is not None:
             await loop.run_in_executor(self._executor, self._conn.close)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown()  # waits for the writer thread
 
     async def _read(self, op: Op[T]) -> T:
         try:
@@ -107,7 +107,7 @@ class SqliteStore(Store):
     async def _run(self, op: Op[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        queued = (op, future, loop)
+        queued = _Queued(op, future, loop)
         self._queue.append(queued)
         if not self._scheduled:
             # The writer clears the flag before it takes the queue: an operation queued after that
@@ -134,12 +134,11 @@ class SqliteStore(Store):
             batch.append(self._queue.popleft())
         if not batch:
             return  # an earlier call took this call's operations
-        outcomes: list[tuple[object, BaseException | None]] = []
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = [self._in_savepoint(conn, op) for op, _, _ in batch]
+                outcomes = [self._in_savepoint(conn, queued.op) for queued in batch]
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -152,8 +151,8 @@ class SqliteStore(Store):
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"sqlite: {exc}")
             outcomes = [(None, error)] * len(batch)
         settled: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
-        for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):
-            settled.setdefault(loop, []).append((future, value, error))
+        for queued, (value, error) in zip(batch, outcomes, strict=True):
+            settled.setdefault(queued.loop, []).append(_Settled(queued.future, value, error))
         for loop, results in settled.items():  # one wake-up of each waiting event loop
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
                 loop.call_soon_threadsafe(_settle, results)
@@ -183,10 +182,20 @@ def _execute(conn: sqlite3.Connection, stmt: Stmt) -> Result:
     return Result(cursor.fetchall(), cursor.rowcount)
 
 
-_Queued = tuple[Op[Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+class _Queued(NamedTuple):
+    """An operation waiting for the writer, and the event loop its caller waits in."""
+
+    op: Op[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
 
 
-_Settled = tuple["asyncio.Future[Any]", object, BaseException | None]
+class _Settled(NamedTuple):
+    """An operation's outcome, to be handed to its caller in the caller's event loop."""
+
+    future: asyncio.Future[Any]
+    value: object
+    error: BaseException | None
 
 
 def _settle(results: list[_Settled]) -> None:

@@ -7,11 +7,12 @@ The rows written are read beside the store (``rows``), not through its own reads
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opsloop.receiver.domain import FAILED, PLAN, SENT
-from opsloop.receiver.store import Op, Store
+from opsloop.receiver.store import Op, SqliteStore, Store
 from opsloop.receiver.store.grouping import MAX_TAKE
 
 from tests.receiver.store.test_group_parts import states, taken_group
@@ -166,3 +167,20 @@ async def test_a_part_of_a_refused_group_counts_every_change_it_holds(store: Sto
     held = sorted(set(due) - set(taken))
     assert [due[i] for i in held] == [NOW + 10, NOW + 11, NOW + 11]
     assert {due[i] for i in taken} == {NOW + 10}
+
+
+@pytest.mark.parametrize(("size", "writes"), [(200, 1), (201, 2)])
+async def test_sqlite_writes_a_long_group_change_in_parts_of_200_members(
+    tmp_path: Path, size: int, writes: int
+) -> None:
+    """Webhooks commit in SQLite's one writer too: between two parts of a long group write, not after it."""
+    store = SqliteStore(tmp_path / "parts.db")
+    await store.open()
+    try:
+        head, ids = await taken_group(store, size)
+        ran = operations(store)
+        assert await store.end_group(head, "a", ids, SENT, "sent", [], NOW + 6)
+        assert len(ran) == writes
+        assert {state for state, *_ in states(store).values()} == {SENT}
+    finally:
+        await store.close()
