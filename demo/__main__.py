@@ -314,6 +314,11 @@ async def amain(args: argparse.Namespace) -> int:
     finally:
         stopping = True
         await demo.close()
+        # Nothing is left to stop. Closing the loop would put Python's own Ctrl-C handler back, and a late
+        # Ctrl-C would then end the process with a traceback: from here on, both signals are ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
