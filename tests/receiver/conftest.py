@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from opsloop.receiver.store import SqliteStore
 from opsloop.testsupport.sinks import SlackSink, SmtpSink
 
 from tests.receiver.harness import Receiver, start_receiver
@@ -43,3 +44,12 @@ async def slack() -> AsyncIterator[SlackSink]:
 def mailbox() -> Iterator[SmtpSink]:
     with SmtpSink() as sink:
         yield sink
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An open SQLite store of the test's own, closed after it."""
+    store = SqliteStore(tmp_path / "receiver.db")
+    await store.open()
+    yield store
+    await store.close()

@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from opsloop.receiver.actions import attach_journal, build_action
@@ -31,11 +30,8 @@ def cluster() -> Iterator[RedisClusterNodes]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "receiver.db")
-    await store.open()
-    yield store
-    await store.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 def action_config(cluster: RedisClusterNodes, source: str, target: str, **options: object) -> dict[str, object]:

@@ -7,7 +7,6 @@ The rows written are read beside the store (``rows``), not through its own reads
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,16 +170,11 @@ async def test_a_part_of_a_refused_group_counts_every_change_it_holds(store: Sto
 
 @pytest.mark.parametrize(("size", "writes"), [(200, 1), (201, 2)])
 async def test_sqlite_writes_a_long_group_change_in_parts_of_200_members(
-    tmp_path: Path, size: int, writes: int
+    sqlite_store: SqliteStore, size: int, writes: int
 ) -> None:
     """Webhooks commit in SQLite's one writer too: between two parts of a long group write, not after it."""
-    store = SqliteStore(tmp_path / "parts.db")
-    await store.open()
-    try:
-        head, ids = await taken_group(store, size)
-        ran = operations(store)
-        assert await store.end_group(head, "a", ids, SENT, "sent", [], NOW + 6)
-        assert len(ran) == writes
-        assert {state for state, *_ in states(store).values()} == {SENT}
-    finally:
-        await store.close()
+    head, ids = await taken_group(sqlite_store, size)
+    ran = operations(sqlite_store)
+    assert await sqlite_store.end_group(head, "a", ids, SENT, "sent", [], NOW + 6)
+    assert len(ran) == writes
+    assert {state for state, *_ in states(sqlite_store).values()} == {SENT}

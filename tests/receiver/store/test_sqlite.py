@@ -9,7 +9,6 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -160,14 +159,6 @@ async def test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_o
     assert group is not None
     assert [j.incident.fingerprint for j in group] == ["m0", "m1", "m2"]
     await reopened.close()
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "receiver.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def thread_name() -> Op[str]:
