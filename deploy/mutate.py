@@ -174,13 +174,8 @@ def fingerprint(module: str, source: str | None = None) -> str:
     Docstrings, comments, imports, ``TYPE_CHECKING`` blocks and layout do not count (mutmut mutates none
     of them); every statement and expression does. ``source`` is the module's text (default: the file now).
     """
-    path = ROOT / module
-    if source is None and path.is_dir():  # a package: each of its files
-        files = [str(f.relative_to(ROOT)) for f in sorted(path.rglob("*.py"))]
-        dump = " ".join(f"{name}:{fingerprint(name)}" for name in files)
-    else:
-        text = path.read_text() if source is None else source
-        dump = ast.dump(_code_only(ast.parse(text)), annotate_fields=False, include_attributes=False)
+    text = (ROOT / module).read_text() if source is None else source
+    dump = ast.dump(_code_only(ast.parse(text)), annotate_fields=False, include_attributes=False)
     return hashlib.sha256(dump.encode()).hexdigest()[:12]
 
 
