@@ -11,6 +11,7 @@ instead of meaning something Alertmanager could never express. RE2 syntax Python
 translated (inline flags anywhere, ``$``, ``[[:alpha:]]`` classes, Go's ASCII-only ``\\d``, ``\\s``, ``\\w``
 and ``\\b``, ``\\Q...\\E``, ``\\z``, ``\\x{...}`` and octal escapes) or, without an equivalent (``(?U)``,
 ``[[:^alpha:]]``, Unicode classes such as ``\\pN``), refused by name; escapes RE2 refuses are refused.
+Under ``(?i)``, letters fold as in Go, which keeps the dotless and dotted i (U+0131, U+0130) apart from ``i``.
 """
 
 from __future__ import annotations
@@ -116,13 +117,14 @@ def _translated(value: str) -> str:
     i = 0
     while i < len(value):
         char, flags = value[i], _FLAGS.match(value, i)
+        folding = _in_force("i", groups, scopes)
         if char == "[":
             klass, i = _class(value, i)
-            out.append(klass)
+            out.append(_go_case(klass) if folding else klass)
             continue
         if char == "\\":
-            atom, i = _escape(value, i, in_class=False)
-            out.append(atom)
+            atom, i = _escape(value, i, in_class=False, folding=folding)
+            out.append(_go_case(atom) if folding else atom)
             continue
         if _LOOKAROUND.match(value, i):
             raise _not_re2(value)
@@ -156,8 +158,10 @@ def _translated(value: str) -> str:
             out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
             i += 1
             continue
-        elif char == "$" and not _multiline(groups, scopes):
+        elif char == "$" and not _in_force("m", groups, scopes):
             char = "\\Z"
+        elif folding and char in _GO_FOLDS:
+            char = _go_case(char)
         out.append(char)
         i += 1
     return "".join(out) + ")" * len(scopes[0])
@@ -176,16 +180,38 @@ def _repeat(value: str, start: int) -> tuple[str, int]:
     return found.group(), found.end()
 
 
-def _multiline(groups: list[str], scopes: list[list[str]]) -> bool:
-    """Whether ``(?m)`` is in force, given the flags of the open groups, outermost first."""
+def _in_force(flag: str, groups: list[str], scopes: list[list[str]]) -> bool:
+    """Whether ``flag`` is in force, given the flags of the open groups, outermost first."""
     on = False
     for flags in (f for own, set_later in zip(groups, scopes, strict=True) for f in (own, *set_later)):
         turned_on, _, turned_off = flags.partition("-")
-        on = "m" in turned_on or (on and "m" not in turned_off)
+        on = flag in turned_on or (on and flag not in turned_off)
     return on
 
 
-def _escape(value: str, start: int, in_class: bool) -> tuple[str, int]:
+_GO_FOLDS = {"i": "iI", "I": "iI", "\u0131": "\u0131", "\u0130": "\u0130"}
+"""The letters whose case folding differs between Go and Python, each with what Go folds it to. Go folds
+``i`` with ``I`` and the dotless ``\u0131`` and dotted ``\u0130`` each only with itself; Python's ``(?i)``
+takes all four for variants of one letter. Every other letter folds the same in both."""
+_NOT_FOLDED = "(?-i:(?![iI\u0131\u0130]))"
+
+
+def _go_case(atom: str) -> str:
+    """``atom`` (a character, an escape or a class) as Go's ``(?i)`` matches it: Python's ``(?i)`` for every
+    character but the four of ``_GO_FOLDS``, and Go's verdict, case-sensitive, for those.
+
+    Go folds a class before it negates it: ``(?i)[^i]`` refuses ``I``, so a negated class (``[^`` or the
+    ``(?:(?!`` of ``_class``) takes a letter only if it takes each of the letter's folds.
+    """
+    exact = re.compile(f"(?-i:{atom})")
+    verdict = all if atom.startswith(("[^", "(?:(?!")) else any
+    go = "".join(q for q, folds in _GO_FOLDS.items() if verdict(exact.fullmatch(f) for f in folds))
+    if go == "".join(q for q in _GO_FOLDS if re.fullmatch(f"(?i:{atom})", q)):
+        return atom
+    return f"(?:{_NOT_FOLDED}{atom}|(?-i:[{go}]))" if go else f"(?:{_NOT_FOLDED}{atom})"
+
+
+def _escape(value: str, start: int, in_class: bool, folding: bool = False) -> tuple[str, int]:
     """The RE2 escape at ``start`` in Python's notation, and where it ends.
 
     Code points become ``\\U``, Perl classes Go's ASCII ranges (a class, or its members inside one),
@@ -205,8 +231,8 @@ def _escape(value: str, start: int, in_class: bool) -> tuple[str, int]:
         raise re.error("missing closing ): \\Q without \\E quotes the ) that Alertmanager's anchoring adds")
     if kind == "other" or (in_class and kind in ("quoted", "anchor")):
         raise re.error(f"invalid escape sequence {value[start : start + 2]}")
-    if kind == "quoted":
-        return re.escape(text), end
+    if kind == "quoted":  # each letter on its own under ``(?i)``, as ``_go_case`` takes one at a time
+        return "".join(_go_case(c) if folding and c in _GO_FOLDS else re.escape(c) for c in text), end
     if kind in ("octal", "braced", "hex"):
         code = int(text, 8 if kind == "octal" else 16)
         if code > 0x10FFFF:

@@ -77,6 +77,44 @@ MATCHES = [  # (pattern, label value, matches)
     ("[:alpha:]+", "b", False),
 ]
 
+LETTERS = "iI\u0131\u0130kK\u212asS\u017f"
+"""Letters Go folds in groups of one to three: ``iI``, the dotless ``\u0131``, the dotted ``\u0130``, ``kK`` with
+the Kelvin sign and ``sS`` with the long s (Go's ``unicode.SimpleFold`` orbits)."""
+FOLDING = [  # (pattern, the letters of LETTERS it matches): Go folds a class's members, then negates it
+    ("(?i)i", "iI"),
+    ("(?i)I", "iI"),
+    ("(?i)\u0131", "\u0131"),
+    ("(?i)\u0130", "\u0130"),
+    ("(?i)\\x{131}", "\u0131"),
+    ("(?i)\\QI\\E", "iI"),
+    ("(?i)\\Qxi\\E|k", "kK\u212a"),
+    ("(?i)k", "kK\u212a"),
+    ("(?i)\u017f", "sS\u017f"),
+    ("(?i)[i]", "iI"),
+    ("(?i)[^i]", "\u0131\u0130kK\u212asS\u017f"),
+    ("(?i)[\u0131]", "\u0131"),
+    ("(?i)[^\u0131]", "iI\u0130kK\u212asS\u017f"),
+    ("(?i)[^\u0130I]", "\u0131kK\u212asS\u017f"),
+    ("(?i)[a-z]", "iIkK\u212asS\u017f"),
+    ("(?i)[^a-z]", "\u0131\u0130"),
+    ("(?i)[[:alpha:]]", "iIkK\u212asS\u017f"),
+    ("(?i)\\w", "iIkK\u212asS\u017f"),
+    ("(?i)\\W", "\u0131\u0130"),
+    ("(?i)[\\x{100}-\\x{17f}]", "\u0131\u0130sS\u017f"),  # the long s brings s and S
+    ("(?i)[^\\x{100}-\\x{17f}]", "iIkK\u212a"),
+    ("(?i)[i\\W]", "iI\u0131\u0130"),
+    ("(?i)[^I\\W]", "kK\u212asS\u017f"),
+    ("(?i)[j-\u0131]", "\u0131\u0130kK\u212asS\u017f"),  # the dotted one is in the range
+    ("(?i)(?-i:i)|\u0131", "i\u0131"),
+    ("[i\u0131]", "i\u0131"),
+    ("(?i).", LETTERS),
+]
+
+
+def folding_cases() -> list[tuple[str, str, bool]]:
+    return [(pattern, letter, letter in matched) for pattern, matched in FOLDING for letter in LETTERS]
+
+
 NAMED = {  # RE2's ASCII classes: the C locale's
     "alnum": string.ascii_letters + string.digits,
     "alpha": string.ascii_letters,
@@ -105,7 +143,7 @@ def named_cases(every: str = EVERY) -> list[tuple[str, str, bool]]:
     return cases
 
 
-@pytest.mark.parametrize(("pattern", "value", "expected"), MATCHES + named_cases())
+@pytest.mark.parametrize(("pattern", "value", "expected"), MATCHES + named_cases() + folding_cases())
 def test_re2_syntax_matches_as_in_re2(pattern: str, value: str, expected: bool) -> None:
     assert new_matcher("a", "=~", pattern).matches({"a": value}) is expected
 
@@ -133,7 +171,7 @@ def disagreements(tmp_path: Path, cases: list[tuple[str, str, bool]]) -> list[tu
 
 def test_the_tables_agree_with_alertmanager(tmp_path: Path) -> None:
     # amtool reads labels from its command line, where no argument holds a NUL
-    assert disagreements(tmp_path, MATCHES + named_cases(EVERY.replace("\0", ""))) == []
+    assert disagreements(tmp_path, MATCHES + named_cases(EVERY.replace("\0", "")) + folding_cases()) == []
 
 
 REFUSED = [  # (pattern, message): refused by Alertmanager as well
