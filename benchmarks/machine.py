@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -100,3 +101,42 @@ class FlushSampler(threading.Thread):
         self.join()
         ordered = sorted(self.samples) or [0.0]
         return ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)]
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor took from this virtual machine's cores so far (``steal`` in /proc/stat)."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+
+
+class StallSampler:
+    """A child process that asks to wake up every 5 ms, at real-time priority, until stopped, and reports
+    the longest delay.
+
+    A real-time (``SCHED_FIFO``) process runs as soon as it wakes, ahead of every ordinary process, so its
+    delay is the time the machine itself ran nothing: the hypervisor pausing the virtual machine, or the
+    kernel. A latency tail as long as the stall came from the machine, not the code. A process of its own,
+    so no interpreter lock of the script's delays it. Without the right to real-time scheduling (root or
+    CAP_SYS_NICE) it says so and measures anyway, which then counts waiting behind other processes too."""
+
+    CHILD = """
+import os, select, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+except OSError as exc:
+    print(f"stall sampler without real-time scheduling ({exc}): it counts waiting for a CPU", file=sys.stderr)
+longest = 0.0
+for _ in range(1_000_000):  # bounded: over an hour and a half of 5 ms naps
+    asked = time.perf_counter()
+    if select.select([sys.stdin], [], [], 0.005)[0]:
+        break
+    longest = max(longest, time.perf_counter() - asked - 0.005)
+print(longest * 1000)
+"""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CHILD], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    def longest_ms(self) -> float:
+        out, _ = self.proc.communicate("", timeout=10)
+        return float(out)

@@ -10,8 +10,9 @@ acknowledgement path alone). It prints webhooks per second, p50/p99 acknowledgem
 histogram), the server process's CPU time per acknowledged webhook (all its threads), the load average
 before each measurement, the p99 of a 4 KiB write and ``fdatasync`` sampled every 10 ms on the store's
 file system during the measurement (what a durable commit cannot beat), and the throughput ratio to the
-bare handler of the same round; then the server's cores, everybody else's cores and the time the
-server's threads waited for a CPU (``machine``), and for PostgreSQL what the server did meanwhile
+bare handler of the same round; then the server's cores, everybody else's cores, the time the
+server's threads waited for a CPU, the cores the hypervisor took and the longest time the machine ran
+nothing at all (``machine``), and for PostgreSQL what the server did meanwhile
 (``postgres_side``). Every measurement is bounded in time (``--seconds``) and in count
 (``--max-requests``); each receiver starts on an empty store.
 
@@ -47,11 +48,13 @@ import yaml
 from aiohttp import web
 from machine import (
     FlushSampler,
+    StallSampler,
     children_cpu_seconds,
     cpu_seconds,
     machine_busy_seconds,
     prioritise,
     runqueue_wait_seconds,
+    steal_seconds,
 )
 from opsloop.testsupport.servers import LOOPBACK, PostgresServer, ServerError, free_port, http_ok, wait_until
 from opsloop.testsupport.sinks import SlackSink
@@ -192,24 +195,25 @@ def measure(
         load = os.getloadavg()[0]
         server = activity() if activity else None
         started = [time.monotonic(), machine_busy_seconds(), cpu_seconds(proc.pid), children_cpu_seconds(),
-                   time.process_time(), runqueue_wait_seconds(proc.pid)]  # fmt: skip
-        flushes = FlushSampler(work)
+                   time.process_time(), runqueue_wait_seconds(proc.pid), steal_seconds()]  # fmt: skip
+        flushes, stalls = FlushSampler(work), StallSampler()
         flushes.start()
         try:
             result = wrk(url, args, args.seconds, args.max_requests, work)
         finally:
-            flush_p99 = flushes.p99()
+            flush_p99, stall = flushes.p99(), stalls.longest_ms()
         ended = [time.monotonic(), machine_busy_seconds(), cpu_seconds(proc.pid), children_cpu_seconds(),
-                 time.process_time(), runqueue_wait_seconds(proc.pid)]  # fmt: skip
+                 time.process_time(), runqueue_wait_seconds(proc.pid), steal_seconds()]  # fmt: skip
         done = server.delta() if server else {}
     finally:
         stop(proc)
-    elapsed, busy, cpu, load_generator, script, waited = (b - a for a, b in zip(started, ended, strict=True))
+    elapsed, busy, cpu, load_generator, script, waited, stolen = (b - a for a, b in zip(started, ended, strict=True))
     others = busy - cpu - load_generator - script - done.get("postgres_cpu", 0.0)
     return {  # type: ignore[return-value]
         **result, **done, "name": name, "load": load, "cpu_us": cpu / max(result["requests"], 1) * 1e6,
         "fsync_p99": flush_p99, "cores": cpu / elapsed, "other_cores": max(others, 0.0) / elapsed,
-        "runqueue": waited / elapsed,
+        "runqueue": waited / elapsed, "stall_ms": stall,
+        "steal": stolen / elapsed,
     }  # fmt: skip
 
 
@@ -249,7 +253,8 @@ def one_round(
 def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> None:
     print(f"wrk, {args.connections} connections, {args.seconds:g} s per measurement, one alert per webhook, loopback")
     print(f"{'round':>5} {'server':34} {'load':>5} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU us':>7} "
-          f"{'fsync99':>8} {'errors':>7} {'/ bare':>7} {'cores':>6} {'others':>6} {'queued':>6}")  # fmt: skip
+          f"{'fsync99':>8} {'errors':>7} {'/ bare':>7} {'cores':>6} {'others':>6} {'queued':>6} {'stolen':>6} "
+          f"{'stall ms':>8}")  # fmt: skip
     for n, results in enumerate(rounds, 1):
         bare = results[0]["rate"] if results[0]["name"] == BARE else 0.0
         for r in results:
@@ -257,7 +262,7 @@ def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> No
             ratio = f"{r['rate'] / bare:7.2f}" if bare else f"{'-':>7}"
             print(f"{n:5d} {r['name']:34} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                   f"{r['cpu_us']:7.0f} {r['fsync_p99']:8.2f} {errors:7d} {ratio} {r['cores']:6.2f} "
-                  f"{r['other_cores']:6.2f} {r['runqueue']:6.2f}")  # fmt: skip
+                  f"{r['other_cores']:6.2f} {r['runqueue']:6.2f} {r['steal']:6.2f} {r['stall_ms']:8.1f}")  # fmt: skip
     if any("checkpoints" in r for results in rounds for r in results):
         print("PostgreSQL during each measurement:")
     for n, results in enumerate(rounds, 1):

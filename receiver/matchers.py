@@ -206,8 +206,6 @@ def _go_case(atom: str) -> str:
     exact = re.compile(f"(?-i:{atom})")
     verdict = all if atom.startswith(("[^", "(?:(?!")) else any
     go = "".join(q for q, folds in _GO_FOLDS.items() if verdict(exact.fullmatch(f) for f in folds))
-    if go == "".join(q for q in _GO_FOLDS if re.fullmatch(f"(?i:{atom})", q)):
-        return atom
     return f"(?:{_NOT_FOLDED}{atom}|(?-i:[{go}]))" if go else f"(?:{_NOT_FOLDED}{atom})"
 
 

@@ -90,6 +90,8 @@ FOLDING = [  # (pattern, the letters of LETTERS it matches): Go folds a class's 
     ("(?i)\\Qxi\\E|k", "kK\u212a"),
     ("(?i)k", "kK\u212a"),
     ("(?i)\u017f", "sS\u017f"),
+    ("(?i)[X]", ""),  # a member that folds with none of them
+    ("(?i)[^X]", LETTERS),
     ("(?i)[i]", "iI"),
     ("(?i)[^i]", "\u0131\u0130kK\u212asS\u017f"),
     ("(?i)[\u0131]", "\u0131"),
