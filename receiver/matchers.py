@@ -124,7 +124,7 @@ def _translated(value: str) -> str:
             continue
         if char == "\\":
             atom, i = _escape(value, i, in_class=False, folding=folding)
-            out.append(_go_case(atom) if folding else atom)
+            out.append(atom)
             continue
         if _LOOKAROUND.match(value, i):
             raise _not_re2(value)
@@ -213,8 +213,9 @@ def _escape(value: str, start: int, in_class: bool, folding: bool = False) -> tu
     """The RE2 escape at ``start`` in Python's notation, and where it ends.
 
     Code points become ``\\U``, Perl classes Go's ASCII ranges (a class, or its members inside one),
-    ``\\Q...\\E`` literal text. Escapes RE2 refuses are refused, though Python may know them (``\\Z``,
-    ``\\u``, ``\\b`` in a class); Unicode classes (``\\pN``, ``\\p{Greek}``) have no Python equivalent.
+    ``\\Q...\\E`` literal text; with ``folding`` (``(?i)`` in force, outside a class) as Go folds them.
+    Escapes RE2 refuses are refused, though Python may know them (``\\Z``, ``\\u``, ``\\b`` in a class);
+    Unicode classes (``\\pN``, ``\\p{Greek}``) have no Python equivalent.
     """
     found = cast(re.Match[str], _ESCAPE.match(value, start))
     kind = cast(str, found.lastgroup)
@@ -231,17 +232,19 @@ def _escape(value: str, start: int, in_class: bool, folding: bool = False) -> tu
         raise re.error(f"invalid escape sequence {value[start : start + 2]}")
     if kind == "quoted":  # each letter on its own under ``(?i)``, as ``_go_case`` takes one at a time
         return "".join(_go_case(c) if folding and c in _GO_FOLDS else re.escape(c) for c in text), end
+    if kind == "anchor":
+        return _ANCHORS[text], end
     if kind in ("octal", "braced", "hex"):
         code = int(text, 8 if kind == "octal" else 16)
         if code > 0x10FFFF:
             raise re.error(f"invalid escape sequence {found.group()}")
-        return f"\\U{code:08x}", end
-    if kind == "perl":
+        atom = f"\\U{code:08x}"
+    elif kind == "perl":
         ranges = _PERL[text.lower()]
-        return (ranges if in_class else f"[{'^' * text.isupper()}{ranges}]"), end
-    if kind == "anchor":
-        return _ANCHORS[text], end
-    return found.group(), end
+        atom = ranges if in_class else f"[{'^' * text.isupper()}{ranges}]"
+    else:  # ``same``: punctuation and control characters, which have no case
+        return found.group(), end
+    return (_go_case(atom) if folding else atom), end
 
 
 def _class(value: str, start: int) -> tuple[str, int]:

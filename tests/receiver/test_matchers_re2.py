@@ -68,6 +68,9 @@ MATCHES = [  # (pattern, label value, matches)
     ("[[:upper:][:digit:]]+", "A5Z", True),
     ("[[:upper:][:digit:]]+", "a", False),
     ("(?i)[[:upper:]]", "a", True),
+    ("(?i)\\Qxi\\E", "x\u0131", False),  # quoted text folds letter by letter
+    ("(?i)\\Qxi\\E", "XI", True),
+    ("(?i)i\\z", "I", True),
     ("[[:a]", ":", True),  # no :] after it: [ is a member
     ("[[:a]", "[", True),
     ("[[:a]", "]", False),
@@ -87,6 +90,9 @@ FOLDING = [  # (pattern, the letters of LETTERS it matches): Go folds a class's 
     ("(?i)\u0130", "\u0130"),
     ("(?i)\\x{131}", "\u0131"),
     ("(?i)\\QI\\E", "iI"),
+    ("(?i)\\bi", "iI"),  # an anchor matches no letter: it keeps its meaning
+    ("(?i)\\Ai", "iI"),
+    ("(?i)[\\x{69}]", "iI"),
     ("(?i)\\Qxi\\E|k", "kK\u212a"),
     ("(?i)k", "kK\u212a"),
     ("(?i)\u017f", "sS\u017f"),
