@@ -93,6 +93,7 @@ FOLDING = [  # (pattern, the letters of LETTERS it matches): Go folds a class's 
     ("(?i)\\bi", "iI"),  # an anchor matches no letter: it keeps its meaning
     ("(?i)\\Ai", "iI"),
     ("(?i)[\\x{69}]", "iI"),
+    ("(?i)\\x69", "iI"),
     ("(?i)\\Qxi\\E|k", "kK\u212a"),
     ("(?i)k", "kK\u212a"),
     ("(?i)\u017f", "sS\u017f"),
