@@ -46,9 +46,15 @@ def runqueue_wait_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time so far by kind (user, nice, system, idle, iowait, irq, softirq, steal), in
+    clock ticks: the first line of /proc/stat."""
+    return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
 def machine_busy_seconds() -> float:
     """CPU time every core of the machine spent busy so far, whoever's work it was."""
-    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    ticks = _cpu_ticks()
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
 
 
@@ -105,7 +111,7 @@ class FlushSampler(threading.Thread):
 
 def steal_seconds() -> float:
     """CPU time the hypervisor took from this virtual machine's cores so far (``steal`` in /proc/stat)."""
-    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks()[7] / os.sysconf("SC_CLK_TCK")
 
 
 class StallSampler:
