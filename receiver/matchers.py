@@ -161,7 +161,7 @@ def _translated(value: str) -> str:
         elif char == "$" and not _in_force("m", groups, scopes):
             char = "\\Z"
         elif folding and char in _GO_FOLDS:
-            char = _go_case(char)
+            char = _go_letter(char)
         out.append(char)
         i += 1
     return "".join(out) + ")" * len(scopes[0])
@@ -194,6 +194,11 @@ _GO_FOLDS = {"i": "iI", "I": "iI", "\u0131": "\u0131", "\u0130": "\u0130"}
 ``i`` with ``I`` and the dotless ``\u0131`` and dotted ``\u0130`` each only with itself; Python's ``(?i)``
 takes all four for variants of one letter. Every other letter folds the same in both."""
 _NOT_FOLDED = "(?-i:(?![iI\u0131\u0130]))"
+
+
+def _go_letter(letter: str) -> str:
+    """One of the four letters of ``_GO_FOLDS``, written as the letters Go's ``(?i)`` matches for it."""
+    return f"(?-i:[{_GO_FOLDS[letter]}])"
 
 
 def _go_case(atom: str) -> str:
@@ -230,8 +235,8 @@ def _escape(value: str, start: int, in_class: bool, folding: bool = False) -> tu
         raise re.error("missing closing ): \\Q without \\E quotes the ) that Alertmanager's anchoring adds")
     if kind == "other" or (in_class and kind in ("quoted", "anchor")):
         raise re.error(f"invalid escape sequence {value[start : start + 2]}")
-    if kind == "quoted":  # each letter on its own under ``(?i)``, as ``_go_case`` takes one at a time
-        return "".join(_go_case(c) if folding and c in _GO_FOLDS else re.escape(c) for c in text), end
+    if kind == "quoted":  # letter by letter under ``(?i)``: Go's folds of the four, Python's of the others
+        return "".join(_go_letter(c) if folding and c in _GO_FOLDS else re.escape(c) for c in text), end
     if kind == "anchor":
         return _ANCHORS[text], end
     if kind in ("octal", "braced", "hex"):
