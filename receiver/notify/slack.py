@@ -120,6 +120,7 @@ class BlockMessage:
     def __init__(self, title: MessageTemplate, body: MessageTemplate) -> None:
         self._title = title
         self._body = body
+        self._last: tuple[GroupNotification, tuple[dict[str, Any], int]] | None = None
 
     @classmethod
     def from_config(
@@ -146,7 +147,19 @@ class BlockMessage:
 
     def render_group(self, group: GroupNotification) -> tuple[dict[str, Any], int]:
         """The message for as many of the group's alerts (from the first) as Slack's limits allow (at least
-        one), and how many that is: 50 blocks, 3000 characters a section, ``MESSAGE_BUDGET`` in all."""
+        one), and how many that is: 50 blocks, 3000 characters a section, ``MESSAGE_BUDGET`` in all.
+
+        The last group rendered is kept (by identity; a group is immutable): a message is previewed for
+        the timeline and then posted, and a thousand-alert group costs milliseconds to render. Callers
+        copy the message before they change it."""
+        last = self._last
+        if last is not None and last[0] is group:
+            return last[1]
+        rendered = self._render_group(group)
+        self._last = (group, rendered)
+        return rendered
+
+    def _render_group(self, group: GroupNotification) -> tuple[dict[str, Any], int]:
         if not group.alerts:  # a reply continuing an edited message that holds every alert again
             section = {"type": "section", "text": {"type": "mrkdwn", "text": EMPTIED_WORDS}}
             return {"text": EMPTIED_WORDS, "blocks": [section]}, 0

@@ -72,18 +72,12 @@ class GroupOps(abc.ABC):
         """The group's send slot (one member holds it for all): None to send now, else the group is given
         back until then.
 
-        Refused, the group keeps its lease (as ``grouping.holding``) while the members that wait with it are
-        read (``_read``) and held back (``grouping.waiting``, ``tiers``), then it is given back: in parts
-        of ``part_rows``."""
+        Refused, the group keeps its lease (as ``grouping.holding``) while it is held back until the slot
+        (``_hold_back``)."""
         slot = await self._run(self._group_slot(job, owner, member_ids, key, interval, now, urgent))
         if slot is None:
             return None
-        waiting = await self._read(grouping.waiting(job.group, slot, now))
-        changes: list[tuple[int, Op[None]]] = []
-        for due_at, held in grouping.tiers(waiting, member_ids, slot, interval).items():
-            changes += self._in_parts(held, None, partial(grouping.hold, due_at=due_at))
-        changes += self._in_parts(member_ids, job.id, lambda part: grouping.give_back(part, slot, now))
-        await self._while_owned(job.group, grouping.HOLDING + owner, changes, unleased=True)
+        await self._hold_back(job, grouping.HOLDING + owner, member_ids, slot, interval, now)
         return slot
 
     def _group_slot(
@@ -94,6 +88,24 @@ class GroupOps(abc.ABC):
         if slot is not None:
             yield from grouping.holding(job.group, owner, slot)
         return slot
+
+    async def _hold_back(
+        self, job: Job, owner: str, taken: Sequence[int], due_at: float, interval: float, now: float,
+        done: Sequence[int] = (), ended: Sequence[tuple[int, Op[None]]] = (),
+    ) -> bool:  # fmt: skip
+        """Hold ``job``'s group back until its send slot ``due_at``, then give the group back; first ``ended``,
+        which ends the members ``done`` (a message about them just went out). The members taken are due then,
+        and so are the others that wait with them (``grouping.waiting``, read with ``_read``), in ``tiers``;
+        members that join meanwhile are due then too (``grouping.held``). In parts of ``part_rows``; False
+        when the lease was lost."""
+        waiting = await self._read(grouping.waiting(job.group, due_at, now))
+        ending = set(done)  # ended before the members are held: they take no place in the next message
+        changes = list(ended)
+        for tier_due, held in grouping.tiers([i for i in waiting if i not in ending], taken, due_at, interval).items():
+            changes += self._in_parts(held, None, partial(grouping.hold, due_at=tier_due))
+        changes += self._in_parts(taken, job.id, lambda part: grouping.give_back(part, due_at, now))
+        changes.append((1, grouping.held(job.group, due_at, now)))
+        return await self._while_owned(job.group, owner, changes, unleased=True)
 
     def _in_parts(
         self, ids: Sequence[int], last: int | None, change: Callable[[Sequence[int]], Op[None]]
@@ -139,17 +151,21 @@ class GroupOps(abc.ABC):
 
     async def end_group(
         self, job: Job, owner: str, done: Sequence[int], state: str, result: str, rest: Sequence[int], now: float,
-        ref: str | None = None,
+        ref: str | None = None, next_slot: tuple[float, float] | None = None,
     ) -> bool:  # fmt: skip
         """End the members in ``done`` (sent in the message of ``job``, whose id at the notifier is ``ref``, or
-        failed); ``rest`` is due now as the group's next message. False when the group lease was lost.
+        failed); ``rest`` is due now as the group's next message, or, with ``next_slot`` (the time and
+        interval of the notifier's next send slot, when the message took the last one), the group is held
+        back until then (``_hold_back``): no message could go out before it, and a member due earlier would
+        only take the group to be refused its slot. False when the group lease was lost.
 
         Written in parts of ``part_rows``, ``job`` in the last of ``done``: a crash in between leaves ``job``
         leased, so the takeover's message about the members not yet ended says it may be a repeat."""
-        changes = [
-            *self._ended(job, done, state, result, now, ref),
-            *self._in_parts(rest, job.id, lambda part: grouping.give_back(part, now, now)),
-        ]
+        ended = self._ended(job, done, state, result, now, ref)
+        if next_slot is not None:
+            slot, interval = next_slot
+            return await self._hold_back(job, owner, rest, slot, interval, now, done, ended)
+        changes = [*ended, *self._in_parts(rest, job.id, lambda part: grouping.give_back(part, now, now))]
         return await self._while_owned(job.group, owner, changes, unleased=True)
 
     async def record_group(

@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS group_leases (
     owner TEXT NOT NULL,
     until {real} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS group_holds (
+    gid TEXT PRIMARY KEY,
+    until {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS group_holds_until ON group_holds (until);
 CREATE TABLE IF NOT EXISTS incident_groups (
     incident_id BIGINT NOT NULL,
     notifier TEXT NOT NULL,
@@ -57,6 +62,14 @@ IN_SENDING_GROUP = (
 )
 """True for a job whose group a worker may be sending now, a message about it rendered or on its way
 (binds the current time); a group being held back is not."""
+
+
+HELD_DUE = "COALESCE((SELECT until FROM group_holds WHERE gid = ? AND until > ?), ?)"
+"""A new member's due time (binds its group, its own due time twice): the time its group is held back to
+(``held``), when that is later. Without it, members joining a group that waits for its send slot would
+each come due on their own, and each would take the group only to find it refused its slot again."""
+HOLD_KEPT = 3600.0
+"""Seconds a group's hold is kept after it ended, before the next hold written removes it."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,16 @@ def tiers(waiting_ids: Sequence[int], taken: Sequence[int], due_at: float, inter
         if job_id not in left_out:
             held.setdefault(due_at + position // MAX_TAKE * interval, []).append(job_id)
     return held
+
+
+def held(gid: str, due_at: float, now: float) -> Op[None]:
+    """The group is held back until ``due_at`` (its next send slot): members that join meanwhile are due
+    then (``HELD_DUE``), not one by one before it. Holds long past are removed on the way."""
+    yield Stmt("DELETE FROM group_holds WHERE until < ?", (now - HOLD_KEPT,))
+    yield Stmt(
+        "INSERT INTO group_holds (gid, until) VALUES (?, ?) ON CONFLICT (gid) DO UPDATE SET until = excluded.until",
+        (gid, due_at),
+    )
 
 
 def hold(member_ids: Sequence[int], due_at: float) -> Op[None]:

@@ -48,6 +48,7 @@ from opsloop.receiver.store.limits import limits, wake_waiting
 from opsloop.receiver.store.moves import MoveJournal
 from opsloop.receiver.store.reads import IncidentFilter, StatsFacts
 from opsloop.receiver.store.schema import (
+    INSERT_HELD_JOB,
     INSERT_JOB,
     JOB_SELECT,
     UPSERT_INCIDENT,
@@ -178,11 +179,11 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
         key = delivery_key(notifier, alert.fingerprint, alert.starts_at, kind)
         if not routed.group_key or routed.group_windows.get(notifier) is None:
             return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
-        wait = routed.group_wait(notifier)  # None for a page: it never waits for more of its group
+        wait = routed.group_wait(notifier)  # None for a page: it never waits, not even for its group's hold
         gid = group_id(notifier, kind, routed.group_key)
         job_id = yield from self._insert_job(
             key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if wait is None else now + wait,
-            gid=gid,
+            gid=gid, held=wait is not None,
         )  # fmt: skip
         if job_id is not None:
             yield from grouping.join(job_id, gid)
@@ -192,14 +193,17 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
     def _insert_job(
         key: str, kind: str, incident_id: int, target: str, notify_kind: Kind | None, note: str,
         values: Mapping[str, str], now: float, manual: bool = False, dry_run: bool = False,
-        due_at: float | None = None, gid: str | None = None,
+        due_at: float | None = None, gid: str | None = None, held: bool = False,
     ) -> Op[int | None]:  # fmt: skip
         """The new job's id, or None when a job with ``key`` exists already. A delivery of a group names its
-        group (``gid``) in the row it is inserted with: one row version, not an insert and then an update."""
+        group (``gid``) in the row it is inserted with: one row version, not an insert and then an update;
+        ``held``: due no earlier than the group is held back to."""
+        due = now if due_at is None else due_at
+        due_params = (gid, due, due) if held else (due,)
         result = yield Stmt(
-            INSERT_JOB,
-            (key, kind, incident_id, target, notify_kind, note, json_text(values), now if due_at is None else due_at,
-             int(manual), int(dry_run), now, now, gid, notify_kind, *URGENCY_PARAMS, incident_id),
+            INSERT_HELD_JOB if held else INSERT_JOB,
+            (key, kind, incident_id, target, notify_kind, note, json_text(values), *due_params, int(manual),
+             int(dry_run), now, now, gid, notify_kind, *URGENCY_PARAMS, incident_id),
         )  # fmt: skip
         return result.rows[0][0] if result.rows else None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsloop.receiver.domain import ActionRecord, Approval, Event, Incident, Job
-from opsloop.receiver.store.grouping import GROUPS_SCHEMA
+from opsloop.receiver.store.grouping import GROUPS_SCHEMA, HELD_DUE
 from opsloop.receiver.store.moves import MOVES_SCHEMA
 
 
@@ -186,14 +186,17 @@ URGENCY_PARAMS = ('%"severity":"critical"%', '%"severity":"warning"%')
 """A job's urgency, 0 first: escalations, then by the alert's severity (labels are stored as canonical JSON,
 so ``"severity":"critical"`` only matches that label, never a value containing it). Kept on the job row
 (an alert's labels never change), indexed with the state and due time, so a claim reads only what it takes."""
-INSERT_JOB = f"""
+_INSERT_JOB = f"""
 INSERT INTO jobs (key, kind, incident_id, target, notify_kind, note, vals, state, due_at, manual, dry_run,
                   created_at, updated_at, gid, urgency)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?,
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', {{due}}, ?, ?, ?, ?, ?,
         {URGENCY.format(kind="?", critical="?", warning="?", incident="?")})
 ON CONFLICT (key) DO NOTHING
 RETURNING id
 """
+INSERT_JOB = _INSERT_JOB.format(due="?")
+INSERT_HELD_JOB = _INSERT_JOB.format(due=HELD_DUE)
+"""A delivery that joins a group: due when its group is held back to, if that is later (``grouping.HELD_DUE``)."""
 # "%%" is one wildcard to LIKE, and what a driver that reads "%" as a placeholder turns into "%".
 BACKFILL_URGENCY = URGENCY.format(
     kind="notify_kind",

@@ -1,0 +1,98 @@
+"""A group held back for its send slot, on both backends: members that join meanwhile are due at the slot
+(a page is not), a paced message that went out holds the group's rest and the members waiting with it
+until the next slot, and old holds are removed.
+
+The rows are read beside the store (``rows``), not through its own reads.
+"""
+
+from __future__ import annotations
+
+from opsloop.receiver.domain import SENT, group_id
+from opsloop.receiver.store import Store
+from opsloop.receiver.store.grouping import HOLD_KEPT, MAX_TAKE
+
+from tests.receiver.store.test_grouping import WINDOWS, severe
+from tests.receiver.store.test_ops import NOW, alert
+from tests.receiver.store.test_ops_rows import rows
+
+KEY = "slack-webhook:abc"
+GID = group_id("slack/oncall", "firing", str(WINDOWS["group_key"]))
+
+
+def due_times(store: Store) -> dict[str, float]:
+    """By alert fingerprint, the due time of its pending delivery."""
+    found = rows(
+        store,
+        "SELECT i.fingerprint, j.due_at FROM jobs j JOIN incidents i ON i.id = j.incident_id WHERE j.state = 'pending'",
+    )
+    return dict(found)
+
+
+async def test_members_joining_a_group_held_for_its_slot_are_due_at_the_slot_but_a_page_is_not(store: Store) -> None:
+    assert await store.take_slot(10**9, "x", KEY, 1.0, NOW + 19) is None  # a message went out: next slot NOW + 20
+    await store.ingest([alert(f"fp{n}", **WINDOWS) for n in range(3)], "http://am", 0, NOW)
+    (head,) = await store.claim("w", 8, 30, NOW + 5)
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert await store.group_slot(head, "w", [j.id for j in group], KEY, 1.0, NOW + 5, urgent=False) == NOW + 20
+    assert rows(store, "SELECT gid, until FROM group_holds") == [(GID, NOW + 20)]
+
+    # Joined at NOW + 6 with a window of 5 s: due at the group's slot, not at NOW + 11; a page at once.
+    late = [alert("late1", **WINDOWS), alert("late2", **WINDOWS), severe(alert("page", **WINDOWS), "critical")]
+    await store.ingest(late, "http://am", 0, NOW + 6)
+    assert due_times(store) == {
+        **{f"fp{n}": NOW + 20 for n in range(3)}, "late1": NOW + 20, "late2": NOW + 20, "page": NOW + 6,
+    }  # fmt: skip
+    assert [j.incident.fingerprint for j in await store.claim("w", 8, 30, NOW + 11)] == ["page"]
+
+    # A hold that has passed changes nothing: a member joining after it is due after its own window.
+    await store.ingest([alert("after", **WINDOWS)], "http://am", 0, NOW + 21)
+    assert due_times(store)["after"] == NOW + 26
+
+
+async def test_a_paced_message_holds_the_rest_and_the_waiting_members_until_the_next_slot(store: Store) -> None:
+    await store.ingest([alert(f"fp{n:05}", **WINDOWS) for n in range(MAX_TAKE + 10)], "http://am", 0, NOW)
+    (head,) = await store.claim("w", 8, 30, NOW + 5)
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert await store.group_slot(head, "w", [j.id for j in group], KEY, 1.0, NOW + 5, urgent=False) is None
+    done, rest = [j.id for j in group[:400]], [j.id for j in group[400:]]
+    ended = await store.end_group(head, "w", done, SENT, "sent", rest, NOW + 5.5, "ts-1", next_slot=(NOW + 6, 1.0))
+    assert ended
+    assert rows(store, f"SELECT COUNT(*) FROM jobs WHERE state = '{SENT}'") == [(400,)]
+    # The 600 of the message's rest and the 10 never taken fit in the next message: all due at its slot.
+    due = due_times(store)
+    assert len(due) == MAX_TAKE + 10 - 400
+    assert set(due.values()) == {NOW + 6}
+    assert rows(store, "SELECT COUNT(*) FROM group_leases") == [(0,)]
+    assert rows(store, "SELECT gid, until FROM group_holds") == [(GID, NOW + 6)]
+    assert await store.claim("w", 8, 30, NOW + 5.9) == []
+    (following,) = await store.claim("w", 8, 30, NOW + 6)
+    assert following.id == rest[0]
+
+
+async def test_a_paced_message_leaves_members_past_the_next_message_for_the_slot_after(store: Store) -> None:
+    await store.ingest([alert(f"fp{n:05}", **WINDOWS) for n in range(MAX_TAKE + 300)], "http://am", 0, NOW)
+    (head,) = await store.claim("w", 8, 30, NOW + 5)
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    done, rest = [j.id for j in group[:100]], [j.id for j in group[100:]]
+    assert await store.end_group(head, "w", done, SENT, "sent", rest, NOW + 5.5, "ts-1", next_slot=(NOW + 6, 1.0))
+    # 1,200 wait; the next message holds MAX_TAKE of them, lowest ids first, and the last 200 the one after.
+    due = due_times(store)
+    assert {fp for fp, at in due.items() if at == NOW + 6} == {f"fp{n:05}" for n in range(100, 100 + MAX_TAKE)}
+    assert {fp for fp, at in due.items() if at == NOW + 7} == {
+        f"fp{n:05}" for n in range(100 + MAX_TAKE, MAX_TAKE + 300)
+    }
+
+
+async def test_a_hold_long_past_is_removed_by_the_next_hold(store: Store) -> None:
+    for key, at in (('{}:{alertname="A"}', NOW), ('{}:{alertname="B"}', NOW + HOLD_KEPT + 30)):
+        await store.ingest([alert(f"fp-{at}", group_key=key, group_windows={"slack/oncall": 5.0})], "http://am", 0, at)
+        (head,) = await store.claim("w", 8, 30, at + 5)
+        group = await store.take_group(head, "w", at + 35, at + 5)
+        assert group is not None
+        assert await store.end_group(head, "w", [head.id], SENT, "sent", [], at + 5, next_slot=(at + 6, 1.0))
+    assert rows(store, "SELECT gid, until FROM group_holds") == [
+        (group_id("slack/oncall", "firing", '{}:{alertname="B"}'), NOW + HOLD_KEPT + 36)
+    ]
