@@ -237,8 +237,9 @@ def waiting(gid: str, due_at: float, now: float) -> Op[list[int]]:
     it takes an earlier slot.
 
     Read while the group lease is held, so no other worker changes these members meanwhile (on SQLite
-    beside the writer, see ``GroupOps.group_slot``); a member that joins after the read is due only after
-    its ``group_window`` and is held back by the group's next refusal, if any."""
+    beside the writer, see ``GroupOps.group_slot``); a member that joins after the group's hold is written
+    (``held``) is due at the slot, one that joins between the read and that write after its own
+    ``group_window``, and if that is before the slot, the group's next refusal holds it back."""
     found = yield Stmt(
         "SELECT id FROM jobs WHERE gid = ? AND state = 'pending' AND urgency >= 2 AND due_at < ? "
         "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id",
