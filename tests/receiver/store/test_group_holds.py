@@ -7,10 +7,13 @@ The rows are read beside the store (``rows``), not through its own reads.
 
 from __future__ import annotations
 
+import pytest
 from opsloop.receiver.domain import SENT, group_id
 from opsloop.receiver.store import Store
 from opsloop.receiver.store.grouping import HOLD_KEPT, MAX_TAKE
 
+from tests.receiver.store.test_group_ops import operations
+from tests.receiver.store.test_group_parts import states, taken_group
 from tests.receiver.store.test_grouping import WINDOWS, severe
 from tests.receiver.store.test_ops import NOW, alert
 from tests.receiver.store.test_ops_rows import rows
@@ -96,3 +99,20 @@ async def test_a_hold_long_past_is_removed_by_the_next_hold(store: Store) -> Non
     assert rows(store, "SELECT gid, until FROM group_holds") == [
         (group_id("slack/oncall", "firing", '{}:{alertname="B"}'), NOW + HOLD_KEPT + 36)
     ]
+
+
+@pytest.mark.parametrize(("part_rows", "writes"), [(5, 1), (4, 2)])
+async def test_a_group_hold_counts_as_one_change_of_the_part_it_is_written_in(
+    store: Store, part_rows: int, writes: int
+) -> None:
+    store.part_rows = part_rows
+    head, ids = await taken_group(store, 4)
+    ran = operations(store)
+    assert await store.end_group(head, "a", ids[:2], SENT, "sent", ids[2:], NOW + 6, next_slot=(NOW + 7, 1.0))
+    # Two members ended, two given back until the slot and the group's hold: five changes, one write of five.
+    assert len([op for op in ran if op.gi_code.co_name == "while_owned"]) == writes
+    assert states(store) == {
+        **{i: (SENT, NOW + 5, None, head.id) for i in ids[:2]},
+        **{i: ("pending", NOW + 7, None, None) for i in ids[2:]},
+    }
+    assert rows(store, "SELECT gid, until FROM group_holds") == [(GID, NOW + 7)]
