@@ -356,7 +356,7 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
                 continue
             new = yield from self._insert_job(
                 d.key, DELIVERY, job.incident.id, d.notifier, d.kind, d.note, {}, now, due_at=placed.due_at,
-                gid=placed.gid,
+                gid=placed.gid, held=placed.gid is not None,
             )  # fmt: skip
             if new is not None and placed.gid is not None:
                 yield from grouping.join(new, placed.gid)

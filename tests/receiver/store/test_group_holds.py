@@ -8,7 +8,7 @@ The rows are read beside the store (``rows``), not through its own reads.
 from __future__ import annotations
 
 import pytest
-from opsloop.receiver.domain import SENT, group_id
+from opsloop.receiver.domain import PLAN, SENT, SKIPPED, NewDelivery, Outcome, group_id
 from opsloop.receiver.store import Store
 from opsloop.receiver.store.grouping import MAX_TAKE
 
@@ -51,6 +51,24 @@ async def test_members_joining_a_group_held_for_its_slot_are_due_at_the_slot_but
     # A hold that has passed changes nothing: a member joining after it is due after its own window.
     await store.ingest([alert("after", **WINDOWS)], "http://am", 0, NOW + 21)
     assert due_times(store)["after"] == NOW + 26
+
+
+async def test_a_message_a_plan_queues_into_a_held_group_is_due_at_the_slot(store: Store) -> None:
+    await store.ingest([alert(f"fp{n}", plans=[("fix", {})], **WINDOWS) for n in (1, 2)], "http://am", 0, NOW)
+    plans = [j for j in await store.claim("p", 50, 30, NOW) if j.kind == PLAN]
+    assert await store.take_slot(10**9, "x", KEY, 1.0, NOW + 19) is None  # a message went out: next slot NOW + 20
+    (head,) = await store.claim("w", 8, 30, NOW + 5)
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    assert await store.group_slot(head, "w", [j.id for j in group], KEY, 1.0, NOW + 5, urgent=False) == NOW + 20
+    # Queued at NOW + 6 into the held group: due at its slot, not after the window (NOW + 11).
+    told = (NewDelivery("k-plain", "slack/oncall", "firing"),)
+    assert await store.finish(plans[0], "p", NOW + 6, lambda status: Outcome(SKIPPED, "x", told)) is not None
+    assert rows(store, "SELECT due_at, gid FROM jobs WHERE key = 'k-plain'") == [(NOW + 20, GID)]
+    # Once the hold passed, a message the other plan queues is due after the window.
+    later = (NewDelivery("k-later", "slack/oncall", "firing"),)
+    assert await store.finish(plans[1], "p", NOW + 21, lambda status: Outcome(SKIPPED, "x", later)) is not None
+    assert rows(store, "SELECT due_at, gid FROM jobs WHERE key = 'k-later'") == [(NOW + 26, GID)]
 
 
 async def test_a_paced_message_holds_the_rest_and_the_waiting_members_until_the_next_slot(store: Store) -> None:
