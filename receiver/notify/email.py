@@ -8,6 +8,7 @@ recovered, and a firing message carrying a note) gets its own ``Message-ID`` and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ssl
 from collections.abc import Mapping
@@ -160,7 +161,7 @@ class EmailNotifier:
         return f"Subject: {msg['Subject']}\nTo: {msg['To']}\n\n{body}"
 
     async def notify_group(self, group: GroupNotification) -> str | None:
-        msg = self.group_message(group)
+        msg = await asyncio.to_thread(self.group_message, group)  # a thousand alerts: not on the event loop
         await self._send(msg)
         return str(msg["Message-ID"])
 

@@ -121,6 +121,7 @@ class BlockMessage:
         self._title = title
         self._body = body
         self._last: tuple[GroupNotification, tuple[dict[str, Any], int]] | None = None
+        self._pieces: list[tuple[Notification, list[str]]] = []
 
     @classmethod
     def from_config(
@@ -151,7 +152,9 @@ class BlockMessage:
 
         The last group rendered is kept (by identity; a group is immutable): a message is previewed for
         the timeline and then posted, and a thousand-alert group costs milliseconds to render. Callers
-        copy the message before they change it."""
+        copy the message before they change it. So are the texts of the alerts it looked at
+        (``_piece``): the message of a group's first alerts, rendered after the whole group was fitted,
+        renders none of them again."""
         last = self._last
         if last is not None and last[0] is group:
             return last[1]
@@ -166,20 +169,24 @@ class BlockMessage:
         title = truncate(subject(group), HEADER_LIMIT, mrkdwn=False)
         intro = mrkdwn_escape(counts(group)) + (f"\n_{REPEAT_WORDS}_" if group.maybe_repeat else "")
         texts: list[str] = [intro]
+        size = len(title) + len(intro) + 1  # the characters of the message, a newline after each text
         fitted = 0
+        known, seen = self._pieces, []
         for index, n in enumerate(group.alerts):
-            if index < FULL_ALERTS:
-                grown = [*texts, *sections(self._body.render(n), most=FULL_SECTIONS)]
-            else:
-                line = truncate(mrkdwn_line(n), SECTION_LIMIT)
-                joined = f"{texts[-1]}\n{line}"
-                grown = (
-                    [*texts[:-1], joined] if index > FULL_ALERTS and len(joined) <= SECTION_LIMIT else [*texts, line]
-                )
-            size = len(title) + sum(len(t) + 1 for t in grown)
-            if fitted and (len(grown) + 2 > MAX_BLOCKS or size + FOOTER_RESERVE > MESSAGE_BUDGET):
+            piece = self._piece(index, n, known)
+            seen.append((n, piece))
+            # A compact line joins the section before it when it fits there (not the full alerts' sections).
+            joins = index > FULL_ALERTS and len(texts[-1]) + 1 + len(piece[0]) <= SECTION_LIMIT
+            blocks = len(texts) + (0 if joins else len(piece))
+            grown = size + sum(len(t) + 1 for t in piece)  # a joined line adds its newline, a section its own
+            if fitted and (blocks + 2 > MAX_BLOCKS or grown + FOOTER_RESERVE > MESSAGE_BUDGET):
                 break
-            texts, fitted = grown, fitted + 1
+            if joins:
+                texts[-1] = f"{texts[-1]}\n{piece[0]}"
+            else:
+                texts += piece
+            size, fitted = grown, fitted + 1
+        self._pieces = seen
         more = len(group.alerts) - fitted + group.more
         if more:
             link = (
@@ -189,6 +196,15 @@ class BlockMessage:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in texts]
         return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks}, fitted
+
+    def _piece(self, index: int, n: Notification, known: list[tuple[Notification, list[str]]]) -> list[str]:
+        """The texts alert ``n`` adds at ``index``: its sections in full (the first alerts), else one compact
+        line; taken from ``known`` when the last group rendered had this very alert there."""
+        if index < len(known) and known[index][0] is n:
+            return known[index][1]
+        if index < FULL_ALERTS:
+            return sections(self._body.render(n), most=FULL_SECTIONS)
+        return [truncate(mrkdwn_line(n), SECTION_LIMIT)]
 
 
 class SlackNotifier:

@@ -65,6 +65,28 @@ def test_a_slack_group_message_holds_what_fits_and_names_the_rest(
     assert Counter(ALERT.findall(json.dumps(again["blocks"]))) == shown
 
 
+def test_one_renderer_shows_each_group_its_own_alerts_whatever_it_rendered_before(
+    make_notification: MakeNotification,
+) -> None:
+    """A renderer keeps the texts of the alerts it last rendered, for the message of their first ones: a
+    group with other alerts at those places (a new group, or the same one after an alert changed) shows
+    its own."""
+    renderer = message()
+    whole = group_of(make_notification, 1_000)
+    payload, fitted = renderer.render_group(whole)
+    part = whole.but(whole.alerts[:fitted])
+    changed = make_notification(
+        fingerprint="f-new", labels={"alertname": "QueueBacklog", "queue": "Q9999Z"}, annotations={"summary": "new"}
+    )
+    edited = whole.but([*part.alerts[:5], changed, *part.alerts[6:]])
+    other = GroupNotification("firing", group_of(make_notification, 1_000).alerts[::-1], link=whole.link)
+    for group in (part, edited, other, whole):
+        payload, fitted = renderer.render_group(group)
+        shown = Counter(ALERT.findall(json.dumps(payload["blocks"])))
+        assert shown == Counter(n.incident.labels["queue"] for n in group.alerts[:fitted])
+        assert fitted == message().render_group(group)[1]
+
+
 def test_two_thousand_short_alerts_need_several_messages_and_lose_none(make_notification: MakeNotification) -> None:
     group = group_of(make_notification, 2_000)
     told: Counter[str] = Counter()
