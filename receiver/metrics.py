@@ -24,6 +24,7 @@ from opsloop.buildinfo import BuildInfoCollector
 disable_created_metrics()
 
 WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavailable")
+ALERT_STATUSES = ("firing", "resolved")
 
 
 class ReceiverMetrics:
@@ -86,8 +87,9 @@ class ReceiverMetrics:
         # Counters alerted on with increase() start at 0, so their first event already shows as one.
         for guard in (CIRCUIT_BREAKER, STORM_GUARD):
             self.guard_trips.labels(guard)
-        for outcome in WEBHOOK_OUTCOMES:
-            self.webhooks.labels(outcome)
+        # Every webhook counts one outcome and its alerts by status: the children looked up once, here.
+        self.webhook_outcomes = {outcome: self.webhooks.labels(outcome) for outcome in WEBHOOK_OUTCOMES}
+        self.alert_statuses = {status: self.alerts.labels(status) for status in ALERT_STATUSES}
 
     def observe_store(self, stats: dict[str, tuple[int, float]], pauses: dict[str, object]) -> None:
         for kind, (count, age) in stats.items():
