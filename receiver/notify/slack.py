@@ -44,6 +44,7 @@ MESSAGE_BUDGET = 40_000
 FULL_SECTIONS = 4
 """Sections one alert shown in full may take in a group message."""
 FOOTER_RESERVE = 600
+"""Characters kept for a group message's last section ("… and N more", with a link when it fits)."""
 
 
 class Pacer:
@@ -167,7 +168,9 @@ class BlockMessage:
             section = {"type": "section", "text": {"type": "mrkdwn", "text": EMPTIED_WORDS}}
             return {"text": EMPTIED_WORDS, "blocks": [section]}, 0
         title = truncate(subject(group), HEADER_LIMIT, mrkdwn=False)
-        intro = mrkdwn_escape(counts(group)) + (f"\n_{REPEAT_WORDS}_" if group.maybe_repeat else "")
+        repeat = f"\n_{REPEAT_WORDS}_" if group.maybe_repeat else ""
+        # Label values are any length: the counts of many or long severities are cut to one section.
+        intro = truncate(mrkdwn_escape(counts(group)), SECTION_LIMIT - len(repeat)) + repeat
         texts: list[str] = [intro]
         size = len(title) + len(intro) + 1  # the characters of the message, a newline after each text
         fitted = 0
@@ -189,10 +192,11 @@ class BlockMessage:
         self._pieces = seen
         more = len(group.alerts) - fitted + group.more
         if more:
-            link = (
-                f" <{mrkdwn_escape(group.link)}|All alerts>" if group.link.startswith(("http://", "https://")) else ""
-            )
-            texts.append(mrkdwn_escape(more_words(group.but(group.alerts[:fitted]))) + link)
+            footer = mrkdwn_escape(more_words(group.but(group.alerts[:fitted])))
+            link = f" <{mrkdwn_escape(group.link)}|All alerts>"
+            if group.link.startswith(("http://", "https://")) and len(footer) + len(link) <= FOOTER_RESERVE:
+                footer += link  # a link cut short would lead nowhere: a longer one is left out
+            texts.append(footer)
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in texts]
         return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks}, fitted

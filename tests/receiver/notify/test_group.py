@@ -65,6 +65,37 @@ def test_a_slack_group_message_holds_what_fits_and_names_the_rest(
     assert Counter(ALERT.findall(json.dumps(again["blocks"]))) == shown
 
 
+@pytest.mark.parametrize("case", ["long severity", "many severities", "long link"])
+def test_label_values_and_links_of_any_length_keep_a_group_message_within_slacks_limits(
+    make_notification: MakeNotification, case: str
+) -> None:
+    """The header's counts name every severity and the last section links all alerts: a severity of
+    5,000 characters, 2,000 different ones or a 5,000-character link must not make Slack refuse the message
+    (and with it the whole group)."""
+    link = "https://alertmanager.example/" + "x" * 5_000 if case == "long link" else "http://alertmanager/#/alerts"
+    severities = {"long severity": ["s" * 5_000] * 2_000, "many severities": [f"level-{n:04d}" for n in range(2_000)]}
+    alerts = [
+        make_notification(
+            fingerprint=f"f{n}",
+            labels={"alertname": "QueueBacklog", "queue": f"Q{n:04d}Z", "severity": severity},
+            annotations={"summary": "backlog"},
+        )
+        for n, severity in enumerate(severities.get(case, ["warning"] * 2_000))
+    ]
+    group = GroupNotification("firing", alerts, link=link, maybe_repeat=True)
+    payload, fitted = message().render_group(group)
+    assert payload_error(payload) is None
+    assert 3 < fitted < 2_000
+    shown = Counter(ALERT.findall(json.dumps(payload["blocks"])))
+    assert shown == Counter(n.incident.labels["queue"] for n in alerts[:fitted])
+    assert payload["blocks"][1]["text"]["text"].endswith(
+        "_This may repeat a message sent just before the receiver restarted._"
+    )
+    footer = payload["blocks"][-1]["text"]["text"]
+    assert f"… and {2_000 - fitted} more alerts of this group" in footer
+    assert ("All alerts" in footer) == (case != "long link")
+
+
 def test_one_renderer_shows_each_group_its_own_alerts_whatever_it_rendered_before(
     make_notification: MakeNotification,
 ) -> None:
