@@ -476,3 +476,35 @@ async def test_each_new_reply_of_an_edit_waits_for_the_channels_slot_that_anothe
     assert len(results) == COUNT
     assert all(r.startswith("updated message 1 in place") for (r,) in results)
     assert sum(r.endswith("in its thread") for (r,) in results) > 0
+
+
+async def test_a_group_needing_several_paced_messages_waits_for_each_slot_and_is_never_refused_it(
+    store: Store, tmp_path: Path, slack: SlackSink
+) -> None:
+    """After each message the rest of the group is held until the destination's next send slot, one
+    interval after that message: it is not taken again before, only to be refused the slot (which would
+    hold it a second time). The oracle is the store's ``group_holds`` row, read with SQL while it runs."""
+    long = {"summary": "backlog", "runbook_url": "https://runbooks.example.com/" + "q" * 1000}  # a link is not cut
+    alerts = [grouped(n, "slack/a", "{}:{a}") for n in range(100)]
+    await store.ingest([replace(a, alert=replace(a.alert, annotations=long)) for a in alerts], "", 0, time.time())
+    config = slack_config(slack, "a")
+    db, holds = tmp_path / "r.db", set()
+    offset = time.time() - time.monotonic()
+    async with notifiers_of(config) as notifiers:
+        worker = worker_of(config, store, notifiers, ReceiverMetrics())
+
+        async def all_sent() -> bool:
+            holds.update(until for (until,) in rows(db, "SELECT until FROM group_holds"))
+            pending = rows(db, "SELECT COUNT(*) FROM jobs WHERE state = 'pending'")
+            return pending == [(0,)] and not worker._tasks  # and the last message's step has ended
+
+        async with running(worker):
+            await eventually(all_sent, 30, "every alert sent")
+    holds.update(until for (until,) in rows(db, "SELECT until FROM group_holds"))
+    sent = [m.received_at + offset for m in slack.messages]
+    assert len(sent) >= 3  # the group needed follow-ups
+    # Each message held the group until one interval after it went out (less the moments between taking
+    # the slot and the stand-in receiving the message): once, and never from a refused slot.
+    assert len(holds) == len(sent)
+    for until, at in zip(sorted(holds), sent, strict=True):
+        assert at + 0.5 < until <= at + 1 + CLOCKS
