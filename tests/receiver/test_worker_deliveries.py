@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -85,16 +85,25 @@ async def notifiers_of(config: ReceiverConfig) -> AsyncIterator[dict[str, Any]]:
             await notifier.close()
 
 
+async def until_settled(worker: Worker, check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Run ``worker`` until ``check()`` holds and no step of it is in flight. A step commits its outcome
+    before it counts and logs it: stopping the worker at the commit could cut off what the tests read."""
+
+    async def settled() -> bool:
+        return check() and not worker._tasks
+
+    async with running(worker):
+        await eventually(settled, timeout, what)
+
+
 async def deliver(store: Store, slack: SlackSink, tmp_path: Path, metrics: ReceiverMetrics, **worker: object) -> None:
     """Run a worker until no delivery is pending any more."""
     slack_config = {"slack": [{"name": "oncall", "webhook_url": slack.url()}]}
     config = settings(slack_config, **{"lease": "3s", "retry_base": "10ms", "retry_cap": "20ms", **worker})
-
-    async def done() -> bool:
-        return rows(tmp_path / "r.db", "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
-
-    async with notifiers_of(config) as notifiers, running(worker_of(config, store, notifiers, metrics)):
-        await eventually(done, 20, "every delivery ended")
+    pending = "SELECT COUNT(*) FROM jobs WHERE state = 'pending'"
+    async with notifiers_of(config) as notifiers:
+        delivering = worker_of(config, store, notifiers, metrics)
+        await until_settled(delivering, lambda: rows(tmp_path / "r.db", pending) == [(0,)], 20, "every delivery ended")
 
 
 def logged(caplog: pytest.LogCaptureFixture, message: str, *fields: str) -> list[tuple[Any, ...]]:

@@ -26,7 +26,15 @@ from tests.receiver.harness import email_notifier, eventually
 from tests.receiver.test_recovery_outcomes import rows
 from tests.receiver.test_recovery_steps import ALERT
 from tests.receiver.test_recovery_steps import store as store  # the fixture: a fresh SQLite store
-from tests.receiver.test_worker_deliveries import logged, notifiers_of, running, settings, slow_mail, worker_of
+from tests.receiver.test_worker_deliveries import (
+    logged,
+    notifiers_of,
+    running,
+    settings,
+    slow_mail,
+    until_settled,
+    worker_of,
+)
 
 MAIL = "email/oncall"
 COUNT = 200
@@ -50,20 +58,11 @@ def text(message: EmailMessage) -> str:
 
 
 async def mail_all(store: Store, tmp_path: Path, config: ReceiverConfig, metrics: ReceiverMetrics) -> None:
-    """Run a worker until no delivery is pending any more and its last step has finished.
-
-    A step commits its outcome before it counts and logs it: stopping the worker at the commit could
-    cut off the count and the log line the tests read.
-    """
+    """Run a worker until no delivery is pending any more and its last step has finished."""
+    pending = "SELECT COUNT(*) FROM jobs WHERE kind = 'delivery' AND state = 'pending'"
     async with notifiers_of(config) as notifiers:
         worker = worker_of(config, store, notifiers, metrics)
-
-        async def done() -> bool:
-            pending = "SELECT COUNT(*) FROM jobs WHERE kind = 'delivery' AND state = 'pending'"
-            return rows(tmp_path / "r.db", pending) == [(0,)] and not worker._tasks  # no step in flight
-
-        async with running(worker):
-            await eventually(done, 20, "every delivery ended")
+        await until_settled(worker, lambda: rows(tmp_path / "r.db", pending) == [(0,)], 20, "every delivery ended")
 
 
 async def test_a_group_is_one_mail_recorded_logged_and_counted(
@@ -210,11 +209,11 @@ async def attempted(
 ) -> None:
     """Run a worker until the jobs (by id) have made ``want`` attempts, then stop it."""
 
-    async def done() -> bool:
+    def done() -> bool:
         return [a for (a,) in rows(tmp_path / "r.db", "SELECT attempts FROM jobs ORDER BY id")] == want
 
-    async with notifiers_of(config) as notifiers, running(worker_of(config, store, notifiers, metrics)):
-        await eventually(done, 20, f"attempts {want}")
+    async with notifiers_of(config) as notifiers:
+        await until_settled(worker_of(config, store, notifiers, metrics), done, 20, f"attempts {want}")
 
 
 async def test_a_retry_waits_its_tiers_delay_and_a_retry_after_holds_back_the_destination(
@@ -490,16 +489,13 @@ async def test_a_group_needing_several_paced_messages_waits_for_each_slot_and_is
     config = slack_config(slack, "a")
     db, holds = tmp_path / "r.db", set()
     offset = time.time() - time.monotonic()
+
+    def all_sent() -> bool:
+        holds.update(until for (until,) in rows(db, "SELECT until FROM group_holds"))
+        return rows(db, "SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == [(0,)]
+
     async with notifiers_of(config) as notifiers:
-        worker = worker_of(config, store, notifiers, ReceiverMetrics())
-
-        async def all_sent() -> bool:
-            holds.update(until for (until,) in rows(db, "SELECT until FROM group_holds"))
-            pending = rows(db, "SELECT COUNT(*) FROM jobs WHERE state = 'pending'")
-            return pending == [(0,)] and not worker._tasks  # and the last message's step has ended
-
-        async with running(worker):
-            await eventually(all_sent, 30, "every alert sent")
+        await until_settled(worker_of(config, store, notifiers, ReceiverMetrics()), all_sent, 30, "every alert sent")
     holds.update(until for (until,) in rows(db, "SELECT until FROM group_holds"))
     sent = [m.received_at + offset for m in slack.messages]
     assert len(sent) >= 3  # the group needed follow-ups
