@@ -7,7 +7,10 @@ token in ``Authorization``, JSON or form-encoded arguments, HTTP 200 with ``{"ok
 ``channel_not_found`` for a channel it does not know, ``message_not_found`` when updating an unknown
 ``ts``, ``msg_too_long`` and ``invalid_blocks`` per ``slack_limits``, and HTTP 429 with ``Retry-After``
 and ``ratelimited`` when a channel gets more than one new message a second (chat.update: more than 50
-a minute, its tier 3). Tests can program the next answers with ``fail_next``.
+a minute, its tier 3). Tests can program the next answers with ``fail_next``. With ``blocks_text_limit``
+it also answers ``msg_blocks_too_long`` when the text of a message's blocks adds up to more than that:
+not documented, but what chat.postMessage has been reported to do at about 12,000-13,000 characters
+(slackapi/bolt-js#2509, #2867), well below the documented 40,000.
 
 Every accepted post is kept with its ``ts`` and thread, and every update replaces the message's current
 payload while keeping its history, so a test can count messages and blocks and see edits in place.
@@ -80,9 +83,11 @@ class SlackApiSink(HttpStandIn):
         interval: float = POST_INTERVAL,
         port: int | None = None,
         on_message: Callable[[SlackApiMessage], None] | None = None,
+        blocks_text_limit: int | None = None,
     ) -> None:
         super().__init__(port)
         self.token = token
+        self.blocks_text_limit = blocks_text_limit
         self.channels = set(channels)
         self.interval = interval
         self.posts: Inbox[SlackApiMessage] = Inbox(on_message)
@@ -140,6 +145,10 @@ class SlackApiSink(HttpStandIn):
         payload = {k: args[k] for k in MESSAGE_FIELDS if k in args}
         if error := payload_error(payload, web_api=True):
             return self._error(error)
+        if self.blocks_text_limit is not None:
+            text = sum(len(b.get("text", {}).get("text", "")) for b in payload.get("blocks", []))
+            if text > self.blocks_text_limit:
+                return self._error("msg_blocks_too_long")
         now = time.monotonic()
         if method == "chat.postMessage":
             return self._post(channel, args.get("thread_ts"), payload, now)

@@ -48,6 +48,7 @@ differ by a few milliseconds, and a sender pacing at exactly one a second must n
 
 WEBHOOK_ERRORS = {
     "invalid_payload": 400,
+    "invalid_blocks": 400,
     "too_many_attachments": 400,
     "action_prohibited": 403,
     "channel_not_found": 404,

@@ -41,6 +41,13 @@ ELLIPSIS = "…"
 TRUNCATED_NOTE = "_… message truncated_"
 MESSAGE_BUDGET = 40_000
 """Characters of text in one message, all blocks together: Slack's documented limit for a message's text."""
+SMALLEST_BUDGET = 4_000
+"""The least a message is cut to after Slack refused longer ones (the length Slack recommends for a message)."""
+TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long"})
+"""Slack's answers to a message longer than it takes. Beyond its documented limits, chat.postMessage has
+been seen to refuse blocks whose text adds up to about 12,000-13,000 characters (``msg_blocks_too_long``):
+after such an answer the notifier keeps its messages within half the refused one's text and sends again,
+so a large group goes out in more, smaller messages instead of failing."""
 FULL_SECTIONS = 4
 """Sections one alert shown in full may take in a group message."""
 FOOTER_RESERVE = 600
@@ -103,6 +110,26 @@ def sections(body: str, limit: int = SECTION_LIMIT, most: int = MAX_BLOCKS - 1) 
     return chunks
 
 
+def within(texts: list[str], budget: int) -> list[str]:
+    """The first ``texts`` (at least one) whose characters, a newline after each, fit ``budget``; when
+    some are left out, the last one kept ends by saying the message was cut."""
+    kept: list[str] = []
+    size = 0
+    for text in texts:
+        size += len(text) + 1
+        if kept and size > budget:
+            room = max(budget - sum(len(t) + 1 for t in kept[:-1]) - len(TRUNCATED_NOTE) - 2, 1)
+            kept[-1] = truncate(kept[-1], min(room, SECTION_LIMIT - len(TRUNCATED_NOTE) - 1)) + "\n" + TRUNCATED_NOTE
+            break
+        kept.append(text)
+    return kept
+
+
+def blocks_text(payload: dict[str, Any]) -> int:
+    """The characters of text in a message's blocks, all together."""
+    return sum(len(b.get("text", {}).get("text", "")) for b in payload.get("blocks", []))
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     try:
         return max(float(value), 0.0) if value is not None else None
@@ -121,7 +148,9 @@ class BlockMessage:
     def __init__(self, title: MessageTemplate, body: MessageTemplate) -> None:
         self._title = title
         self._body = body
-        self._last: tuple[GroupNotification, tuple[dict[str, Any], int]] | None = None
+        self.budget = MESSAGE_BUDGET
+        """Characters of text a message may hold; lowered when Slack refuses a message as too long."""
+        self._last: tuple[GroupNotification, int, tuple[dict[str, Any], int]] | None = None
         self._pieces: list[tuple[Notification, list[str]]] = []
 
     @classmethod
@@ -141,10 +170,10 @@ class BlockMessage:
     def render(self, n: Notification) -> dict[str, Any]:
         """``text`` (the notification fallback) and ``blocks``."""
         title = f"{KIND_TITLES[n.kind]}: {self._title.render(n)}"
-        blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_LIMIT, mrkdwn=False)}}
-        ]
-        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections(self._body.render(n))]
+        header = truncate(title, HEADER_LIMIT, mrkdwn=False)
+        blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": header}}]
+        texts = within(sections(self._body.render(n)), self.budget - len(header))
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in texts]
         return {"text": truncate(mrkdwn_escape(title), FALLBACK_LIMIT), "blocks": blocks}
 
     def render_group(self, group: GroupNotification) -> tuple[dict[str, Any], int]:
@@ -156,14 +185,24 @@ class BlockMessage:
         copy the message before they change it. So are the texts of the alerts it looked at
         (``_piece``): the message of a group's first alerts, rendered after the whole group was fitted,
         renders none of them again."""
-        last = self._last
-        if last is not None and last[0] is group:
-            return last[1]
-        rendered = self._render_group(group)
-        self._last = (group, rendered)
+        last, budget = self._last, self.budget
+        if last is not None and last[0] is group and last[1] == budget:
+            return last[2]
+        rendered = self._render_group(group, budget)
+        self._last = (group, budget, rendered)
         return rendered
 
-    def _render_group(self, group: GroupNotification) -> tuple[dict[str, Any], int]:
+    def too_long(self, name: str, error: str, payload: dict[str, Any]) -> Exception:
+        """Slack refused ``payload`` as too long (``TOO_LONG``): from now on messages hold at most half its
+        text, and it is worth sending again (TransientError), unless it was as short as a message is cut to
+        (PermanentError)."""
+        size = blocks_text(payload)
+        if size <= SMALLEST_BUDGET:
+            return PermanentError(f"{name}: Slack answered {error} for a message of {size} characters")
+        self.budget = max(SMALLEST_BUDGET, min(self.budget, size // 2))
+        return TransientError(f"{name}: Slack answered {error} for {size} characters; messages now hold {self.budget}")
+
+    def _render_group(self, group: GroupNotification, budget: int) -> tuple[dict[str, Any], int]:
         if not group.alerts:  # a reply continuing an edited message that holds every alert again
             section = {"type": "section", "text": {"type": "mrkdwn", "text": EMPTIED_WORDS}}
             return {"text": EMPTIED_WORDS, "blocks": [section]}, 0
@@ -182,7 +221,7 @@ class BlockMessage:
             joins = index > FULL_ALERTS and len(texts[-1]) + 1 + len(piece[0]) <= SECTION_LIMIT
             blocks = len(texts) + (0 if joins else len(piece))
             grown = size + sum(len(t) + 1 for t in piece)  # a joined line adds its newline, a section its own
-            if fitted and (blocks + 2 > MAX_BLOCKS or grown + FOOTER_RESERVE > MESSAGE_BUDGET):
+            if fitted and (blocks + 2 > MAX_BLOCKS or grown + FOOTER_RESERVE > budget):
                 break
             if joins:
                 texts[-1] = f"{texts[-1]}\n{piece[0]}"
@@ -287,6 +326,10 @@ class SlackNotifier:
             raise TransientError(f"{self.name}: rate limited (429 {answer})", retry_after=retry_after)
         if status >= 500:
             raise TransientError(f"{self.name}: Slack answered {status} {answer}")
+        if answer in TOO_LONG or answer == "invalid_blocks":
+            # A webhook says invalid_blocks for any block it refuses. The message keeps to every documented
+            # limit, so a long one was most likely refused for its length: it is sent again, shorter.
+            raise self._message.too_long(self.name, answer, payload)
         raise PermanentError(f"{self.name}: Slack answered {status} {answer}")
 
     async def close(self) -> None:

@@ -6,7 +6,8 @@ goes into its thread, so a channel shows one message per alert instead of a stre
 
 Slack's Web API answers HTTP 200 with ``{"ok": false, "error": ...}`` for most failures: ``ratelimited``
 (HTTP 429 with ``Retry-After``) and Slack's own transient errors are retried; ``invalid_auth``,
-``channel_not_found``, ``msg_too_long`` and the like are permanent. An edit of a message Slack no longer
+``channel_not_found`` and the like are permanent; ``msg_too_long`` and ``msg_blocks_too_long`` are sent
+again within less text (``slack.TOO_LONG``), unless the message was already short. An edit of a message Slack no longer
 has (``message_not_found``, ``cant_update_message``, ``edit_window_closed``) posts a new one instead.
 
 Which message belongs to which alert is remembered by ``MessageRefs``: in the receiver's store once it
@@ -25,7 +26,7 @@ from opsloop.receiver.domain import notifier_key
 from opsloop.receiver.notify.base import Notification, Pace, PermanentError, TransientError
 from opsloop.receiver.notify.config import SlackConfig
 from opsloop.receiver.notify.group import GroupNotification
-from opsloop.receiver.notify.slack import BlockMessage, Pacer, describe, retry_after_seconds
+from opsloop.receiver.notify.slack import TOO_LONG, BlockMessage, Pacer, describe, retry_after_seconds
 from prometheus_client import Counter
 
 TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
@@ -145,7 +146,7 @@ class SlackAppNotifier:
                 return group.edit
             except SlackApiError as exc:
                 if exc.error not in GONE:
-                    raise self._classify(exc) from None
+                    raise self._classify(exc, payload) from None
         replies = group.part > 0 or group.klass == "skipped"
         if replies and group.thread is not None:
             payload["thread_ts"] = group.thread
@@ -153,7 +154,7 @@ class SlackAppNotifier:
         try:
             answer = await self._call("chat.postMessage", payload)
         except SlackApiError as exc:
-            raise self._classify(exc) from None
+            raise self._classify(exc, payload) from None
         ts = answer.get("ts")
         return ts if isinstance(ts, str) and (group.part > 0 or "thread_ts" not in payload) else None
 
@@ -166,14 +167,14 @@ class SlackAppNotifier:
                 return
             except SlackApiError as exc:
                 if exc.error not in GONE:
-                    raise self._classify(exc) from None
+                    raise self._classify(exc, payload) from None
         elif parent is not None:  # progress of the same alert: a plan note, escalation, a repeat
             payload |= {"thread_ts": parent, "reply_broadcast": notification.kind == "escalation"}
         await self._pacer.wait()  # one new message a second per channel
         try:
             answer = await self._call("chat.postMessage", payload)
         except SlackApiError as exc:
-            raise self._classify(exc) from None
+            raise self._classify(exc, payload) from None
         if "thread_ts" not in payload and isinstance(answer.get("ts"), str):
             await self._refs.put(notification.incident.thread_key, answer["ts"])
 
@@ -198,9 +199,11 @@ class SlackAppNotifier:
             raise SlackApiError(str(answer.get("error") or "unknown_error")[:100])
         return answer
 
-    def _classify(self, exc: SlackApiError) -> Exception:
+    def _classify(self, exc: SlackApiError, payload: dict[str, Any]) -> Exception:
         if exc.error in TRANSIENT:
             return TransientError(f"{self.name}: Slack answered {exc.error}")
+        if exc.error in TOO_LONG:
+            return self._message.too_long(self.name, exc.error, payload)
         return PermanentError(f"{self.name}: Slack answered {exc.error}")
 
     async def close(self) -> None:

@@ -7,7 +7,9 @@ and the log records the worker writes. Mail is not paced, so these tests wait fo
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from dataclasses import replace
 from email.message import EmailMessage
@@ -504,3 +506,26 @@ async def test_a_group_needing_several_paced_messages_waits_for_each_slot_and_is
     assert len(holds) == len(sent)
     for until, at in zip(sorted(holds), sent, strict=True):
         assert at + 0.5 < until <= at + 1 + CLOCKS
+
+
+async def test_a_group_refused_as_too_long_goes_out_in_shorter_messages_each_alert_once(
+    store: Store, tmp_path: Path, slack: SlackSink
+) -> None:
+    """Slack refuses the first message of a two-alert group as too long (a webhook says invalid_blocks):
+    the notifier halves its messages' length, and the two alerts, each about 5,000 characters in full,
+    go out one per message; neither is recorded as sent in a message that does not show it."""
+    body = "\n".join(f"step {i}: " + "y" * 90 for i in range(50))  # about 5,000 characters in full
+    alerts = [grouped(n, "slack/a", "{}:{a}", queue=f"QUEUE-{n}-X") for n in range(2)]
+    annotations = {"summary": "backlog", "description": body}
+    await store.ingest([replace(a, alert=replace(a.alert, annotations=annotations)) for a in alerts], "", 0,
+                       time.time())  # fmt: skip
+    slack.fail_next(1, 400, error="invalid_blocks")
+    config = slack_config(slack, "a")
+    pending = "SELECT COUNT(*) FROM jobs WHERE state = 'pending'"
+    async with notifiers_of(config) as notifiers:
+        worker = worker_of(config, store, notifiers, ReceiverMetrics())
+        await until_settled(worker, lambda: rows(tmp_path / "r.db", pending) == [(0,)], 20, "both alerts sent")
+    assert slack.responses == [400, 200, 200]
+    shown = [re.findall(r"QUEUE-\d-X", json.dumps(m.payload["blocks"])) for m in slack.messages]
+    assert sorted(set(found) for found in shown) == [{"QUEUE-0-X"}, {"QUEUE-1-X"}]
+    assert [state for (state,) in rows(tmp_path / "r.db", "SELECT state FROM jobs ORDER BY id")] == ["sent", "sent"]

@@ -107,3 +107,17 @@ async def test_form_encoded_arguments_with_json_blocks(api: SlackApiSink) -> Non
         body = await resp.json()
     assert body["ok"] is True
     assert api.messages[0].blocks == [{"type": "divider"}]
+
+
+async def test_with_a_blocks_text_limit_longer_blocks_are_refused_as_too_long() -> None:
+    """Off by default (the documented contract); set, it answers as chat.postMessage has been seen to."""
+    async with SlackApiSink(token=TOKEN, channels=(CHANNEL,), blocks_text_limit=13_000) as limited:
+        blocks = [section("x" * 3000)] * 4  # 12,000 characters
+        status, body, _ = await call(limited, "chat.postMessage", channel=CHANNEL, text="t", blocks=blocks)
+        assert (status, body["ok"]) == (200, True)
+        await asyncio.sleep(limited.interval)
+        status, body, _ = await call(
+            limited, "chat.postMessage", channel=CHANNEL, text="t", blocks=[*blocks, section("y" * 1001)]
+        )
+        assert (status, body) == (200, {"ok": False, "error": "msg_blocks_too_long"})
+        assert len(limited.messages) == 1

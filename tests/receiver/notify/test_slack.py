@@ -14,7 +14,7 @@ from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientEr
 from opsloop.receiver.notify.slack import TRUNCATED_NOTE, SlackNotifier, sections
 from opsloop.testsupport.servers import LOOPBACK, free_port
 from opsloop.testsupport.sinks import SlackSink
-from opsloop.testsupport.slack_limits import HEADER_TEXT, MAX_BLOCKS, SECTION_TEXT, payload_error
+from opsloop.testsupport.slack_limits import HEADER_TEXT, MAX_BLOCKS, MESSAGE_TEXT, SECTION_TEXT, payload_error
 
 from .conftest import MakeNotification
 
@@ -82,7 +82,9 @@ async def test_huge_alert_stays_within_slack_limits(
     await build_slack(slack_sink.url()).notify(make_notification(labels=labels))
     [message] = await slack_sink.inbox.wait_for_async(1)  # the sink validates like Slack: it was accepted
     blocks = message.payload["blocks"]
-    assert len(blocks) == MAX_BLOCKS
+    assert len(blocks) <= MAX_BLOCKS
+    # The whole message within Slack's documented size for a message's text, not only each block.
+    assert MESSAGE_TEXT - SECTION_TEXT < sum(len(b["text"]["text"]) + 1 for b in blocks) <= MESSAGE_TEXT
     header = blocks[0]["text"]["text"]
     assert len(header) == HEADER_TEXT
     assert header.endswith("…")
@@ -236,3 +238,27 @@ def test_every_kind_produces_a_payload_slack_accepts(build_slack: Build, make_no
     for kind in ("firing", "resolved", "escalation", "recovered", "automation_paused"):
         payload = notifier.payload(make_notification(kind=kind))
         assert payload_error(payload) is None, kind
+
+
+async def test_a_webhook_message_refused_as_too_long_is_retried_at_half_its_length(
+    slack_sink: SlackSink, build_slack: Build, make_notification: MakeNotification
+) -> None:
+    """A webhook refuses any block it does not take with invalid_blocks; a message within every documented
+    limit was most likely refused for its length (Slack has refused blocks of about 13,000 characters in
+    all), so it is sent again within half its length. A short one is refused for good."""
+    error = "invalid_blocks"
+    notifier = build_slack(slack_sink.url())
+    body = "\n".join(f"line {i}: " + "x" * 90 for i in range(1_000))  # about 100,000 characters
+    huge = make_notification(annotations={"summary": "backlog", "description": body})
+    slack_sink.fail_next(1, 400, error=error)
+    with pytest.raises(TransientError, match=error):
+        await notifier.notify(huge)
+    await notifier.notify(huge)  # sent again within half the text of the refused message
+    [message] = await slack_sink.inbox.wait_for_async(1)
+    size = sum(len(b["text"]["text"]) for b in message.payload["blocks"])
+    assert MESSAGE_TEXT // 2 - SECTION_TEXT < size <= MESSAGE_TEXT // 2
+    assert section_texts(message.payload)[-1].endswith(TRUNCATED_NOTE)
+    # A message as short as messages are ever cut to is refused for good.
+    slack_sink.fail_next(1, 400, error=error)
+    with pytest.raises(PermanentError, match=error):
+        await notifier.notify(make_notification())

@@ -213,3 +213,49 @@ async def test_an_edit_that_outgrows_its_message_continues_in_replies_and_emptie
         assert shown(api.messages) == every
     finally:
         await store.close()
+
+
+async def test_messages_slack_refuses_as_too_long_are_sent_again_smaller_until_every_alert_is_shown(
+    tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    """Slack has refused blocks of about 13,000 characters in all as ``msg_blocks_too_long``, below its
+    documented 40,000: the refused message is worth sending again, smaller, and no alert is lost."""
+    limit = 13_000
+    async with SlackApiSink(token=TOKEN, channels=(CHANNEL,), blocks_text_limit=limit) as api:
+        (tmp_path / "token").write_text(TOKEN)
+        config = {"name": "app", "token_file": str(tmp_path / "token"), "channel": CHANNEL, "api_url": api.url}
+        notifier = build_notifiers(NotifiersConfig.model_validate({"slack": [config]}))["slack/app"]
+        try:
+            alerts = [
+                make_notification(
+                    id=n, fingerprint=f"fp{n}", labels={"alertname": "QueueBacklog", "queue": f"Q{n:04d}Z"},
+                    annotations={"summary": "backlog", "runbook_url": "https://runbooks.example.com/queue"},
+                )
+                for n in range(500)
+            ]  # fmt: skip
+            rest, refused = alerts, []
+            for _ in range(30):  # bounded: each round either shrinks the messages or sends one
+                group = GroupNotification("firing", rest, key="g")
+                part = group.but(rest[: notifier.group_fit(group)])
+                try:
+                    await notifier.notify_group(part)
+                except TransientError as exc:
+                    refused.append(str(exc))
+                    continue
+                rest = rest[len(part.alerts) :]
+                if not rest:
+                    break
+            # A message shorter than a message is ever cut to is refused for good.
+            api.fail_next(1, "msg_too_long")
+            with pytest.raises(PermanentError, match="msg_too_long"):
+                await notifier.notify(make_notification())
+        finally:
+            await notifier.close()
+    assert rest == []
+    assert 1 <= len(refused) <= 2  # each refusal halves the length of the messages
+    assert all("Slack answered msg_blocks_too_long" in error for error in refused)
+    shown = Counter(re.findall(r"Q\d{4}Z", json.dumps([m.payload["blocks"] for m in api.messages])))
+    assert shown == Counter(f"Q{n:04d}Z" for n in range(500))  # every alert, each in one message
+    sizes = [sum(len(b["text"]["text"]) for b in m.payload["blocks"]) for m in api.messages]
+    assert all(size <= limit for size in sizes)
+    assert [e for _, _, e in api.responses].count("msg_blocks_too_long") == len(refused)
