@@ -217,6 +217,9 @@ class BlockMessage:
         for index, n in enumerate(group.alerts):
             piece = self._piece(index, n, known)
             seen.append((n, piece))
+            if not fitted and size + sum(len(t) + 1 for t in piece) + FOOTER_RESERVE > budget:
+                # The first alert goes in whatever its length: in full, what is left of the budget holds.
+                piece = within(piece, max(budget - size - FOOTER_RESERVE, SECTION_LIMIT))
             # A compact line joins the section before it when it fits there (not the full alerts' sections).
             joins = index > FULL_ALERTS and len(texts[-1]) + 1 + len(piece[0]) <= SECTION_LIMIT
             blocks = len(texts) + (0 if joins else len(piece))

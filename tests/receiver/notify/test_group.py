@@ -183,3 +183,25 @@ def test_hostile_label_values_are_inert_in_every_flavour(make_notification: Make
     assert "{{ 7*7 }}" in text
     assert "49" not in text
     assert text == text_body(group, email._text.render) + "\n"
+
+
+def test_within_a_lowered_budget_even_the_first_alert_in_full_is_cut_to_fit(
+    make_notification: MakeNotification,
+) -> None:
+    """After Slack refused longer messages, the budget can be as low as 4,000 characters: the first alert
+    of a message, which always goes in, is then cut (and says so) rather than sent whole."""
+    body = "\n".join(f"step {i}: " + "z" * 190 for i in range(200))  # 40,000 characters
+    alerts = [
+        make_notification(fingerprint=f"f{n}", labels={"alertname": "QueueBacklog", "queue": f"Q{n:04d}Z"},
+                          annotations={"summary": "backlog", "description": body})
+        for n in range(3)
+    ]  # fmt: skip
+    renderer = message()
+    renderer.budget = 4_000
+    payload, fitted = renderer.render_group(GroupNotification("firing", alerts, link="http://alertmanager/"))
+    assert payload_error(payload) is None
+    assert fitted == 1
+    texts = [b["text"]["text"] for b in payload["blocks"]]
+    assert sum(len(t) + 1 for t in texts) <= 4_000
+    assert any(t.endswith("_… message truncated_") for t in texts)
+    assert "… and 2 more alerts of this group in the next message" in texts[-1]
