@@ -192,6 +192,16 @@ class BlockMessage:
         self._last = (group, budget, rendered)
         return rendered
 
+    def render_all(self, name: str, group: GroupNotification) -> dict[str, Any]:
+        """The message to send about every alert of ``group``: it was fitted to hold them all, but Slack may
+        have refused a message since and lowered the length (``too_long``). Then it is sent again, fitted
+        anew (TransientError), since the alerts it no longer holds would be recorded as sent in it."""
+        message, fitted = self.render_group(group)
+        if fitted < len(group.alerts):
+            raise TransientError(f"{name}: the message holds {fitted} of its {len(group.alerts)} alerts since "
+                                 f"messages were shortened to {self.budget} characters: fitted again")  # fmt: skip
+        return message
+
     def too_long(self, name: str, error: str, payload: dict[str, Any]) -> Exception:
         """Slack refused ``payload`` as too long (``TOO_LONG``): from now on messages hold at most half its
         text, and it is worth sending again (TransientError), unless it was as short as a message is cut to
@@ -218,8 +228,9 @@ class BlockMessage:
             piece = self._piece(index, n, known)
             seen.append((n, piece))
             if not fitted and size + sum(len(t) + 1 for t in piece) + FOOTER_RESERVE > budget:
-                # The first alert goes in whatever its length: in full, what is left of the budget holds.
-                piece = within(piece, max(budget - size - FOOTER_RESERVE, SECTION_LIMIT))
+                # The first alert always goes in: when its full text is too long, as its one line (name,
+                # labels, summary, links), which says which alert it is; a cut full text might not.
+                piece = [truncate(mrkdwn_line(n), SECTION_LIMIT)]
             # A compact line joins the section before it when it fits there (not the full alerts' sections).
             joins = index > FULL_ALERTS and len(texts[-1]) + 1 + len(piece[0]) <= SECTION_LIMIT
             blocks = len(texts) + (0 if joins else len(piece))
@@ -305,7 +316,7 @@ class SlackNotifier:
         return json.dumps(self._message.render_group(group)[0], indent=1, ensure_ascii=False)
 
     async def notify_group(self, group: GroupNotification) -> str | None:
-        await self._post({**self._message.render_group(group)[0], **self._overrides})
+        await self._post({**self._message.render_all(self.name, group), **self._overrides})
         return None
 
     async def notify(self, notification: Notification) -> None:

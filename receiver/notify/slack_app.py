@@ -139,7 +139,7 @@ class SlackAppNotifier:
         """Post the group's message, or change ``group.edit`` in place; plans that did not run (``skipped``)
         and the parts continuing an edited message (``part``) reply in the thread of ``group.thread``.
         Returns the ``ts`` of the message that now shows these alerts (None for a ``skipped`` reply)."""
-        payload = self._payload(self._message.render_group(group)[0])
+        payload = self._payload(self._message.render_all(self.name, group))
         if group.edit is not None:
             try:
                 await self._call("chat.update", {**payload, "ts": group.edit})

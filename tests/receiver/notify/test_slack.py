@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from opsloop.receiver.notify import NotifiersConfig, PermanentError, TransientError, build_notifiers
+from opsloop.receiver.notify.group import GroupNotification
 from opsloop.receiver.notify.slack import TRUNCATED_NOTE, SlackNotifier, sections
 from opsloop.testsupport.servers import LOOPBACK, free_port
 from opsloop.testsupport.sinks import SlackSink
@@ -262,3 +265,31 @@ async def test_a_webhook_message_refused_as_too_long_is_retried_at_half_its_leng
     slack_sink.fail_next(1, 400, error=error)
     with pytest.raises(PermanentError, match=error):
         await notifier.notify(make_notification())
+
+
+async def test_a_group_message_fitted_before_messages_were_shortened_is_fitted_again_not_sent_short(
+    slack_sink: SlackSink, build_slack: Build, make_notification: MakeNotification
+) -> None:
+    """Two group messages of one notifier are fitted, then Slack refuses the first as too long: the second,
+    fitted to the old length, must not go out holding fewer alerts than it will be recorded as sending."""
+    notifier = build_slack(slack_sink.url())
+    alerts = [
+        make_notification(
+            fingerprint=f"f{n}", labels={"alertname": "QueueBacklog", "queue": f"Q{n:04d}Z"},
+            annotations={"summary": "backlog", "runbook_url": "https://runbooks.example.com/queue"},
+        )
+        for n in range(1_000)
+    ]  # fmt: skip
+    first, second = (GroupNotification("firing", half) for half in (alerts[:500], alerts[500:]))
+    parts = [g.but(g.alerts[: notifier.group_fit(g)]) for g in (first, second)]
+    slack_sink.fail_next(1, 400, error="invalid_blocks")
+    with pytest.raises(TransientError, match="invalid_blocks"):
+        await notifier.notify_group(parts[0])
+    with pytest.raises(TransientError, match="fitted again"):
+        await notifier.notify_group(parts[1])
+    assert slack_sink.messages == []
+    again = second.but(second.alerts[: notifier.group_fit(second)])  # fitted anew, it goes out whole
+    await notifier.notify_group(again)
+    [message] = await slack_sink.inbox.wait_for_async(1)
+    shown = re.findall(r"Q\d{4}Z", json.dumps(message.payload["blocks"]))
+    assert shown == [n.incident.labels["queue"] for n in again.alerts]
