@@ -72,7 +72,9 @@ case "$cmd" in
     ensure_venv
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
-    .venv/bin/python -m pytest "$@"
+    # Three workers on two cores: most tests wait on real servers, not on the CPU. `-n 0` in the
+    # arguments runs the tests in this process instead (for `-s`, `--pdb` or a profiler).
+    .venv/bin/python -m pytest -n 3 "$@"
     # The whole suite (CI) ends with a mutation smoke: after pytest, so no test imports a mutated file.
     if [ $# -eq 0 ]; then nice -n 19 .venv/bin/python deploy/mutate.py --smoke; fi
     ;;
