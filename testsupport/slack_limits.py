@@ -42,9 +42,10 @@ MESSAGE_TEXT = 40_000
 MAX_ATTACHMENTS = 100
 POST_INTERVAL = 1.0
 """Seconds between messages to one channel or one webhook."""
-RATE_TOLERANCE = 0.9
-"""Two posts a little less than one interval apart still pass: on loopback the requests' own latencies
-differ by a few milliseconds, and a sender pacing at exactly one a second must not fail."""
+RATE_TOLERANCE = 0.75
+"""Two posts a little less than one interval apart still pass, as Slack allows short bursts: a sender
+pacing at exactly one a second sees its requests' latencies jitter, by a few milliseconds on a quiet
+machine and by a few hundred on a loaded one (the test suite runs three workers on two cores)."""
 
 WEBHOOK_ERRORS = {
     "invalid_payload": 400,
