@@ -118,7 +118,8 @@ async def test_a_webhook_the_database_refuses_fails_alone_and_the_others_of_its_
             )
         assert results[:2] + results[3:] == [2, 1, 2]
         assert isinstance(results[2], psycopg.errors.NumericValueOutOfRange)
-        (warning,) = caplog.records
+        # psycopg may log the aborted pipeline too, depending on when the error reached it
+        (warning,) = [record for record in caplog.records if record.name == "opsloop.receiver.store.postgres"]
         assert warning.getMessage() == "batched ingest failed, writing its webhooks one by one"
         assert "integer out of range" in warning.error  # type: ignore[attr-defined]
         found = postgres_server.psql(
@@ -132,7 +133,7 @@ async def test_a_webhook_the_database_refuses_fails_alone_and_the_others_of_its_
             pytest.raises(psycopg.errors.NumericValueOutOfRange),  # alone: its own error, nothing to retry
         ):
             await store.ingest([alert("e")], "", 2**40, NOW)
-        assert caplog.records == []
+        assert [record for record in caplog.records if record.name == "opsloop.receiver.store.postgres"] == []
     finally:
         await store.close()
 
