@@ -97,7 +97,10 @@ async def test_replicas_sharing_a_store_keep_one_webhook_at_one_message_a_second
     def sent() -> float:  # a worker counts a delivery after the store records it done: settled() can come first
         return sum(r.state.metrics.deliveries.labels("slack/team", "sent")._value.get() for r in replicas)
 
-    await eventually(lambda: asyncio.sleep(0, sent() >= 5), 10, "both replicas counting their deliveries")
+    async def counted() -> bool:
+        return sent() >= 5
+
+    await eventually(counted, 10, "both replicas counting their deliveries")
     assert sent() == 5  # each alert once, by whichever replica held its slot
 
 

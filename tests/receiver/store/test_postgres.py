@@ -23,6 +23,12 @@ from tests.receiver.store.test_ops import NOW, OPEN_GATE, alert, claim_plan, ski
 from tests.receiver.store.test_ops_rows import labelled
 
 
+def store_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The store's own log records: psycopg and its pool log too (an aborted pipeline, a failed connect),
+    depending on timing."""
+    return [record for record in caplog.records if record.name == "opsloop.receiver.store.postgres"]
+
+
 async def test_replicas_create_the_schema_together(postgres_server: PostgresServer) -> None:
     url = fresh_postgres_url(postgres_server, "schema")
     stores = [open_store(url) for _ in range(3)]
@@ -118,8 +124,7 @@ async def test_a_webhook_the_database_refuses_fails_alone_and_the_others_of_its_
             )
         assert results[:2] + results[3:] == [2, 1, 2]
         assert isinstance(results[2], psycopg.errors.NumericValueOutOfRange)
-        # psycopg may log the aborted pipeline too, depending on when the error reached it
-        (warning,) = [record for record in caplog.records if record.name == "opsloop.receiver.store.postgres"]
+        (warning,) = store_records(caplog)
         assert warning.getMessage() == "batched ingest failed, writing its webhooks one by one"
         assert "integer out of range" in warning.error  # type: ignore[attr-defined]
         found = postgres_server.psql(
@@ -133,7 +138,7 @@ async def test_a_webhook_the_database_refuses_fails_alone_and_the_others_of_its_
             pytest.raises(psycopg.errors.NumericValueOutOfRange),  # alone: its own error, nothing to retry
         ):
             await store.ingest([alert("e")], "", 2**40, NOW)
-        assert [record for record in caplog.records if record.name == "opsloop.receiver.store.postgres"] == []
+        assert store_records(caplog) == []
     finally:
         await store.close()
 
@@ -267,7 +272,7 @@ async def test_unreachable_server_is_unavailable_not_a_hang(caplog: pytest.LogCa
     store = open_store(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     with caplog.at_level(logging.WARNING, "opsloop.receiver.store.postgres"):
         await store.open()  # starts anyway: webhooks get 503 until the database is back
-    (warning,) = [r for r in caplog.records if r.name == "opsloop.receiver.store.postgres"]  # not the pool's own
+    (warning,) = store_records(caplog)
     assert (warning.getMessage(), warning.store) == ("store not reachable yet", "postgresql")  # type: ignore[attr-defined]
     assert warning.error.startswith("postgresql: ")  # type: ignore[attr-defined]
     started = time.monotonic()
