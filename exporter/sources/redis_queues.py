@@ -3,7 +3,8 @@
 A small Lua script (``redis_keys.lua``) reads up to SCRIPT_BATCH keys per call inside Redis: it
 detects each key's type, reads length and oldest item, and extracts the enqueue time from a list
 item's JSON with cjson, answering one line per key. All batches of all readers go out in one
-pipeline, so 10,000 keys cost one round trip and a few hundred kilobytes instead of 20,000 replies.
+pipeline, so 10,000 keys cost one round trip and a few hundred kilobytes instead of 20,000 replies;
+each batch's answer is read as soon as it is back, while Redis runs the next ones.
 A key that Redis deleted because it was an empty list reads as a list of length 0, so a configured
 queue never drops out of the output. DLQs use the same reader with their own metric names.
 """
@@ -14,17 +15,18 @@ import contextlib
 import logging
 import time
 from array import array
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from opsloop.exporter.series_text import column_lines
 from opsloop.exporter.sources.base import Column, Metric, Sample, Series
 from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
-from opsloop.exporter.sources.redis_source import KeyLookups, Parser
+from opsloop.exporter.sources.redis_source import KeyLookups, ReplyReader
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -41,6 +43,10 @@ SCRIPT_BATCH = 1000
 """Keys per script call: Redis serves other clients between calls, so a batch blocks it only briefly."""
 MILLISECONDS = 1e11
 """A stamp above this is in milliseconds: in seconds it would be the year 5138."""
+AGE_DECIMALS = 6
+"""Ages are published to the microsecond: the script passes a stamp on with 14 significant digits (0.1 ms
+of a current unix time), and a fixed number of decimals renders in a third of the time of the shortest
+exact text (100,000 ages: 40 against 130 ms)."""
 
 
 class KeyMetrics(NamedTuple):
@@ -52,15 +58,20 @@ class KeyMetrics(NamedTuple):
     """Pending and lag of stream consumer groups; none for DLQs, whose groups are triage tools."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Columns:
-    """One read's series under construction: names and values side by side, other samples apart."""
+    """Series under construction: names and values side by side, other samples apart.
 
-    length_names: list[str]
-    lengths: array[float]
-    age_names: list[str]
-    ages: array[float]
-    others: list[Sample]
+    ``named`` False: the values of a batch of stamped lists, in the order of its keys, which then
+    name them (a pattern's columns share the discovered key list instead of building lists of names).
+    """
+
+    lengths: array[float] = field(default_factory=lambda: array("d"))
+    ages: array[float] = field(default_factory=lambda: array("d"))
+    length_names: list[str] = field(default_factory=list)
+    age_names: list[str] = field(default_factory=list)
+    others: list[Sample] = field(default_factory=list)
+    named: bool = True
 
 
 QUEUE_METRICS = KeyMetrics(QUEUE_LENGTH, QUEUE_OLDEST_AGE, (STREAM_GROUP_PENDING, STREAM_GROUP_LAG))
@@ -110,72 +121,49 @@ class KeyReader:
         if self.discovery is not None:
             self._keys = await self.discovery.current(client)
 
-    def plan(self, pipe: Pipeline) -> Parser:
+    def plan(self, pipe: Pipeline) -> _KeyReplies:
         keys = self._keys  # discovery replaces its list, never changes it: no copy needed
         for start in range(0, len(keys), SCRIPT_BATCH):
             batch = keys[start : start + SCRIPT_BATCH]
             pipe.eval(KEYS_SCRIPT, len(batch), *batch, *self._args)
-        return lambda replies: self._parse(keys, replies)
+        return _KeyReplies(self, keys)
 
-    def _parse(self, keys: list[str], replies: Sequence[object]) -> Iterator[Series]:
-        """Lengths and ages as two columns; anything else a key publishes (stream groups) as samples."""
+    def labels(self, keys: list[str]) -> list[str]:
+        return keys if self.discovery is not None else [self._label(key) for key in keys]
+
+    def read_batch(self, keys: list[str], reply: object) -> _Columns:
+        """One script call's answer: lengths and ages, and samples for anything else (stream groups)."""
+        if isinstance(reply, Exception):
+            raise reply  # the script itself failed: Redis is not usable for this source
+        assert isinstance(reply, str)
+        counts, _, body = reply.partition("\n")
+        hits, misses = counts.split("\t")
+        self.lookups.add(int(hits), int(misses))
         now = time.time()
-        out = _Columns([], array("d"), [], array("d"), [])
-        # A pattern's columns share the discovered key list as their names while every batch takes
-        # the fast path: 100,000 keys then cost no list of names per column.
-        shared = self.discovery is not None
-        for start, reply in zip(range(0, len(keys), SCRIPT_BATCH), replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply  # the script itself failed: Redis is not usable for this source
-            assert isinstance(reply, str)
-            counts, _, body = reply.partition("\n")
-            hits, misses = counts.split("\t")
-            self.lookups.add(int(hits), int(misses))
-            batch = keys[start : start + SCRIPT_BATCH]
-            labels = batch if self.discovery is not None else [self._label(key) for key in batch]
-            if self._lists_with_stamps(labels, body, now, out, names=not shared):
-                continue
-            if shared:  # the first batch read the long way: the names so far become lists of their own
-                out.length_names, out.age_names = keys[:start], keys[:start] if self.oldest else []
-                shared = False
-            self._add_lines(batch, body.split("\n"), now, out)
-        if shared:
-            out.length_names, out.age_names = keys, keys if self.oldest else []
-        prefix = (self.redis_name,)
-        if out.length_names:  # a pattern that matches nothing publishes no family, not an empty one
-            yield Column(self.metrics.length, prefix, out.length_names, out.lengths)
-        if out.age_names:
-            yield Column(self.metrics.oldest_age, prefix, out.age_names, out.ages)
-        yield from out.others
-        if self.discovery is not None:
-            yield from self.discovery.samples()
+        return self._lists_with_stamps(len(keys), body, now) or self._add_lines(keys, body.split("\n"), now)
 
-    def _lists_with_stamps(self, labels: list[str], body: str, now: float, out: _Columns, names: bool) -> bool:
+    def _lists_with_stamps(self, count: int, body: str, now: float) -> _Columns | None:
         """The common batch, read with one split and no per-key branches: lists whose oldest items all
-        carry a unix-time stamp (or no stamp is asked for). False, having added nothing, for any other.
-        ``names`` False adds only the values (the caller shares the key list as the names)."""
+        carry a unix-time stamp (or no stamp is asked for), as values only. None for any other batch."""
         fields = body.replace("\n", "\t").split("\t")
         # Every line has at least three fields, so exactly three per line leaves no room for groups.
-        if len(fields) != 3 * len(labels) or fields[0::3].count("list") != len(labels):
-            return False
+        if len(fields) != 3 * count or fields[0::3].count("list") != count:
+            return None
+        out = _Columns(array("d", map(float, fields[1::3])), named=False)
         if self.oldest is not None:
             try:
                 stamps = list(map(float, fields[2::3]))
             except ValueError:  # an empty list, an item without a stamp or an ISO stamp: the long way
-                return False
+                return None
             if any(map(MILLISECONDS.__lt__, stamps)):  # too large for seconds, as parse_timestamp reads them
                 stamps = [stamp / 1000.0 if stamp > MILLISECONDS else stamp for stamp in stamps]
-            if names:
-                out.age_names.extend(labels)
             out.ages.extend(map(max, repeat(0.0), map(now.__sub__, stamps)))
-        if names:
-            out.length_names.extend(labels)
-        out.lengths.extend(map(float, fields[1::3]))
-        return True
+        return out
 
-    def _add_lines(self, keys: list[str], lines: list[str], now: float, out: _Columns) -> None:
+    def _add_lines(self, keys: list[str], lines: list[str], now: float) -> _Columns:
         """Any batch, key by key: other types, empty lists, items without a stamp, ISO stamps."""
         m = self.metrics
+        out = _Columns()
         for key, line in zip(keys, lines, strict=True):
             for sample in self._key_samples(key, line.split("\t"), now):
                 if sample.metric is m.length:
@@ -186,6 +174,7 @@ class KeyReader:
                     out.ages.append(sample.value)
                 else:
                     out.others.append(sample)
+        return out
 
     def _key_samples(self, key: str, fields: list[str], now: float) -> list[Sample]:
         kind, length, stamp, *groups = fields
@@ -212,3 +201,65 @@ class KeyReader:
                 if lag:  # Redis leaves lag unset when it cannot know it
                     samples.append(Sample(lag_metric, (*labels, name), float(lag)))
         return samples
+
+
+class _KeyReplies(ReplyReader):
+    """One scrape of a KeyReader: each script call's answer read and rendered as it comes back.
+
+    Rendering 200,000 lines took about 150 ms after Redis' last answer; rendered batch by batch, the
+    lines are ready by then, at the cost of holding them (about 14 MB at 100,000 keys) until served.
+    """
+
+    def __init__(self, reader: KeyReader, keys: list[str]) -> None:
+        self.reader = reader
+        self.keys = keys
+        self.batches: dict[int, _Columns] = {}
+        self.rendered: dict[int, tuple[bytes, bytes]] = {}
+
+    def take(self, index: int, reply: object) -> None:
+        reader, start = self.reader, index * SCRIPT_BATCH
+        keys = self.keys[start : start + SCRIPT_BATCH]
+        batch = self.batches[index] = reader.read_batch(keys, reply)
+        length_names, age_names = self._names(batch, keys)
+        m, prefix = reader.metrics, (reader.redis_name,)
+        self.rendered[index] = (
+            column_lines(m.length, prefix, length_names, batch.lengths, None),
+            column_lines(m.oldest_age, prefix, age_names, batch.ages, AGE_DECIMALS) if age_names else b"",
+        )
+
+    def _names(self, batch: _Columns, keys: list[str]) -> tuple[list[str], list[str]]:
+        if batch.named:
+            return batch.length_names, batch.age_names
+        labels = self.reader.labels(keys)
+        return labels, labels if self.reader.oldest is not None else []
+
+    def series(self) -> Iterator[Series]:
+        """Lengths and ages as two columns; anything else a key publishes (stream groups) as samples."""
+        reader, keys = self.reader, self.keys
+        count = len(self.batches)
+        batches = [self.batches.pop(n) for n in range(count)]
+        rendered = [self.rendered.pop(n) for n in range(count)]
+        # A pattern's columns share the discovered key list as their names while every batch was read
+        # the fast way: 100,000 keys then cost no list of names per column.
+        shared = reader.discovery is not None and not any(batch.named for batch in batches)
+        out = _Columns()
+        for start, batch in zip(range(0, len(keys), SCRIPT_BATCH), batches, strict=True):
+            out.lengths.extend(batch.lengths)
+            out.ages.extend(batch.ages)
+            out.others.extend(batch.others)
+            if not shared:
+                length_names, age_names = self._names(batch, keys[start : start + SCRIPT_BATCH])
+                out.length_names.extend(length_names)
+                out.age_names.extend(age_names)
+        if shared:
+            out.length_names, out.age_names = keys, keys if reader.oldest else []
+        prefix = (reader.redis_name,)
+        if out.length_names:  # a pattern that matches nothing publishes no family, not an empty one
+            lines = [lengths for lengths, _ in rendered]
+            yield Column(reader.metrics.length, prefix, out.length_names, out.lengths, rendered=lines)
+        if out.age_names:
+            lines = [ages for _, ages in rendered if ages]
+            yield Column(reader.metrics.oldest_age, prefix, out.age_names, out.ages, AGE_DECIMALS, lines)
+        yield from out.others
+        if reader.discovery is not None:
+            yield from reader.discovery.samples()

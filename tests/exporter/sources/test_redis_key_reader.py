@@ -13,6 +13,7 @@ from opsloop.exporter.sources.base import Column
 from opsloop.exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
 from opsloop.exporter.sources.redis_source import KeyLookups
 from opsloop.testsupport.servers import RedisServer
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 from redis.asyncio import Redis
 
 from tests.exporter.scrapes import assert_age, scrape, timed_scrape, value
@@ -131,3 +132,43 @@ async def test_stamps_on_both_sides_of_the_millisecond_cutoff_in_one_batch(
     assert age("jobs:at_cutoff") == 0.0
     assert_age(age("jobs:millis"), 150000000.0, before, after)
     assert_age(age("jobs:seconds"), 1700000000.5, before, after)
+
+
+async def test_replies_taken_in_any_order_read_and_render_as_redis_holds_them(
+    client: Redis, redis_server: RedisServer
+) -> None:
+    """Slices come back in any order: 2,500 keys in three script calls, the middle one read key by key."""
+    stamp = time.time() - 60
+    pipe = client.pipeline(transaction=False)
+    for n in range(2_500):
+        pipe.lpush(f"jobs:{n:04}", json.dumps({"t": stamp + n}), *(["x"] * (n % 3)))
+    await pipe.execute()
+    reader = pattern_reader(redis_server.url, OldestAgeConfig(field="t"))
+    await reader.prepare(client)
+    await client.delete("jobs:1500")  # emptied once discovered: no stamp, so its batch is read the long way
+    pipe = client.pipeline(transaction=False)
+    replies = reader.plan(pipe)
+    answers = await pipe.execute()
+    assert len(answers) == 3
+    before = time.time()
+    for index in (2, 0, 1):
+        replies.take(index, answers[index])
+    after = time.time()
+    cols = columns(list(replies.series()))
+    keys = sorted([*await client.keys("jobs:*"), "jobs:1500"])  # a discovered key reads 0 until forgotten
+    length, age = cols["opsloop_queue_length"], cols["opsloop_queue_oldest_age_seconds"]
+    assert length.names == keys
+    assert length.names is not reader.discovery.keys  # not shared: one batch was read key by key
+    assert list(length.values) == [await client.llen(key) for key in keys]
+    assert age.names == keys
+    for key, seconds in zip(age.names, age.values, strict=True):
+        if key == "jobs:1500":
+            assert seconds == 0.0  # an empty queue waits for nothing
+        else:
+            assert_age(seconds, stamp + int(key.split(":")[1]), before, after)
+    for col in (length, age):  # the lines rendered batch by batch say what the columns hold, in order
+        assert col.rendered is not None
+        samples = [s for family in parse_text(b"".join(col.rendered).decode()) for s in family.samples]
+        assert {s.name for s in samples} == {col.metric.name}
+        assert [s.labels["queue"] for s in samples] == col.names
+        assert [s.value for s in samples] == pytest.approx(list(col.values), abs=1e-6)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import pytest
 import redis
 import redis.asyncio
 from opsloop.exporter.sources.redis_source import SLICE_ARGS, execute_in_slices
@@ -80,9 +81,37 @@ async def test_a_large_pipeline_goes_out_in_slices_and_answers_in_order(redis_se
             pipe.echo(str(n))  # two arguments: 5,000 commands a slice
         pipe.eval("return #KEYS", SLICE_ARGS, *(f"k{n}" for n in range(SLICE_ARGS)))  # larger than a slice
         pipe.echo("last")
-        replies = await execute_in_slices(pipe)
+        replies: dict[int, object] = {}
+        await execute_in_slices(client, pipe, lambda first, got: replies.update(enumerate(got, first)), 2)
     finally:
         await client.aclose()
-    assert replies == [str(n) for n in range(12_000)] + [SLICE_ARGS, "last"]
+    assert [replies[n] for n in range(len(replies))] == [str(n) for n in range(12_000)] + [SLICE_ARGS, "last"]
     stats = redis.Redis.from_url(redis_server.url).info("commandstats")  # every slice went out once
     assert (stats["cmdstat_echo"]["calls"], stats["cmdstat_eval"]["calls"]) == (12_001, 1)
+
+
+async def test_slices_in_flight_go_on_connections_of_their_own_and_a_failure_stops_the_rest(redis_server):
+    r = redis.Redis.from_url(redis_server.url)
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for n in range(SLICE_ARGS * 4):
+            pipe.echo(str(n))  # two arguments: eight slices
+        stack = list(pipe.command_stack)
+        connections = r.info("stats")["total_connections_received"]
+        replies: dict[int, object] = {}
+        await execute_in_slices(client, pipe, lambda first, got: replies.update(enumerate(got, first)), 2)
+        assert r.info("stats")["total_connections_received"] - connections == 2
+        assert [replies[n] for n in range(len(replies))] == [str(n) for n in range(SLICE_ARGS * 4)]
+
+        def refuse(first: int, got: list[object]) -> None:
+            raise ValueError(f"slice at {first}")
+
+        r.config_resetstat()
+        pipe.command_stack = stack
+        with pytest.raises(ValueError, match="slice at"):
+            await execute_in_slices(client, pipe, refuse, 2)
+    finally:
+        await client.aclose()
+    # the first failure ended the read: no sender went on past the slice it had in flight
+    assert r.info("commandstats")["cmdstat_echo"]["calls"] <= 2 * SLICE_ARGS // 2  # of eight slices
