@@ -8,10 +8,11 @@ prometheus-client's encoder, appended after ours (before OpenMetrics' ``# EOF``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 
-from opsloop.exporter.series_text import column_lines, escape_label, format_value, sample_name_of
 from opsloop.exporter.sources.base import Column, Metric, Series
 
 
@@ -133,9 +134,23 @@ def merge(family_lists: Iterable[list[Family]]) -> list[Family]:
     return list(merged.values())
 
 
+def _escape_label(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
 def _escape_help(text: str, openmetrics: bool) -> str:
     text = text.replace("\\", r"\\").replace("\n", r"\n")
     return text.replace('"', r"\"") if openmetrics else text
+
+
+_SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
+def format_value(value: float) -> str:
+    text = repr(float(value))
+    return _SPECIAL_VALUES.get(text, text)
 
 
 CHUNK_LINES = 1000
@@ -146,36 +161,47 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
     """The exposition text of ``families`` in chunks of CHUNK_LINES series (without OpenMetrics' ``# EOF``)."""
     for family in families:
         m = family.metric
-        sample_name = sample_name_of(m)
+        sample_name = f"{m.name}_total" if m.kind == "counter" else m.name
         family_name = m.name if openmetrics else sample_name
         out = [f"# HELP {family_name} {_escape_help(m.help, openmetrics)}\n# TYPE {family_name} {m.kind}\n"]
         # One %-format per series; names are validated metric and label names, so they hold no "%".
         line = sample_name + ("{" + ",".join(f'{n}="%s"' for n in m.labels) + "}" if m.labels else "") + " %s\n"
         for labels, value in family.series.items():
             if "" in labels:  # an absent label of a widened family (see _widened)
-                pairs = ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(m.labels, labels, strict=True) if v)
+                pairs = ",".join(f'{n}="{_escape_label(v)}"' for n, v in zip(m.labels, labels, strict=True) if v)
                 out.append(
                     f"{sample_name}{{{pairs}}} {format_value(value)}\n"
                     if pairs
                     else f"{sample_name} {format_value(value)}\n"
                 )
                 continue
-            out.append(line % (*[escape_label(v) for v in labels], format_value(value)))
+            out.append(line % (*[_escape_label(v) for v in labels], format_value(value)))
             if len(out) >= CHUNK_LINES:
                 yield "".join(out).encode()
                 out = []
         if out:
             yield "".join(out).encode()
         for column in family.columns:
-            yield from _render_column(column)
+            yield from _render_column(sample_name, column)
 
 
-def _render_column(column: Column) -> Iterator[bytes]:
-    """A column's lines, CHUNK_LINES at a time, unless its source rendered them already."""
-    if column.rendered is not None:
-        yield from column.rendered
-        return
+def _render_column(sample_name: str, column: Column) -> Iterator[bytes]:
+    """A column's lines, CHUNK_LINES at a time, joined in C from the names and the values' reprs."""
+    *fixed, last = column.metric.labels
+    pairs = "".join(f'{n}="{_escape_label(v)}",' for n, v in zip(fixed, column.prefix, strict=True))
+    head = f'{sample_name}{{{pairs}{last}="'
     for start in range(0, len(column), CHUNK_LINES):
-        end = start + CHUNK_LINES
-        yield column_lines(column.metric, column.prefix, column.names[start:end], column.values[start:end],
-                           column.decimals)  # fmt: skip
+        names = column.names[start : start + CHUNK_LINES]
+        values = column.values[start : start + CHUNK_LINES]
+        joined = "\x00".join(names)
+        if "\\" in joined or '"' in joined or "\n" in joined:  # rare: escape this chunk's names
+            names = [_escape_label(name) for name in names]
+        finite = all(map(math.isfinite, values))
+        if finite and column.decimals is not None:  # one %-format for the chunk: no text object per value
+            line = head.replace("%", "%%") + f'%s"}} %.{column.decimals}f\n'
+            yield ((line * len(names)) % tuple(chain.from_iterable(zip(names, values, strict=True)))).encode()
+            continue
+        # repr is the format_value of a finite float; map and zip keep the loop in C
+        texts = map(repr if finite else format_value, values)
+        lines = zip(repeat(head), names, repeat('"} '), texts, repeat("\n"), strict=False)
+        yield "".join(map("".join, lines)).encode()

@@ -40,9 +40,6 @@ class Column:
     values: array[float]
     decimals: int | None = None
     """Digits after the point a value is rendered with; None: the shortest text that reads back exactly."""
-    rendered: list[bytes] | None = field(default=None, repr=False, compare=False)
-    """The column's exposition lines, if its source rendered them while Redis was still busy (a column
-    merged series by series is rendered from its values)."""
     _lookup: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:

@@ -22,7 +22,6 @@ from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from opsloop.exporter.series_text import column_lines
 from opsloop.exporter.sources.base import Column, Metric, Sample, Series
 from opsloop.exporter.sources.redis_cluster import register_per_key_script
 from opsloop.exporter.sources.redis_discovery import KeyDiscovery
@@ -204,41 +203,21 @@ class KeyReader:
 
 
 class _KeyReplies(ReplyReader):
-    """One scrape of a KeyReader: each script call's answer read and rendered as it comes back.
-
-    Rendering 200,000 lines took about 150 ms after Redis' last answer; rendered batch by batch, the
-    lines are ready by then, at the cost of holding them (about 14 MB at 100,000 keys) until served.
-    """
+    """One scrape of a KeyReader: each script call's answer read as it comes back, joined at the end."""
 
     def __init__(self, reader: KeyReader, keys: list[str]) -> None:
         self.reader = reader
         self.keys = keys
         self.batches: dict[int, _Columns] = {}
-        self.rendered: dict[int, tuple[bytes, bytes]] = {}
 
     def take(self, index: int, reply: object) -> None:
-        reader, start = self.reader, index * SCRIPT_BATCH
-        keys = self.keys[start : start + SCRIPT_BATCH]
-        batch = self.batches[index] = reader.read_batch(keys, reply)
-        length_names, age_names = self._names(batch, keys)
-        m, prefix = reader.metrics, (reader.redis_name,)
-        self.rendered[index] = (
-            column_lines(m.length, prefix, length_names, batch.lengths, None),
-            column_lines(m.oldest_age, prefix, age_names, batch.ages, AGE_DECIMALS) if age_names else b"",
-        )
-
-    def _names(self, batch: _Columns, keys: list[str]) -> tuple[list[str], list[str]]:
-        if batch.named:
-            return batch.length_names, batch.age_names
-        labels = self.reader.labels(keys)
-        return labels, labels if self.reader.oldest is not None else []
+        start = index * SCRIPT_BATCH
+        self.batches[index] = self.reader.read_batch(self.keys[start : start + SCRIPT_BATCH], reply)
 
     def series(self) -> Iterator[Series]:
         """Lengths and ages as two columns; anything else a key publishes (stream groups) as samples."""
         reader, keys = self.reader, self.keys
-        count = len(self.batches)
-        batches = [self.batches.pop(n) for n in range(count)]
-        rendered = [self.rendered.pop(n) for n in range(count)]
+        batches = [self.batches.pop(n) for n in range(len(self.batches))]
         # A pattern's columns share the discovered key list as their names while every batch was read
         # the fast way: 100,000 keys then cost no list of names per column.
         shared = reader.discovery is not None and not any(batch.named for batch in batches)
@@ -247,19 +226,23 @@ class _KeyReplies(ReplyReader):
             out.lengths.extend(batch.lengths)
             out.ages.extend(batch.ages)
             out.others.extend(batch.others)
-            if not shared:
-                length_names, age_names = self._names(batch, keys[start : start + SCRIPT_BATCH])
-                out.length_names.extend(length_names)
-                out.age_names.extend(age_names)
+            if shared:
+                continue
+            if batch.named:
+                out.length_names.extend(batch.length_names)
+                out.age_names.extend(batch.age_names)
+                continue
+            labels = reader.labels(keys[start : start + SCRIPT_BATCH])
+            out.length_names.extend(labels)
+            if reader.oldest is not None:
+                out.age_names.extend(labels)
         if shared:
             out.length_names, out.age_names = keys, keys if reader.oldest else []
         prefix = (reader.redis_name,)
         if out.length_names:  # a pattern that matches nothing publishes no family, not an empty one
-            lines = [lengths for lengths, _ in rendered]
-            yield Column(reader.metrics.length, prefix, out.length_names, out.lengths, rendered=lines)
+            yield Column(reader.metrics.length, prefix, out.length_names, out.lengths)
         if out.age_names:
-            lines = [ages for _, ages in rendered if ages]
-            yield Column(reader.metrics.oldest_age, prefix, out.age_names, out.ages, AGE_DECIMALS, lines)
+            yield Column(reader.metrics.oldest_age, prefix, out.age_names, out.ages, AGE_DECIMALS)
         yield from out.others
         if reader.discovery is not None:
             yield from reader.discovery.samples()

@@ -36,9 +36,9 @@ Parser = Callable[[Sequence[object]], Iterable[Series]]
 SLICE_ARGS = 2_500
 """Command arguments per round trip: two key-script calls of 1,000 keys (1,005 arguments each). Once
 Redis answers a slice's last command, the exporter still reads and renders the slices in flight, so
-small slices leave Redis idle the least: at 100,000 keys, 60-80 ms from Redis' last script to the
-answer against 90-130 ms with slices of ten calls. Slices also bound what redis-py keeps packed for a
-pipeline until its last reply is in (2-3 MiB more at the peak with 100,000 keys sent at once)."""
+small slices leave Redis idle the least: at 100,000 keys, typically 50-80 ms from Redis' last script
+to the answer against 90-135 ms with slices of ten calls. Slices also bound what redis-py keeps packed
+for a pipeline until its last reply is in (2-3 MiB more at the peak with 100,000 keys sent at once)."""
 IN_FLIGHT = 2
 """Slices sent at once to a standalone or Sentinel-managed Redis, each on a connection of its own: Redis
 runs one slice's scripts while the exporter reads and renders the replies of the other. One at a time,

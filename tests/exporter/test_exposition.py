@@ -6,7 +6,6 @@ import math
 from array import array
 
 from opsloop.exporter.exposition import group, merge, render
-from opsloop.exporter.series_text import column_lines
 from opsloop.exporter.sources.base import Column, Metric, Sample
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -129,28 +128,12 @@ def test_merged_sources_keep_columns_and_widen_them_beside_framework_queues():
 def test_a_column_with_decimals_renders_that_many_and_special_values_as_ever():
     ages = Column(QUEUE, ("main",), ["a", "b", "c"], array("d", [1.5, 1 / 3, 0.0]), decimals=6)
     special = Column(QUEUE, ("other",), ["inf", "d"], array("d", [math.inf, 2.5]), decimals=6)
-    families, _ = group([ages, special])
+    percent = Column(QUEUE, ("100%s",), ["a%d"], array("d", [1.25]), decimals=6)  # "%" is text, not a format
+    families, _ = group([ages, special, percent])
     lines = b"".join(render(families)).decode().splitlines()
     assert 'opsloop_queue_length{redis="main",queue="a"} 1.500000' in lines
     assert 'opsloop_queue_length{redis="main",queue="b"} 0.333333' in lines
     assert 'opsloop_queue_length{redis="main",queue="c"} 0.000000' in lines
     assert 'opsloop_queue_length{redis="other",queue="inf"} +Inf' in lines  # as format_value renders it
+    assert 'opsloop_queue_length{redis="100%s",queue="a%d"} 1.250000' in lines
     assert rendered(families)[(("queue", "d"), ("redis", "other"))] == 2.5
-
-
-def test_lines_a_source_rendered_are_served_unless_the_column_is_merged_series_by_series():
-    first = column(("main",), {"a": 1.0, NASTY: 2.0})
-    first.rendered = [column_lines(QUEUE, ("main",), first.names, first.values, None)]
-    families, _ = group([first])
-    text = b"".join(render(families))
-    assert text.endswith(b"".join(first.rendered))
-    assert text.count(b"\nopsloop_queue_length{") == 2
-    overlapping = column(("main",), {"a": 10.0, "c": 30.0})
-    overlapping.rendered = [column_lines(QUEUE, ("main",), overlapping.names, overlapping.values, None)]
-    families, dropped = group([first, overlapping])
-    assert dropped == 1
-    assert rendered(families) == {  # the second column's lines would have repeated queue "a"
-        (("queue", "a"), ("redis", "main")): 1.0,
-        (("queue", NASTY), ("redis", "main")): 2.0,
-        (("queue", "c"), ("redis", "main")): 30.0,
-    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,6 @@ from opsloop.exporter.sources.base import Column
 from opsloop.exporter.sources.redis_queues import QUEUE_METRICS, KeyReader
 from opsloop.exporter.sources.redis_source import KeyLookups
 from opsloop.testsupport.servers import RedisServer
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 from redis.asyncio import Redis
 
 from tests.exporter.scrapes import assert_age, scrape, timed_scrape, value
@@ -134,9 +134,7 @@ async def test_stamps_on_both_sides_of_the_millisecond_cutoff_in_one_batch(
     assert_age(age("jobs:seconds"), 1700000000.5, before, after)
 
 
-async def test_replies_taken_in_any_order_read_and_render_as_redis_holds_them(
-    client: Redis, redis_server: RedisServer
-) -> None:
+async def test_replies_taken_in_any_order_read_as_redis_holds_them(client: Redis, redis_server: RedisServer) -> None:
     """Slices come back in any order: 2,500 keys in three script calls, the middle one read key by key."""
     stamp = time.time() - 60
     pipe = client.pipeline(transaction=False)
@@ -166,9 +164,19 @@ async def test_replies_taken_in_any_order_read_and_render_as_redis_holds_them(
             assert seconds == 0.0  # an empty queue waits for nothing
         else:
             assert_age(seconds, stamp + int(key.split(":")[1]), before, after)
-    for col in (length, age):  # the lines rendered batch by batch say what the columns hold, in order
-        assert col.rendered is not None
-        samples = [s for family in parse_text(b"".join(col.rendered).decode()) for s in family.samples]
-        assert {s.name for s in samples} == {col.metric.name}
-        assert [s.labels["queue"] for s in samples] == col.names
-        assert [s.value for s in samples] == pytest.approx(list(col.values), abs=1e-6)
+
+
+async def test_ages_are_written_to_the_microsecond(redis_server, write_config, exporter_client) -> None:
+    r = redis.Redis.from_url(redis_server.url)
+    stamp = time.time() - 12.5
+    r.lpush("jobs:a", json.dumps({"t": stamp}))
+    cfg = write_config({"redis": [{"name": "main", "url": redis_server.url}],
+                        "queues": [{"redis": "main", "pattern": "jobs:*", "oldest_age": {"field": "t"}}]})  # fmt: skip
+    client = await exporter_client(cfg)
+    before = time.time()
+    text = await (await client.get("/metrics")).text()
+    after = time.time()
+    (line,) = [line for line in text.splitlines() if line.startswith("opsloop_queue_oldest_age_seconds{")]
+    written = re.fullmatch(r'opsloop_queue_oldest_age_seconds\{redis="main",queue="jobs:a"\} (\d+\.\d{6})', line)
+    assert written is not None, line
+    assert_age(float(written[1]), stamp, before, after)
