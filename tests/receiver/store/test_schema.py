@@ -11,9 +11,10 @@ import sqlite3
 from contextlib import closing
 
 import psycopg
-from opsloop.receiver.store import Store
+from opsloop.receiver.store import Store, open_store
 from opsloop.receiver.store.postgres import PostgresStore
 from opsloop.receiver.store.schema import json_text
+from opsloop.receiver.store.sqlite import SqliteStore
 
 from tests.receiver.store.test_ops import NOW, alert
 from tests.receiver.store.test_ops_rows import GROUPED, labelled, rows
@@ -129,3 +130,27 @@ async def test_each_jobs_urgency_comes_from_its_alerts_severity(store: Store) ->
     assert sorted(found) == [("crit", 1), ("info", 3), ("tricky", 3), ("warn", 2)]
     claimed = await store.claim("w", 2, 30, NOW)  # the most urgent first
     assert sorted(j.incident.fingerprint for j in claimed) == ["crit", "warn"]
+
+
+def indexes(store: Store) -> set[str]:
+    """The jobs table's index names, as the database lists them."""
+    if isinstance(store, PostgresStore):
+        with psycopg.connect(store.dsn) as db:
+            return {name for (name,) in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")}
+    with closing(sqlite3.connect(store.path)) as db:  # type: ignore[attr-defined]
+        return {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")
+        }
+
+
+async def test_opening_a_store_drops_the_index_that_jobs_claim_made_redundant(store: Store) -> None:
+    assert "jobs_due" not in indexes(store)
+    assert {"jobs_claim", "jobs_group"} <= indexes(store)
+    write(store, "CREATE INDEX jobs_due ON jobs (state, due_at)")  # as stores made before it went have it
+    reopened = open_store(f"sqlite://{store.path}" if isinstance(store, SqliteStore) else store.dsn)
+    await reopened.open()
+    try:
+        assert "jobs_due" not in indexes(store)
+        assert {"jobs_claim", "jobs_group"} <= indexes(store)
+    finally:
+        await reopened.close()
