@@ -255,8 +255,13 @@ class HttpServer:
         await writer.drain()
 
 
+GZIP_LEVEL = 1
+"""Prometheus asks for gzip on every scrape. The exposition text of 100,000 queue keys (13.6 MB) takes
+about 105 ms to compress at level 1 and 260 ms at zlib's default 6, for 1.47 against 1.2 MB."""
+
+
 def _gzipped(chunks: Iterable[bytes]) -> Iterable[bytes]:
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: the gzip container
     for chunk in chunks:
         yield compressor.compress(chunk)
     yield compressor.flush()
