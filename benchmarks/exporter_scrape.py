@@ -7,7 +7,7 @@ resident size when started but not yet scraped (idle) and its peak. Everything r
 every loop is bounded in count.
 
     .venv/bin/python benchmarks/exporter_scrape.py [--counts 10,100,1000,10000,100000] [--scrapes 7]
-        [--topologies standalone,cluster]
+        [--topologies standalone,cluster] [--gzip]
     .venv/bin/python benchmarks/exporter_scrape.py --import-costs
 
 ``--import-costs`` prints instead what each module the exporter loads adds to the resident size of a
@@ -17,6 +17,7 @@ fresh interpreter, in the order the exporter loads them (and, for comparison, wh
 from __future__ import annotations
 
 import argparse
+import gzip
 import shutil
 import statistics
 import subprocess
@@ -46,13 +47,17 @@ def fill(client: redis.Redis | redis.RedisCluster, count: int) -> None:
         pipe.execute()
 
 
-def scrape_times(url: str, scrapes: int, expect: str) -> list[float]:
+def scrape_times(url: str, scrapes: int, expect: str, gzipped: bool = False) -> list[float]:
+    """Each scrape's time; ``gzipped`` asks for a gzip-compressed answer, as Prometheus does."""
     times = []
+    headers = {"Accept-Encoding": "gzip"} if gzipped else {}
     for _ in range(scrapes):
         started = time.perf_counter()
-        with urllib.request.urlopen(url, timeout=60) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as resp:
             body = resp.read()
         times.append(time.perf_counter() - started)
+        if resp.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
         if expect.encode() not in body:
             raise RuntimeError(f"scrape of {url} lacks {expect}")
     return times
@@ -73,7 +78,7 @@ def start(name: str, argv: list[str], workdir: Path, port: int) -> ManagedProces
     return proc
 
 
-def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir: Path) -> list[tuple]:
+def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir: Path, gzipped: bool) -> list[tuple]:
     """Both exporters against one Redis of the topology; one row per key count."""
     rows = []
     with RedisClusterNodes() if topology == "cluster" else RedisServer() as server:
@@ -108,12 +113,16 @@ def run(topology: str, counts: list[int], scrapes: int, reference: str, workdir:
                 time.sleep(1)  # started and answering, not yet scraped: its idle size
                 idle = rss_mib(ours.proc.pid, "VmRSS")  # type: ignore[union-attr]
                 last = f'queue="bench:{count - 1}"'
-                first = scrape_times(f"http://127.0.0.1:{ours_port}/metrics", 1, last)[0]  # discovery + TYPE
-                ours_t = statistics.median(scrape_times(f"http://127.0.0.1:{ours_port}/metrics", scrapes, last))
+                first = scrape_times(f"http://127.0.0.1:{ours_port}/metrics", 1, last, gzipped)[0]  # discovery + TYPE
+                ours_t = statistics.median(
+                    scrape_times(f"http://127.0.0.1:{ours_port}/metrics", scrapes, last, gzipped)
+                )
                 # redis_exporter -is-cluster SCANs only the node it is given: on a cluster it reports about a
                 # third of the keys, so only its answering is checked there (its time covers that third).
                 ref_expect = "redis_key_size" if cluster else f'key="bench:{count - 1}"'
-                ref_t = statistics.median(scrape_times(f"http://127.0.0.1:{ref_port}/metrics", scrapes, ref_expect))
+                ref_t = statistics.median(
+                    scrape_times(f"http://127.0.0.1:{ref_port}/metrics", scrapes, ref_expect, gzipped)
+                )
                 rss = rss_mib(ours.proc.pid)  # type: ignore[union-attr]
                 growth = ours_t / previous[1] if previous else None
                 grown = f"x{growth:4.1f} for x{count // previous[0]}" if previous else "-"
@@ -183,6 +192,7 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=7)
     parser.add_argument("--topologies", default="standalone,cluster")
     parser.add_argument("--import-costs", action="store_true", help="print what each import adds, then exit")
+    parser.add_argument("--gzip", action="store_true", help="ask both exporters for gzip, as Prometheus does")
     args = parser.parse_args()
     if args.import_costs:
         import_costs()
@@ -193,7 +203,11 @@ def main() -> None:
     counts = sorted(int(c) for c in args.counts.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="opsloop-bench-"))
     try:
-        rows = [row for t in args.topologies.split(",") for row in run(t, counts, args.scrapes, reference, workdir)]
+        rows = [
+            row
+            for t in args.topologies.split(",")
+            for row in run(t, counts, args.scrapes, reference, workdir, args.gzip)
+        ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n| redis | keys | opsloop median | opsloop first scrape | redis_exporter median | opsloop / redis_exporter "
