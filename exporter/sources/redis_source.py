@@ -35,15 +35,14 @@ if TYPE_CHECKING:
 Parser = Callable[[Sequence[object]], Iterable[Series]]
 SLICE_ARGS = 2_500
 """Command arguments per round trip: two key-script calls of 1,000 keys (1,005 arguments each). Once
-Redis answers a slice's last command, the exporter still reads and renders the slices in flight, so
-small slices leave Redis idle the least: at 100,000 keys, typically 50-80 ms from Redis' last script
-to the answer against 90-135 ms with slices of ten calls. Slices also bound what redis-py keeps packed
+Redis answers a slice's last command, the exporter still reads the slices in flight, so small slices
+leave the least to do after Redis is done: at 100,000 keys, 50-80 ms from Redis' last script to the
+read's end against 90-135 ms with slices of ten calls. Slices also bound what redis-py keeps packed
 for a pipeline until its last reply is in (2-3 MiB more at the peak with 100,000 keys sent at once)."""
 IN_FLIGHT = 2
-"""Slices sent at once to a standalone or Sentinel-managed Redis, each on a connection of its own: Redis
-runs one slice's scripts while the exporter reads and renders the replies of the other. One at a time,
-each side waited for the other, and at 100,000 keys the exporter's part was a third of the scrape; three
-in flight were no faster than two. On a cluster each slice goes to every primary at once."""
+"""Slices sent at once, each on a connection of its own: Redis runs one slice's scripts while the
+exporter reads the replies of the other. One at a time, each side waited for the other; three in flight
+were no faster than two. On a cluster each slice goes to every primary at once."""
 
 
 @dataclass
@@ -63,11 +62,8 @@ class KeyLookups:
 
 
 class ReplyReader(ABC):
-    """A parser that takes each reply as soon as its slice is back, so its work overlaps Redis' work.
-
-    For readers with many replies (a script call per 1,000 queue keys); calling it with every reply
-    at once, as a ``Parser``, reads the same.
-    """
+    """A parser that takes each reply as soon as its slice is back, so its work overlaps Redis' work:
+    for readers with many replies (a script call per 1,000 queue keys)."""
 
     @abstractmethod
     def take(self, index: int, reply: object) -> None:
@@ -76,11 +72,6 @@ class ReplyReader(ABC):
     @abstractmethod
     def series(self) -> Iterable[Series]:
         """What the replies say, once every one has been taken."""
-
-    def __call__(self, replies: Sequence[object]) -> Iterable[Series]:
-        for index, reply in enumerate(replies):
-            self.take(index, reply)
-        return self.series()
 
 
 class RedisReader(Protocol):

@@ -30,8 +30,10 @@ async def read(reader: KeyReader, client: Redis) -> list[object]:
     """One read as a scrape does it: discovery, the script calls in a pipeline, the parse."""
     await reader.prepare(client)
     pipe = client.pipeline(transaction=False)
-    parse = reader.plan(pipe)
-    return list(parse(await pipe.execute()))
+    replies = reader.plan(pipe)
+    for index, reply in enumerate(await pipe.execute()):
+        replies.take(index, reply)
+    return list(replies.series())
 
 
 def pattern_reader(url: str, oldest: OldestAgeConfig | None) -> KeyReader:
