@@ -7,8 +7,8 @@ two replicas claiming members of one group in the same instant never both get it
 is held no replica claims another member and no resolution replaces one, so the members of one message
 are sent together once (a group refused its send slot is held back under a lease of its own,
 ``holding``: nothing of it is being sent then, so a resolution does replace a member). Each member sent
-records the message (``batch``: the id of the job that carried it) it went out in; members that did not
-fit are released as the next message of the group.
+records on its job row the message it went out in (``batch``: the id of the job that carried it, and
+``ref``: its id at the notifier); members that did not fit are released as the next message of the group.
 
 Plain ``CREATE TABLE IF NOT EXISTS`` tables, so a store created before grouping existed gains them on open
 and its older deliveries simply go alone.
@@ -23,13 +23,6 @@ from opsloop.receiver.domain import DELIVERY, GROUPED, Job, Kind, group_id
 from opsloop.receiver.store.driver import Op, Stmt, marks
 
 GROUPS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS delivery_groups (
-    job_id BIGINT PRIMARY KEY,
-    gid TEXT NOT NULL,
-    batch BIGINT
-);
-CREATE INDEX IF NOT EXISTS delivery_groups_gid ON delivery_groups (gid);
-CREATE INDEX IF NOT EXISTS delivery_groups_batch ON delivery_groups (batch);
 CREATE TABLE IF NOT EXISTS group_leases (
     gid TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -118,12 +111,6 @@ def place(incident_id: int, notifier: str, kind: Kind, note: str, now: float) ->
             return Placement(None, now, folded=True)
         klass = "skipped" if states & {"sent", "sending"} else "firing"
     return Placement(group_id(notifier, klass, group_key), now + wait)
-
-
-def join(job_id: int, gid: str) -> Op[None]:
-    """A new delivery joins a group: its row was inserted naming the group (what claims and ``take`` read,
-    indexed), and ``delivery_groups`` keeps the message it goes out in."""
-    yield Stmt("INSERT INTO delivery_groups (job_id, gid) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, gid))
 
 
 def lease(gids: Sequence[str], owner: str, until: float, now: float, skip_locked: str) -> Op[set[str]]:
@@ -248,19 +235,24 @@ def waiting(gid: str, due_at: float, now: float) -> Op[list[int]]:
     return [row[0] for row in found.rows]
 
 
-def tiers(waiting_ids: Sequence[int], taken: Sequence[int], due_at: float, interval: float) -> dict[float, list[int]]:
+def tiers(
+    waiting_ids: Sequence[int], taken: Sequence[int], due_at: float, interval: float, per_message: int = MAX_TAKE
+) -> dict[float, list[int]]:
     """The waiting members not taken by when each is due, ids in order.
 
-    Held in tiers of ``MAX_TAKE`` by id: a message carries at most ``MAX_TAKE`` members, lowest ids first,
-    and takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals
-    after ``due_at``. No member waits past its earliest message, and the next refusal rewrites only the
-    members due before its own slot (about one tier), not every member of a large group again. The members
-    taken are given back at ``due_at`` (``give_back``), so they are left out here."""
+    Held in tiers of ``per_message`` by id: a message carries at most that many members (``MAX_TAKE``, or
+    as many as the group's last message did: what fits a destination's size limit), lowest ids first, and
+    takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals after
+    ``due_at``. A member does not wait for its tier if it fits earlier: a message takes the lowest ids
+    whatever their due times, a tier only says when the group is due again. The next refusal rewrites only
+    the members due before its own slot (about one tier), not every member of a large group again; with
+    tiers as large as the messages that go, a member's due time is rewritten about once. The members taken
+    are given back at ``due_at`` (``give_back``), so they are left out here."""
     left_out = set(taken)
     held: dict[float, list[int]] = {}
     for position, job_id in enumerate(waiting_ids):
         if job_id not in left_out:
-            held.setdefault(due_at + position // MAX_TAKE * interval, []).append(job_id)
+            held.setdefault(due_at + position // per_message * interval, []).append(job_id)
     return held
 
 
@@ -307,17 +299,15 @@ def end(
     member_ids: Sequence[int], state: str, result: str, batch: int | None, now: float, ref: str | None = None
 ) -> Op[None]:
     """End members as sent (``batch``: the message they went out in, ``ref``: its id at the notifier, a Slack
-    ``ts`` or a Message-ID) or failed."""
+    ``ts`` or a Message-ID) or failed (``batch`` None: they went out in no message, and no ``ref`` is kept)."""
     if not member_ids:
         return
     yield Stmt(
         "UPDATE jobs SET state = ?, result = ?, finished_at = ?, attempts = attempts + 1, lease_owner = NULL, "
-        f"lease_until = NULL, updated_at = ? WHERE state = 'pending' AND id IN ({marks(member_ids)})",
-        (state, result, now, now, *member_ids),
+        "lease_until = NULL, updated_at = ?, batch = ?, ref = ? "
+        f"WHERE state = 'pending' AND id IN ({marks(member_ids)})",
+        (state, result, now, now, batch, None if batch is None else ref, *member_ids),
     )
-    if batch is not None:
-        yield Stmt(f"UPDATE delivery_groups SET batch = ?, ref = ? WHERE job_id IN ({marks(member_ids)})",
-                   (batch, ref, *member_ids))  # fmt: skip
 
 
 def retry(member_ids: Sequence[int], result: str, now: float) -> Op[None]:
@@ -331,8 +321,7 @@ def retry(member_ids: Sequence[int], result: str, now: float) -> Op[None]:
 def extend(job_id: int, owner: str, until: float) -> Op[None]:
     """Renew the group lease along with the lease of the job that took the group."""
     yield Stmt(
-        "UPDATE group_leases SET until = ? WHERE owner = ? "
-        "AND gid = (SELECT gid FROM delivery_groups WHERE job_id = ?)",
+        "UPDATE group_leases SET until = ? WHERE owner = ? AND gid = (SELECT gid FROM jobs WHERE id = ?)",
         (until, owner, job_id),
     )
 
@@ -340,13 +329,13 @@ def extend(job_id: int, owner: str, until: float) -> Op[None]:
 def firing_batches(target: str, incident_ids: Sequence[int]) -> Op[dict[int, int]]:
     """The group message (batch) each of these alerts' firing message went out in, by incident."""
     found = yield Stmt(
-        "SELECT j.incident_id, g.batch FROM jobs j JOIN delivery_groups g ON g.job_id = j.id WHERE j.target = ? "
-        f"AND j.notify_kind = 'firing' AND g.batch IS NOT NULL AND j.incident_id IN ({marks(incident_ids)})",
+        "SELECT incident_id, batch FROM jobs WHERE target = ? AND notify_kind = 'firing' AND batch IS NOT NULL "
+        f"AND incident_id IN ({marks(incident_ids)})",
         (target, *incident_ids),
     )
     return {incident_id: batch for incident_id, batch in found.rows}
 
 
 def batch_members(batch: int) -> Op[list[int]]:
-    found = yield Stmt("SELECT job_id FROM delivery_groups WHERE batch = ? ORDER BY job_id", (batch,))
+    found = yield Stmt("SELECT id FROM jobs WHERE batch = ? ORDER BY id", (batch,))
     return [row[0] for row in found.rows]

@@ -181,13 +181,10 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
             return (yield from self._insert_job(key, DELIVERY, incident_id, notifier, kind, note, {}, now))
         wait = routed.group_wait(notifier)  # None for a page: it never waits, not even for its group's hold
         gid = group_id(notifier, kind, routed.group_key)
-        job_id = yield from self._insert_job(
+        return (yield from self._insert_job(
             key, DELIVERY, incident_id, notifier, kind, note, {}, now, due_at=now if wait is None else now + wait,
             gid=gid, held=wait is not None,
-        )  # fmt: skip
-        if job_id is not None:
-            yield from grouping.join(job_id, gid)
-        return job_id
+        ))  # fmt: skip
 
     @staticmethod
     def _insert_job(
@@ -354,12 +351,10 @@ class Store(SteeringOps, GroupOps, MoveJournal, abc.ABC):
             placed = yield from grouping.place(job.incident.id, d.notifier, d.kind, d.note, now)
             if placed.folded:  # the alert's firing message, still to be sent, says what the plan did
                 continue
-            new = yield from self._insert_job(
+            yield from self._insert_job(
                 d.key, DELIVERY, job.incident.id, d.notifier, d.kind, d.note, {}, now, due_at=placed.due_at,
                 gid=placed.gid, held=placed.gid is not None,
             )  # fmt: skip
-            if new is not None and placed.gid is not None:
-                yield from grouping.join(new, placed.gid)
         return True
 
     def _incident_status(self, incident_id: int) -> Op[str]:

@@ -165,8 +165,7 @@ JOB_COLUMNS = (
     "j.updated_at"
 )
 JOB_SELECT = (
-    f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS}, g.gid, g.ref "
-    "FROM jobs j JOIN incidents i ON i.id = j.incident_id LEFT JOIN delivery_groups g ON g.job_id = j.id"
+    f"SELECT {JOB_COLUMNS}, {INCIDENT_COLUMNS}, j.gid, j.ref FROM jobs j JOIN incidents i ON i.id = j.incident_id"
 )
 APPROVAL_COLUMNS = "job_id, stage, state, requested_at, deadline, decided_by, decided_at, reason"
 EVENT_COLUMNS = "id, incident_id, job_id, at, kind, actor, title, detail"
@@ -210,18 +209,36 @@ BACKFILL_URGENCY = URGENCY.format(
 UPGRADE = f"""
 ALTER TABLE jobs {{add_column}} urgency INTEGER;
 ALTER TABLE jobs {{add_column}} gid TEXT;
-ALTER TABLE delivery_groups {{add_column}} ref TEXT;
+ALTER TABLE jobs {{add_column}} batch BIGINT;
+ALTER TABLE jobs {{add_column}} ref TEXT;
 UPDATE jobs SET urgency = ({BACKFILL_URGENCY}) WHERE urgency IS NULL;
-UPDATE jobs SET gid = (SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id)
-    WHERE gid IS NULL AND state = 'pending';
-CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (state, urgency, due_at, id);
-CREATE INDEX IF NOT EXISTS jobs_group ON jobs (gid, state, id);
+CREATE TABLE IF NOT EXISTS delivery_groups (job_id BIGINT PRIMARY KEY, gid TEXT NOT NULL, batch BIGINT, ref TEXT);
+ALTER TABLE delivery_groups {{add_column}} ref TEXT;
+UPDATE jobs SET gid = (SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id),
+    batch = (SELECT g.batch FROM delivery_groups g WHERE g.job_id = jobs.id),
+    ref = (SELECT g.ref FROM delivery_groups g WHERE g.job_id = jobs.id)
+    WHERE id IN (SELECT job_id FROM delivery_groups);
+DROP TABLE delivery_groups;
+CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch) WHERE batch IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_pending_claim ON jobs (urgency, due_at, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_pending_group ON jobs (gid, id) WHERE state = 'pending';
+DROP INDEX IF EXISTS jobs_claim;
+DROP INDEX IF EXISTS jobs_group;
 DROP INDEX IF EXISTS jobs_due
 """
-"""Columns added after stores existed, filled in for the rows written before (the group of a pending
-delivery only: only pending members are ever read by group). Runs on every open; finds nothing to fill
-once done. ``jobs_due (state, due_at)`` went when ``jobs_claim`` came, which leads with the same column:
-every insert and every change of a due time still wrote it, for one scan in a thousand."""
+"""Columns added after stores existed, filled in for the rows written before. Runs on every open; finds
+nothing to fill once done.
+
+A grouped delivery's group, and the message it went out in (``batch``, ``ref``), are columns of its job
+row. Stores written before kept them in a table of their own, ``delivery_groups``, one more row to
+insert per grouped webhook and one more to update per member sent: its rows move into ``jobs`` and the
+table goes (created empty first where it is missing, so the same statements run on every store).
+
+The claim and group indexes hold pending jobs only (every statement that reads through them asks for
+``state = 'pending'``, written as that literal so both backends match the index's condition): a job that
+ends leaves them instead of adding a row version to each, and they stay the size of the backlog, not of
+the history. They replace ``jobs_claim (state, urgency, due_at, id)`` and ``jobs_group (gid, state,
+id)``, which held every job, and ``jobs_due (state, due_at)``, redundant since ``jobs_claim`` came."""
 
 
 def schema_statements(dialect: Dialect) -> list[str]:

@@ -77,13 +77,13 @@ async def test_a_paced_message_holds_the_rest_and_the_waiting_members_until_the_
     group = await store.take_group(head, "w", NOW + 35, NOW + 5)
     assert group is not None
     assert await store.group_slot(head, "w", [j.id for j in group], KEY, 1.0, NOW + 5, urgent=False) is None
-    done, rest = [j.id for j in group[:400]], [j.id for j in group[400:]]
+    done, rest = [j.id for j in group[:700]], [j.id for j in group[700:]]
     ended = await store.end_group(head, "w", done, SENT, "sent", rest, NOW + 5.5, "ts-1", next_slot=(NOW + 6, 1.0))
     assert ended
-    assert rows(store, f"SELECT COUNT(*) FROM jobs WHERE state = '{SENT}'") == [(400,)]
-    # The 600 of the message's rest and the 10 never taken fit in the next message: all due at its slot.
+    assert rows(store, f"SELECT COUNT(*) FROM jobs WHERE state = '{SENT}'") == [(700,)]
+    # The 300 of the message's rest and the 10 never taken fit in a message as large: all due at the next slot.
     due = due_times(store)
-    assert len(due) == MAX_TAKE + 10 - 400
+    assert len(due) == MAX_TAKE + 10 - 700
     assert set(due.values()) == {NOW + 6}
     assert rows(store, "SELECT COUNT(*) FROM group_leases") == [(0,)]
     assert rows(store, "SELECT gid, until FROM group_holds") == [(GID, NOW + 6)]
@@ -97,13 +97,35 @@ async def test_a_paced_message_leaves_members_past_the_next_message_for_the_slot
     (head,) = await store.claim("w", 8, 30, NOW + 5)
     group = await store.take_group(head, "w", NOW + 35, NOW + 5)
     assert group is not None
-    done, rest = [j.id for j in group[:100]], [j.id for j in group[100:]]
+    done, rest = [j.id for j in group[:400]], [j.id for j in group[400:]]
     assert await store.end_group(head, "w", done, SENT, "sent", rest, NOW + 5.5, "ts-1", next_slot=(NOW + 6, 1.0))
-    # 1,200 wait; the next message holds MAX_TAKE of them, lowest ids first, and the last 200 the one after.
+    # 900 wait. The message carried 400: the 600 taken and not sent are due at the next slot, lowest ids first,
+    # and the others in tiers of 400 by id, a slot each, counted after them.
     due = due_times(store)
-    assert {fp for fp, at in due.items() if at == NOW + 6} == {f"fp{n:05}" for n in range(100, 100 + MAX_TAKE)}
-    assert {fp for fp, at in due.items() if at == NOW + 7} == {
-        f"fp{n:05}" for n in range(100 + MAX_TAKE, MAX_TAKE + 300)
+    tiers = {at: {fp for fp, when in due.items() if when == at} for at in set(due.values())}
+    assert tiers == {
+        NOW + 6: {f"fp{n:05}" for n in range(400, MAX_TAKE)},
+        NOW + 7: {f"fp{n:05}" for n in range(MAX_TAKE, MAX_TAKE + 200)},
+        NOW + 8: {f"fp{n:05}" for n in range(MAX_TAKE + 200, MAX_TAKE + 300)},
+    }
+
+
+async def test_a_message_of_a_few_members_holds_the_others_in_tiers_as_small(store: Store) -> None:
+    """A destination that took ten alerts in a message: the members that joined after the group was taken
+    wait in tiers of ten, one slot apart, after the 25 taken and not sent."""
+    await store.ingest([alert(f"a{n:02}", **WINDOWS) for n in range(35)], "http://am", 0, NOW)
+    (head,) = await store.claim("w", 8, 30, NOW + 5)
+    group = await store.take_group(head, "w", NOW + 35, NOW + 5)
+    assert group is not None
+    ids = [j.id for j in group]
+    await store.ingest([alert(f"b{n:02}", **WINDOWS) for n in range(25)], "http://am", 0, NOW - 1)  # due NOW + 4
+    assert await store.end_group(head, "w", ids[:10], SENT, "sent", ids[10:], NOW + 5.5, "ts-1", (NOW + 6, 2.0))
+    due = due_times(store)
+    assert {fp: at for fp, at in due.items() if fp.startswith("a")} == {f"a{n:02}": NOW + 6 for n in range(10, 35)}
+    assert {fp: at for fp, at in due.items() if fp.startswith("b")} == {
+        **{f"b{n:02}": NOW + 10 for n in range(5)},
+        **{f"b{n:02}": NOW + 12 for n in range(5, 15)},
+        **{f"b{n:02}": NOW + 14 for n in range(15, 25)},
     }
 
 

@@ -59,7 +59,7 @@ async def test_a_message_recorded_mid_group_ends_its_members_and_keeps_the_group
         **{i: (FAILED, NOW + 5, None, None) for i in failed},
         **{i: ("pending", NOW + 5, "a" if i == head.id else None, None) for i in rest},
     }
-    assert rows(store, "SELECT job_id, ref FROM delivery_groups WHERE ref IS NOT NULL ORDER BY job_id") == [
+    assert rows(store, "SELECT id, ref FROM jobs WHERE ref IS NOT NULL ORDER BY id") == [
         (i, "ts-1") for i in sorted(sent)
     ]
     assert rows(store, "SELECT owner, until FROM group_leases") == [("a", NOW + 35)]  # still "a"'s to go on with

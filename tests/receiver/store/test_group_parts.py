@@ -34,7 +34,7 @@ def states(store: Store) -> dict[int, tuple[str, float, str | None, int | None]]
     """By job: state, due time, lease owner and the message (batch) it went out in."""
     found = rows(
         store,
-        "SELECT j.id, j.state, j.due_at, j.lease_owner, g.batch FROM jobs j JOIN delivery_groups g ON g.job_id = j.id",
+        "SELECT id, state, due_at, lease_owner, batch FROM jobs WHERE gid IS NOT NULL",
     )
     return {job_id: (state, due_at, owner, batch) for job_id, state, due_at, owner, batch in found}
 
@@ -70,7 +70,7 @@ async def test_a_message_ended_in_parts_leaves_the_rows_of_one_write(store: Stor
         **{i: ("pending", NOW + 6, None, None) for i in rest},
     }
     assert rows(store, "SELECT COUNT(*) FROM group_leases") == [(0,)]
-    assert {ref for (ref,) in rows(store, "SELECT ref FROM delivery_groups WHERE batch IS NOT NULL")} == {"ts-1"}
+    assert {ref for (ref,) in rows(store, "SELECT ref FROM jobs WHERE batch IS NOT NULL")} == {"ts-1"}
     (follow_up,) = await store.claim("b", 8, 30, NOW + 6)  # the group was given back: its rest is due now
     assert follow_up.id in rest
 

@@ -96,13 +96,12 @@ async def test_a_grouped_delivery_waits_its_window_in_its_group_and_a_page_does_
         "", 0, NOW,
     )  # fmt: skip
     found = rows(store, """
-        SELECT i.fingerprint, j.due_at, j.gid, g.gid FROM jobs j JOIN incidents i ON i.id = j.incident_id
-        LEFT JOIN delivery_groups g ON g.job_id = j.id ORDER BY i.fingerprint""")  # fmt: skip
-    assert [(fp, due) for fp, due, _, _ in found] == [
+        SELECT i.fingerprint, j.due_at, j.gid FROM jobs j JOIN incidents i ON i.id = j.incident_id
+        ORDER BY i.fingerprint""")  # fmt: skip
+    assert [(fp, due) for fp, due, _ in found] == [
         ("fp1", NOW + 30), ("fp2", NOW + 30), ("fp3", NOW), ("fp4", NOW), ("fp5", NOW),
     ]  # fmt: skip
-    gids = [gid for _, _, gid, _ in found]
-    assert [member for _, _, _, member in found] == gids  # each member is written to delivery_groups too
+    gids = [gid for _, _, gid in found]
     assert gids[0] is not None
     assert gids == [gids[0]] * 3 + [None, None]
 
@@ -113,11 +112,13 @@ async def test_a_plan_outcome_joins_the_alerts_group_and_is_due_with_its_window(
     why = "plan fix did not run: paused"  # the routes were not told yet (notify_firing: false)
     told = (NewDelivery("k1", "slack/oncall", "firing", why), NewDelivery("k2", "email/lead", "firing", why))
     assert await store.finish(job, "w", NOW + 1, lambda status: Outcome(SKIPPED, why, told)) is not None
-    found = rows(store, """
-        SELECT j.target, j.due_at, j.gid IS NOT NULL, g.gid IS NOT NULL FROM jobs j
-        LEFT JOIN delivery_groups g ON g.job_id = j.id WHERE j.kind = 'delivery' ORDER BY j.id""")  # fmt: skip
+    found = rows(
+        store,
+        """
+        SELECT j.target, j.due_at, j.gid IS NOT NULL FROM jobs j WHERE j.kind = 'delivery' ORDER BY j.id""",
+    )
     # the notifier the alert's group names joins it; the other has no group and goes at once
-    assert found == [("slack/oncall", NOW + 31, True, True), ("email/lead", NOW + 1, False, False)]
+    assert found == [("slack/oncall", NOW + 31, True), ("email/lead", NOW + 1, False)]
 
 
 async def test_a_skipped_note_folds_into_the_waiting_firing_message_and_the_next_delivery_still_queues(

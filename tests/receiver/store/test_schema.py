@@ -45,9 +45,9 @@ async def test_the_store_reads_every_column_into_its_own_field(store: Store) -> 
         "UPDATE jobs SET note = 'a note', stage = 4, phase = 'wait', due_at = 1001.5, run_started_at = 1002.5, "
         "attempts = 5, interrupted = 6, manual = 1, dry_run = 0, result = 'r', created_at = 1003.5, "
         "finished_at = 1004.5, updated_at = 1005.5",
-        "UPDATE delivery_groups SET ref = 'ts-1'",
+        "UPDATE jobs SET ref = 'ts-1' WHERE gid IS NOT NULL",
     )
-    ((grouped_id, gid),) = rows(store, "SELECT job_id, gid FROM delivery_groups")
+    ((grouped_id, gid),) = rows(store, "SELECT id, gid FROM jobs WHERE gid IS NOT NULL")
     ((incident_id,),) = rows(store, f"SELECT incident_id FROM jobs WHERE id = {grouped_id}")
     other = "INSERT INTO actions (job_id, plan, stage, position, type, state, detail, dry_run, started_at) " + (
         f"SELECT id, 'x', 0, 0, 'x', 'x', '', 0, 0 FROM jobs WHERE id <> {grouped_id}"
@@ -143,14 +143,92 @@ def indexes(store: Store) -> set[str]:
         }
 
 
-async def test_opening_a_store_drops_the_index_that_jobs_claim_made_redundant(store: Store) -> None:
-    assert "jobs_due" not in indexes(store)
-    assert {"jobs_claim", "jobs_group"} <= indexes(store)
-    write(store, "CREATE INDEX jobs_due ON jobs (state, due_at)")  # as stores made before it went have it
+async def test_opening_a_store_replaces_the_indexes_of_every_job_by_indexes_of_pending_jobs(store: Store) -> None:
+    pending = {"jobs_pending_claim", "jobs_pending_group"}
+    assert pending <= indexes(store)
+    assert not {"jobs_due", "jobs_claim", "jobs_group"} & indexes(store)
+    write(  # as stores made before have them
+        store,
+        "CREATE INDEX jobs_due ON jobs (state, due_at)",
+        "CREATE INDEX jobs_claim ON jobs (state, urgency, due_at, id)",
+        "CREATE INDEX jobs_group ON jobs (gid, state, id)",
+        "DROP INDEX jobs_pending_claim",
+        "DROP INDEX jobs_pending_group",
+    )
     reopened = open_store(f"sqlite://{store.path}" if isinstance(store, SqliteStore) else store.dsn)
     await reopened.open()
     try:
-        assert "jobs_due" not in indexes(store)
-        assert {"jobs_claim", "jobs_group"} <= indexes(store)
+        assert pending <= indexes(store)
+        assert not {"jobs_due", "jobs_claim", "jobs_group"} & indexes(store)
     finally:
         await reopened.close()
+
+
+async def test_the_claim_and_group_indexes_hold_pending_jobs_only(store: Store) -> None:
+    """As the database's catalog defines them: a job that ends leaves them (no row version added there)."""
+    if isinstance(store, PostgresStore):
+        with psycopg.connect(store.dsn) as db:
+            found = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE 'jobs_pending%'"))
+        assert found == {
+            "jobs_pending_claim": "CREATE INDEX jobs_pending_claim ON public.jobs USING btree (urgency, due_at, id) "
+            "WHERE (state = 'pending'::text)",
+            "jobs_pending_group": "CREATE INDEX jobs_pending_group ON public.jobs USING btree (gid, id) "
+            "WHERE (state = 'pending'::text)",
+        }
+        return
+    with closing(sqlite3.connect(store.path)) as db:  # type: ignore[attr-defined]
+        found = {name: [(row[2], row[3]) for row in db.execute(f"PRAGMA index_xinfo({name})") if row[5]]
+                 for name in ("jobs_pending_claim", "jobs_pending_group")}  # fmt: skip
+        partial = {name for _, name, _, _, is_partial in db.execute("PRAGMA index_list(jobs)") if is_partial}
+        (claim_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_pending_claim'").fetchone()
+    assert found == {"jobs_pending_claim": [("urgency", 0), ("due_at", 0), ("id", 0)],
+                     "jobs_pending_group": [("gid", 0), ("id", 0)]}  # fmt: skip
+    assert {"jobs_pending_claim", "jobs_pending_group"} <= partial
+    assert claim_sql.endswith("WHERE state = 'pending'")
+
+
+async def test_opening_a_store_moves_the_groups_and_messages_of_its_deliveries_into_their_job_rows(
+    store: Store,
+) -> None:
+    """Stores written before kept them in ``delivery_groups`` (without ``ref`` at first): each row moves to its
+    job, the table goes, and a second open finds nothing to move."""
+    await store.ingest([alert(f"m{n}", **GROUPED) for n in range(3)] + [alert("plain")], "http://am", 0, NOW)
+    members = [job_id for (job_id,) in rows(store, "SELECT id FROM jobs WHERE gid IS NOT NULL ORDER BY id")]
+    (gid,) = {g for (g,) in rows(store, "SELECT DISTINCT gid FROM jobs WHERE gid IS NOT NULL")}
+    write(  # the shape of such a store: the group, message and its id in a table of their own
+        store,
+        "CREATE TABLE delivery_groups (job_id BIGINT PRIMARY KEY, gid TEXT NOT NULL, batch BIGINT)",
+        "INSERT INTO delivery_groups (job_id, gid, batch) SELECT id, gid, NULL FROM jobs WHERE gid IS NOT NULL",
+        "ALTER TABLE delivery_groups ADD COLUMN ref TEXT",
+        f"UPDATE delivery_groups SET batch = {members[0]}, ref = 'ts-1' WHERE job_id IN ({members[0]}, {members[1]})",
+        "DROP INDEX jobs_batch",
+        "ALTER TABLE jobs DROP COLUMN batch",
+        "ALTER TABLE jobs DROP COLUMN ref",
+        "UPDATE jobs SET gid = NULL",
+    )
+    expected = [
+        (members[0], gid, members[0], "ts-1"),
+        (members[1], gid, members[0], "ts-1"),
+        (members[2], gid, None, None),
+    ]
+    for _ in range(2):
+        reopened = open_store(f"sqlite://{store.path}" if isinstance(store, SqliteStore) else store.dsn)
+        await reopened.open()
+        try:
+            assert rows(store, "SELECT id, gid, batch, ref FROM jobs WHERE gid IS NOT NULL ORDER BY id") == expected
+            assert rows(store, "SELECT count(*) FROM jobs WHERE gid IS NULL") == [(1,)]  # the plain delivery
+            assert tables(store) >= {"jobs", "incidents"}
+            assert "delivery_groups" not in tables(store)
+            assert "jobs_batch" in indexes(store)
+            assert [j.id for j in await reopened.batch_jobs(members[0])] == members[:2]
+        finally:
+            await reopened.close()
+
+
+def tables(store: Store) -> set[str]:
+    """The store's table names, as the database lists them."""
+    if isinstance(store, PostgresStore):
+        with psycopg.connect(store.dsn) as db:
+            return {name for (name,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    with closing(sqlite3.connect(store.path)) as db:  # type: ignore[attr-defined]
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

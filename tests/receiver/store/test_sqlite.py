@@ -137,8 +137,11 @@ async def test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_o
     await store.ingest([*members, dataclasses.replace(ALERT, alert=page)], "", 0, 1.0)
     await store.close()
     with sqlite3.connect(path) as conn:  # the jobs table as stores wrote it before these columns existed
-        for statement in ("DROP INDEX jobs_claim", "DROP INDEX jobs_group", "ALTER TABLE jobs DROP COLUMN urgency",
-                          "ALTER TABLE jobs DROP COLUMN gid"):  # fmt: skip
+        for statement in ("DROP INDEX jobs_pending_claim", "DROP INDEX jobs_pending_group", "DROP INDEX jobs_batch",
+                          "CREATE TABLE delivery_groups (job_id BIGINT PRIMARY KEY, gid TEXT NOT NULL, batch BIGINT)",
+                          "INSERT INTO delivery_groups SELECT id, gid, NULL FROM jobs WHERE gid IS NOT NULL",
+                          "ALTER TABLE jobs DROP COLUMN urgency", "ALTER TABLE jobs DROP COLUMN gid",
+                          "ALTER TABLE jobs DROP COLUMN batch", "ALTER TABLE jobs DROP COLUMN ref"):  # fmt: skip
             conn.execute(statement)
     for _ in range(2):  # opening again finds the columns there
         reopened = open_store(f"sqlite://{path}")
