@@ -95,19 +95,21 @@ class GroupOps(abc.ABC):
     ) -> bool:  # fmt: skip
         """Hold ``job``'s group back until its send slot ``due_at``, then give the group back; first ``ended``,
         which ends the members ``done`` (a message about them just went out). The members taken are due then,
-        and so are the others that wait with them (``grouping.waiting``, read with ``_read``), in ``tiers``
-        as large as the message that went (``MAX_TAKE`` when none did); members that join meanwhile are due
-        then too (``grouping.held``). In parts of ``part_rows``; False when the lease was lost."""
+        and so are the others that wait with them (``grouping.waiting``, read with ``_read``), in ``tiers``;
+        members that join meanwhile are due then too (``grouping.held``). A message that was full (members
+        taken are left over) says how many go in one: the tiers, and the group's next take
+        (``grouping.TAKE_MARGIN``), are that large, else ``MAX_TAKE``. In parts of ``part_rows``; False when
+        the lease was lost."""
         waiting = await self._read(grouping.waiting(job.group, due_at, now))
         ending = set(done)  # ended before the members are held: they take no place in the next message
+        size = len(ending) if ending and taken else None
         changes = list(ended)
-        per_message = len(ending) or grouping.MAX_TAKE
         for tier_due, held in grouping.tiers(
-            [i for i in waiting if i not in ending], taken, due_at, interval, per_message
+            [i for i in waiting if i not in ending], taken, due_at, interval, size or grouping.MAX_TAKE
         ).items():
             changes += self._in_parts(held, None, partial(grouping.hold, due_at=tier_due))
         changes += self._in_parts(taken, job.id, lambda part: grouping.give_back(part, due_at, now))
-        changes.append((1, grouping.held(job.group, due_at, now)))
+        changes.append((1, grouping.held(job.group, due_at, now, size, sent=bool(ending))))
         return await self._while_owned(job.group, owner, changes, unleased=True)
 
     def _in_parts(

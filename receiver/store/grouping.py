@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS group_leases (
 );
 CREATE TABLE IF NOT EXISTS group_holds (
     gid TEXT PRIMARY KEY,
-    until {real} NOT NULL
+    until {real} NOT NULL,
+    size INTEGER
 );
 CREATE INDEX IF NOT EXISTS group_holds_until ON group_holds (until);
 CREATE TABLE IF NOT EXISTS incident_groups (
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS incident_groups (
 """
 MAX_TAKE = 1000
 """Members one worker takes for one message; more wait for the next one (no message holds more)."""
+TAKE_MARGIN = 1.25
+"""A group whose last message was full (members taken were left over) is taken this many times that
+message's size, not ``MAX_TAKE``: a destination that holds 400 alerts a message would otherwise read 1,000
+members, render them all to fit 400, and write 600 back each time. When all that was taken fits, the
+size is forgotten and the next take is ``MAX_TAKE`` again, so a message never stays smaller than fits."""
 IN_LEASED_GROUP = (
     "(jobs.gid IS NOT NULL AND EXISTS (SELECT 1 FROM group_leases l WHERE l.gid = jobs.gid AND l.until >= ?))"
 )
@@ -149,8 +155,8 @@ def lease(gids: Sequence[str], owner: str, until: float, now: float, skip_locked
 
 def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]:
     """Renew ``owner``'s lease of ``job``'s group (taken when ``job`` was claimed; or take it if it is free)
-    and return its pending members (``job`` first), at most ``MAX_TAKE``; None when another worker holds
-    the group."""
+    and return its pending members (``job`` first), at most ``MAX_TAKE`` (fewer after a full message, see
+    ``TAKE_MARGIN``); None when another worker holds the group."""
     leased = yield Stmt(
         "INSERT INTO group_leases (gid, owner, until) VALUES (?, ?, ?) ON CONFLICT (gid) DO UPDATE "
         "SET owner = excluded.owner, until = excluded.until "
@@ -159,10 +165,12 @@ def take(job: Job, owner: str, until: float, now: float) -> Op[list[int] | None]
     )
     if leased.rowcount != 1:
         return None
+    full = yield Stmt("SELECT size FROM group_holds WHERE gid = ? AND size IS NOT NULL", (job.group,))
+    limit = min(MAX_TAKE, int(full.rows[0][0] * TAKE_MARGIN) + 1) if full.rows else MAX_TAKE
     found = yield Stmt(
         "SELECT id FROM jobs WHERE gid = ? AND state = 'pending' "
         "AND (id = ? OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
-        (job.group, job.id, owner, now, MAX_TAKE),
+        (job.group, job.id, owner, now, limit),
     )
     ids = [row[0] for row in found.rows]
     return [job.id, *(i for i in ids if i != job.id)]
@@ -236,12 +244,12 @@ def waiting(gid: str, due_at: float, now: float) -> Op[list[int]]:
 
 
 def tiers(
-    waiting_ids: Sequence[int], taken: Sequence[int], due_at: float, interval: float, per_message: int = MAX_TAKE
+    waiting_ids: Sequence[int], taken: Sequence[int], due_at: float, interval: float, per_message: int
 ) -> dict[float, list[int]]:
     """The waiting members not taken by when each is due, ids in order.
 
     Held in tiers of ``per_message`` by id: a message carries at most that many members (``MAX_TAKE``, or
-    as many as the group's last message did: what fits a destination's size limit), lowest ids first, and
+    as many as the group's last full message did: what fits a destination's size limit), lowest ids first, and
     takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals after
     ``due_at``. A member does not wait for its tier if it fits earlier: a message takes the lowest ids
     whatever their due times, a tier only says when the group is due again. The next refusal rewrites only
@@ -256,13 +264,16 @@ def tiers(
     return held
 
 
-def held(gid: str, due_at: float, now: float) -> Op[None]:
+def held(gid: str, due_at: float, now: float, size: int | None, sent: bool) -> Op[None]:
     """The group is held back until ``due_at`` (its next send slot): members that join meanwhile are due
-    then (``HELD_DUE``), not one by one before it. Holds long past are removed on the way."""
+    then (``HELD_DUE``), not one by one before it. Holds long past are removed on the way. After a message
+    (``sent``) the hold keeps its ``size`` when it was full, else none (``TAKE_MARGIN``); a refused slot
+    leaves the size as it was."""
     yield Stmt("DELETE FROM group_holds WHERE until < ?", (now - HOLD_KEPT,))
     yield Stmt(
-        "INSERT INTO group_holds (gid, until) VALUES (?, ?) ON CONFLICT (gid) DO UPDATE SET until = excluded.until",
-        (gid, due_at),
+        "INSERT INTO group_holds (gid, until, size) VALUES (?, ?, ?) ON CONFLICT (gid) DO UPDATE "
+        f"SET until = excluded.until{', size = excluded.size' if sent else ''}",
+        (gid, due_at, size),
     )
 
 

@@ -214,6 +214,7 @@ ALTER TABLE jobs {{add_column}} ref TEXT;
 UPDATE jobs SET urgency = ({BACKFILL_URGENCY}) WHERE urgency IS NULL;
 CREATE TABLE IF NOT EXISTS delivery_groups (job_id BIGINT PRIMARY KEY, gid TEXT NOT NULL, batch BIGINT, ref TEXT);
 ALTER TABLE delivery_groups {{add_column}} ref TEXT;
+ALTER TABLE group_holds {{add_column}} size INTEGER;
 UPDATE jobs SET gid = (SELECT g.gid FROM delivery_groups g WHERE g.job_id = jobs.id),
     batch = (SELECT g.batch FROM delivery_groups g WHERE g.job_id = jobs.id),
     ref = (SELECT g.ref FROM delivery_groups g WHERE g.job_id = jobs.id)

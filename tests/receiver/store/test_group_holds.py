@@ -1,6 +1,7 @@
 """A group held back for its send slot, on both backends: members that join meanwhile are due at the slot
 (a page is not), a paced message that went out holds the group's rest and the members waiting with it
-until the next slot, and old holds are removed.
+until the next slot in tiers as large as the message, a full message sizes the group's next take, and old
+holds are removed.
 
 The rows are read beside the store (``rows``), not through its own reads.
 """
@@ -173,3 +174,49 @@ async def test_a_group_hold_counts_as_one_change_of_the_part_it_is_written_in(
         **{i: ("pending", NOW + 7, None, None) for i in ids[2:]},
     }
     assert rows(store, "SELECT gid, until FROM group_holds") == [(GID, NOW + 7)]
+
+
+async def end_full(store: Store, fit: int, at: float) -> list[int]:
+    """Claim and take the group at ``at``, send its first ``fit`` members and hold it until a second later;
+    returns the ids taken."""
+    (head,) = await store.claim("w", 8, 30, at)
+    group = await store.take_group(head, "w", at + 30, at)
+    assert group is not None
+    ids = [j.id for j in group]
+    assert await store.end_group(head, "w", ids[:fit], SENT, "sent", ids[fit:], at, "ts", next_slot=(at + 1, 1.0))
+    return ids
+
+
+async def test_after_a_full_message_the_next_take_is_a_quarter_larger_than_it(store: Store) -> None:
+    await store.ingest([alert(f"fp{n:05}", **WINDOWS) for n in range(MAX_TAKE + 300)], "http://am", 0, NOW)
+    taken = await end_full(store, 400, NOW + 5)
+    assert len(taken) == MAX_TAKE
+    assert rows(store, "SELECT until, size FROM group_holds") == [(NOW + 6, 400)]
+    # 900 wait: the next take holds 501 of them (400 * 1.25, rounded down, and one), lowest ids first.
+    pending = [i for (i,) in rows(store, "SELECT id FROM jobs WHERE state = 'pending' ORDER BY id")]
+    assert len(pending) == 900
+    retaken = await end_full(store, 100, NOW + 6)
+    assert retaken == pending[:501]
+    assert rows(store, "SELECT until, size FROM group_holds") == [(NOW + 7, 100)]
+    assert len(await end_full(store, 10, NOW + 7)) == 126
+
+
+async def test_a_message_that_holds_all_it_took_forgets_the_size_and_a_refused_slot_keeps_it(store: Store) -> None:
+    await store.ingest([alert(f"fp{n:05}", **WINDOWS) for n in range(700)], "http://am", 0, NOW)
+    await end_full(store, 200, NOW + 5)
+    assert rows(store, "SELECT size FROM group_holds") == [(200,)]
+    (head,) = await store.claim("w", 8, 30, NOW + 6)
+    group = await store.take_group(head, "w", NOW + 36, NOW + 6)
+    assert group is not None
+    assert len(group) == 251
+    ids = [j.id for j in group]
+    # The slot is taken by another delivery meanwhile: refused, the group is held and its size kept.
+    assert await store.take_slot(ids[-1] + 1000, "other", KEY, 5.0, NOW + 6, urgent=False) is None
+    assert await store.group_slot(head, "w", ids, KEY, 5.0, NOW + 6, urgent=False) == NOW + 11
+    assert rows(store, "SELECT until, size FROM group_holds") == [(NOW + 11, 200)]
+    # Then a message that holds every member it took: the size goes, the next take is MAX_TAKE again.
+    await store.ingest([alert(f"late{n:05}", **WINDOWS) for n in range(MAX_TAKE)], "http://am", 0, NOW + 6)
+    taken = await end_full(store, 251, NOW + 11)
+    assert len(taken) == 251
+    assert rows(store, "SELECT until, size FROM group_holds") == [(NOW + 12, None)]
+    assert len(await end_full(store, 1, NOW + 12)) == MAX_TAKE

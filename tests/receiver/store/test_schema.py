@@ -205,6 +205,7 @@ async def test_opening_a_store_moves_the_groups_and_messages_of_its_deliveries_i
         "ALTER TABLE jobs DROP COLUMN batch",
         "ALTER TABLE jobs DROP COLUMN ref",
         "UPDATE jobs SET gid = NULL",
+        "ALTER TABLE group_holds DROP COLUMN size",
     )
     expected = [
         (members[0], gid, members[0], "ts-1"),
@@ -220,6 +221,7 @@ async def test_opening_a_store_moves_the_groups_and_messages_of_its_deliveries_i
             assert tables(store) >= {"jobs", "incidents"}
             assert "delivery_groups" not in tables(store)
             assert "jobs_batch" in indexes(store)
+            assert rows(store, "SELECT count(size) FROM group_holds") == [(0,)]  # the column a hold's size needs
             assert [j.id for j in await reopened.batch_jobs(members[0])] == members[:2]
         finally:
             await reopened.close()
