@@ -253,9 +253,9 @@ def tiers(
     takes a slot ``interval`` after the last, so the k-th tier cannot go out before ``k`` intervals after
     ``due_at``. A member does not wait for its tier if it fits earlier: a message takes the lowest ids
     whatever their due times, a tier only says when the group is due again. The next refusal rewrites only
-    the members due before its own slot (about one tier), not every member of a large group again; with
-    tiers as large as the messages that go, a member's due time is rewritten about once. The members taken
-    are given back at ``due_at`` (``give_back``), so they are left out here."""
+    the members due before its own slot (about one tier), not every member of a large group again, and
+    tiers as large as the messages that go come due no sooner than they can go. The members taken are
+    given back at ``due_at`` (``give_back``), so they are left out here."""
     left_out = set(taken)
     held: dict[float, list[int]] = {}
     for position, job_id in enumerate(waiting_ids):
