@@ -132,15 +132,15 @@ async def test_each_jobs_urgency_comes_from_its_alerts_severity(store: Store) ->
     assert sorted(j.incident.fingerprint for j in claimed) == ["crit", "warn"]
 
 
+def catalog(store: Store, postgres: str, sqlite: str) -> set[str]:
+    """The names the database's own catalog lists, asked in the backend's words."""
+    return {name for (name,) in rows(store, postgres if isinstance(store, PostgresStore) else sqlite)}
+
+
 def indexes(store: Store) -> set[str]:
     """The jobs table's index names, as the database lists them."""
-    if isinstance(store, PostgresStore):
-        with psycopg.connect(store.dsn) as db:
-            return {name for (name,) in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")}
-    with closing(sqlite3.connect(store.path)) as db:  # type: ignore[attr-defined]
-        return {
-            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")
-        }
+    return catalog(store, "SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'",
+                   "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")  # fmt: skip
 
 
 async def test_opening_a_store_replaces_the_indexes_of_every_job_by_indexes_of_pending_jobs(store: Store) -> None:
@@ -167,8 +167,7 @@ async def test_opening_a_store_replaces_the_indexes_of_every_job_by_indexes_of_p
 async def test_the_claim_and_group_indexes_hold_pending_jobs_only(store: Store) -> None:
     """As the database's catalog defines them: a job that ends leaves them (no row version added there)."""
     if isinstance(store, PostgresStore):
-        with psycopg.connect(store.dsn) as db:
-            found = dict(db.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE 'jobs_pending%'"))
+        found = dict(rows(store, "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE 'jobs_pending%'"))
         assert found == {
             "jobs_pending_claim": "CREATE INDEX jobs_pending_claim ON public.jobs USING btree (urgency, due_at, id) "
             "WHERE (state = 'pending'::text)",
@@ -229,8 +228,5 @@ async def test_opening_a_store_moves_the_groups_and_messages_of_its_deliveries_i
 
 def tables(store: Store) -> set[str]:
     """The store's table names, as the database lists them."""
-    if isinstance(store, PostgresStore):
-        with psycopg.connect(store.dsn) as db:
-            return {name for (name,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    with closing(sqlite3.connect(store.path)) as db:  # type: ignore[attr-defined]
-        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return catalog(store, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                   "SELECT name FROM sqlite_master WHERE type = 'table'")  # fmt: skip
