@@ -14,11 +14,13 @@ bare handler of the same round; then the server's cores, everybody else's cores,
 server's threads waited for a CPU, the cores the hypervisor took and the longest time the machine ran
 nothing at all (``machine``), and for PostgreSQL what the server did meanwhile
 (``postgres_side``). Every measurement is bounded in time (``--seconds``) and in count
-(``--max-requests``); each receiver starts on an empty store.
+(``--max-requests``); each receiver starts on an empty store. ``--replicas N`` runs N receivers on each
+PostgreSQL database, as replicas of one deployment, each loaded by a ``wrk`` of its own with an equal
+share of the connections (their rates and CPU summed, their highest p50 and p99 shown).
 
     python benchmarks/webhook_ack.py [--connections 32] [--seconds 10] [--rounds 3]
                                      [--store sqlite postgresql] [--routes slack none]
-                                     [--priority -10] [--recycle-wal 256] [--no-bare]
+                                     [--priority -10] [--recycle-wal 256] [--replicas 1] [--no-bare]
 
 PostgreSQL runs with its durable defaults (fsync and ``synchronous_commit=on``): an acknowledgement
 costs a WAL flush, as in production, and is measured as such; it starts with WAL segments ready for
@@ -42,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -182,31 +185,45 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def measure(
     name: str,
-    argv: list[str],
-    port: int,
+    servers: list[tuple[list[str], int]],
     args: argparse.Namespace,
     work: Path,
     activity: Callable[[], ServerActivity] | None = None,
 ) -> dict[str, float]:
-    url = f"http://{LOOPBACK}:{port}"
-    proc = start(argv, url, work / "servers.log", args.priority)
+    """One measurement of ``servers`` (replicas of one store, or one server), each loaded by a ``wrk`` of
+    its own with an equal share of the connections; rates and CPU are summed, p50 and p99 are the highest
+    of the servers' (a latency quantile of them all lies between theirs)."""
+    loads = [argparse.Namespace(**{**vars(args), "connections": args.connections // len(servers),
+                                   "threads": max(1, args.threads // len(servers))}) for _ in servers]  # fmt: skip
+    works = [work / f"server{index}" for index in range(len(servers))]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        wrk(url, args, 2, 2000, work)  # warm up: connections, caches, the first pages of the store
+        for (argv, port), own in zip(servers, works, strict=True):
+            own.mkdir(exist_ok=True)
+            procs.append(start(argv, f"http://{LOOPBACK}:{port}", work / "servers.log", args.priority))
+        urls = [f"http://{LOOPBACK}:{port}" for _, port in servers]
+        # Warm up: connections, caches, the first pages of the store.
+        load_all(urls, loads, 2, 2000 // len(servers), works)
         load = os.getloadavg()[0]
         server = activity() if activity else None
-        started = [time.monotonic(), machine_busy_seconds(), cpu_seconds(proc.pid), children_cpu_seconds(),
-                   time.process_time(), runqueue_wait_seconds(proc.pid), steal_seconds()]  # fmt: skip
+        started = [time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(proc.pid) for proc in procs),
+                   children_cpu_seconds(), time.process_time(),
+                   sum(runqueue_wait_seconds(proc.pid) for proc in procs), steal_seconds()]  # fmt: skip
         flushes, stalls = FlushSampler(work), StallSampler()
         flushes.start()
         try:
-            result = wrk(url, args, args.seconds, args.max_requests, work)
+            each = load_all(urls, loads, args.seconds, args.max_requests // len(servers), works)
         finally:
             flush_p99, stall = flushes.p99(), stalls.longest_ms()
-        ended = [time.monotonic(), machine_busy_seconds(), cpu_seconds(proc.pid), children_cpu_seconds(),
-                 time.process_time(), runqueue_wait_seconds(proc.pid), steal_seconds()]  # fmt: skip
+        ended = [time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(proc.pid) for proc in procs),
+                 children_cpu_seconds(), time.process_time(),
+                 sum(runqueue_wait_seconds(proc.pid) for proc in procs), steal_seconds()]  # fmt: skip
         done = server.delta() if server else {}
     finally:
-        stop(proc)
+        for proc in procs:
+            stop(proc)
+    result = {key: sum(r[key] for r in each) for key in ("requests", "non_2xx", "socket_errors", "rate")}
+    result |= {key: max(r[key] for r in each) for key in ("seconds", "p50_ms", "p99_ms")}
     elapsed, busy, cpu, load_generator, script, waited, stolen = (b - a for a, b in zip(started, ended, strict=True))
     others = busy - cpu - load_generator - script - done.get("postgres_cpu", 0.0)
     return {  # type: ignore[return-value]
@@ -217,12 +234,24 @@ def measure(
     }  # fmt: skip
 
 
+def load_all(
+    urls: list[str], loads: list[argparse.Namespace], seconds: float, budget: int, works: list[Path]
+) -> list[dict[str, float]]:
+    """``wrk`` against every URL at once, each with its own load and script directory."""
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        runs = [
+            pool.submit(wrk, url, load, seconds, budget, own) for url, load, own in zip(urls, loads, works, strict=True)
+        ]
+        return [run.result() for run in runs]
+
+
 def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path) -> tuple[list[str], int]:
     config = {
         "auth": {"bearer_token": TOKEN}, "store": store_url,
         "notifiers": {"slack": [{"name": "oncall", "webhook_url": slack_url}]},
         "routes": [{"match": {}, "notify": ["slack/oncall"]}] if routes == "slack" else [],
     }  # fmt: skip
+    work.mkdir(exist_ok=True)
     path = work / "receiver.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -236,17 +265,20 @@ def one_round(
     """The bare handler, then the receiver on each store and routing, each on an empty store."""
     bare_port = free_port()
     bare = [sys.executable, __file__, "--serve-bare", str(bare_port)]
-    results = [measure(BARE, bare, bare_port, args, work)] if args.bare else []
+    results = [measure(BARE, [(bare, bare_port)], args, work)] if args.bare else []
     for store, routes in itertools.product(args.store, args.routes):
         activity = None
+        replicas = 1
         if store == "postgresql" and postgres is not None:
             database = f"round{n}_{routes}"
             url = fresh_database(postgres, database)
             activity = functools.partial(ServerActivity, postgres, database)
+            replicas = args.replicas
         else:
             url = f"sqlite://{work / f'round{n}-{routes}.db'}"
-        argv, port = receiver_argv(url, routes, slack_url, work)
-        results.append(measure(f"receiver {store}, routes {routes}", argv, port, args, work, activity))
+        servers = [receiver_argv(url, routes, slack_url, work / f"replica{index}") for index in range(replicas)]
+        name = f"receiver {store}{f' x{replicas}' if replicas > 1 else ''}, routes {routes}"
+        results.append(measure(name, servers, args, work, activity))
     return results
 
 
@@ -289,12 +321,16 @@ def main() -> int:
                         "(default -10; 0 leaves it alone)")  # fmt: skip
     parser.add_argument("--recycle-wal", type=int, default=256, metavar="MIB", help="WAL that PostgreSQL keeps "
                         "ready for reuse, written before the first round (default 256; 0: none, as new)")  # fmt: skip
+    parser.add_argument("--replicas", type=int, default=1, help="receivers sharing each PostgreSQL database, the "
+                        "connections split among them (default 1; SQLite is always one)")  # fmt: skip
     parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare handler (no ratio)")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
+    if args.replicas < 1 or args.connections % args.replicas:
+        parser.error("--replicas must be at least 1 and divide --connections evenly")
     if shutil.which("wrk") is None:
         print("webhook_ack.py needs wrk, the HTTP load generator: apt-get install wrk", file=sys.stderr)
         return 2
