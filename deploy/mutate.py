@@ -137,6 +137,7 @@ MODULES: dict[str, list[str]] = {
     "receiver/store/sqlite.py": ["tests/receiver/store/test_sqlite.py",
                                  "tests/receiver/store/test_group_ops.py::test_sqlite_writes_a_long_group_change_in_parts_of_200_members"],
     "receiver/store/postgres.py": ["tests/receiver/store/test_postgres.py"],
+    "receiver/store/pipeline.py": ["tests/receiver/store/test_pipeline.py", "tests/receiver/store/test_postgres.py"],
     "receiver/store/schema.py": ["tests/receiver/store/test_schema.py",
                                 "tests/receiver/store/test_sqlite.py::test_a_store_from_before_job_urgency_and_group_columns_gains_them_on_open",
                                 "tests/receiver/store/test_group_holds.py"],
