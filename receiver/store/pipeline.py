@@ -32,28 +32,28 @@ _PREPARED: WeakKeyDictionary[psycopg.Connection[tuple[object, ...]], dict[Key, b
 """Per connection: the name of each statement text and parameter types prepared on it."""
 _NAMES = itertools.count()
 DONE = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
-COMMAND = None
-"""A queued command (BEGIN, COMMIT, ROLLBACK), whose result is checked, not returned."""
 
 
 class Pipeline:
     """``with Pipeline(conn) as pipeline: pipeline.run(statements)...``: one transaction, committed when
-    the block ends without an error; its commit's result is read (durable) before ``__exit__`` returns."""
+    the block ends without an error; its commit's result is read (durable) before ``__exit__`` returns.
+
+    psycopg's connections are nonblocking, as libpq asks of a pipeline (a blocking send could wait for a
+    server that waits for this side to read): every wait here is a ``select`` on the socket."""
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self._pg = conn.pgconn
         self._encoding = conn.info.encoding
         self._tx = Transformer(conn)
         self._names = _PREPARED.setdefault(conn, {})
-        self._nonblocking = 0
         self._queued: list[Key | bytes | None] = []
+        """What waits for a result: a statement by its name, its prepare by its key, None for a command
+        (BEGIN, COMMIT, ROLLBACK), whose result is checked and not returned."""
 
     def __enter__(self) -> Pipeline:
-        self._nonblocking = self._pg.nonblocking
-        self._pg.nonblocking = 1  # libpq's advice for pipelines: a blocking send can deadlock with the server
         self._pg.enter_pipeline_mode()
         self._pg.send_query_params(b"BEGIN", None)
-        self._queued = [COMMAND]  # read with the first step's results: no round trip of its own
+        self._queued = [None]  # read with the first step's results: no round trip of its own
         return self
 
     def run(self, stmts: Sequence[Stmt]) -> list[Result]:
@@ -76,16 +76,17 @@ class Pipeline:
         try:
             if error is None:
                 self._pg.send_query_params(b"COMMIT", None)
-                self._queued.append(COMMAND)
+                self._queued.append(None)
                 self._sync()
             elif self._pg.status == pq.ConnStatus.OK:
+                # Read with whatever the error left sent but unread (a parameter that cannot be dumped
+                # stops a step half sent); their errors are not the one raised.
                 self._pg.send_query_params(b"ROLLBACK", None)
-                self._queued = [COMMAND]  # what was queued before the error was read with it
+                self._queued.append(None)
                 self._sync(raising=False)
         finally:
             if self._pg.status == pq.ConnStatus.OK:
                 self._pg.exit_pipeline_mode()
-                self._pg.nonblocking = self._nonblocking
 
     def _sync(self, raising: bool = True) -> list[Result | None]:
         """Send a sync, then read one result per queued item (a command, a prepare by its key, a statement

@@ -113,6 +113,18 @@ def test_an_error_of_the_caller_rolls_back_what_was_sent(url: str) -> None:
     assert rows(url, "SELECT count(*) FROM t") == [(0,)]
 
 
+def test_a_step_that_stops_half_sent_is_rolled_back_whole(url: str) -> None:
+    """A parameter psycopg cannot dump stops a step after statements before it went out: they are read
+    and rolled back with the rest, and the connection is idle again."""
+    with psycopg.connect(url) as conn:
+        half = [Stmt(INSERT, ("sent", 1, 0.0)), Stmt(INSERT, ("new text", 2, 0.0)), Stmt(INSERT, ("x", object(), 0.0))]
+        with pytest.raises(psycopg.ProgrammingError, match="cannot adapt"):
+            in_one_transaction(conn, [Stmt(INSERT, ("first", 1, 0.0))], half)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        in_one_transaction(conn, [Stmt(INSERT, ("after", 3, 0.0))])
+    assert rows(url, "SELECT name FROM t") == [("after",)]
+
+
 def test_a_statement_is_prepared_once_per_connection_and_parameter_types(url: str) -> None:
     with psycopg.connect(url) as conn:
         for n in range(3):
