@@ -79,10 +79,12 @@ class Pipeline:
                 self._queued.append(None)
                 self._sync()
             elif self._pg.status == pq.ConnStatus.OK:
-                # Read with whatever the error left sent but unread (a parameter that cannot be dumped
-                # stops a step half sent); their errors are not the one raised.
+                # What the error left sent but unread (a parameter that cannot be dumped stops a step half
+                # sent) is read first, its errors not the one raised: a refusal among it would abort a
+                # ROLLBACK sent with it.
+                self._sync(raising=False)
                 self._pg.send_query_params(b"ROLLBACK", None)
-                self._queued.append(None)
+                self._queued = [None]
                 self._sync(raising=False)
         finally:
             if self._pg.status == pq.ConnStatus.OK:

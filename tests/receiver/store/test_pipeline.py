@@ -63,6 +63,7 @@ def test_each_statement_gets_what_a_cursor_returns_and_the_block_commits(url: st
         Stmt(INSERT, ("b", 2**31 - 1, float("inf"))),
         Stmt(INSERT, ("c", None, -2.5e-300)),
         Stmt("SELECT ?::bigint, ?::text, ?::float8, ?::boolean, ?::text IS NULL", (2**40, "é ü", 1 / 3, True, None)),
+        Stmt("SET LOCAL lock_timeout = '5s'", ()),  # a command without a row count: rowcount -1, as a cursor's
     ]
     expected = [cursor_result(url, stmt) for stmt in statements]
     with psycopg.connect(url) as conn, Pipeline(conn) as pipeline:
@@ -71,6 +72,7 @@ def test_each_statement_gets_what_a_cursor_returns_and_the_block_commits(url: st
     assert [r.rows[0][1:] for r in got[:3]] == [r.rows[0][1:] for r in expected[:3]]  # ids differ: sequences
     assert [(type(r.rows[0][0]), r.rowcount) for r in got[:3]] == [(int, 1)] * 3
     assert got[3] == expected[3] == Result([(2**40, "é ü", 1 / 3, True, True)], 1)
+    assert got[4] == expected[4] == Result([], -1)
     assert rows(url, "SELECT name, n, x FROM t ORDER BY id") == [r.rows[0][1:] for r in got[:3]]
 
 
@@ -117,7 +119,9 @@ def test_a_step_that_stops_half_sent_is_rolled_back_whole(url: str) -> None:
     """A parameter psycopg cannot dump stops a step after statements before it went out: they are read
     and rolled back with the rest, and the connection is idle again."""
     with psycopg.connect(url) as conn:
-        half = [Stmt(INSERT, ("sent", 1, 0.0)), Stmt(INSERT, ("new text", 2, 0.0)), Stmt(INSERT, ("x", object(), 0.0))]
+        # the second is refused by the server too, but only read while rolling back: the error raised stays
+        # the one that stopped the step
+        half = [Stmt(INSERT, ("sent", 1, 0.0)), Stmt(INSERT, ("big", 2**40, 0.0)), Stmt(INSERT, ("x", object(), 0.0))]
         with pytest.raises(psycopg.ProgrammingError, match="cannot adapt"):
             in_one_transaction(conn, [Stmt(INSERT, ("first", 1, 0.0))], half)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
