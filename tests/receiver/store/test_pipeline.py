@@ -76,6 +76,21 @@ def test_each_statement_gets_what_a_cursor_returns_and_the_block_commits(url: st
     assert rows(url, "SELECT name, n, x FROM t ORDER BY id") == [r.rows[0][1:] for r in got[:3]]
 
 
+def test_percent_signs_read_as_a_cursor_reads_them(url: str) -> None:
+    """``%%`` is one ``%`` to psycopg, whose cursors the store's SQL is also written for."""
+    stmt = Stmt("SELECT ? LIKE '%%x', '100%%'", ("ax",))
+    with psycopg.connect(url) as conn, Pipeline(conn) as pipeline:
+        assert pipeline.run([stmt]) == [cursor_result(url, stmt)] == [Result([(True, "100%")], 1)]
+
+
+def test_a_statement_larger_than_the_socket_takes_is_sent_whole(url: str) -> None:
+    """libpq sends a large parameter in parts, reading the socket meanwhile."""
+    big = "x" * (32 * 2**20)
+    stmt = Stmt("SELECT length(?), md5(?)", (big, big))
+    with psycopg.connect(url) as conn, Pipeline(conn) as pipeline:
+        assert pipeline.run([stmt]) == [cursor_result(url, stmt)]
+
+
 def test_results_follow_their_statements_across_steps_and_texts(url: str) -> None:
     with psycopg.connect(url) as conn, Pipeline(conn) as pipeline:
         first = pipeline.run([Stmt(INSERT, (name, n, 0.5)) for n, name in enumerate("pqrs")])
