@@ -28,6 +28,9 @@ from psycopg import errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
 Key = tuple[str, tuple[int, ...]]
+Queued = Key | bytes | None
+"""What waits for a result: a statement by its name, its prepare by its key, None for a command (BEGIN,
+COMMIT, ROLLBACK), whose result is checked and not returned."""
 _PREPARED: WeakKeyDictionary[psycopg.Connection[tuple[object, ...]], dict[Key, bytes]] = WeakKeyDictionary()
 """Per connection: the name of each statement text and parameter types prepared on it."""
 _NAMES = itertools.count()
@@ -41,14 +44,13 @@ class Pipeline:
     psycopg's connections are nonblocking, as libpq asks of a pipeline (a blocking send could wait for a
     server that waits for this side to read): every wait here is a ``select`` on the socket."""
 
+    _queued: list[Queued]
+
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self._pg = conn.pgconn
         self._encoding = conn.info.encoding
         self._tx = Transformer(conn)
         self._names = _PREPARED.setdefault(conn, {})
-        self._queued: list[Key | bytes | None] = []
-        """What waits for a result: a statement by its name, its prepare by its key, None for a command
-        (BEGIN, COMMIT, ROLLBACK), whose result is checked and not returned."""
 
     def __enter__(self) -> Pipeline:
         self._pg.enter_pipeline_mode()
@@ -68,7 +70,7 @@ class Pipeline:
                 self._queued.append(key)
             self._pg.send_query_prepared(name, params)
             self._queued.append(name)
-        return [result for result in self._sync() if result is not None]
+        return self._sync()
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
@@ -85,39 +87,38 @@ class Pipeline:
                 self._sync(raising=False)
                 self._pg.send_query_params(b"ROLLBACK", None)
                 self._queued = [None]
-                self._sync(raising=False)
+                self._sync()
         finally:
             if self._pg.status == pq.ConnStatus.OK:
                 self._pg.exit_pipeline_mode()
 
-    def _sync(self, raising: bool = True) -> list[Result | None]:
-        """Send a sync, then read one result per queued item (a command, a prepare by its key, a statement
-        by its name) and the sync's own; the first error is raised once all of them are read."""
+    def _sync(self, raising: bool = True) -> list[Result]:
+        """Send a sync, then read one result per queued item and the sync's own; returns the statements'
+        results, or raises the first error once all of them are read."""
         queued, self._queued = self._queued, []
         self._pg.pipeline_sync()
         _flush(self._pg)
-        results: list[Result | None] = []
-        failed: psycopg.Error | None = None
+        results: list[Result] = []
+        failed: list[psycopg.Error] = []
         for item in queued:
             res = self._result()
-            if res.status in DONE:
-                results.append(self._rows(res) if isinstance(item, bytes) else None)
-                continue
-            if isinstance(item, tuple):
-                del self._names[item]  # not prepared: its next use prepares it again
-            failed = failed or self._error(res)
-            results.append(None)
+            if res.status not in DONE:
+                failed.append(self._error(res))
+                if isinstance(item, tuple):
+                    del self._names[item]  # not prepared: its next use prepares it again
+            elif isinstance(item, bytes):
+                results.append(self._rows(res))
         if self._result().status != pq.ExecStatus.PIPELINE_SYNC:
             raise psycopg.OperationalError("the server's results do not match the statements sent")
-        if failed is not None and raising:
-            raise failed
+        if failed and raising:
+            raise failed[0]  # the statements after a refused one only say the pipeline was aborted
         return results
 
     def _result(self) -> pq.abc.PGresult:
         """The next result, waited for off the interpreter lock, and the end of its results read after it."""
         res = self._next()
         if res is None:
-            raise psycopg.OperationalError(f"the connection ended: {self._text(self._pg.error_message)}")
+            raise psycopg.OperationalError(f"the connection ended: {pq.error_message(self._pg, self._encoding)}")
         if res.status != pq.ExecStatus.PIPELINE_SYNC:
             self._next()  # the NULL that ends each statement's results
         return res
@@ -138,19 +139,13 @@ class Pipeline:
 
     def _error(self, res: pq.abc.PGresult) -> psycopg.Error:
         """What a cursor would raise: the psycopg class of the SQLSTATE, OperationalError for a lost connection."""
-        message = self._text(res.error_message)
+        message = pq.error_message(res, self._encoding)
         if self._pg.status != pq.ConnStatus.OK:
             return psycopg.OperationalError(message)
-        state = res.error_field(pq.DiagnosticField.SQLSTATE)
-        if state is None:  # a statement after the refused one: the first error is the one raised
-            return errors.PipelineAborted("pipeline aborted")
-        try:
-            return errors.lookup(state.decode())(message)
+        try:  # an aborted statement has no SQLSTATE: a DatabaseError, never the one raised (see _sync)
+            return errors.lookup((res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode())(message)
         except KeyError:
             return psycopg.DatabaseError(message)
-
-    def _text(self, message: bytes) -> str:
-        return message.decode(self._encoding, "replace").strip()
 
 
 def _flush(pg: pq.abc.PGconn) -> None:
