@@ -122,6 +122,13 @@ def test_a_refused_statement_raises_its_class_rolls_back_and_leaves_the_connecti
     assert rows(url, "SELECT name FROM t") == [("next",)]
 
 
+def test_the_servers_errors_are_read_in_the_connections_encoding(url: str) -> None:
+    with psycopg.connect(url, client_encoding="latin1") as conn:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='integer: "é"'):
+            in_one_transaction(conn, [Stmt("SELECT ?::integer", ("é",))])
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
 def test_an_error_of_the_caller_rolls_back_what_was_sent(url: str) -> None:
     with psycopg.connect(url) as conn:
         with pytest.raises(LookupError, match="the caller's own"):
