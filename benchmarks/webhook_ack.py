@@ -206,18 +206,14 @@ def measure(
         load_all(urls, loads, 2, 2000 // len(servers), works)
         load = os.getloadavg()[0]
         server = activity() if activity else None
-        started = [time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(proc.pid) for proc in procs),
-                   children_cpu_seconds(), time.process_time(),
-                   sum(runqueue_wait_seconds(proc.pid) for proc in procs), steal_seconds()]  # fmt: skip
+        started = counters(procs)
         flushes, stalls = FlushSampler(work), StallSampler()
         flushes.start()
         try:
             each = load_all(urls, loads, args.seconds, args.max_requests // len(servers), works)
         finally:
             flush_p99, stall = flushes.p99(), stalls.longest_ms()
-        ended = [time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(proc.pid) for proc in procs),
-                 children_cpu_seconds(), time.process_time(),
-                 sum(runqueue_wait_seconds(proc.pid) for proc in procs), steal_seconds()]  # fmt: skip
+        ended = counters(procs)
         done = server.delta() if server else {}
     finally:
         for proc in procs:
@@ -232,6 +228,14 @@ def measure(
         "runqueue": waited / elapsed, "stall_ms": stall,
         "steal": stolen / elapsed,
     }  # fmt: skip
+
+
+def counters(procs: list[subprocess.Popen[bytes]]) -> list[float]:
+    """What a measurement subtracts: wall time, the machine's busy time, the servers' CPU, the load
+    generator's (children's) CPU, this script's, the servers' run-queue waits and the stolen time."""
+    return [time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(proc.pid) for proc in procs),
+            children_cpu_seconds(), time.process_time(), sum(runqueue_wait_seconds(proc.pid) for proc in procs),
+            steal_seconds()]  # fmt: skip
 
 
 def load_all(

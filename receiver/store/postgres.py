@@ -9,9 +9,9 @@ costs about half the CPU of an asyncio one (psycopg's C wait loop, no event-loop
 loop only parses requests and hands work over. Webhooks are group-committed (``batching``): concurrent
 ingests share one transaction and one WAL flush, written by threads and connections of their own so
 no worker step can hold them up, on libpq's pipeline itself (``pipeline``: psycopg's cursors cost that
-one writer thread three to four times the CPU); their alerts go in one global (fingerprint, startsAt) order, so batches
-of different writers or replicas lock incidents in the same order and cannot deadlock, and two webhooks
-for one alert keep their arrival order.
+one writer thread three to four times the CPU); their alerts go in one global (fingerprint, startsAt)
+order, so batches of different writers or replicas lock incidents in the same order and cannot
+deadlock, and two webhooks for one alert keep their arrival order.
 """
 
 from __future__ import annotations
