@@ -17,6 +17,7 @@ deadlock, and two webhooks for one alert keep their arrival order.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -167,14 +168,31 @@ class PostgresStore(Store):
                 drive_together(ops, lambda stmts: pipeline.run([Stmt(stmt.sql, _params(stmt)) for stmt in stmts]))
 
     async def _ensure_schema(self) -> None:
+        """Create or upgrade the schema, unless it is already the one these statements make.
+
+        The statements are idempotent, but not free: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` takes
+        the table's exclusive lock and ``CREATE INDEX IF NOT EXISTS`` its share lock before finding there
+        is nothing to do. A replica (or one of a receiver's processes) starting while others acknowledge
+        webhooks would make them wait, and deadlock with them. So a store records which statements made
+        its schema (``opsloop_schema``: their digest), and a start that finds them there runs none.
+        """
         if self._schema_ready:
             return
         statements = self.schema()
+        version = hashlib.sha256("\n".join(statements).encode()).hexdigest()
 
         def create() -> Op[None]:
             yield Stmt("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))  # replicas start together
+            found = yield Stmt("SELECT to_regclass('opsloop_schema') IS NOT NULL")
+            if found.rows[0][0]:
+                made = yield Stmt("SELECT version FROM opsloop_schema")
+                if made.rows == [(version,)]:
+                    return
             for statement in statements:
                 yield Stmt(statement)
+            yield Stmt("CREATE TABLE IF NOT EXISTS opsloop_schema (version TEXT NOT NULL)")
+            yield Stmt("DELETE FROM opsloop_schema")
+            yield Stmt("INSERT INTO opsloop_schema (version) VALUES (?)", (version,))
 
         await self._connections.run(lambda conn: _transaction(conn, create()))
         self._schema_ready = True

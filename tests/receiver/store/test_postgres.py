@@ -38,6 +38,54 @@ async def test_replicas_create_the_schema_together(postgres_server: PostgresServ
         await store.close()
 
 
+async def test_a_store_opening_beside_busy_writers_waits_for_none_of_them(postgres_server: PostgresServer) -> None:
+    """A replica (or a receiver's process) that starts while others write must not take a table lock that
+    waits for their transactions: on a store whose schema is current it runs no DDL at all."""
+    url = fresh_postgres_url(postgres_server, "busy")
+    first = open_store(url)
+    await first.open()
+    await first.ping()
+    with psycopg.connect(url, autocommit=True) as writer:
+        writer.execute("BEGIN")
+        writer.execute("LOCK TABLE incidents, jobs, group_holds IN ROW EXCLUSIVE MODE")  # what writers hold
+        second = open_store(url)
+        await second.open()
+        try:
+            await asyncio.wait_for(second.ping(), 10)
+        finally:
+            writer.execute("ROLLBACK")
+            await second.close()
+    await first.close()
+
+
+async def test_a_schema_other_statements_made_is_brought_up_to_date(postgres_server: PostgresServer) -> None:
+    """A store made by another version of the statements (or before they were recorded) runs them again."""
+    url = fresh_postgres_url(postgres_server, "upgrade")
+
+    def indexes() -> set[str]:
+        with psycopg.connect(url) as conn:
+            return {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")}
+
+    async def start_and_stop() -> None:
+        store = open_store(url)
+        await store.open()
+        await store.ping()
+        await store.close()
+
+    for older in ("UPDATE opsloop_schema SET version = 'older'", "DROP TABLE opsloop_schema"):
+        await start_and_stop()
+        assert "jobs_pending_group" in indexes()
+        with psycopg.connect(url) as conn:
+            conn.execute("DROP INDEX jobs_pending_group")
+            conn.execute(older)
+        await start_and_stop()
+        assert "jobs_pending_group" in indexes()
+        with psycopg.connect(url) as conn:
+            versions = [row[0] for row in conn.execute("SELECT version FROM opsloop_schema")]
+        assert len(versions) == 1
+        assert re.fullmatch(r"[0-9a-f]{64}", versions[0])
+
+
 async def test_a_store_not_yet_opened_makes_no_connection(postgres_server: PostgresServer) -> None:
     """The pools connect when the store opens, not when it is built."""
     url = fresh_postgres_url(postgres_server, "unopened")
