@@ -183,8 +183,8 @@ async def metrics(request: web.Request) -> web.Response:
             raise StoreUnavailable("store not open")
         async with asyncio.timeout(2):
             now = time.time()
-            state.metrics.observe_store(await state.store.queue_stats(now), await state.store.pauses())
+            state.metrics.store.observe(await state.store.queue_stats(now), await state.store.pauses())
     except (StoreUnavailable, TimeoutError) as exc:
-        state.metrics.store_up.set(0)
+        state.metrics.store.up = 0
         log.warning("metrics without store figures", extra={"error": str(exc)})
     return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -3,20 +3,28 @@
 Nothing is module-level: ``Components.build`` makes one ``ReceiverMetrics`` per app and hands its
 counters to the parts that count (the worker, plans, notifier templates). ``/metrics`` serves this
 registry followed by prometheus-client's default one, which holds only its process and platform collectors.
+
+A receiver run as several processes (``--processes``) counts in prometheus-client's multiprocess mode:
+each process writes its counters to files in one shared directory, and whichever process a scrape
+reaches sums them all, as gunicorn-served Python applications do.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 from opsloop.receiver.domain import CIRCUIT_BREAKER, DELIVERY, GLOBAL, PLAN, STORM_GUARD
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from opsloop.buildinfo import BuildInfoCollector
 
@@ -27,8 +35,51 @@ WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "invalid", "too_large", "unavail
 ALERT_STATUSES = ("firing", "resolved")
 
 
-class ReceiverMetrics:
+class StoreFigures(Collector):
+    """Queue depth, oldest pending age, pauses and the store's reachability, as last read at scrape time.
+
+    A collector rather than gauges: these figures come from the store every process shares, so with
+    several processes they are one reading, never a sum or a series per process.
+    """
+
     def __init__(self) -> None:
+        self.stats: dict[str, tuple[int, float]] = {PLAN: (0, 0.0), DELIVERY: (0, 0.0)}
+        self.pauses: list[str] = []
+        self.up = 0
+
+    def observe(self, stats: dict[str, tuple[int, float]], pauses: Iterable[str]) -> None:
+        self.stats = {**self.stats, **stats}
+        self.pauses = list(pauses)
+        self.up = 1
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "opsloop_receiver_queue_depth", "Pending work items by kind (plan, delivery).", labels=["kind"]
+        )
+        oldest = GaugeMetricFamily(
+            "opsloop_receiver_oldest_pending_seconds", "Age of the oldest work item that is due but not done.",
+            labels=["kind"],
+        )  # fmt: skip
+        for kind, (count, age) in self.stats.items():
+            depth.add_metric([kind], count)
+            oldest.add_metric([kind], age)
+        paused = GaugeMetricFamily(
+            "opsloop_receiver_automation_paused", "1 while automation is paused, by scope ('*' for all plans, "
+            "else the plan name).", labels=["scope"],
+        )  # fmt: skip
+        paused.add_metric([GLOBAL], 1 if GLOBAL in self.pauses else 0)
+        for scope in self.pauses:
+            if scope != GLOBAL:
+                paused.add_metric([scope], 1)
+        yield from (depth, oldest, paused)
+        yield GaugeMetricFamily(
+            "opsloop_receiver_store_up", "1 when the last store query at scrape time succeeded.", value=self.up
+        )
+
+
+class ReceiverMetrics:
+    def __init__(self, shared_dir: str | None = None) -> None:
+        self.shared_dir = shared_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(BuildInfoCollector())
         self.webhooks = Counter(
@@ -55,18 +106,6 @@ class ReceiverMetrics:
             "opsloop_receiver_deliveries", "Notification deliveries by notifier and result (sent, retry, "
             "failed).", ["notifier", "result"], registry=self.registry,
         )  # fmt: skip
-        self.queue_depth = Gauge(
-            "opsloop_receiver_queue_depth", "Pending work items by kind (plan, delivery).", ["kind"],
-            registry=self.registry,
-        )  # fmt: skip
-        self.oldest_pending = Gauge(
-            "opsloop_receiver_oldest_pending_seconds", "Age of the oldest work item that is due but not done.",
-            ["kind"], registry=self.registry,
-        )  # fmt: skip
-        self.paused = Gauge(
-            "opsloop_receiver_automation_paused", "1 while automation is paused, by scope ('*' for all "
-            "plans, else the plan name).", ["scope"], registry=self.registry,
-        )  # fmt: skip
         self.guard_trips = Counter(
             "opsloop_receiver_guard_trips", "Times a guard paused automation, by guard (circuit_breaker, storm_guard).",
             ["guard"], registry=self.registry,
@@ -76,14 +115,8 @@ class ReceiverMetrics:
             "Notifications sent with the built-in fallback text because their template failed.",
             ["notifier"], registry=self.registry,
         )  # fmt: skip
-        self.store_up = Gauge(
-            "opsloop_receiver_store_up", "1 when the last store query at scrape time succeeded.",
-            registry=self.registry,
-        )  # fmt: skip
-        for kind in (PLAN, DELIVERY):
-            self.queue_depth.labels(kind)
-            self.oldest_pending.labels(kind)
-        self.paused.labels(GLOBAL)
+        self.store = StoreFigures()
+        self.registry.register(self.store)
         # Counters alerted on with increase() start at 0, so their first event already shows as one.
         for guard in (CIRCUIT_BREAKER, STORM_GUARD):
             self.guard_trips.labels(guard)
@@ -91,15 +124,13 @@ class ReceiverMetrics:
         self.webhook_outcomes = {outcome: self.webhooks.labels(outcome) for outcome in WEBHOOK_OUTCOMES}
         self.alert_statuses = {status: self.alerts.labels(status) for status in ALERT_STATUSES}
 
-    def observe_store(self, stats: dict[str, tuple[int, float]], pauses: dict[str, object]) -> None:
-        for kind, (count, age) in stats.items():
-            self.queue_depth.labels(kind).set(count)
-            self.oldest_pending.labels(kind).set(age)
-        self.paused.clear()
-        self.paused.labels(GLOBAL).set(1 if GLOBAL in pauses else 0)
-        for scope in pauses:
-            self.paused.labels(scope).set(1)
-        self.store_up.set(1)
-
     def render(self) -> bytes:
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        if self.shared_dir is None:
+            return generate_latest(self.registry) + generate_latest(REGISTRY)
+        # Several processes: counters and histograms summed over every process's files (this one's
+        # included), and the figures this process just read from the store, which every process shares.
+        merged = CollectorRegistry(auto_describe=True)
+        merged.register(BuildInfoCollector())
+        MultiProcessCollector(merged, self.shared_dir)
+        merged.register(self.store)
+        return generate_latest(merged)
