@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from opsloop.buildinfo import version_text
 from opsloop.listen import listen_address_flag
@@ -11,9 +12,16 @@ from opsloop.logs import FORMATS, LEVELS
 
 
 def parse_service_args(
-    prog: str, description: str | None, default_listen: str, argv: list[str] | None
+    prog: str,
+    description: str | None,
+    default_listen: str,
+    argv: list[str] | None,
+    own_flags: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
-    """The flags of both services, spelled as Prometheus tools spell them (see the README's table)."""
+    """The flags of both services, spelled as Prometheus tools spell them (see the README's table).
+
+    ``own_flags`` adds the flags only one of the services has.
+    """
     parser = argparse.ArgumentParser(
         prog=prog, description=description, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -33,6 +41,8 @@ def parse_service_args(
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
     parser.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
     parser.add_argument("--version", action="version", version=version_text(prog))
+    if own_flags is not None:
+        own_flags(parser)
     args = parser.parse_args(argv)
     if not args.telemetry_path.startswith("/"):
         parser.error("argument --web.telemetry-path: must start with /")

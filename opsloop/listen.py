@@ -14,6 +14,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from opsloop.webguard import WebGuard
@@ -57,30 +58,46 @@ class Server(Protocol):
 class AiohttpServer:
     """An aiohttp application behind the web config, as a ``Server``."""
 
-    def __init__(self, app: web.Application, guard: WebGuard) -> None:
+    def __init__(self, app: web.Application, guard: WebGuard, reuse_port: bool = False) -> None:
         from aiohttp import web  # lazily: see the module docstring
 
         guard.install(app)
         self._web = web
+        self._reuse_port = reuse_port or None
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
     async def setup(self) -> None:
         await self.runner.setup()
 
     async def listen(self, host: str | None, port: int, ssl_context: ssl.SSLContext | None) -> None:
-        await self._web.TCPSite(self.runner, host, port, ssl_context=ssl_context).start()
+        site = self._web.TCPSite(self.runner, host, port, ssl_context=ssl_context, reuse_port=self._reuse_port)
+        await site.start()
 
     async def cleanup(self) -> None:
         await self.runner.cleanup()
 
 
-async def serve(app: web.Application, addresses: list[str], guard: WebGuard) -> int:
-    """Run the aiohttp ``app`` on ``addresses`` behind ``guard``; return the exit status."""
-    return await serve_with(AiohttpServer(app, guard), addresses, guard)
+async def serve(
+    app: web.Application,
+    addresses: list[str],
+    guard: WebGuard,
+    reuse_port: bool = False,
+    listening: Callable[[], None] | None = None,
+) -> int:
+    """Run the aiohttp ``app`` on ``addresses`` behind ``guard``; return the exit status.
+
+    ``reuse_port`` lets processes of one receiver share the addresses (``SO_REUSEPORT``).
+    """
+    return await serve_with(AiohttpServer(app, guard, reuse_port), addresses, guard, listening)
 
 
-async def serve_with(server: Server, addresses: list[str], guard: WebGuard) -> int:
-    """Run ``server`` on ``addresses`` until SIGTERM or SIGINT; return the exit status."""
+async def serve_with(
+    server: Server, addresses: list[str], guard: WebGuard, listening: Callable[[], None] | None = None
+) -> int:
+    """Run ``server`` on ``addresses`` until SIGTERM or SIGINT; return the exit status.
+
+    ``listening`` is called once every address listens.
+    """
     await server.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,6 +113,8 @@ async def serve_with(server: Server, addresses: list[str], guard: WebGuard) -> i
                 log.error("cannot listen", extra={"address": address, "error": exc.strerror or str(exc)})
                 return 1
             log.info("listening", extra={"address": address, "tls": guard.tls})
+        if listening is not None:
+            listening()
         await stop.wait()
         log.info("shutting down")
         return 0

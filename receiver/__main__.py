@@ -1,18 +1,28 @@
-"""``opsloop-receiver --config.file FILE [--web.listen-address HOST:PORT ...] [--check-config] [--log.level LEVEL]``."""
+"""``opsloop-receiver --config.file FILE [--web.listen-address HOST:PORT ...] [--processes N] [--check-config]``."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 
 from aiohttp import web
 from opsloop.receiver.app import Components, build_app
 from opsloop.receiver.config import DEFAULT_LISTEN, ReceiverConfig, load_config
+from opsloop.receiver.processes import (
+    MAX_PROCESSES,
+    METRICS_ENV,
+    ParentLink,
+    Supervisor,
+    processes_flag,
+    processes_problem,
+)
 from opsloop.receiver.store import StoreUnavailable
 
-from opsloop.cli import parse_service_args, report_problems
+from opsloop.cli import parse_service_args, print_problems, report_problems
 from opsloop.configfile import ConfigError
 from opsloop.listen import serve
 from opsloop.logs import setup_logging
@@ -47,14 +57,27 @@ def service_app(config: ReceiverConfig, components: Components, telemetry_path: 
     return app
 
 
+def receiver_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--processes", type=processes_flag, default=1,
+        help=f"run the receiver as this many processes on the same addresses, to use more than one core "
+        f"(1 to {MAX_PROCESSES}; above 1 needs a PostgreSQL store)",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_service_args("opsloop-receiver", __doc__, DEFAULT_LISTEN, argv)
+    args = parse_service_args("opsloop-receiver", __doc__, DEFAULT_LISTEN, argv, receiver_flags)
     setup_logging(args.log_level, args.log_format)
+    link = ParentLink.from_env()  # None unless started by a receiver run with --processes
     try:
         config = load_config(args.config)
-        components = Components.build(config)
+        components = Components.build(config, os.environ.get(METRICS_ENV) if link else None)
     except (ConfigError, ValueError) as exc:  # ValueError: an unreadable secret or a bad template
         return report_problems(args.config, exc)
+    problem = processes_problem(args.processes, config.store)
+    if problem:
+        asyncio.run(components.close())
+        return print_problems(args.config, [problem])
     try:
         guard = WebGuard(args.web_config)
     except WebConfigError:
@@ -67,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: warning: {idle}", file=sys.stderr)
         print(f"{args.config}: configuration is valid ({len(config.routes)} routes, {len(config.recovery)} plans)")
         return 0
-    if idle:
+    if idle and link is None:  # said once, by the parent of several processes
         log.warning(idle, extra={"config": args.config})
+    if args.processes > 1 and link is None:
+        asyncio.run(components.close())  # built to check the secrets: the processes build their own
+        return asyncio.run(Supervisor(sys.argv[1:] if argv is None else argv, args.processes).run())
+    app = service_app(config, components, args.telemetry_path)
     try:
-        return asyncio.run(serve(service_app(config, components, args.telemetry_path), args.listen, guard))
+        return asyncio.run(serve(app, args.listen, guard, link is not None, link.ready if link else None))
     except StoreUnavailable as exc:
         log.error("cannot open the store", extra={"error": str(exc)})
         return 1

@@ -53,11 +53,14 @@ class Components:
     metrics: ReceiverMetrics
 
     @classmethod
-    def build(cls, config: ReceiverConfig) -> Components:
-        """Raise ValueError (naming the section) when a secret or template cannot be used."""
+    def build(cls, config: ReceiverConfig, metrics_dir: str | None = None) -> Components:
+        """Raise ValueError (naming the section) when a secret or template cannot be used.
+
+        ``metrics_dir``: the directory the processes of one receiver share their counters in, if several.
+        """
         token = config.admin.secret("token") if config.admin is not None else None
         admin = Credential.bearer(token or "") if config.admin is not None else None
-        metrics = ReceiverMetrics()
+        metrics = ReceiverMetrics(metrics_dir)
         return cls(
             webhook_auth=Credential.from_auth(config.auth),
             admin_auth=admin,

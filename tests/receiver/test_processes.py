@@ -1,0 +1,304 @@
+"""``opsloop-receiver --processes N``: N processes on one address, one PostgreSQL store, one set of metrics.
+
+The oracles are the kernel (``/proc``: who listens on the port, which processes exist), PostgreSQL (what
+was stored) and the mail server (what was sent), never the receiver's own account of itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import re
+import signal
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opsloop.receiver.domain import SENT, Job
+from opsloop.receiver.store.postgres import PostgresStore
+from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, PostgresServer, free_port, wait_until
+from opsloop.testsupport.sinks import SmtpSink
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.receiver.harness import FAST_WORKER, email_notifier, write_config
+from tests.receiver.test_main import post_all, receiver_argv
+
+pytestmark = pytest.mark.slow
+
+LISTENING = "receiver processes listening"
+
+
+def children(pid: int) -> list[int]:
+    """The kernel's list of a process's children."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its exit status is left (a zombie nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def listening_sockets(port: int) -> set[str]:
+    """Inodes of the IPv4 sockets listening on ``port``, from the kernel's socket table."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if match := re.fullmatch(r"socket:\[(\d+)\]", target):
+            inodes.add(match[1])
+    return inodes
+
+
+def listeners(parent: int, port: int) -> dict[int, set[str]]:
+    """Each child of ``parent`` with the sockets it listens on ``port`` with."""
+    listening = listening_sockets(port)
+    return {child: sockets_of(child) & listening for child in children(parent)}
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of one scrape, over a new connection each time."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def store_dsn(postgres_server: PostgresServer) -> str:
+    return postgres_server.create_database("processes")
+
+
+class Receiver:
+    """``opsloop-receiver --processes N`` as a process group of its own."""
+
+    def __init__(self, config: Path, workdir: Path, processes: int, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.process = ManagedProcess("receiver", workdir)
+        self.process.spawn(receiver_argv(
+            config, "--web.listen-address", f"{LOOPBACK}:{self.port}", "--processes", str(processes), *extra
+        ))  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        assert self.process.proc is not None
+        return self.process.proc.pid
+
+    def wait_listening(self) -> None:
+        wait_until(lambda: self.process.logged(LISTENING) or not self.process.running, 60, "every process")
+        assert self.process.running, self.process.log_tail()
+
+    def serving(self) -> set[int]:
+        """The processes that listen on the receiver's port now."""
+        return {child for child, sockets in listeners(self.pid, self.port).items() if sockets}
+
+    def wait_replaced(self, dead: int) -> None:
+        wait_until(lambda: len(self.serving() - {dead}) == 2, 60, "a process in place of the dead one")
+
+    def wait(self, timeout: float) -> int:
+        assert self.process.proc is not None
+        return self.process.proc.wait(timeout)
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[Receiver]]:
+    """Receivers a test starts; whatever is left of them is stopped, process group and all."""
+    receivers: list[Receiver] = []
+    yield receivers
+    for receiver in receivers:
+        receiver.process.stop()
+
+
+def test_processes_flag_refuses_bad_values_and_a_sqlite_store(tmp_path: Path) -> None:
+    config = write_config(tmp_path)  # a SQLite store
+    for value in ("0", "65", "two", "-1"):
+        done = subprocess.run(
+            receiver_argv(config, "--check-config", "--processes", value), capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 2
+        assert f"argument --processes: expected a whole number from 1 to 64, got '{value}'" in done.stderr
+    done = subprocess.run(
+        receiver_argv(config, "--check-config", "--processes", "2"), capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        f"{config}: store: --processes 2 needs a PostgreSQL store (a SQLite store is written by one process)"
+    ]
+    done = subprocess.run(
+        receiver_argv(config, "--check-config", "--processes", "1"), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
+    tmp_path: Path, store_dsn: str, started: list[Receiver], postgres_server: PostgresServer
+) -> None:
+    receiver = Receiver(write_config(tmp_path, store=store_dsn), tmp_path, 2)
+    started.append(receiver)
+    receiver.wait_listening()
+    first = listeners(receiver.pid, receiver.port)
+    assert len(first) == 2
+    assert all(len(sockets) == 1 for sockets in first.values())  # one listening socket each, of its own
+    assert len(set().union(*first.values())) == 2
+    assert not sockets_of(receiver.pid) & listening_sockets(receiver.port)  # the parent serves nothing
+    shared = {
+        Path(entry.split("=", 1)[1])
+        for child in first
+        for entry in Path(f"/proc/{child}/environ").read_text().split("\0")
+        if entry.startswith("PROMETHEUS_MULTIPROC_DIR=")
+    }
+    assert len(shared) == 1
+    assert next(iter(shared)).is_dir()
+
+    acked: set[int] = set()
+    asyncio.run(post_all(receiver.url, list(range(60)), acked))
+    assert acked == set(range(60))
+    assert postgres_server.psql("SELECT count(*) FROM incidents", database=store_dsn.rsplit("/", 1)[1]) == "60\n"
+
+    # A process killed outright is replaced; the replacement starts from zero, and what the dead one
+    # counted still counts: every scrape, whichever process answers it, reports the whole receiver.
+    victim = next(iter(first))
+    os.kill(victim, signal.SIGKILL)
+    receiver.wait_replaced(victim)
+    assert receiver.process.logged("receiver process ended: starting another in its place")
+    for _ in range(20):  # new connections: the kernel spreads them over both processes
+        samples = scrape(receiver.url)
+        assert samples[("opsloop_receiver_webhooks_total", (("outcome", "accepted"),))] == 60
+        assert samples[("opsloop_receiver_alerts_total", (("status", "firing"),))] == 60
+        assert samples[("opsloop_receiver_store_up", ())] == 1
+        assert [key for key in samples if key[0] == "opsloop_receiver_queue_depth"] == [
+            ("opsloop_receiver_queue_depth", (("kind", "plan"),)),
+            ("opsloop_receiver_queue_depth", (("kind", "delivery"),)),
+        ]
+        assert not [key for key in samples if "pid" in dict(key[1])]
+        assert sum(k[0] == "opsloop_build_info" for k in samples) == 1  # one receiver, not one per process
+
+    # SIGTERM to the receiver stops every process and removes the shared directory.
+    last = list(listeners(receiver.pid, receiver.port))
+    os.kill(receiver.pid, signal.SIGTERM)
+    assert receiver.wait(40) == 0
+    assert all(gone(child) for child in last)
+    assert not next(iter(shared)).exists()
+
+
+def test_sighup_reaches_every_process(tmp_path: Path, store_dsn: str, started: list[Receiver]) -> None:
+    web_config = tmp_path / "web.yml"
+    web_config.write_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    receiver = Receiver(write_config(tmp_path, store=store_dsn), tmp_path, 2, "--web.config.file", str(web_config))
+    started.append(receiver)
+    receiver.wait_listening()
+    os.kill(receiver.pid, signal.SIGHUP)
+    wait_until(lambda: receiver.process.log_tail(200).count("web config file reloaded") == 2, 20, "two reloads")
+    pids = {int(m) for m in re.findall(r"pid=(\d+)", receiver.process.log_tail(200)) if int(m) != receiver.pid}
+    assert set(children(receiver.pid)) <= pids  # the processes that reloaded are the ones running
+
+
+def test_a_process_that_cannot_listen_ends_the_receiver_with_status_1(
+    tmp_path: Path, store_dsn: str, started: list[Receiver]
+) -> None:
+    config = write_config(tmp_path, store=store_dsn)
+    with socket.socket() as taken:  # without SO_REUSEPORT, as another program holds a port
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        receiver = Receiver(config, tmp_path, 2, port=taken.getsockname()[1])
+        started.append(receiver)
+        assert receiver.wait(60) == 1
+    log = receiver.process.log_tail(200)
+    assert 'msg="cannot listen"' in log
+    assert "receiver process ended before it listened: stopping the receiver" in log
+    assert not running_with(str(config))  # no process of it is left
+
+
+def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
+    tmp_path: Path, store_dsn: str, started: list[Receiver]
+) -> None:
+    receiver = Receiver(write_config(tmp_path, store=store_dsn), tmp_path, 2)
+    started.append(receiver)
+    receiver.wait_listening()
+    orphans = children(receiver.pid)
+    assert len(orphans) == 2
+    os.kill(receiver.pid, signal.SIGKILL)  # the parent alone, not its process group
+    receiver.wait(10)
+    wait_until(lambda: all(gone(pid) for pid in orphans), 30, "the processes to stop by themselves")
+    assert receiver.process.logged("the receiver's parent process is gone: stopping")
+
+
+def test_kill_9_of_one_process_during_a_burst_loses_and_duplicates_nothing(
+    tmp_path: Path, store_dsn: str, started: list[Receiver]
+) -> None:
+    burst = 200
+    with SmtpSink() as mailbox:
+        config = write_config(
+            tmp_path, store=store_dsn, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
+            routes=[{"match": {}, "notify": ["email/oncall"]}], worker={**FAST_WORKER, "lease": "2s"},
+        )  # fmt: skip
+        receiver = Receiver(config, tmp_path, 2)
+        started.append(receiver)
+        receiver.wait_listening()
+
+        async def burst_with_a_kill() -> set[int]:
+            acked: set[int] = set()
+            third = asyncio.Event()
+            sending = asyncio.create_task(post_all(receiver.url, list(range(burst)), acked, (burst // 3, third)))
+            await third.wait()
+            victim = children(receiver.pid)[0]
+            os.kill(victim, signal.SIGKILL)  # mid-burst, mid-delivery
+            await sending
+            # Alertmanager retries whatever was not acknowledged, and some acknowledged ones again.
+            await asyncio.to_thread(receiver.wait_replaced, victim)
+            await post_all(receiver.url, [n for n in range(burst) if n not in acked] + sorted(acked)[:40], acked)
+            return acked
+
+        assert asyncio.run(burst_with_a_kill()) == set(range(burst))
+        wait_until(lambda: len({m["Subject"] for m in mailbox.messages}) >= burst, 60, "every alert's message")
+        subjects = collections.Counter(m["Subject"] for m in mailbox.messages)
+    store = PostgresStore(store_dsn)
+
+    async def deliveries() -> list[Job]:
+        await store.open()
+        try:
+            return [job for view in await store.incidents(limit=10 * burst) for job in view.jobs]
+        finally:
+            await store.close()
+
+    jobs = asyncio.run(deliveries())
+    assert len(jobs) == burst
+    assert all(job.state == SENT for job in jobs)
+    assert len(subjects) == burst
+    # A message is sent twice only when the kill landed while it was being handed to the mail server,
+    # and the store then counts the interruption.
+    repeated = [subject for subject, count in subjects.items() if count > 1]
+    assert len(repeated) <= sum(1 for job in jobs if job.interrupted)
+
+
+def running_with(text: str) -> list[int]:
+    """Processes whose command line contains ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes() and not gone(int(cmdline.parent.name)):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
