@@ -25,16 +25,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def family_cpu_seconds(parent: int) -> float:
-    """CPU time of a process and its children (PostgreSQL's postmaster and its backends)."""
-    total = cpu_seconds(parent)
+def family(parent: int) -> list[int]:
+    """A process and its children: PostgreSQL's postmaster and its backends, a receiver run as processes."""
+    pids = [parent]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if stat.read_text().rsplit(")", 1)[1].split()[1] == str(parent):
-                total += cpu_seconds(int(stat.parent.name))
+                pids.append(int(stat.parent.name))
         except OSError:  # gone meanwhile
             continue
-    return total
+    return pids
+
+
+def family_cpu_seconds(parent: int) -> float:
+    """CPU time of a process and its children."""
+    return sum(cpu_seconds(pid) for pid in family(parent))
 
 
 def runqueue_wait_seconds(pid: int) -> float:

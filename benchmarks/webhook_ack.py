@@ -16,11 +16,14 @@ nothing at all (``machine``), and for PostgreSQL what the server did meanwhile
 (``postgres_side``). Every measurement is bounded in time (``--seconds``) and in count
 (``--max-requests``); each receiver starts on an empty store. ``--replicas N`` runs N receivers on each
 PostgreSQL database, as replicas of one deployment, each loaded by a ``wrk`` of its own with an equal
-share of the connections (their rates and CPU summed, their highest p50 and p99 shown).
+share of the connections (their rates and CPU summed, their highest p50 and p99 shown). ``--processes N``
+runs each PostgreSQL receiver as N processes on one address (``opsloop-receiver --processes N``), loaded
+by one ``wrk``; its CPU is all its processes'.
 
     python benchmarks/webhook_ack.py [--connections 32] [--seconds 10] [--rounds 3]
                                      [--store sqlite postgresql] [--routes slack none]
-                                     [--priority -10] [--recycle-wal 256] [--replicas 1] [--no-bare]
+                                     [--priority -10] [--recycle-wal 256] [--replicas 1] [--processes 1]
+                                     [--no-bare]
 
 PostgreSQL runs with its durable defaults (fsync and ``synchronous_commit=on``): an acknowledgement
 costs a WAL flush, as in production, and is measured as such; it starts with WAL segments ready for
@@ -53,7 +56,8 @@ from machine import (
     FlushSampler,
     StallSampler,
     children_cpu_seconds,
-    cpu_seconds,
+    family,
+    family_cpu_seconds,
     machine_busy_seconds,
     prioritise,
     runqueue_wait_seconds,
@@ -231,10 +235,12 @@ def measure(
 
 
 def counters(procs: list[subprocess.Popen[bytes]]) -> list[float]:
-    """What a measurement subtracts: wall time, the machine's busy time, the servers' CPU, the load
-    generator's (children's) CPU, this script's, the servers' run-queue waits and the stolen time."""
-    return [time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(proc.pid) for proc in procs),
-            children_cpu_seconds(), time.process_time(), sum(runqueue_wait_seconds(proc.pid) for proc in procs),
+    """What a measurement subtracts: wall time, the machine's busy time, the servers' CPU (with the
+    processes of a receiver run with ``--processes``), the load generator's (children's) CPU, this
+    script's, the servers' run-queue waits and the stolen time."""
+    return [time.monotonic(), machine_busy_seconds(), sum(family_cpu_seconds(proc.pid) for proc in procs),
+            children_cpu_seconds(), time.process_time(),
+            sum(runqueue_wait_seconds(pid) for proc in procs for pid in family(proc.pid)),
             steal_seconds()]  # fmt: skip
 
 
@@ -249,7 +255,7 @@ def load_all(
         return [run.result() for run in runs]
 
 
-def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path) -> tuple[list[str], int]:
+def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path, processes: int = 1) -> tuple[list[str], int]:
     config = {
         "auth": {"bearer_token": TOKEN}, "store": store_url,
         "notifiers": {"slack": [{"name": "oncall", "webhook_url": slack_url}]},
@@ -260,7 +266,8 @@ def receiver_argv(store_url: str, routes: str, slack_url: str, work: Path) -> tu
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     return [sys.executable, "-m", "opsloop.receiver", "--config", str(path),
-            "--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning"], port  # fmt: skip
+            "--web.listen-address", f"{LOOPBACK}:{port}", "--log.level", "warning", "--processes", str(processes)
+            ], port  # fmt: skip
 
 
 def one_round(
@@ -272,16 +279,18 @@ def one_round(
     results = [measure(BARE, [(bare, bare_port)], args, work)] if args.bare else []
     for store, routes in itertools.product(args.store, args.routes):
         activity = None
-        replicas = 1
+        replicas = processes = 1
         if store == "postgresql" and postgres is not None:
             database = f"round{n}_{routes}"
             url = fresh_database(postgres, database)
             activity = functools.partial(ServerActivity, postgres, database)
-            replicas = args.replicas
+            replicas, processes = args.replicas, args.processes
         else:
             url = f"sqlite://{work / f'round{n}-{routes}.db'}"
-        servers = [receiver_argv(url, routes, slack_url, work / f"replica{index}") for index in range(replicas)]
-        name = f"receiver {store}{f' x{replicas}' if replicas > 1 else ''}, routes {routes}"
+        servers = [receiver_argv(url, routes, slack_url, work / f"replica{index}", processes)
+                   for index in range(replicas)]  # fmt: skip
+        shape = (f" x{replicas}" if replicas > 1 else "") + (f" p{processes}" if processes > 1 else "")
+        name = f"receiver {store}{shape}, routes {routes}"
         results.append(measure(name, servers, args, work, activity))
     return results
 
@@ -327,6 +336,8 @@ def main() -> int:
                         "ready for reuse, written before the first round (default 256; 0: none, as new)")  # fmt: skip
     parser.add_argument("--replicas", type=int, default=1, help="receivers sharing each PostgreSQL database, the "
                         "connections split among them (default 1; SQLite is always one)")  # fmt: skip
+    parser.add_argument("--processes", type=int, default=1, help="each PostgreSQL receiver run with --processes "
+                        "N: N processes on one address (default 1)")  # fmt: skip
     parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare handler (no ratio)")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
