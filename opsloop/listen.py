@@ -119,6 +119,9 @@ async def serve_with(
         log.info("shutting down")
         return 0
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        await server.cleanup()
+        try:
+            await server.cleanup()
+        finally:  # not before: a second SIGTERM (a service manager signals every process of its unit, and
+            # a receiver's parent passes SIGTERM on to its processes) must not cut the cleanup short
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)

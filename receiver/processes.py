@@ -190,13 +190,17 @@ class Supervisor:
 
     async def _stop_all(self) -> None:
         """SIGTERM to every process; SIGKILL to any still running ``STOP_GRACE`` seconds later."""
+        running = [child for child in self.children.values() if child.process.returncode is None]
         self._signal_all(signal.SIGTERM)
-        for child in self.children.values():
+        for child in running:
             try:
-                await asyncio.wait_for(child.process.wait(), STOP_GRACE)
+                status = await asyncio.wait_for(child.process.wait(), STOP_GRACE)
             except TimeoutError:
                 log.error("receiver process did not stop: killing it", extra={"pid": child.process.pid})
                 child.process.kill()
-                await child.process.wait()
+                status = await child.process.wait()
+            if status != 0:
+                log.warning("receiver process stopped uncleanly", extra={"pid": child.process.pid, "status": status})
+        for child in self.children.values():
             child.link.close()
         self.children.clear()

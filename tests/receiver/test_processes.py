@@ -202,6 +202,24 @@ def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
     assert not next(iter(shared)).exists()
 
 
+def test_sigterm_to_every_process_at_once_stops_each_cleanly(
+    tmp_path: Path, store_dsn: str, started: list[Receiver]
+) -> None:
+    """A service manager signals every process of its unit, and the parent passes SIGTERM on as well:
+    the second SIGTERM a process gets while it shuts down must not cut its shutdown short."""
+    for attempt in range(3):
+        workdir = tmp_path / str(attempt)
+        workdir.mkdir()
+        receiver = Receiver(write_config(workdir, store=store_dsn), workdir, 2)
+        started.append(receiver)
+        receiver.wait_listening()
+        asyncio.run(post_all(receiver.url, list(range(20)), set()))  # connections and store work to end
+        os.killpg(receiver.pid, signal.SIGTERM)
+        assert receiver.wait(40) == 0
+        assert not receiver.process.logged("stopped uncleanly"), receiver.process.log_tail()
+        assert receiver.process.log_tail(200).count('msg="shutting down"') == 2
+
+
 def test_sighup_reaches_every_process(tmp_path: Path, store_dsn: str, started: list[Receiver]) -> None:
     web_config = tmp_path / "web.yml"
     web_config.write_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
