@@ -172,7 +172,7 @@ class Supervisor:
         await asyncio.wait([said, ended, stop], return_when=asyncio.FIRST_COMPLETED)
         for task in (said, ended, stop):
             task.cancel()
-        if said.done() and not said.cancelled() and said.result() == READY:
+        if said.done() and not said.cancelled() and said.exception() is None and said.result() == READY:
             log.info("receiver process started", extra={"index": index, "pid": process.pid})
             return True
         if not self.stopping.is_set():
