@@ -103,11 +103,18 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '{"requests": %%d, "seconds": %%.6f, "non_2xx": %%d, "socket_errors": %%d, "p50_ms": %%.3f, "p99_ms": %%.3f}\\n',
+    '{"requests": %%d, "seconds": %%.6f, "non_2xx": %%d, "socket_errors": %%d, "connect": %%d, "read": %%d, '
+    .. '"write": %%d, "timeout": %%d, "p50_ms": %%.3f, "p99_ms": %%.3f}\\n',
     summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
+    e.connect, e.read, e.write, e.timeout,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
+
+
+ERROR_KINDS = ("connect", "read", "write", "timeout")
+"""wrk's socket errors by kind: "read" is a connection the server closed, "timeout" a request unanswered
+for ``--timeout`` (10 s)."""
 
 
 def webhook_template() -> str:
@@ -222,7 +229,7 @@ def measure(
     finally:
         for proc in procs:
             stop(proc)
-    result = {key: sum(r[key] for r in each) for key in ("requests", "non_2xx", "socket_errors", "rate")}
+    result = {key: sum(r[key] for r in each) for key in ("requests", "rate", "non_2xx", "socket_errors", *ERROR_KINDS)}
     result |= {key: max(r[key] for r in each) for key in ("seconds", "p50_ms", "p99_ms")}
     elapsed, busy, cpu, load_generator, script, waited, stolen = (b - a for a, b in zip(started, ended, strict=True))
     others = busy - cpu - load_generator - script - done.get("postgres_cpu", 0.0)
@@ -308,6 +315,11 @@ def report(args: argparse.Namespace, rounds: list[list[dict[str, float]]]) -> No
             print(f"{n:5d} {r['name']:34} {r['load']:5.2f} {r['rate']:11.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                   f"{r['cpu_us']:7.0f} {r['fsync_p99']:8.2f} {errors:7d} {ratio} {r['cores']:6.2f} "
                   f"{r['other_cores']:6.2f} {r['runqueue']:6.2f} {r['steal']:6.2f} {r['stall_ms']:8.1f}")  # fmt: skip
+    for n, results in enumerate(rounds, 1):
+        for r in results:
+            if r["non_2xx"] + r["socket_errors"]:
+                kinds = ", ".join(f"{r[kind]:.0f} {kind}" for kind in ERROR_KINDS)
+                print(f"{n:5d} {r['name']:34} errors: {r['non_2xx']:.0f} answers other than 2xx; sockets: {kinds}")
     if any("checkpoints" in r for results in rounds for r in results):
         print("PostgreSQL during each measurement:")
     for n, results in enumerate(rounds, 1):
