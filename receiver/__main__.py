@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning(idle, extra={"config": args.config})
     if args.processes > 1 and link is None:
         asyncio.run(components.close())  # built to check the secrets: the processes build their own
-        return asyncio.run(Supervisor(sys.argv[1:] if argv is None else argv, args.processes).run())
+        return asyncio.run(Supervisor(sys.argv[1:] if argv is None else argv, args.processes, args.listen).run())
     app = service_app(config, components, args.telemetry_path)
     try:
         return asyncio.run(serve(app, args.listen, guard, link is not None, link.ready if link else None))

@@ -5,7 +5,10 @@ about 0.8 of a core). N processes on one PostgreSQL store are N replicas that sh
 addresses (``SO_REUSEPORT``: the kernel spreads new connections over them) and one metrics directory
 (prometheus-client's multiprocess mode), so Alertmanager and Prometheus still see one receiver.
 
-The parent serves nothing itself. It starts the processes and waits until each listens, passes SIGHUP
+The parent serves nothing itself. It first listens on each address alone, as one process would, and
+stops with exit status 1 if it cannot: with ``SO_REUSEPORT`` alone, a second receiver of the same user
+started on the same address would silently share its connections with the first. Then it starts the
+processes and waits until each listens, passes SIGHUP
 on, starts a new process in place of one that dies (the newcomer takes over its leases at once, see
 ``takeover``), and on SIGTERM or SIGINT stops them all. A process that ends before it listens (a port
 taken, the store unreachable) ends the whole receiver with exit status 1, as one process would.
@@ -28,6 +31,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+
+from opsloop.listen import parse_listen_address
 
 log = logging.getLogger("opsloop.receiver.processes")
 
@@ -100,17 +105,36 @@ class Child:
     started: float
 
 
+async def nobody_listens(addresses: list[str]) -> bool:
+    """Listen on each address alone, then stop; False (with the one-line error) when one cannot be bound."""
+    loop = asyncio.get_running_loop()
+    for address in addresses:
+        host, port = parse_listen_address(address)
+        try:
+            probe = await loop.create_server(asyncio.Protocol, host, port)
+        except OSError as exc:
+            log.error("cannot listen", extra={"address": address, "error": exc.strerror or str(exc)})
+            return False
+        probe.close()
+        await probe.wait_closed()
+    return True
+
+
 class Supervisor:
     """Runs ``count`` receiver processes on ``argv`` (this program's own arguments) until told to stop."""
 
-    def __init__(self, argv: list[str], count: int) -> None:
+    def __init__(self, argv: list[str], count: int, addresses: list[str]) -> None:
         self.argv = argv
         self.count = count
+        self.addresses = addresses
         self.children: dict[int, Child] = {}
         self.stopping = asyncio.Event()
 
     async def run(self) -> int:
-        """Exit status: 0 after SIGTERM or SIGINT, 1 when a process ended before it listened."""
+        """Exit status: 0 after SIGTERM or SIGINT, 1 when an address is taken or a process ended before it
+        listened."""
+        if not await nobody_listens(self.addresses):
+            return 1
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)

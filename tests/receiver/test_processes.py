@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,11 +121,24 @@ class Receiver:
         return self.process.proc.wait(timeout)
 
 
+Launch = Callable[..., Receiver]
+
+
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[list[Receiver]]:
-    """Receivers a test starts; whatever is left of them is stopped, process group and all."""
+def launch() -> Iterator[Launch]:
+    """``launch(config, *flags, port=None, listening=True)``: a receiver with ``--processes 2`` on ``config``
+    (in the config's directory), by default once every process listens; stopped, process group and all,
+    after the test."""
     receivers: list[Receiver] = []
-    yield receivers
+
+    def start(config: Path, *extra: str, port: int | None = None, listening: bool = True) -> Receiver:
+        receiver = Receiver(config, config.parent, 2, *extra, port=port)
+        receivers.append(receiver)
+        if listening:
+            receiver.wait_listening()
+        return receiver
+
+    yield start
     for receiver in receivers:
         receiver.process.stop()
 
@@ -152,11 +165,9 @@ def test_processes_flag_refuses_bad_values_and_a_sqlite_store(tmp_path: Path) ->
 
 
 def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
-    tmp_path: Path, store_dsn: str, started: list[Receiver], postgres_server: PostgresServer
+    tmp_path: Path, store_dsn: str, launch: Launch, postgres_server: PostgresServer
 ) -> None:
-    receiver = Receiver(write_config(tmp_path, store=store_dsn), tmp_path, 2)
-    started.append(receiver)
-    receiver.wait_listening()
+    receiver = launch(write_config(tmp_path, store=store_dsn))
     first = listeners(receiver.pid, receiver.port)
     assert len(first) == 2
     assert all(len(sockets) == 1 for sockets in first.values())  # one listening socket each, of its own
@@ -202,17 +213,13 @@ def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
     assert not next(iter(shared)).exists()
 
 
-def test_sigterm_to_every_process_at_once_stops_each_cleanly(
-    tmp_path: Path, store_dsn: str, started: list[Receiver]
-) -> None:
+def test_sigterm_to_every_process_at_once_stops_each_cleanly(tmp_path: Path, store_dsn: str, launch: Launch) -> None:
     """A service manager signals every process of its unit, and the parent passes SIGTERM on as well:
     the second SIGTERM a process gets while it shuts down must not cut its shutdown short."""
     for attempt in range(3):
         workdir = tmp_path / str(attempt)
         workdir.mkdir()
-        receiver = Receiver(write_config(workdir, store=store_dsn), workdir, 2)
-        started.append(receiver)
-        receiver.wait_listening()
+        receiver = launch(write_config(workdir, store=store_dsn))
         asyncio.run(post_all(receiver.url, list(range(20)), set()))  # connections and store work to end
         os.killpg(receiver.pid, signal.SIGTERM)
         assert receiver.wait(40) == 0
@@ -220,40 +227,63 @@ def test_sigterm_to_every_process_at_once_stops_each_cleanly(
         assert receiver.process.log_tail(200).count('msg="shutting down"') == 2
 
 
-def test_sighup_reaches_every_process(tmp_path: Path, store_dsn: str, started: list[Receiver]) -> None:
+def test_sighup_reaches_every_process(tmp_path: Path, store_dsn: str, launch: Launch) -> None:
     web_config = tmp_path / "web.yml"
     web_config.write_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
-    receiver = Receiver(write_config(tmp_path, store=store_dsn), tmp_path, 2, "--web.config.file", str(web_config))
-    started.append(receiver)
-    receiver.wait_listening()
+    receiver = launch(write_config(tmp_path, store=store_dsn), "--web.config.file", str(web_config))
     os.kill(receiver.pid, signal.SIGHUP)
     wait_until(lambda: receiver.process.log_tail(200).count("web config file reloaded") == 2, 20, "two reloads")
     pids = {int(m) for m in re.findall(r"pid=(\d+)", receiver.process.log_tail(200)) if int(m) != receiver.pid}
     assert set(children(receiver.pid)) <= pids  # the processes that reloaded are the ones running
 
 
-def test_a_process_that_cannot_listen_ends_the_receiver_with_status_1(
-    tmp_path: Path, store_dsn: str, started: list[Receiver]
+def test_a_taken_address_ends_the_receiver_before_any_process_starts(
+    tmp_path: Path, store_dsn: str, launch: Launch
 ) -> None:
     config = write_config(tmp_path, store=store_dsn)
     with socket.socket() as taken:  # without SO_REUSEPORT, as another program holds a port
         taken.bind((LOOPBACK, 0))
         taken.listen()
-        receiver = Receiver(config, tmp_path, 2, port=taken.getsockname()[1])
-        started.append(receiver)
+        receiver = launch(config, port=taken.getsockname()[1], listening=False)
         assert receiver.wait(60) == 1
     log = receiver.process.log_tail(200)
     assert 'msg="cannot listen"' in log
-    assert "receiver process ended before it listened: stopping the receiver" in log
+    assert "receiver process started" not in log
     assert not running_with(str(config))  # no process of it is left
 
 
-def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
-    tmp_path: Path, store_dsn: str, started: list[Receiver]
+def test_a_second_receiver_on_the_same_address_is_refused(
+    tmp_path: Path, store_dsn: str, launch: Launch, postgres_server: PostgresServer
 ) -> None:
-    receiver = Receiver(write_config(tmp_path, store=store_dsn), tmp_path, 2)
-    started.append(receiver)
-    receiver.wait_listening()
+    """``SO_REUSEPORT`` alone would let it join the first one's port and take a share of its webhooks."""
+    first = launch(write_config(tmp_path, store=store_dsn))
+    serving = first.serving()
+    other = tmp_path / "other"
+    other.mkdir()
+    second = launch(
+        write_config(other, store=postgres_server.create_database("other")), port=first.port, listening=False
+    )
+    assert second.wait(60) == 1
+    assert 'msg="cannot listen"' in second.process.log_tail(200)
+    assert first.serving() == serving
+    assert set().union(*listeners(first.pid, first.port).values()) == listening_sockets(first.port)
+
+
+def test_a_process_that_ends_before_it_listens_ends_the_receiver_with_status_1(
+    tmp_path: Path, store_dsn: str, launch: Launch
+) -> None:
+    config = write_config(tmp_path, store=store_dsn)
+    receiver = launch(config, listening=False)
+    wait_until(lambda: bool(children(receiver.pid)), 30, "the first process")
+    os.kill(children(receiver.pid)[0], signal.SIGKILL)  # it takes a second or more to get to listening
+    assert receiver.wait(60) == 1
+    log = receiver.process.log_tail(200)
+    assert "receiver process ended before it listened: stopping the receiver" in log
+    assert not running_with(str(config))
+
+
+def test_a_parent_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path, store_dsn: str, launch: Launch) -> None:
+    receiver = launch(write_config(tmp_path, store=store_dsn))
     orphans = children(receiver.pid)
     assert len(orphans) == 2
     os.kill(receiver.pid, signal.SIGKILL)  # the parent alone, not its process group
@@ -263,7 +293,7 @@ def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
 
 
 def test_kill_9_of_one_process_during_a_burst_loses_and_duplicates_nothing(
-    tmp_path: Path, store_dsn: str, started: list[Receiver]
+    tmp_path: Path, store_dsn: str, launch: Launch
 ) -> None:
     burst = 200
     with SmtpSink() as mailbox:
@@ -271,9 +301,7 @@ def test_kill_9_of_one_process_during_a_burst_loses_and_duplicates_nothing(
             tmp_path, store=store_dsn, notifiers={"email": [email_notifier("oncall", mailbox.port)]},
             routes=[{"match": {}, "notify": ["email/oncall"]}], worker={**FAST_WORKER, "lease": "2s"},
         )  # fmt: skip
-        receiver = Receiver(config, tmp_path, 2)
-        started.append(receiver)
-        receiver.wait_listening()
+        receiver = launch(config)
 
         async def burst_with_a_kill() -> set[int]:
             acked: set[int] = set()
