@@ -8,10 +8,9 @@ addresses (``SO_REUSEPORT``: the kernel spreads new connections over them) and o
 The parent serves nothing itself. It first listens on each address alone, as one process would, and
 stops with exit status 1 if it cannot: with ``SO_REUSEPORT`` alone, a second receiver of the same user
 started on the same address would silently share its connections with the first. Then it starts the
-processes and waits until each listens, passes SIGHUP
-on, starts a new process in place of one that dies (the newcomer takes over its leases at once, see
-``takeover``), and on SIGTERM or SIGINT stops them all. A process that ends before it listens (a port
-taken, the store unreachable) ends the whole receiver with exit status 1, as one process would.
+processes and waits until each listens, passes SIGHUP on, starts a new process in place of one that
+dies (the newcomer takes over its leases at once, see ``takeover``), and on SIGTERM or SIGINT stops
+them all. A process that ends before it listens ends the whole receiver with exit status 1.
 
 Each process holds one end of a socket pair whose other end the parent keeps: it writes ``ready`` on
 it once it listens, and stops by itself when the parent's end closes, so even a parent killed with
