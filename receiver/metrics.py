@@ -6,14 +6,17 @@ registry followed by prometheus-client's default one, which holds only its proce
 
 A receiver run as several processes (``--processes``) counts in prometheus-client's multiprocess mode:
 each process writes its counters to files in one shared directory, and whichever process a scrape
-reaches sums them all, as gunicorn-served Python applications do.
+reaches sums them all, as gunicorn-served Python applications do. The ``process_*`` series are then
+those of the receiver's processes and their parent together (``process_family``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 
 from opsloop.receiver.domain import CIRCUIT_BREAKER, DELIVERY, GLOBAL, PLAN, STORM_GUARD
+from opsloop.receiver.process_family import FamilyCollector
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -133,4 +136,5 @@ class ReceiverMetrics:
         merged.register(BuildInfoCollector())
         MultiProcessCollector(merged, self.shared_dir)
         merged.register(self.store)
+        merged.register(FamilyCollector(os.getppid()))  # this process was started by the receiver's parent
         return generate_latest(merged)

@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,20 @@ LISTENING = "receiver processes listening"
 def children(pid: int) -> list[int]:
     """The kernel's list of a process's children."""
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def kernel_rss(pid: int) -> int:
+    """Resident memory in bytes as ``/proc/PID/status`` gives it (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def gone(pid: int) -> bool:
@@ -167,6 +182,7 @@ def test_processes_flag_refuses_bad_values_and_a_sqlite_store(tmp_path: Path) ->
 def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
     tmp_path: Path, store_dsn: str, launch: Launch, postgres_server: PostgresServer
 ) -> None:
+    launched = time.time()
     receiver = launch(write_config(tmp_path, store=store_dsn))
     first = listeners(receiver.pid, receiver.port)
     assert len(first) == 2
@@ -204,6 +220,17 @@ def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
         ]
         assert not [key for key in samples if "pid" in dict(key[1])]
         assert sum(k[0] == "opsloop_build_info" for k in samples) == 1  # one receiver, not one per process
+
+    # process_* describe the whole receiver, the parent and its processes together, whichever answers.
+    family = [receiver.pid, *children(receiver.pid)]
+    resident = [kernel_rss(pid) for pid in family]
+    busy = sum(cpu_seconds(pid) for pid in family[1:])
+    for _ in range(4):
+        samples = scrape(receiver.url)
+        assert samples[("process_cpu_seconds_total", ())] >= busy  # more than any one process used
+        assert 0.8 * sum(resident) <= samples[("process_resident_memory_bytes", ())] <= 1.25 * sum(resident)
+        assert samples[("process_resident_memory_bytes", ())] > 2 * max(resident)
+        assert launched - 1 <= samples[("process_start_time_seconds", ())] <= launched + 10  # the parent's start
 
     # SIGTERM to the receiver stops every process and removes the shared directory.
     last = list(listeners(receiver.pid, receiver.port))
