@@ -82,7 +82,6 @@ class StoreFigures(Collector):
 
 class ReceiverMetrics:
     def __init__(self, shared_dir: str | None = None) -> None:
-        self.shared_dir = shared_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(BuildInfoCollector())
         self.webhooks = Counter(
@@ -120,6 +119,9 @@ class ReceiverMetrics:
         )  # fmt: skip
         self.store = StoreFigures()
         self.registry.register(self.store)
+        # What /metrics serves, built once. One process: this registry, then prometheus-client's default
+        # one, which holds only its process and platform collectors.
+        self.served = [self.registry, REGISTRY] if shared_dir is None else [self._merged(shared_dir)]
         # Counters alerted on with increase() start at 0, so their first event already shows as one.
         for guard in (CIRCUIT_BREAKER, STORM_GUARD):
             self.guard_trips.labels(guard)
@@ -128,13 +130,15 @@ class ReceiverMetrics:
         self.alert_statuses = {status: self.alerts.labels(status) for status in ALERT_STATUSES}
 
     def render(self) -> bytes:
-        if self.shared_dir is None:
-            return generate_latest(self.registry) + generate_latest(REGISTRY)
-        # Several processes: counters and histograms summed over every process's files (this one's
-        # included), and the figures this process just read from the store, which every process shares.
+        return b"".join(generate_latest(registry) for registry in self.served)
+
+    def _merged(self, shared_dir: str) -> CollectorRegistry:
+        """Several processes: counters and histograms summed over every process's files (this one's
+        included), the figures this process just read from the store, which every process shares, and the
+        ``process_*`` of the receiver's processes and their parent together."""
         merged = CollectorRegistry(auto_describe=True)
         merged.register(BuildInfoCollector())
-        MultiProcessCollector(merged, self.shared_dir)
+        MultiProcessCollector(merged, shared_dir)
         merged.register(self.store)
         merged.register(FamilyCollector(os.getppid()))  # this process was started by the receiver's parent
-        return generate_latest(merged)
+        return merged

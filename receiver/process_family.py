@@ -42,6 +42,7 @@ class FamilyCollector(Collector):
         self.parent = parent
         self._ticks = os.sysconf("SC_CLK_TCK")
         self._page = os.sysconf("SC_PAGE_SIZE")
+        self._boot = _boot_time()
 
     def _children(self) -> list[int]:
         found = []
@@ -74,5 +75,5 @@ class FamilyCollector(Collector):
         yield GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", value=fds)
         yield GaugeMetricFamily(
             "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-            value=_boot_time() + int(parent[19]) / self._ticks,
+            value=self._boot + int(parent[19]) / self._ticks,
         )  # fmt: skip

@@ -83,12 +83,13 @@ class ParentLink:
 
     def _parent_gone(self) -> None:
         try:
-            if self._sock.recv(64):
-                return  # the parent sends nothing: ignore anything that does arrive
+            said = self._sock.recv(64)
         except BlockingIOError:
             return  # woken with nothing to read
         except OSError:  # reset: gone as well
-            pass
+            said = b""
+        if said:
+            return  # the parent sends nothing: ignore anything that does arrive
         asyncio.get_running_loop().remove_reader(self._sock)
         log.error("the receiver's parent process is gone: stopping")
         os.kill(os.getpid(), signal.SIGTERM)  # the same orderly shutdown as a SIGTERM from outside
