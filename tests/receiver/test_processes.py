@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 from opsloop.receiver.domain import SENT, Job
 from opsloop.receiver.store.postgres import PostgresStore
-from opsloop.testsupport.servers import LOOPBACK, ManagedProcess, PostgresServer, free_port, wait_until
+from opsloop.testsupport.servers import (
+    BIND_FAILURES,
+    LOOPBACK,
+    ManagedProcess,
+    PostgresServer,
+    free_port,
+    wait_until,
+)
 from opsloop.testsupport.sinks import SmtpSink
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -120,9 +127,9 @@ class Receiver:
         assert self.process.proc is not None
         return self.process.proc.pid
 
-    def wait_listening(self) -> None:
+    def wait_settled(self) -> None:
+        """Until every process listens, or the receiver has ended."""
         wait_until(lambda: self.process.logged(LISTENING) or not self.process.running, 60, "every process")
-        assert self.process.running, self.process.log_tail()
 
     def serving(self) -> set[int]:
         """The processes that listen on the receiver's port now."""
@@ -147,10 +154,18 @@ def launch() -> Iterator[Launch]:
     receivers: list[Receiver] = []
 
     def start(config: Path, *extra: str, port: int | None = None, listening: bool = True) -> Receiver:
-        receiver = Receiver(config, config.parent, 2, *extra, port=port)
-        receivers.append(receiver)
-        if listening:
-            receiver.wait_listening()
+        for attempt in range(3):
+            receiver = Receiver(config, config.parent, 2, *extra, port=port)
+            receivers.append(receiver)
+            if not listening:
+                return receiver
+            receiver.wait_settled()
+            # A port picked here can be taken by a server of a test running beside this one before the
+            # processes bind it: then, as the test servers do, again on another port.
+            if receiver.process.running or port is not None or not receiver.process.logged_any(BIND_FAILURES):
+                break
+            assert attempt < 2, receiver.process.log_tail()
+        assert receiver.process.running, receiver.process.log_tail()
         return receiver
 
     yield start
