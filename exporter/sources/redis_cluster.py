@@ -4,14 +4,14 @@
 ``prepare``/``plan``: SCAN runs on every primary, and the queued commands are routed by the slot of their
 keys, so each primary receives one pipeline per scrape.
 
-- A per-key script (``register_per_key_script``: one header line, then one line per key) is split by
-  owner node and sent in the ``allow-cross-slot-keys`` form, reading the node's keys of any slot in one
+- A per-key script (``register_per_key_script``: an array of two header values, then two values per
+  key) is split by owner node and sent in the ``allow-cross-slot-keys`` form, reading the node's keys of any slot in one
   call; the replies are merged back in key order. A node that no longer holds a key (resharding)
   refuses the whole call, and those keys are read again one by one, following ``MOVED`` and ``ASK``:
   a value is either read where the key lives or not published, never read as 0 from the wrong node.
 - ``INFO`` goes to every primary and its counters are summed; ``EXISTS`` is split and summed.
 - A node that fails or misses ``node_timeout`` costs only its own keys: its commands answer
-  ``NodeUnreachable``, the per-key script answers ``unread`` lines, and the source reports the node in
+  ``NodeUnreachable``, the per-key script answers ``unread`` for its keys, and the source reports the node in
   ``opsloop_redis_node_up`` / ``opsloop_redis_node_errors_total``.
 """
 
@@ -45,8 +45,8 @@ from opsloop.metric_contract import REDIS_NODE_ERRORS, REDIS_NODE_UP
 log = logging.getLogger(__name__)
 
 SLOTS = 16384
-UNREAD = "unread\t0\t"
-"""The per-key script line of a key whose node could not be read this scrape."""
+UNREAD = ("unread", "0\t")
+"""The per-key script's two values for a key whose node could not be read this scrape: a type and a line."""
 _PER_KEY_SCRIPTS: dict[str, tuple[str, int]] = {}
 MAX_REDIRECTS = 5
 _COUNTING = frozenset({"EXISTS", "TOUCH", "UNLINK", "DEL"})
@@ -62,7 +62,8 @@ class NodeUnreachable(ConnectionError):
 
 
 def register_per_key_script(script: str, fixed_args: int) -> None:
-    """Declare ``script`` splittable by key: ``fixed_args`` ARGV first, one reply line per key after a header.
+    """Declare ``script`` splittable by key: ``fixed_args`` ARGV first; it answers an array of two header
+    counters (summed over the nodes), then two values per key.
 
     Its cluster form reads the keys from ARGV after the fixed ones, with the script flags that let one
     call read keys of several slots on the node that holds them all.
@@ -363,22 +364,21 @@ class ClusterPipeline(AsyncCoreCommands):
         return results[0]
 
 
-def _merge_per_key(numkeys: int, parts: list[_Part], results: list[object]) -> str | BaseException:
-    """Header counters summed, each key's line back at its position; ``unread`` where its node failed."""
-    lines = [UNREAD] * numkeys
-    hits = misses = 0
+def _merge_per_key(numkeys: int, parts: list[_Part], results: list[object]) -> list[object] | BaseException:
+    """Header counters summed, each key's values back at its position; ``unread`` where its node failed."""
+    merged: list[object] = [0, 0, *UNREAD * numkeys]
     for part, reply in zip(parts, results, strict=True):
         if isinstance(reply, NodeUnreachable) or _redirected(reply):
             continue  # its node is down, or its slot has no reachable owner now: unread, never guessed
         if isinstance(reply, BaseException):
             return reply  # the script itself failed (not the node): fail like a standalone Redis would
-        assert isinstance(reply, str), repr(reply)
-        header, *body = reply.split("\n")
-        h, m = header.split("\t")
-        hits, misses = hits + int(h), misses + int(m)
-        for position, line in zip(part.keys, body, strict=True):
-            lines[position] = line
-    return f"{hits}\t{misses}\n" + "\n".join(lines)
+        assert isinstance(reply, list), repr(reply)
+        assert len(reply) == 2 + 2 * len(part.keys), "two counters, then two values per key"
+        merged[0] += reply[0]  # type: ignore[operator]
+        merged[1] += reply[1]  # type: ignore[operator]
+        for n, position in enumerate(part.keys):
+            merged[2 + 2 * position : 4 + 2 * position] = reply[2 + 2 * n : 4 + 2 * n]
+    return merged
 
 
 def _sum_info(infos: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,13 +1,17 @@
--- Length and oldest-item stamp of each key in KEYS. The first line counts this script's key lookups,
--- which Redis adds to INFO keyspace_hits/misses (so the exporter can take itself out of hit ratios):
---   hits TAB misses
--- then one line per key:
---   type TAB length TAB stamp [TAB group TAB pending TAB lag]...
+-- Length and oldest-item stamp of each key in KEYS, as one flat array:
+--   hits, misses, then two values per key.
+-- hits and misses count this script's key lookups, which Redis adds to INFO keyspace_hits/misses (so the
+-- exporter can take itself out of hit ratios). A list's two values are its length (an integer) and its
+-- oldest item's stamp: an integer in units of 0.1 ms (STAMP_UNITS a second) when the field is a number
+-- in range, the text of anything else, "" for none. Any other type's are its type and a line:
+--   length TAB stamp [TAB group TAB pending TAB lag]...
+-- Integers and no text per list: building a line per key cost Redis about as much as reading the key.
 -- ARGV[1]: JSON field holding a list item's enqueue time ("" = do not read list items)
 -- ARGV[2]: "right" or "left", the end of a list where the oldest item sits
 -- ARGV[3]: "1" to add stream consumer groups
 -- A missing key reads as an empty list: Redis deletes lists when they become empty.
 local field, oldest_index, with_groups = ARGV[1], (ARGV[2] == 'left') and 0 or -1, ARGV[3] == '1'
+local STAMP_UNITS, STAMP_LIMIT = 1e4, 1e14  -- within the limit, a stamp in units fits a 64-bit integer
 
 local function clean(value)
   return (string.gsub(tostring(value), '[\t\n]', ' '))
@@ -22,7 +26,10 @@ local function list_stamp(key)
   local ok, doc = pcall(cjson.decode, item)
   if not ok or type(doc) ~= 'table' then return '' end
   local stamp = doc[field]
-  if type(stamp) == 'number' then return tostring(stamp) end  -- 14 significant digits: 0.1 ms
+  if type(stamp) == 'number' then
+    if stamp > -STAMP_LIMIT and stamp < STAMP_LIMIT then return math.floor(stamp * STAMP_UNITS + 0.5) end
+    return tostring(stamp)  -- out of range, or not a number (cjson reads NaN and Infinity)
+  end
   if type(stamp) == 'string' then return clean(stamp) end
   return ''
 end
@@ -39,37 +46,40 @@ local function stream_groups(key)
   return parts
 end
 
-local lines = {}
-for i, key in ipairs(KEYS) do
+local out, n = {0, 0}, 2
+for _, key in ipairs(KEYS) do
   -- Queues are mostly lists: try LLEN first and ask for the TYPE only when it is refused.
   local length = redis.pcall('LLEN', key)
-  local kind = 'list'
-  if type(length) ~= 'number' then
-    kind = redis.call('TYPE', key)['ok']
-    hits = hits + 2  -- LLEN found a key of another type, TYPE found it again
-  elseif length > 0 then
-    hits = hits + 1
-  else
-    misses = misses + 1  -- a missing key: Redis deletes empty lists
-  end
-  local line
-  if kind == 'list' then
-    line = 'list\t' .. length .. '\t' .. ((field ~= '' and length > 0) and list_stamp(key) or '')
-  elseif kind == 'zset' then
-    hits = hits + 2
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    line = 'zset\t' .. redis.call('ZCARD', key) .. '\t' .. (first[2] or '')
-  elseif kind == 'stream' then
-    hits = hits + 2
-    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
-    line = 'stream\t' .. redis.call('XLEN', key) .. '\t' .. (first[1] and first[1][1] or '')
-    if with_groups then
-      local groups = stream_groups(key)
-      if #groups > 0 then line = line .. '\t' .. table.concat(groups, '\t') end
+  if type(length) == 'number' then
+    if length > 0 then
+      hits = hits + 1
+      out[n + 1], out[n + 2] = length, (field ~= '' and list_stamp(key) or '')
+    else
+      misses = misses + 1  -- a missing key: Redis deletes empty lists
+      out[n + 1], out[n + 2] = 0, ''
     end
   else
-    line = kind .. '\t0\t'
+    local kind = redis.call('TYPE', key)['ok']
+    hits = hits + 2  -- LLEN found a key of another type, TYPE found it again
+    local line
+    if kind == 'zset' then
+      hits = hits + 2
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      line = redis.call('ZCARD', key) .. '\t' .. (first[2] or '')
+    elseif kind == 'stream' then
+      hits = hits + 2
+      local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+      line = redis.call('XLEN', key) .. '\t' .. (first[1] and first[1][1] or '')
+      if with_groups then
+        local groups = stream_groups(key)
+        if #groups > 0 then line = line .. '\t' .. table.concat(groups, '\t') end
+      end
+    else
+      line = '0\t'
+    end
+    out[n + 1], out[n + 2] = kind, line
   end
-  lines[i] = line
+  n = n + 2
 end
-return hits .. '\t' .. misses .. '\n' .. table.concat(lines, '\n')
+out[1], out[2] = hits, misses
+return out

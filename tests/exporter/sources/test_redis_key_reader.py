@@ -182,3 +182,24 @@ async def test_ages_are_written_to_the_microsecond(redis_server, write_config, e
     written = re.fullmatch(r'opsloop_queue_oldest_age_seconds\{redis="main",queue="jobs:a"\} (\d+\.\d{6})', line)
     assert written is not None, line
     assert_age(float(written[1]), stamp, before, after)
+
+
+async def test_stamps_on_both_sides_of_the_scripts_integer_range_read_as_written(
+    redis_server, write_config, exporter_client
+) -> None:
+    """The script answers a stamp within 1e14 as an integer count of 0.1 ms, and a larger one, whose count
+    would not fit 64 bits, as its text: each reads as the number the item holds (negative here, so that
+    the age shows it)."""
+    r = redis.Redis.from_url(redis_server.url)
+    stamps = {"jobs:integer": -99999999999999, "jobs:text": -100000000000000, "jobs:far": -1e16}
+    for key, stamp in stamps.items():
+        r.lpush(key, json.dumps({"t": stamp}))
+    cfg = write_config({"redis": [{"name": "main", "url": redis_server.url}],
+                        "queues": [{"redis": "main", "pattern": "jobs:*", "oldest_age": {"field": "t"}}]})  # fmt: skip
+    before, series, after = await timed_scrape(await exporter_client(cfg))
+    for key, stamp in stamps.items():
+        age = value(series, "opsloop_queue_oldest_age_seconds", redis="main", queue=key)
+        assert age is not None
+        # doubles this large are 1/64 (near 1e14) to 2 (near 1e16) apart: room for that rounding only
+        spacing = abs(stamp) * 2**-52
+        assert before - stamp - spacing <= age <= after - stamp + spacing, (key, age)
