@@ -2,8 +2,9 @@
 --   hits, misses, then two values per key.
 -- hits and misses count this script's key lookups, which Redis adds to INFO keyspace_hits/misses (so the
 -- exporter can take itself out of hit ratios). A list's two values are its length (an integer) and its
--- oldest item's stamp: an integer in units of 0.1 ms (STAMP_UNITS a second) when the field is a number
--- in range, the text of anything else, "" for none. Any other type's are its type and a line:
+-- oldest item's stamp: when the field is a number in range, an integer count of ten-thousandths of the
+-- item's unit (0.1 ms of a stamp in seconds); else its text, or "" for none. Any other type's are its type
+-- and a line:
 --   length TAB stamp [TAB group TAB pending TAB lag]...
 -- Integers and no text per list: building a line per key cost Redis about as much as reading the key.
 -- ARGV[1]: JSON field holding a list item's enqueue time ("" = do not read list items)
