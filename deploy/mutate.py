@@ -143,6 +143,7 @@ MODULES: dict[str, list[str]] = {
                                 "tests/receiver/store/test_group_holds.py"],
     "receiver/store/driver.py": ["tests/receiver/store/test_driver.py"],
     "receiver/store/__init__.py": ["tests/receiver/store/test_open_store.py"],
+    "receiver/process_family.py": ["tests/receiver/test_process_family.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 KILLED = ("killed", "suspicious", "timeout")

@@ -203,3 +203,25 @@ async def test_stamps_on_both_sides_of_the_scripts_integer_range_read_as_written
         # doubles this large are 1/64 (near 1e14) to 2 (near 1e16) apart: room for that rounding only
         spacing = abs(stamp) * 2**-52
         assert before - stamp - spacing <= age <= after - stamp + spacing, (key, age)
+
+
+async def test_the_lookups_it_counts_are_those_redis_counts(client: Redis, redis_server: RedisServer) -> None:
+    """Hits and misses apart, as Redis adds them to INFO: lists, a sorted set and a key gone since discovery."""
+    for n in range(3):
+        await client.lpush(f"jobs:{n}", json.dumps({"t": time.time()}))
+    await client.zadd("jobs:z", {"a": 1})
+    reader = pattern_reader(redis_server.url, OldestAgeConfig(field="t"))
+    await reader.prepare(client)
+    await client.delete("jobs:1")  # discovered, then deleted: a miss
+    before = await client.info("stats")
+    pipe = client.pipeline(transaction=False)
+    replies = reader.plan(pipe)
+    for index, reply in enumerate(await pipe.execute()):
+        replies.take(index, reply)
+    after = await client.info("stats")
+    counted = (reader.lookups.hits, reader.lookups.misses)
+    assert counted == (
+        after["keyspace_hits"] - before["keyspace_hits"],
+        after["keyspace_misses"] - before["keyspace_misses"],
+    )
+    assert counted[0] > counted[1] == 1
