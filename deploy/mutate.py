@@ -249,6 +249,8 @@ def seed(module: str) -> None:
     The mutants are listed and registered as mutmut's own run does, so they get the same ids; each takes
     the status the ledger gives the same mutant of the same line, found by the line's text where lines
     moved. A line changed since is tested again, and so is a status not killed when the tests changed.
+    A mutant mutmut called suspicious (killed, in a run a loaded machine made slow) is seeded as killed:
+    mutmut would test it again once the tests change, and the tests that killed it would not count.
     """
     from mutmut import Context, list_mutations, python_source_files
     from mutmut.cache import register_mutants, update_line_numbers, update_mutant_status
@@ -271,7 +273,8 @@ def seed(module: str) -> None:
         for mutation in mutations:
             if row := status.get((mutation.line_number, mutation.index)):
                 tested = current if row["tests"] == ordered else ""
-                update_mutant_status(filename, mutation, row["status"], tested)
+                killed = "ok_killed" if row["status"] == "ok_suspicious" else row["status"]
+                update_mutant_status(filename, mutation, killed, tested)
 
 
 def restore(module: str) -> None:
