@@ -49,12 +49,18 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     child.close()
 
 
-async def test_ready_tells_the_parent_and_a_closed_parent_end_stops_the_process(
-    pair: tuple[socket.socket, socket.socket], terminated: Terminated
-) -> None:
+def ready(pair: tuple[socket.socket, socket.socket]) -> socket.socket:
+    """The process's link made ready, and its word read on the parent's end; returns that end."""
     parent, child = pair
     ParentLink(child).ready()
     assert parent.recv(64) == READY
+    return parent
+
+
+async def test_ready_tells_the_parent_and_a_closed_parent_end_stops_the_process(
+    pair: tuple[socket.socket, socket.socket], terminated: Terminated
+) -> None:
+    parent = ready(pair)
     assert not await terminated.within(0.2)
     parent.close()
     assert await terminated.within(5)
@@ -73,9 +79,7 @@ async def test_a_parent_that_ends_without_reading_stops_the_process_too(
 async def test_bytes_from_the_parent_are_ignored(
     pair: tuple[socket.socket, socket.socket], terminated: Terminated
 ) -> None:
-    parent, child = pair
-    ParentLink(child).ready()
-    assert parent.recv(64) == READY
+    parent = ready(pair)
     parent.sendall(b"hello")
     assert not await terminated.within(0.3)
     parent.close()
