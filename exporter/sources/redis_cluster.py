@@ -379,7 +379,7 @@ def _merge_per_key(numkeys: int, parts: list[_Part], results: list[object]) -> l
         # placed in C (a deque that keeps nothing drains the maps): 100,000 keys a scrape
         deque(map(firsts.__setitem__, part.keys, reply[2::2]), maxlen=0)
         deque(map(seconds.__setitem__, part.keys, reply[3::2]), maxlen=0)
-    merged: list[object] = [hits, misses, *firsts, *seconds]
+    merged: list[object] = [hits, misses, *[None] * (2 * numkeys)]
     merged[2::2], merged[3::2] = firsts, seconds
     return merged
 
