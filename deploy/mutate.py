@@ -144,6 +144,7 @@ MODULES: dict[str, list[str]] = {
     "receiver/store/driver.py": ["tests/receiver/store/test_driver.py"],
     "receiver/store/__init__.py": ["tests/receiver/store/test_open_store.py"],
     "receiver/process_family.py": ["tests/receiver/test_process_family.py"],
+    "receiver/processes.py": ["tests/receiver/test_parent_link.py", "tests/receiver/test_processes.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 KILLED = ("killed", "suspicious", "timeout")

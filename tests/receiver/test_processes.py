@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import os
 import re
 import signal
@@ -286,10 +287,14 @@ def test_a_taken_address_ends_the_receiver_before_any_process_starts(
     with socket.socket() as taken:  # without SO_REUSEPORT, as another program holds a port
         taken.bind((LOOPBACK, 0))
         taken.listen()
-        receiver = launch(config, port=taken.getsockname()[1], listening=False)
+        port = taken.getsockname()[1]
+        receiver = launch(config, port=port, listening=False)
         assert receiver.wait(60) == 1
     log = receiver.process.log_tail(200)
-    assert 'msg="cannot listen"' in log
+    # which address, and why in the kernel's words (asyncio writes them in lower case)
+    said = next(line for line in log.splitlines() if 'msg="cannot listen"' in line)
+    assert f'msg="cannot listen" address={LOOPBACK}:{port} error="' in said
+    assert os.strerror(errno.EADDRINUSE).lower() in said.split(" error=", 1)[1]
     assert "receiver process started" not in log
     assert not running_with(str(config))  # no process of it is left
 
