@@ -293,7 +293,7 @@ def test_a_taken_address_ends_the_receiver_before_any_process_starts(
     log = receiver.process.log_tail(200)
     # which address, and why in the kernel's words (asyncio writes them in lower case)
     said = next(line for line in log.splitlines() if 'msg="cannot listen"' in line)
-    assert f'msg="cannot listen" address={LOOPBACK}:{port} error="' in said
+    assert f'logger=opsloop.receiver.processes msg="cannot listen" address={LOOPBACK}:{port} error="' in said
     assert os.strerror(errno.EADDRINUSE).lower() in said.split(" error=", 1)[1]
     assert "receiver process started" not in log
     assert not running_with(str(config))  # no process of it is left
