@@ -58,12 +58,15 @@ def ready(pair: tuple[socket.socket, socket.socket]) -> socket.socket:
 
 
 async def test_ready_tells_the_parent_and_a_closed_parent_end_stops_the_process(
-    pair: tuple[socket.socket, socket.socket], terminated: Terminated
+    pair: tuple[socket.socket, socket.socket], terminated: Terminated, caplog: pytest.LogCaptureFixture
 ) -> None:
     parent = ready(pair)
     assert not await terminated.within(0.2)
+    assert not caplog.records
     parent.close()
     assert await terminated.within(5)
+    said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert said == [("opsloop.receiver.processes", "ERROR", "the receiver's parent process is gone: stopping")]
 
 
 async def test_a_parent_that_ends_without_reading_stops_the_process_too(

@@ -38,7 +38,7 @@ from tests.receiver.test_main import post_all, receiver_argv
 
 pytestmark = pytest.mark.slow
 
-LISTENING = "receiver processes listening"
+LISTENING = 'msg="receiver processes listening" processes=2'
 
 
 def children(pid: int) -> list[int]:
@@ -280,6 +280,16 @@ def test_sighup_reaches_every_process(tmp_path: Path, store_dsn: str, launch: La
     assert set(children(receiver.pid)) <= pids  # the processes that reloaded are the ones running
 
 
+async def why_not_bound(port: int) -> str:
+    """What asyncio itself says when it cannot listen on a port: the reason the receiver should log."""
+    try:
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, LOOPBACK, port)
+    except OSError as exc:
+        return exc.strerror
+    server.close()
+    raise AssertionError(f"port {port} is free")
+
+
 def test_a_taken_address_ends_the_receiver_before_any_process_starts(
     tmp_path: Path, store_dsn: str, launch: Launch
 ) -> None:
@@ -288,13 +298,16 @@ def test_a_taken_address_ends_the_receiver_before_any_process_starts(
         taken.bind((LOOPBACK, 0))
         taken.listen()
         port = taken.getsockname()[1]
+        bind_error = asyncio.run(why_not_bound(port))
         receiver = launch(config, port=port, listening=False)
         assert receiver.wait(60) == 1
     log = receiver.process.log_tail(200)
     # which address, and why in the kernel's words (asyncio writes them in lower case)
     said = next(line for line in log.splitlines() if 'msg="cannot listen"' in line)
-    assert f'logger=opsloop.receiver.processes msg="cannot listen" address={LOOPBACK}:{port} error="' in said
-    assert os.strerror(errno.EADDRINUSE).lower() in said.split(" error=", 1)[1]
+    assert said.endswith(
+        f'logger=opsloop.receiver.processes msg="cannot listen" address={LOOPBACK}:{port} error="{bind_error}"'
+    )
+    assert os.strerror(errno.EADDRINUSE).lower() in bind_error
     assert "receiver process started" not in log
     assert not running_with(str(config))  # no process of it is left
 
@@ -326,6 +339,21 @@ def test_a_process_that_ends_before_it_listens_ends_the_receiver_with_status_1(
     assert receiver.wait(60) == 1
     log = receiver.process.log_tail(200)
     assert "receiver process ended before it listened: stopping the receiver" in log
+    assert not running_with(str(config))
+
+
+def test_sigterm_while_the_processes_start_stops_them_with_status_0(
+    tmp_path: Path, store_dsn: str, launch: Launch
+) -> None:
+    """A stop asked for is a stop, not a failed start: status 0, nothing left, no start failure logged."""
+    config = write_config(tmp_path, store=store_dsn)
+    receiver = launch(config, listening=False)
+    wait_until(lambda: bool(children(receiver.pid)), 30, "the first process")
+    os.kill(receiver.pid, signal.SIGTERM)  # a process takes a second or more to get to listening
+    assert receiver.wait(60) == 0
+    log = receiver.process.log_tail(200)
+    assert LISTENING not in log  # stopped while starting, as meant
+    assert "before it listened" not in log
     assert not running_with(str(config))
 
 
