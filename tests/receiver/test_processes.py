@@ -39,6 +39,13 @@ from tests.receiver.test_main import post_all, receiver_argv
 pytestmark = pytest.mark.slow
 
 LISTENING = 'msg="receiver processes listening" processes=2'
+ENDED_EARLY = 'msg="receiver process ended before it listened: stopping the receiver" index=[01] pid={pid} status=-9'
+
+
+def logged_as(receiver: Receiver, pattern: str) -> list[re.Match[str]]:
+    """The receiver's log lines that end with ``pattern`` (a regular expression), matched."""
+    lines = receiver.process.log_tail(400).splitlines()
+    return [match for line in lines if (match := re.search(pattern + "$", line))]
 
 
 def children(pid: int) -> list[int]:
@@ -202,6 +209,9 @@ def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
     receiver = launch(write_config(tmp_path, store=store_dsn))
     first = listeners(receiver.pid, receiver.port)
     assert len(first) == 2
+    started = logged_as(receiver, r'msg="receiver process started" index=(\d+) pid=(\d+)')
+    assert sorted(int(m[1]) for m in started) == [0, 1]
+    assert {int(m[2]) for m in started} == set(first)
     assert all(len(sockets) == 1 for sockets in first.values())  # one listening socket each, of its own
     assert len(set().union(*first.values())) == 2
     assert not sockets_of(receiver.pid) & listening_sockets(receiver.port)  # the parent serves nothing
@@ -224,7 +234,9 @@ def test_two_processes_listen_on_one_address_and_every_scrape_sums_them(
     victim = next(iter(first))
     os.kill(victim, signal.SIGKILL)
     receiver.wait_replaced(victim)
-    assert receiver.process.logged("receiver process ended: starting another in its place")
+    assert logged_as(
+        receiver, f'msg="receiver process ended: starting another in its place" index=[01] pid={victim} status=-9'
+    )
     for _ in range(20):  # new connections: the kernel spreads them over both processes
         samples = scrape(receiver.url)
         assert samples[("opsloop_receiver_webhooks_total", (("outcome", "accepted"),))] == 60
@@ -335,10 +347,10 @@ def test_a_process_that_ends_before_it_listens_ends_the_receiver_with_status_1(
     config = write_config(tmp_path, store=store_dsn)
     receiver = launch(config, listening=False)
     wait_until(lambda: bool(children(receiver.pid)), 30, "the first process")
-    os.kill(children(receiver.pid)[0], signal.SIGKILL)  # it takes a second or more to get to listening
+    victim = children(receiver.pid)[0]
+    os.kill(victim, signal.SIGKILL)  # it takes a second or more to get to listening
     assert receiver.wait(60) == 1
-    log = receiver.process.log_tail(200)
-    assert "receiver process ended before it listened: stopping the receiver" in log
+    assert logged_as(receiver, ENDED_EARLY.format(pid=victim))
     assert not running_with(str(config))
 
 
@@ -355,6 +367,73 @@ def test_sigterm_while_the_processes_start_stops_them_with_status_0(
     assert LISTENING not in log  # stopped while starting, as meant
     assert "before it listened" not in log
     assert not running_with(str(config))
+
+
+def a_replacement_starting(receiver: Receiver) -> int:
+    """Kill one of a listening receiver's processes and return the pid of the one started in its place,
+    which takes a second or more to get to listening."""
+    first = children(receiver.pid)
+    os.kill(first[0], signal.SIGKILL)
+    wait_until(lambda: bool(set(children(receiver.pid)) - set(first)), 30, "a process in place of the dead one")
+    return next(iter(set(children(receiver.pid)) - set(first)))
+
+
+def test_a_replacement_that_ends_before_it_listens_ends_the_receiver_with_status_1(
+    tmp_path: Path, store_dsn: str, launch: Launch
+) -> None:
+    """A process that cannot start again would die again: better stop, visibly, than spin."""
+    config = write_config(tmp_path, store=store_dsn)
+    receiver = launch(config)
+    replacement = a_replacement_starting(receiver)
+    os.kill(replacement, signal.SIGKILL)
+    assert receiver.wait(60) == 1
+    assert logged_as(receiver, ENDED_EARLY.format(pid=replacement))
+    assert not running_with(str(config))
+
+
+def test_sigterm_while_a_replacement_starts_stops_the_receiver_with_status_0(
+    tmp_path: Path, store_dsn: str, launch: Launch
+) -> None:
+    config = write_config(tmp_path, store=store_dsn)
+    receiver = launch(config)
+    a_replacement_starting(receiver)
+    os.kill(receiver.pid, signal.SIGTERM)
+    assert receiver.wait(60) == 0
+    assert not receiver.process.logged("before it listened")
+    assert not running_with(str(config))
+
+
+def test_the_receiver_exits_only_once_its_processes_have_stopped(
+    tmp_path: Path, store_dsn: str, launch: Launch
+) -> None:
+    """Whoever sees the receiver exit may start another at once: the old processes must be gone by then."""
+    receiver = launch(write_config(tmp_path, store=store_dsn))
+    held, other = children(receiver.pid)
+    os.kill(held, signal.SIGSTOP)  # it cannot act on the SIGTERM it gets until it is continued
+    try:
+        os.kill(receiver.pid, signal.SIGTERM)
+        wait_until(lambda: gone(other), 30, "the other process to stop")
+        time.sleep(1)
+        assert receiver.process.running  # still waiting for the held one
+    finally:
+        os.kill(held, signal.SIGCONT)
+    assert receiver.wait(40) == 0
+    assert gone(held)
+    assert not receiver.process.logged("stopped uncleanly")
+
+
+def test_a_process_still_running_30_s_after_sigterm_is_killed(tmp_path: Path, store_dsn: str, launch: Launch) -> None:
+    receiver = launch(write_config(tmp_path, store=store_dsn))
+    held = children(receiver.pid)[0]
+    os.kill(held, signal.SIGSTOP)  # never continued: it cannot stop by itself
+    asked = time.monotonic()
+    os.kill(receiver.pid, signal.SIGTERM)
+    assert receiver.wait(90) == 0
+    assert time.monotonic() - asked >= 30  # docs/receiver.md: "any still running 30 s later is killed"
+    assert gone(held)
+    assert logged_as(receiver, f'msg="receiver process did not stop: killing it" pid={held}')
+    assert logged_as(receiver, f'msg="receiver process stopped uncleanly" pid={held} status=-9')
+    assert len(logged_as(receiver, 'msg="receiver process stopped uncleanly" .*')) == 1  # the other stopped cleanly
 
 
 def test_a_parent_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path, store_dsn: str, launch: Launch) -> None:
