@@ -125,3 +125,5 @@ async def serve_with(
             # a receiver's parent passes SIGTERM on to its processes) must not cut the cleanup short
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            # nor, arriving late, turn the exit that follows into death by signal: the stop is under way
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -45,7 +45,7 @@ class Workers:
             rc = process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill(process)
-            raise AssertionError(f"{tool} worker did not finish in {timeout}s") from None
+            raise AssertionError(f"{tool} worker did not finish in {timeout}s: {self.log(process)}") from None
         assert rc == 0, f"{tool} worker exited {rc}: {self.log(process)}"
 
     def log(self, process: subprocess.Popen[bytes]) -> str:
