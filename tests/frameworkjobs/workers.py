@@ -38,8 +38,12 @@ class Workers:
         self.running.append(process)
         return process
 
-    def burst(self, tool: str, *args: str, timeout: float = 60.0) -> None:
-        """Run a worker that exits when the queue is empty; fail with its log if it does not."""
+    def burst(self, tool: str, *args: str, timeout: float = 120.0) -> None:
+        """Run a worker that exits when the queue is empty; fail with its log if it does not.
+
+        More than a minute: on a loaded machine an rq 3.0 worker was seen to log "done, quitting" and
+        exit 60 s later, its pubsub thread listening with ``sleep_time=60`` as it stopped.
+        """
         process = self.start(tool, *args)
         try:
             rc = process.wait(timeout)
