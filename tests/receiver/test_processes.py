@@ -341,65 +341,46 @@ def test_a_second_receiver_on_the_same_address_is_refused(
     assert set().union(*listeners(first.pid, first.port).values()) == listening_sockets(first.port)
 
 
-def test_a_process_that_ends_before_it_listens_ends_the_receiver_with_status_1(
-    tmp_path: Path, store_dsn: str, launch: Launch
-) -> None:
-    config = write_config(tmp_path, store=store_dsn)
-    receiver = launch(config, listening=False)
-    wait_until(lambda: bool(children(receiver.pid)), 30, "the first process")
-    victim = children(receiver.pid)[0]
-    os.kill(victim, signal.SIGKILL)  # it takes a second or more to get to listening
-    assert receiver.wait(60) == 1
-    assert logged_as(receiver, ENDED_EARLY.format(pid=victim))
-    assert not running_with(str(config))
-
-
-def test_sigterm_while_the_processes_start_stops_them_with_status_0(
-    tmp_path: Path, store_dsn: str, launch: Launch
-) -> None:
-    """A stop asked for is a stop, not a failed start: status 0, nothing left, no start failure logged."""
-    config = write_config(tmp_path, store=store_dsn)
-    receiver = launch(config, listening=False)
-    wait_until(lambda: bool(children(receiver.pid)), 30, "the first process")
-    os.kill(receiver.pid, signal.SIGTERM)  # a process takes a second or more to get to listening
-    assert receiver.wait(60) == 0
-    log = receiver.process.log_tail(200)
-    assert LISTENING not in log  # stopped while starting, as meant
-    assert "before it listened" not in log
-    assert not running_with(str(config))
-
-
-def a_replacement_starting(receiver: Receiver) -> int:
-    """Kill one of a listening receiver's processes and return the pid of the one started in its place,
-    which takes a second or more to get to listening."""
+def a_process_starting(launch: Launch, config: Path, phase: str) -> tuple[Receiver, int]:
+    """A receiver with one process on its way to listening, and that process's pid: at the ``first`` start,
+    or in place of a process killed once all listened (``replacement``). Either takes a second or more."""
+    if phase == "first":
+        receiver = launch(config, listening=False)
+        wait_until(lambda: bool(children(receiver.pid)), 30, "the first process")
+        return receiver, children(receiver.pid)[0]
+    receiver = launch(config)
     first = children(receiver.pid)
     os.kill(first[0], signal.SIGKILL)
     wait_until(lambda: bool(set(children(receiver.pid)) - set(first)), 30, "a process in place of the dead one")
-    return next(iter(set(children(receiver.pid)) - set(first)))
+    return receiver, next(iter(set(children(receiver.pid)) - set(first)))
 
 
-def test_a_replacement_that_ends_before_it_listens_ends_the_receiver_with_status_1(
-    tmp_path: Path, store_dsn: str, launch: Launch
+@pytest.mark.parametrize("phase", ["first", "replacement"])
+def test_a_process_that_ends_before_it_listens_ends_the_receiver_with_status_1(
+    tmp_path: Path, store_dsn: str, launch: Launch, phase: str
 ) -> None:
-    """A process that cannot start again would die again: better stop, visibly, than spin."""
+    """A process that cannot start would die again: better stop, visibly, than spin."""
     config = write_config(tmp_path, store=store_dsn)
-    receiver = launch(config)
-    replacement = a_replacement_starting(receiver)
-    os.kill(replacement, signal.SIGKILL)
+    receiver, starting = a_process_starting(launch, config, phase)
+    os.kill(starting, signal.SIGKILL)
     assert receiver.wait(60) == 1
-    assert logged_as(receiver, ENDED_EARLY.format(pid=replacement))
+    assert logged_as(receiver, ENDED_EARLY.format(pid=starting))
     assert not running_with(str(config))
 
 
-def test_sigterm_while_a_replacement_starts_stops_the_receiver_with_status_0(
-    tmp_path: Path, store_dsn: str, launch: Launch
+@pytest.mark.parametrize("phase", ["first", "replacement"])
+def test_sigterm_while_a_process_starts_stops_the_receiver_with_status_0(
+    tmp_path: Path, store_dsn: str, launch: Launch, phase: str
 ) -> None:
+    """A stop asked for is a stop, not a failed start: status 0, nothing left, no start failure logged."""
     config = write_config(tmp_path, store=store_dsn)
-    receiver = launch(config)
-    a_replacement_starting(receiver)
+    receiver, _ = a_process_starting(launch, config, phase)
     os.kill(receiver.pid, signal.SIGTERM)
     assert receiver.wait(60) == 0
-    assert not receiver.process.logged("before it listened")
+    log = receiver.process.log_tail(200)
+    if phase == "first":
+        assert LISTENING not in log  # stopped while starting, as meant
+    assert "before it listened" not in log
     assert not running_with(str(config))
 
 
