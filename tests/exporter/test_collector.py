@@ -86,14 +86,20 @@ async def test_redis_killed_then_restarted_comes_back(write_config, exporter_cli
         client = await exporter_client(cfg)
         assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="emails") == 1
         server.kill()
+        # A pause is capped at half the time since the previous scrape. Waiting 2.2 s makes this one
+        # the full first pause, 0.5 to 1 s, so the scrape after it still finds the breaker open.
+        await asyncio.sleep(2.2)
         started = time.monotonic()
         series = await scrape(client, timeout=5)
         assert time.monotonic() - started < 1.0  # connection refused is fast: no waiting for the deadline
         assert value(series, "opsloop_source_up", source="redis/main") == 0
         assert value(series, "opsloop_queue_length", redis="main", queue="emails") is None
-        # the breaker is open now: the next scrape does not even try
+        assert value(series, "opsloop_source_errors_total", source="redis/main") == 1
+        assert value(series, "opsloop_source_breaker_open", source="redis/main") == 1
+        # the breaker is open now: the next scrape does not even try, so no second error
         series = await scrape(client, timeout=5)
         assert value(series, "opsloop_source_breaker_open", source="redis/main") == 1
+        assert value(series, "opsloop_source_errors_total", source="redis/main") == 1
         server.start()
         redis.Redis.from_url(server.url).lpush("queue:emails", "x", "y", "z")
         deadline = time.monotonic() + 10
