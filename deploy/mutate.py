@@ -145,6 +145,7 @@ MODULES: dict[str, list[str]] = {
     "receiver/store/__init__.py": ["tests/receiver/store/test_open_store.py"],
     "receiver/process_family.py": ["tests/receiver/test_process_family.py"],
     "receiver/processes.py": ["tests/receiver/test_parent_link.py", "tests/receiver/test_processes.py"],
+    "exporter/collector.py": ["tests/exporter/test_collector.py"],
 }  # fmt: skip
 STATES = ("killed", "survived", "timeout", "suspicious", "skipped", "untested")
 KILLED = ("killed", "suspicious", "timeout")
