@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import pytest
 import redis
+import redis.asyncio
 from opsloop.exporter.sources.base import CircuitBreaker
 from opsloop.testsupport.servers import RedisServer
 
-from tests.exporter.scrapes import ExporterClient, scrape, value
+from tests.exporter.scrapes import ExporterClient, scrape, timed_scrape, value
 
 
 def two_redis_config(good: str, bad: str, **scrape_cfg: object) -> dict[str, object]:
@@ -67,6 +71,7 @@ async def test_blackholed_redis_costs_the_deadline_not_the_scrape(write_config, 
             bad.resume()
     # the budget is Prometheus' 2 s timeout minus the 0.5 s margin, read from what the collector logged
     assert await read_failure(caplog, "redis/bad") == "no answer within 1.50s"
+    assert not [r for r in caplog.records if r.getMessage().startswith("duplicate series")]  # a failed read drops none
     assert elapsed < 2.0  # answered before Prometheus gives up
     assert value(series, "opsloop_source_up", source="redis/bad") == 0
     assert value(series, "opsloop_queue_length", redis="bad", queue="stuck") is None
@@ -75,7 +80,7 @@ async def test_blackholed_redis_costs_the_deadline_not_the_scrape(write_config, 
     assert value(series, "opsloop_source_errors_total", source="redis/bad") == 1
 
 
-async def test_redis_killed_then_restarted_comes_back(write_config, exporter_client):
+async def test_redis_killed_then_restarted_comes_back(write_config, exporter_client, caplog):
     with RedisServer() as server:
         redis.Redis.from_url(server.url).lpush("queue:emails", "a")
         cfg = write_config(
@@ -96,6 +101,10 @@ async def test_redis_killed_then_restarted_comes_back(write_config, exporter_cli
         assert value(series, "opsloop_queue_length", redis="main", queue="emails") is None
         assert value(series, "opsloop_source_errors_total", source="redis/main") == 1
         assert value(series, "opsloop_source_breaker_open", source="redis/main") == 1
+        async with redis.asyncio.Redis.from_url(server.url) as probe:  # the oracle: redis-py's own error
+            with pytest.raises(redis.ConnectionError) as refused:
+                await probe.ping()
+        assert await read_failure(caplog, "redis/main") == str(refused.value)  # its message, not a class name
         # the breaker is open now: the next scrape does not even try, so no second error
         series = await scrape(client, timeout=5)
         assert value(series, "opsloop_source_breaker_open", source="redis/main") == 1
@@ -204,11 +213,99 @@ async def test_recovered_redis_is_up_on_the_next_scrape(write_config, exporter_c
         interval = 0.5
         assert value(await scrape(client), "opsloop_source_up", source="redis/main") == 1
         server.kill()
+        starts = [time.monotonic()]
+        errors = [0.0]
         for _ in range(16):  # 8 s down: unbounded, the pause would have grown to 8-16 s
             await asyncio.sleep(interval)
-            assert value(await scrape(client, timeout=5), "opsloop_source_up", source="redis/main") == 0
+            starts.append(time.monotonic())
+            series = await scrape(client, timeout=5)
+            assert value(series, "opsloop_source_up", source="redis/main") == 0
+            errors.append(value(series, "opsloop_source_errors_total", source="redis/main") or 0.0)
+        # A pause stays under half the time between the two scrapes before it, so a scrape that comes at
+        # least that long after the last one tries once more: one more error each time. (A stalled test
+        # loop can make one gap much shorter than the one before; such a scrape may find the breaker open.)
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        tried = [i for i in range(2, len(gaps)) if gaps[i] > 0.6 * gaps[i - 1] + 0.05]
+        assert len(tried) >= 8, gaps
+        assert all(errors[i + 1] - errors[i] == 1 for i in tried), (errors, gaps)
         server.start()
         await asyncio.sleep(interval)
         series = await scrape(client, timeout=5)
     assert value(series, "opsloop_source_up", source="redis/main") == 1
     assert value(series, "opsloop_source_breaker_open", source="redis/main") == 0
+
+
+async def test_a_good_read_publishes_when_it_ended_and_how_long_it_took(redis_server, write_config, exporter_client):
+    cfg = write_config(
+        {"redis": [{"name": "main", "url": redis_server.url}],
+         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    for _ in range(2):  # the second good read replaces the first's figures
+        before, series, after = await timed_scrape(client)
+        assert before <= value(series, "opsloop_source_last_success_timestamp_seconds", source="redis/main") <= after
+        duration = value(series, "opsloop_source_scrape_duration_seconds", source="redis/main")
+        assert duration is not None
+        assert 0 < duration <= after - before
+
+
+async def test_a_read_still_in_flight_publishes_no_duration_and_no_last_success(
+    redis_server, write_config, exporter_client
+):
+    """A source never read to the end has no figures yet: no series, rather than a made-up zero."""
+    cfg = write_config(
+        {"redis": [{"name": "main", "url": redis_server.url}],
+         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    redis_server.pause()
+    arrived = requests_handled(client)
+    patient = asyncio.create_task(scrape(client, timeout=10))  # starts the read, waits up to 9.5 s
+    try:
+        await arrived(1)
+        hurried = await scrape(client, timeout=1)  # shares that read and gives up after 0.5 s
+    finally:
+        redis_server.resume()
+    assert value(hurried, "opsloop_source_up", source="redis/main") == 0
+    assert value(hurried, "opsloop_source_scrape_duration_seconds", source="redis/main") is None
+    assert value(hurried, "opsloop_source_last_success_timestamp_seconds", source="redis/main") is None
+    assert value(hurried, "opsloop_source_errors_total", source="redis/main") == 0  # the read has not failed
+    finished = await patient
+    assert value(finished, "opsloop_source_up", source="redis/main") == 1
+    assert value(finished, "opsloop_source_scrape_duration_seconds", source="redis/main") > 0
+
+
+async def test_a_queue_configured_twice_is_published_once_and_the_drop_logged(
+    redis_server, write_config, exporter_client, caplog
+):
+    redis.Redis.from_url(redis_server.url).lpush("queue:emails", "a", "b")
+    entry = {"name": "emails", "redis": "main", "key": "queue:emails"}
+    client = await exporter_client(write_config({"redis": [{"name": "main", "url": redis_server.url}],
+                                                 "queues": [entry, entry]}))  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    series = await scrape(client)
+    assert value(series, "opsloop_queue_length", redis="main", queue="emails") == 2
+    published = [labels for _, labels in series if ("queue", "emails") in labels]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("duplicate series")]
+    assert record.getMessage() == "duplicate series dropped; check for keys configured twice"
+    assert record.series == len(published)  # the second entry repeats every series of the first
+
+
+async def test_closing_the_exporter_while_a_read_hangs_ends_the_read(redis_server, write_config, exporter_client):
+    cfg = write_config(
+        {"redis": [{"name": "main", "url": redis_server.url}],
+         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+    )  # fmt: skip
+    client = await exporter_client(cfg)
+    redis_server.pause()
+    try:
+        arrived = requests_handled(client)
+        pending = asyncio.create_task(scrape(client, timeout=10))
+        await arrived(1)
+        started = time.monotonic()
+        await client.server.cleanup()  # cancels the read in flight and waits for it: no error escapes
+        assert time.monotonic() - started < 2.0  # not the 9.5 s the read had left
+        with pytest.raises(aiohttp.ClientError):
+            await pending  # the scrape's connection was closed under it
+    finally:
+        redis_server.resume()
