@@ -201,6 +201,23 @@ async def test_exporter_starts_and_serves_with_redis_down(write_config, exporter
         server.cleanup()
 
 
+async def test_a_source_down_from_the_first_scrape_opens_its_breaker(write_config, exporter_client):
+    """The first failure has no earlier scrape to cap its pause by: the pause is the breaker's own."""
+    server = RedisServer()  # never started: nothing listens on its port
+    try:
+        cfg = write_config(
+            {"scrape": {"breaker_failures": 1},
+             "redis": [{"name": "main", "url": server.url}],
+             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
+        )  # fmt: skip
+        series = await scrape(await exporter_client(cfg), timeout=3)
+        assert value(series, "opsloop_source_up", source="redis/main") == 0
+        assert value(series, "opsloop_source_errors_total", source="redis/main") == 1
+        assert value(series, "opsloop_source_breaker_open", source="redis/main") == 1
+    finally:
+        server.cleanup()
+
+
 async def test_recovered_redis_is_up_on_the_next_scrape(write_config, exporter_client):
     """However long Redis was down, the breaker's pause stays under the scrape interval."""
     with RedisServer() as server:
