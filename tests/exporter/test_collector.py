@@ -18,6 +18,15 @@ from opsloop.testsupport.servers import RedisServer
 from tests.exporter.scrapes import ExporterClient, scrape, timed_scrape, value
 
 
+def one_queue_config(url: str, **scrape_cfg: object) -> dict[str, object]:
+    """One Redis, ``main``, with one queue, ``emails`` at ``queue:emails``."""
+    return {
+        "scrape": scrape_cfg,
+        "redis": [{"name": "main", "url": url}],
+        "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}],
+    }
+
+
 def two_redis_config(good: str, bad: str, **scrape_cfg: object) -> dict[str, object]:
     return {
         "scrape": scrape_cfg,
@@ -83,11 +92,7 @@ async def test_blackholed_redis_costs_the_deadline_not_the_scrape(write_config, 
 async def test_redis_killed_then_restarted_comes_back(write_config, exporter_client, caplog):
     with RedisServer() as server:
         redis.Redis.from_url(server.url).lpush("queue:emails", "a")
-        cfg = write_config(
-            {"scrape": {"breaker_failures": 1, "breaker_max_backoff": "1s"},
-             "redis": [{"name": "main", "url": server.url}],
-             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-        )  # fmt: skip
+        cfg = write_config(one_queue_config(server.url, breaker_failures=1, breaker_max_backoff="1s"))
         client = await exporter_client(cfg)
         assert value(await scrape(client), "opsloop_queue_length", redis="main", queue="emails") == 1
         server.kill()
@@ -127,10 +132,7 @@ async def test_redis_killed_then_restarted_comes_back(write_config, exporter_cli
 async def test_concurrent_scrapes_share_one_read(redis_server, write_config, exporter_client):
     r = redis.Redis.from_url(redis_server.url)
     r.lpush("queue:emails", "a")
-    cfg = write_config(
-        {"redis": [{"name": "main", "url": redis_server.url}],
-         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-    )  # fmt: skip
+    cfg = write_config(one_queue_config(redis_server.url))
     client = await exporter_client(cfg)
     await scrape(client)
     llen_before = r.info("commandstats")["cmdstat_llen"]["calls"]
@@ -164,10 +166,7 @@ def test_breaker_opens_after_threshold_and_closes_on_success():
 async def test_redis_killed_during_a_scrape_answers_in_time(write_config, exporter_client):
     with RedisServer() as server:
         redis.Redis.from_url(server.url).lpush("queue:emails", "a", "b")
-        cfg = write_config(
-            {"redis": [{"name": "main", "url": server.url}],
-             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-        )  # fmt: skip
+        cfg = write_config(one_queue_config(server.url))
         client = await exporter_client(cfg)
         assert value(await scrape(client), "opsloop_source_up", source="redis/main") == 1
         server.pause()  # the next scrape's read hangs ...
@@ -185,11 +184,7 @@ async def test_redis_killed_during_a_scrape_answers_in_time(write_config, export
 async def test_exporter_starts_and_serves_with_redis_down(write_config, exporter_client):
     server = RedisServer()  # not started: nothing listens on its port yet
     try:
-        cfg = write_config(
-            {"scrape": {"breaker_failures": 100},
-             "redis": [{"name": "main", "url": server.url}],
-             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-        )  # fmt: skip
+        cfg = write_config(one_queue_config(server.url, breaker_failures=100))
         client = await exporter_client(cfg)
         assert (await client.get("/-/ready")).status == 200
         series = await scrape(client, timeout=3)
@@ -207,11 +202,7 @@ async def test_a_source_down_from_the_first_scrape_opens_its_breaker(write_confi
     """The first failure has no earlier scrape to cap its pause by: the pause is the breaker's own."""
     server = RedisServer()  # never started: nothing listens on its port
     try:
-        cfg = write_config(
-            {"scrape": {"breaker_failures": 1},
-             "redis": [{"name": "main", "url": server.url}],
-             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-        )  # fmt: skip
+        cfg = write_config(one_queue_config(server.url, breaker_failures=1))
         series = await scrape(await exporter_client(cfg), timeout=3)
         assert value(series, "opsloop_source_up", source="redis/main") == 0
         assert value(series, "opsloop_source_errors_total", source="redis/main") == 1
@@ -223,11 +214,7 @@ async def test_a_source_down_from_the_first_scrape_opens_its_breaker(write_confi
 async def test_recovered_redis_is_up_on_the_next_scrape(write_config, exporter_client):
     """However long Redis was down, the breaker's pause stays under the scrape interval."""
     with RedisServer() as server:
-        cfg = write_config(
-            {"scrape": {"breaker_failures": 1},  # default breaker_max_backoff: 30s
-             "redis": [{"name": "main", "url": server.url}],
-             "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-        )  # fmt: skip
+        cfg = write_config(one_queue_config(server.url, breaker_failures=1))  # default breaker_max_backoff: 30s
         client = await exporter_client(cfg)
         interval = 0.5
         assert value(await scrape(client), "opsloop_source_up", source="redis/main") == 1
@@ -255,10 +242,7 @@ async def test_recovered_redis_is_up_on_the_next_scrape(write_config, exporter_c
 
 
 async def test_a_good_read_publishes_when_it_ended_and_how_long_it_took(redis_server, write_config, exporter_client):
-    cfg = write_config(
-        {"redis": [{"name": "main", "url": redis_server.url}],
-         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-    )  # fmt: skip
+    cfg = write_config(one_queue_config(redis_server.url))
     client = await exporter_client(cfg)
     for _ in range(2):  # the second good read replaces the first's figures
         before, series, after = await timed_scrape(client)
@@ -272,10 +256,7 @@ async def test_a_read_still_in_flight_publishes_no_duration_and_no_last_success(
     redis_server, write_config, exporter_client
 ):
     """A source never read to the end has no figures yet: no series, rather than a made-up zero."""
-    cfg = write_config(
-        {"redis": [{"name": "main", "url": redis_server.url}],
-         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-    )  # fmt: skip
+    cfg = write_config(one_queue_config(redis_server.url))
     client = await exporter_client(cfg)
     redis_server.pause()
     arrived = requests_handled(client)
@@ -311,10 +292,7 @@ async def test_a_queue_configured_twice_is_published_once_and_the_drop_logged(
 
 
 async def test_closing_the_exporter_while_a_read_hangs_ends_the_read(redis_server, write_config, exporter_client):
-    cfg = write_config(
-        {"redis": [{"name": "main", "url": redis_server.url}],
-         "queues": [{"name": "emails", "redis": "main", "key": "queue:emails"}]}
-    )  # fmt: skip
+    cfg = write_config(one_queue_config(redis_server.url))
     client = await exporter_client(cfg)
     redis_server.pause()
     try:
