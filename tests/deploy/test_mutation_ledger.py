@@ -64,6 +64,11 @@ def ledger(at: Path) -> dict[tuple[int, int], str]:
     return {(int(row[2]), int(row[4])): decided.get(row[5], row[5]) for row in rows}
 
 
+def ledger_text(at: Path) -> str:
+    """The ledger as written, but "suspicious" read as killed: a resume seeds such a mutant as killed."""
+    return (at / "docs" / "mutation" / "grade.py.tsv").read_text().replace("\tok_suspicious\t", "\tok_killed\t")
+
+
 def clone(source: Path, at: Path) -> Path:
     """The project as committed: without mutmut's caches (or the runs counted there)."""
     return Path(shutil.copytree(source, at, ignore=shutil.ignore_patterns(".mutmut-cache*", "runs", "__pycache__")))
@@ -95,8 +100,7 @@ def test_a_resumed_run_in_a_checkout_without_the_cache_goes_on_from_the_ledger(t
     same = clone(first, tmp_path / "same")  # nothing changed: nothing to test again
     mutate(same, "--resume")
     assert (same / "runs").read_text() == "."  # the tests without mutations only
-    written = Path("docs", "mutation", "grade.py.tsv")
-    assert (same / written).read_text() == (first / written).read_text()  # the same ids, statuses and tests
+    assert ledger_text(same) == ledger_text(first)  # the same ids, statuses and tests
     assert "4 mutants, 2 killed (50.0%), 2 survived." in summary(same)
 
     # New tests, and a line above the mutated ones: the survivors are tested again, wherever they are now,
